@@ -1,0 +1,33 @@
+"""Operator-wide settings: the scheduling policy and queue quotas (a ConfigMap in the chart)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import yaml
+from pydantic import Field
+
+from transfer_operator.api.enums import UtilizationPolicy
+from transfer_operator.api.models import NAME_PATTERN, ApiModel
+
+
+class QueueConfig(ApiModel):
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
+    nominal_gpus: Annotated[int, Field(ge=0)]
+    cohort: str | None = None
+    borrowing_limit_gpus: Annotated[int | None, Field(default=None, ge=0)] = None
+
+
+class OperatorConfig(ApiModel):
+    utilization_policy: UtilizationPolicy = UtilizationPolicy.BINPACK
+    scheduling_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 2.0
+    queues: list[QueueConfig] = Field(default_factory=list)
+    rayjob_ttl_seconds: Annotated[int, Field(ge=0)] = 3600
+    budget_warning_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.8
+
+    @classmethod
+    def load(cls, path: Path | None) -> OperatorConfig:
+        if path is None or not path.exists():
+            return cls()
+        return cls.model_validate(yaml.safe_load(path.read_text()) or {})

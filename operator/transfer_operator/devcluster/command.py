@@ -1,0 +1,98 @@
+"""`transferctl dev-cluster up|down|status`: the local control plane from the command line."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import click
+
+from transfer_operator.devcluster import cluster as cluster_mod
+from transfer_operator.devcluster.nodes import DEFAULT_MAX_NODES_PER_POOL, load_pools
+
+state_dir_option = click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=cluster_mod.DEFAULT_STATE_DIR,
+    show_default=True,
+    help="Where certificates, kubeconfig, etcd data, logs and state.json live.",
+)
+
+
+@click.group("dev-cluster")
+def dev_cluster() -> None:
+    """A local Kubernetes control plane with fake (kwok) GPU nodes and KubeRay."""
+
+
+@dev_cluster.command()
+@click.option(
+    "--pools",
+    "pools_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="YAML file with GPUPool objects; each pool becomes kwok GPU nodes.",
+)
+@click.option(
+    "--max-nodes-per-pool",
+    type=int,
+    default=DEFAULT_MAX_NODES_PER_POOL,
+    show_default=True,
+    help="Cap on fake nodes per pool (pools may declare many more).",
+)
+@click.option("--no-kuberay", is_flag=True, help="Do not install KubeRay.")
+@click.option("--timeout", "timeout_s", type=float, default=180.0, show_default=True)
+@state_dir_option
+def up(
+    pools_file: Path | None,
+    max_nodes_per_pool: int,
+    no_kuberay: bool,
+    timeout_s: float,
+    state_dir: Path,
+) -> None:
+    """Start the cluster (building the binaries first if needed)."""
+    pools = load_pools(pools_file) if pools_file else []
+    start_s = time.monotonic()
+    cluster = cluster_mod.up(
+        state_dir,
+        pools=pools,
+        max_nodes_per_pool=max_nodes_per_pool,
+        kuberay=not no_kuberay,
+        timeout_s=timeout_s,
+        echo=lambda message: click.echo(message, err=True),
+    )
+    click.echo(f"Cluster up in {time.monotonic() - start_s:.1f}s: {cluster.server}")
+    if cluster.nodes:
+        click.echo(f"Fake GPU nodes: {', '.join(cluster.nodes)}")
+    click.echo(f"Logs: {cluster.state_dir / 'logs'}")
+    click.echo(f"Kubeconfig: {cluster.kubeconfig}")
+    click.echo(f"export KUBECONFIG={cluster.kubeconfig}")
+
+
+@dev_cluster.command()
+@state_dir_option
+def down(state_dir: Path) -> None:
+    """Stop every process of the cluster."""
+    if cluster_mod.down(state_dir):
+        click.echo("Cluster stopped.")
+    else:
+        click.echo(f"No cluster running in {state_dir}.")
+
+
+@dev_cluster.command()
+@state_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def status(state_dir: Path, as_json: bool) -> None:
+    """Show whether the cluster and each component are running."""
+    info = cluster_mod.status(state_dir)
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    if not info["components"]:
+        click.echo(f"No cluster in {state_dir}.")
+        raise SystemExit(1)
+    click.echo(f"server: {info['server']} ({'ready' if info['ready'] else 'NOT ready'})")
+    click.echo(f"kubeconfig: {info['kubeconfig']}")
+    for name, alive in info["components"].items():
+        click.echo(f"  {name:<24} {'running' if alive else 'stopped'} (pid {info['pids'][name]})")
+    if not info["running"]:
+        raise SystemExit(1)

@@ -1,0 +1,1 @@
+"""TransferJob + placement -> KubeRay RayJob manifest; RayJob status -> TransferJob phase."""

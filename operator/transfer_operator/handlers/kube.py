@@ -1,0 +1,171 @@
+"""Every Kubernetes call of the operator, through the official client. Synchronous: the
+scheduling loop calls it from a worker thread, kopf runs sync handlers in its executor."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from transfer_operator.api.enums import GROUP, VERSION
+from transfer_operator.engine.rayjob import RAYJOB_API_VERSION
+
+log = logging.getLogger(__name__)
+RAY_GROUP, RAY_VERSION = RAYJOB_API_VERSION.split("/")
+
+
+def load_client_config() -> client.ApiClient:
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.ApiClient()
+
+
+@dataclass
+class Kube:
+    api: client.ApiClient
+
+    @property
+    def custom(self) -> client.CustomObjectsApi:
+        return client.CustomObjectsApi(self.api)
+
+    # --- our resources ------------------------------------------------------------------
+
+    def list_transferjobs(self) -> list[dict[str, Any]]:
+        return self.custom.list_cluster_custom_object(GROUP, VERSION, "transferjobs")["items"]
+
+    def list_gpupools(self) -> list[dict[str, Any]]:
+        return self.custom.list_cluster_custom_object(GROUP, VERSION, "gpupools")["items"]
+
+    def patch_transferjob_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, "transferjobs", name, {"status": status}
+        )
+
+    def patch_gpupool_status(self, name: str, status: dict[str, Any]) -> None:
+        self.custom.patch_cluster_custom_object_status(GROUP, VERSION, "gpupools", name, {"status": status})
+
+    # --- RayJobs ------------------------------------------------------------------------
+
+    def get_rayjob(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self.custom.get_namespaced_custom_object(
+                RAY_GROUP, RAY_VERSION, namespace, "rayjobs", name
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def create_rayjob(self, manifest: dict[str, Any], owner: dict[str, Any]) -> bool:
+        """Create if absent; True when this call created it. The fixed name makes it idempotent."""
+        manifest = {**manifest, "metadata": {**manifest["metadata"], "ownerReferences": [owner]}}
+        namespace = manifest["metadata"]["namespace"]
+        try:
+            self.custom.create_namespaced_custom_object(
+                RAY_GROUP, RAY_VERSION, namespace, "rayjobs", manifest
+            )
+            return True
+        except ApiException as error:
+            if error.status == 409:
+                return False
+            raise
+
+    def delete_rayjob(self, namespace: str, name: str) -> None:
+        try:
+            self.custom.delete_namespaced_custom_object(
+                RAY_GROUP, RAY_VERSION, namespace, "rayjobs", name, propagation_policy="Background"
+            )
+        except ApiException as error:
+            if error.status != 404:  # already gone counts as success
+                raise
+
+    # --- events and leases --------------------------------------------------------------
+
+    def post_event(self, obj: dict[str, Any], event_type: str, reason: str, message: str) -> None:
+        metadata = obj["metadata"]
+        namespace = metadata.get("namespace") or "default"
+        now = datetime.now(UTC)
+        event = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(generate_name=f"{metadata['name']}."[:200], namespace=namespace),
+            involved_object=client.V1ObjectReference(
+                api_version=obj.get("apiVersion"),
+                kind=obj.get("kind"),
+                name=metadata["name"],
+                namespace=metadata.get("namespace"),
+                uid=metadata.get("uid"),
+            ),
+            type=event_type,
+            reason=reason,
+            message=message[:1024],
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+            source=client.V1EventSource(component="transfer-operator"),
+            reporting_component="transfer-operator",
+            reporting_instance=socket.gethostname(),
+        )
+        try:
+            client.CoreV1Api(self.api).create_namespaced_event(namespace, event)
+        except ApiException as error:  # events are best effort
+            log.warning("could not post event %s on %s: %s", reason, metadata["name"], error.reason)
+
+    def hold_lease(self, namespace: str, name: str, holder: str, duration_s: int) -> bool:
+        """Acquire or renew a coordination.k8s.io Lease; True while `holder` leads."""
+        coordination = client.CoordinationV1Api(self.api)
+        now = datetime.now(UTC)
+        try:
+            lease = coordination.read_namespaced_lease(name, namespace)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            body = client.V1Lease(
+                metadata=client.V1ObjectMeta(name=name, namespace=namespace),
+                spec=client.V1LeaseSpec(
+                    holder_identity=holder,
+                    lease_duration_seconds=duration_s,
+                    acquire_time=now,
+                    renew_time=now,
+                ),
+            )
+            try:
+                coordination.create_namespaced_lease(namespace, body)
+                return True
+            except ApiException as create_error:
+                if create_error.status == 409:
+                    return False
+                raise
+        spec = lease.spec
+        renewed = spec.renew_time or spec.acquire_time or now - timedelta(days=1)
+        expired = renewed + timedelta(seconds=spec.lease_duration_seconds or duration_s) < now
+        if spec.holder_identity != holder and not expired:
+            return False
+        if spec.holder_identity != holder:
+            spec.acquire_time = now
+        spec.holder_identity = holder
+        spec.renew_time = now
+        spec.lease_duration_seconds = duration_s
+        try:
+            coordination.replace_namespaced_lease(name, namespace, lease)  # resourceVersion guards races
+            return True
+        except ApiException as error:
+            if error.status == 409:
+                return False
+            raise
+
+
+def owner_reference(obj: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": obj.get("apiVersion", f"{GROUP}/{VERSION}"),
+        "kind": obj.get("kind", "TransferJob"),
+        "name": obj["metadata"]["name"],
+        "uid": obj["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }

@@ -1,0 +1,245 @@
+"""The scheduling cycle: list the fleet, call the pure scheduler, write its decisions.
+
+One cycle handles every queued job at once (not one decision per event). Only the holder of
+the scheduler Lease runs it, so two replicas never double-schedule.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from transfer_operator import metrics
+from transfer_operator.api.enums import ConditionType, Phase, Reason
+from transfer_operator.api.models import GPUPool, TransferJob
+from transfer_operator.api.validation import InvalidSpec, parse_gpupool, parse_transferjob
+from transfer_operator.engine.rayjob import PoolPin, rayjob_name, render_rayjob
+from transfer_operator.handlers.conditions import iso, phase_patch, upsert_condition
+from transfer_operator.handlers.context import Ctx
+from transfer_operator.handlers.kube import owner_reference
+from transfer_operator.scheduler import Action, Decision, schedule
+from transfer_operator.scheduler.snapshot import snapshot_of
+
+log = logging.getLogger(__name__)
+LEASE_NAME = "transfer-operator-scheduler"
+
+
+@dataclass
+class Fleet:
+    pools: dict[str, tuple[dict[str, Any], GPUPool]]
+    jobs: dict[str, tuple[dict[str, Any], TransferJob]]
+
+
+def read_fleet(ctx: Ctx) -> Fleet:
+    pools: dict[str, tuple[dict[str, Any], GPUPool]] = {}
+    for body in ctx.kube.list_gpupools():
+        try:
+            pool = parse_gpupool(body)
+        except InvalidSpec as error:
+            log.warning("skipping GPUPool %s: %s", body["metadata"]["name"], error)
+            continue
+        pools[pool.metadata.name] = (body, pool)
+    jobs: dict[str, tuple[dict[str, Any], TransferJob]] = {}
+    for body in ctx.kube.list_transferjobs():
+        try:
+            job = parse_transferjob(body)
+        except InvalidSpec:
+            continue  # the validate handler has already told the user
+        jobs[job.key] = (body, job)
+    return Fleet(pools, jobs)
+
+
+def run_cycle(ctx: Ctx, now: datetime) -> list[Decision]:
+    started = time.perf_counter()
+    fleet = read_fleet(ctx)
+    release_lost_pools(ctx, fleet, now)
+    snapshot, pending = snapshot_of(
+        (pool for _, pool in fleet.pools.values()), (job for _, job in fleet.jobs.values()), ctx.config
+    )
+    decisions = schedule(snapshot, pending)
+    for decision in decisions:
+        body, job = fleet.jobs[decision.job_key]
+        try:
+            apply_decision(ctx, fleet, body, job, decision, now)
+        except Exception:  # one job's failure must not stop the cycle
+            log.exception("applying the decision for %s failed", decision.job_key)
+            metrics.RECONCILE_ERRORS.labels(stage="admit").inc()
+    write_pool_status(ctx, fleet)
+    metrics.record_cycle(
+        decisions, fleet_jobs=[job for _, job in fleet.jobs.values()], seconds=time.perf_counter() - started
+    )
+    return decisions
+
+
+def release_lost_pools(ctx: Ctx, fleet: Fleet, now: datetime) -> None:
+    """Jobs on a pool that was deleted or cordoned go back to the queue (failover)."""
+    for key, (body, job) in list(fleet.jobs.items()):
+        placement = job.status.placement
+        if placement is None or not job.status.phase.holds_capacity:
+            continue
+        entry = fleet.pools.get(placement.pool)
+        if entry is not None and not entry[1].spec.cordoned:
+            continue
+        why = "was deleted" if entry is None else "was cordoned"
+        message = f"pool {placement.pool} {why}; back in the queue, resuming from the last checkpoint"
+        preempt(ctx, body, job, Reason.POOL_LOST, message, now)
+        fleet.jobs[key] = (
+            body,
+            job.model_copy(
+                update={"status": job.status.model_copy(update={"phase": Phase.PREEMPTED, "placement": None})}
+            ),
+        )
+
+
+def preempt(
+    ctx: Ctx, body: dict[str, Any], job: TransferJob, reason: Reason, message: str, now: datetime
+) -> None:
+    namespace = job.metadata.namespace or "default"
+    if job.status.ray_job_name:
+        ctx.kube.delete_rayjob(namespace, job.status.ray_job_name)
+    status = phase_patch(body.get("status") or {}, Phase.PREEMPTED, reason, message, now)
+    status["placement"] = None
+    ctx.kube.patch_transferjob_status(namespace, job.metadata.name, status)
+    ctx.kube.post_event(body, "Warning", reason.value, message)
+    metrics.PREEMPTIONS.labels(reason=reason.value).inc()
+
+
+def apply_decision(
+    ctx: Ctx, fleet: Fleet, body: dict[str, Any], job: TransferJob, decision: Decision, now: datetime
+) -> None:
+    namespace = job.metadata.namespace or "default"
+    current = body.get("status") or {}
+    if decision.action is Action.ADMIT:
+        assert decision.placement is not None
+        placement = decision.placement
+        attempt = job.status.attempts + 1
+        name = rayjob_name(job.metadata.name, attempt)
+        status = phase_patch(current, Phase.ADMITTED, Reason.ADMITTED, decision.message, now)
+        status["conditions"] = upsert_condition(
+            status["conditions"], ConditionType.ADMITTED, True, Reason.ADMITTED, decision.message, now
+        )
+        status.update(
+            placement={
+                "pool": placement.pool,
+                "region": placement.region,
+                "zone": placement.zone,
+                "gpuType": placement.gpu_type,
+                "priceClass": placement.price_class.value,
+                "usdPerGpuHour": placement.usd_per_gpu_hour,
+                "usdPerHour": round(placement.usd_per_hour, 4),
+                "gpus": placement.gpus,
+            },
+            rayJobName=name,  # the child's name is in status before the child exists
+            attempts=attempt,
+            admittedAt=iso(now),
+            costAccruedAt=iso(now),
+        )
+        ctx.kube.patch_transferjob_status(namespace, job.metadata.name, status)
+        admitted = job.model_copy(update={"status": job.status.model_copy(update={"attempts": attempt})})
+        ensure_rayjob(ctx, body, admitted, placement.pool, fleet.pools[placement.pool][1], attempt)
+        ctx.kube.post_event(body, "Normal", Reason.ADMITTED.value, decision.message)
+        created = metrics.seconds_since(job.metadata.creation_timestamp, now)
+        if created is not None:
+            metrics.ADMISSION_LATENCY.observe(created)
+        return
+    if decision.action is Action.PREEMPT:
+        for victim_key in decision.victims:
+            victim_body, victim = fleet.jobs[victim_key]
+            preempt(
+                ctx,
+                victim_body,
+                victim,
+                Reason.PREEMPTED,
+                f"preempted by higher-priority {job.key}; back in the queue with its checkpoint",
+                now,
+            )
+    # Waiting (or waiting for victims): write only what changed, to keep the API server quiet.
+    ready = next((c for c in job.status.conditions if c.type == ConditionType.READY.value), None)
+    if ready is not None and ready.reason == decision.reason.value and ready.message == decision.message:
+        return
+    status = {
+        "message": decision.message,
+        "conditions": upsert_condition(
+            list(current.get("conditions") or []),
+            ConditionType.READY,
+            False,
+            decision.reason,
+            decision.message,
+            now,
+        ),
+    }
+    if not current.get("phase"):
+        status["phase"] = Phase.PENDING.value
+    ctx.kube.patch_transferjob_status(namespace, job.metadata.name, status)
+    if ready is None or ready.reason != decision.reason.value:
+        kind = "Warning" if decision.reason in (Reason.INVALID_SPEC, Reason.BUDGET_TOO_LOW) else "Normal"
+        ctx.kube.post_event(body, kind, decision.reason.value, decision.message)
+
+
+def ensure_rayjob(
+    ctx: Ctx, body: dict[str, Any], job: TransferJob, pool_name: str, pool: GPUPool, attempt: int
+) -> None:
+    manifest = render_rayjob(
+        job, PoolPin.of(pool_name, pool.spec), attempt, ttl_seconds=ctx.config.rayjob_ttl_seconds
+    )
+    try:
+        if ctx.kube.create_rayjob(manifest, owner_reference(body)):
+            ctx.kube.post_event(
+                body,
+                "Normal",
+                Reason.RAYJOB_CREATED.value,
+                f"created RayJob {manifest['metadata']['name']} on {pool_name}",
+            )
+    except Exception as error:
+        metrics.RAYJOB_CREATE_ERRORS.inc()
+        ctx.kube.post_event(
+            body, "Warning", Reason.RAYJOB_CREATE_FAILED.value, f"creating the RayJob failed: {error}"
+        )
+        raise
+
+
+def write_pool_status(ctx: Ctx, fleet: Fleet) -> None:
+    held: dict[str, tuple[int, int]] = {}
+    for _, job in fleet.jobs.values():
+        placement = job.status.placement
+        if placement is not None and job.status.phase.holds_capacity:
+            gpus, count = held.get(placement.pool, (0, 0))
+            held[placement.pool] = (gpus + placement.gpus, count + 1)
+    for name, (body, pool) in fleet.pools.items():
+        allocated, jobs = held.get(name, (0, 0))
+        capacity = pool.spec.capacity_gpus
+        status = {
+            "allocatedGpus": allocated,
+            "freeGpus": max(0, capacity - allocated),
+            "utilization": round(allocated / capacity, 4) if capacity else 0.0,
+            "jobs": jobs,
+            "health": "Cordoned" if pool.spec.cordoned else "Healthy",
+        }
+        metrics.record_pool(pool, allocated)
+        old = body.get("status") or {}
+        if any(old.get(k) != v for k, v in status.items()):
+            ctx.kube.patch_gpupool_status(name, status)
+
+
+async def scheduling_loop(ctx: Ctx, stopped: asyncio.Event) -> None:
+    """Run a cycle every `schedulingIntervalSeconds` while this replica holds the Lease."""
+    interval_s = ctx.config.scheduling_interval_seconds
+    lease_s = max(15, int(interval_s * 5))
+    while not stopped.is_set():
+        try:
+            leader = await asyncio.to_thread(
+                ctx.kube.hold_lease, ctx.lease_namespace, LEASE_NAME, ctx.identity, lease_s
+            )
+            if leader:
+                await asyncio.to_thread(run_cycle, ctx, datetime.now(UTC))
+        except Exception:
+            log.exception("scheduling cycle failed; retrying")
+            metrics.RECONCILE_ERRORS.labels(stage="cycle").inc()
+        try:
+            await asyncio.wait_for(stopped.wait(), timeout=interval_s)
+        except TimeoutError:
+            pass

@@ -1,0 +1,68 @@
+"""TransferJob / GPUPool values -> the scheduler's plain inputs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from transfer_operator.api.models import GPUPool, TransferJob
+from transfer_operator.scheduler.types import Allocation, JobRequest, PoolState
+
+
+def seconds_of(timestamp: str | None) -> float:
+    if not timestamp:
+        return 0.0
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+
+
+def pool_state_of(pool: GPUPool) -> PoolState:
+    spec = pool.spec
+    return PoolState(
+        name=pool.metadata.name,
+        region=spec.region,
+        zone=spec.zone,
+        gpu_type=spec.gpu_type,
+        nodes=spec.nodes,
+        gpus_per_node=spec.gpus_per_node,
+        on_demand_usd_per_gpu_hour=spec.pricing.on_demand_per_gpu_hour,
+        spot_usd_per_gpu_hour=spec.pricing.spot_per_gpu_hour,
+        spot_interruptions_per_hour=spec.pricing.spot_interruption_rate,
+        cordoned=spec.cordoned,
+    )
+
+
+def job_request_of(job: TransferJob) -> JobRequest:
+    spec = job.spec
+    budget_left = None
+    if spec.budget is not None:
+        budget_left = max(0.0, spec.budget.max_dollars - job.status.cost_so_far)
+    return JobRequest(
+        key=job.key,
+        workers=spec.resources.workers,
+        gpus_per_worker=spec.resources.gpus_per_worker,
+        gpu_type=spec.resources.gpu_type,
+        regions=frozenset(spec.placement.regions),
+        spot=spec.placement.spot,
+        max_usd_per_gpu_hour=spec.placement.max_price_per_gpu_hour,
+        budget_usd=budget_left,
+        estimated_hours=spec.resources.estimated_hours,
+        priority=spec.priority,
+        queue=spec.queue,
+        created_at_s=seconds_of(job.metadata.creation_timestamp),
+        prefer=spec.placement.prefer,
+    )
+
+
+def allocation_of(job: TransferJob) -> Allocation | None:
+    """GPUs a job holds: admitted or running jobs with a placement."""
+    placement = job.status.placement
+    if placement is None or not job.status.phase.holds_capacity:
+        return None
+    return Allocation(
+        job_key=job.key,
+        pool=placement.pool,
+        workers=job.spec.resources.workers,
+        gpus_per_worker=job.spec.resources.gpus_per_worker,
+        priority=job.spec.priority,
+        queue=job.spec.queue,
+        admitted_at_s=seconds_of(job.status.admitted_at),
+    )

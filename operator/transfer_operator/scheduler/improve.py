@@ -1,0 +1,163 @@
+"""Local search after the greedy pass: fit waiting jobs by moving admitted ones, then make
+admitted jobs cheaper by moves and swaps.
+
+Nothing admitted is ever dropped, so priorities hold: a move only relocates a job to another
+option it accepts. Bounded by `max_jobs`: past that size the greedy pass alone decides (its
+regret order already does most of the work), keeping a 100k-job cycle fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from transfer_operator.api.enums import UtilizationPolicy
+from transfer_operator.scheduler.capacity import PoolCapacity, QuotaLedger, build_capacity
+from transfer_operator.scheduler.pricing import Option
+from transfer_operator.scheduler.types import Allocation, JobRequest, PoolState
+
+MAX_ROUNDS = 4
+
+
+@dataclass(slots=True)
+class Assignment:
+    """Admitted jobs of this cycle, with the pools' capacity kept in step."""
+
+    pools: dict[str, PoolState]
+    fixed: dict[str, list[Allocation]]  # allocations from before this cycle, per pool
+    chosen: dict[str, tuple[JobRequest, Option]]  # job key -> job and its option
+    capacity: dict[str, PoolCapacity]
+    policy: UtilizationPolicy
+
+    def on_pool(self, pool: str) -> list[str]:
+        return sorted(k for k, (_, o) in self.chosen.items() if o.placement.pool == pool)
+
+    def rebuilt(
+        self, pool: str, without: str | None = None, adding: JobRequest | None = None
+    ) -> PoolCapacity:
+        held = list(self.fixed.get(pool, []))
+        for key, (job, option) in self.chosen.items():
+            if option.placement.pool == pool and key != without:
+                held.append(Allocation(key, pool, job.workers, job.gpus_per_worker))
+        if adding is not None:
+            held.append(Allocation(adding.key, pool, adding.workers, adding.gpus_per_worker))
+        return build_capacity([self.pools[pool]], held, self.policy)[pool]
+
+    def fits_after(self, pool: str, job: JobRequest, without: str | None = None) -> bool:
+        if without is None:
+            return self.capacity[pool].fits(job.workers, job.gpus_per_worker)
+        return self.rebuilt(pool, without=without).fits(job.workers, job.gpus_per_worker)
+
+    def place(self, job: JobRequest, option: Option) -> None:
+        pool = option.placement.pool
+        self.chosen[job.key] = (job, option)
+        self.capacity[pool] = self.rebuilt(pool)
+
+    def remove(self, key: str) -> None:
+        _, option = self.chosen.pop(key)
+        pool = option.placement.pool
+        self.capacity[pool] = self.rebuilt(pool)
+
+
+def _try_insert(
+    assignment: Assignment, job: JobRequest, job_options: list[Option], options: dict[str, list[Option]]
+) -> bool:
+    """Place `job` directly, or by moving one admitted job out of the way."""
+    for option in job_options:
+        pool = option.placement.pool
+        if assignment.fits_after(pool, job):
+            assignment.place(job, option)
+            return True
+    for option in job_options:
+        pool = option.placement.pool
+        for other_key in assignment.on_pool(pool):
+            other, other_option = assignment.chosen[other_key]
+            if not assignment.fits_after(pool, job, without=other_key):
+                continue
+            for alternative in options[other_key]:
+                target = alternative.placement.pool
+                if target == pool or not assignment.fits_after(target, other):
+                    continue
+                assignment.remove(other_key)
+                assignment.place(other, alternative)
+                if assignment.fits_after(pool, job):
+                    assignment.place(job, option)
+                    return True
+                # Capacity interacts across pools only through the move; undo it.
+                assignment.remove(other_key)
+                assignment.place(other, other_option)
+    return False
+
+
+def _cheaper_moves(assignment: Assignment, options: dict[str, list[Option]]) -> bool:
+    improved = False
+    for key in sorted(assignment.chosen):
+        job, current = assignment.chosen[key]
+        for option in options[key]:
+            if option.score >= current.score - 1e-9:
+                break
+            pool = option.placement.pool
+            fits = (
+                assignment.rebuilt(pool, without=key).fits(job.workers, job.gpus_per_worker)
+                if pool == current.placement.pool
+                else assignment.fits_after(pool, job)
+            )
+            if fits:
+                assignment.remove(key)
+                assignment.place(job, option)
+                improved = True
+                break
+    return improved
+
+
+def _cheaper_swaps(assignment: Assignment, options: dict[str, list[Option]]) -> bool:
+    improved = False
+    keys = sorted(assignment.chosen)
+    for i, a_key in enumerate(keys):
+        for b_key in keys[i + 1 :]:
+            a_job, a_opt = assignment.chosen[a_key]
+            b_job, b_opt = assignment.chosen[b_key]
+            a_pool, b_pool = a_opt.placement.pool, b_opt.placement.pool
+            if a_pool == b_pool:
+                continue
+            a_new = next((o for o in options[a_key] if o.placement.pool == b_pool), None)
+            b_new = next((o for o in options[b_key] if o.placement.pool == a_pool), None)
+            if a_new is None or b_new is None:
+                continue
+            if a_new.score + b_new.score >= a_opt.score + b_opt.score - 1e-9:
+                continue
+            assignment.remove(a_key)
+            assignment.remove(b_key)
+            if assignment.fits_after(b_pool, a_job) and assignment.fits_after(a_pool, b_job):
+                assignment.place(a_job, a_new)
+                if assignment.fits_after(a_pool, b_job):
+                    assignment.place(b_job, b_new)
+                    improved = True
+                    continue
+                assignment.remove(a_key)
+            assignment.place(a_job, a_opt)
+            assignment.place(b_job, b_opt)
+    return improved
+
+
+def improve(
+    assignment: Assignment,
+    waiting: list[tuple[JobRequest, list[Option]]],
+    options: dict[str, list[Option]],
+    quota: QuotaLedger,
+) -> list[str]:
+    """Improve `assignment` in place; returns the keys of waiting jobs it managed to admit."""
+    admitted: list[str] = []
+    for _ in range(MAX_ROUNDS):
+        changed = False
+        for job, job_options in waiting:
+            if job.key in assignment.chosen or quota.why_not(job.queue, job.gang_gpus) is not None:
+                continue
+            if _try_insert(assignment, job, job_options, options):
+                quota.take(job.queue, job.gang_gpus)
+                admitted.append(job.key)
+                changed = True
+        changed |= _cheaper_moves(assignment, options)
+        changed |= _cheaper_swaps(assignment, options)
+        if not changed:
+            break
+    return admitted

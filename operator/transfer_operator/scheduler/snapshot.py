@@ -1,0 +1,38 @@
+"""Build one cycle's inputs from the objects of the cluster (or of YAML files)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from transfer_operator.api.config import OperatorConfig
+from transfer_operator.api.enums import Phase
+from transfer_operator.api.models import GPUPool, TransferJob
+from transfer_operator.scheduler.from_api import allocation_of, job_request_of, pool_state_of
+from transfer_operator.scheduler.types import ClusterSnapshot, JobRequest, QueueQuota
+
+QUEUED_PHASES = (Phase.PENDING, Phase.PREEMPTED)
+
+
+def is_queued(job: TransferJob) -> bool:
+    """Waiting for a placement: new, or back in the queue after a preemption."""
+    if job.spec.suspend or job.status.phase not in QUEUED_PHASES:
+        return False
+    return job.status.attempts < job.spec.max_attempts
+
+
+def snapshot_of(
+    pools: Iterable[GPUPool], jobs: Iterable[TransferJob], config: OperatorConfig
+) -> tuple[ClusterSnapshot, list[JobRequest]]:
+    jobs = list(jobs)
+    allocations = tuple(a for a in (allocation_of(job) for job in jobs) if a is not None)
+    quotas = tuple(
+        QueueQuota(q.name, q.nominal_gpus, q.cohort, q.borrowing_limit_gpus) for q in config.queues
+    )
+    snapshot = ClusterSnapshot(
+        pools=tuple(sorted((pool_state_of(p) for p in pools), key=lambda p: p.name)),
+        allocations=allocations,
+        quotas=quotas,
+        policy=config.utilization_policy,
+    )
+    pending = [job_request_of(job) for job in jobs if is_queued(job)]
+    return snapshot, pending

