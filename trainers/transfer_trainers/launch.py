@@ -42,7 +42,7 @@ def main(env: dict[str, str] | None = None) -> int:
 
     import ray
 
-    ray.init(address=env.get("RAY_ADDRESS") or None, log_to_driver=True)
+    ray.init(address=env.get("RAY_ADDRESS") or None, log_to_driver=True, ignore_reinit_error=True)
     result = runner.run_job(
         prepared,
         job_name=f"{namespace}/{name}",

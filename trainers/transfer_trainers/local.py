@@ -212,7 +212,9 @@ def run_local(
     result.metrics = metrics
     result.checkpoint = ray_result.checkpoint.path if ray_result.checkpoint else None
     events = _read_events(progress_file)
-    if metrics.get("final"):
+    if (interrupted or _stop_at_step is not None) and not metrics.get("final"):
+        result.status = "interrupted"
+    else:
         result.status = "succeeded"
         (run_dir / "final_metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
         if ray_result.checkpoint is not None:
@@ -221,8 +223,6 @@ def run_local(
                     shutil.rmtree(run_dir / "model", ignore_errors=True)
                     shutil.copytree(Path(d) / "model", run_dir / "model")
                     result.model_dir = run_dir / "model"
-    else:
-        result.status = "interrupted"
     if events:
         write_curves(events, run_dir / "curves.png", f"{name} ({prepared.job.strategy.type})")
     return result

@@ -118,7 +118,9 @@ class LoraParams(ApiModel):
     target_modules: Annotated[list[Annotated[str, Field(max_length=128)]], Field(max_length=64)] = Field(
         default_factory=lambda: ["query", "value"]
     )
-    quantize_4bit: Annotated[bool, Field(description="QLoRA: needs a GPU and bitsandbytes.")] = False
+    quantize_4bit: Annotated[
+        bool, Field(alias="quantize4bit", description="QLoRA: needs a GPU and bitsandbytes.")
+    ] = False
 
 
 class DistillationParams(ApiModel):

@@ -38,6 +38,7 @@ class TextConfig(StrictWire):
     max_eval_examples: int = Field(1000, gt=0)
     eval_batch_size: int = Field(64, gt=0)
     labels: list[str | int] | None = Field(None, description="expected label set; others are an error")
+    from_scratch: bool = Field(False, description="random init of the same architecture (baselines)")
 
 
 # --------------------------------------------------------------------------- model
@@ -62,12 +63,15 @@ class TextClassifier(nn.Module):
         return self.head(self.dropout(self.features(input_ids, attention_mask)))
 
 
-def load_backbone(model_dir: Path, num_layers: int | None, quantize4bit: bool = False) -> nn.Module:
+def load_backbone(model_dir: Path, num_layers: int | None, quantize4bit: bool = False,
+                  from_scratch: bool = False) -> nn.Module:
     from transformers import AutoConfig, AutoModel
 
     cfg = AutoConfig.from_pretrained(model_dir)
     if num_layers:
         cfg.num_hidden_layers = min(num_layers, cfg.num_hidden_layers)
+    if from_scratch:
+        return AutoModel.from_config(cfg)
     kwargs: dict[str, Any] = {}
     if quantize4bit:
         from transformers import BitsAndBytesConfig
@@ -251,7 +255,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     quantize = st.type == "lora" and st.lora.quantize4bit
     if quantize and not torch.cuda.is_available():
         raise TrainerError("spec.strategy.lora.quantize4bit", "this worker has no GPU; QLoRA needs one")
-    backbone = load_backbone(model_dir, num_layers, quantize4bit=quantize)
+    backbone = load_backbone(model_dir, num_layers, quantize4bit=quantize, from_scratch=cfg.from_scratch)
     hidden = backbone.config.hidden_size
     model = TextClassifier(backbone, hidden, len(labels), cfg.pooling, cfg.head_dropout)
     heads: list[nn.Module] = [model.head]

