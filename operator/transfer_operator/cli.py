@@ -187,19 +187,24 @@ def crds() -> None:
     click.echo(render_crds_yaml(), nl=False)
 
 
-GENERATED_CRD_PATHS = (
-    Path("manifests/crds/transfer.dev.yaml"),
-    Path("charts/transfer-operator/crds/transfer.dev.yaml"),
-)
+def generated_files() -> dict[Path, str]:
+    """Every committed file that is generated, with what it must contain."""
+    from transfer_operator.api.reference import render_api_reference
+
+    crds = render_crds_yaml()
+    return {
+        Path("manifests/crds/transfer.dev.yaml"): crds,
+        Path("charts/transfer-operator/crds/transfer.dev.yaml"): crds,
+        Path("docs/api.md"): render_api_reference(),
+    }
 
 
 @main.command()
 @click.option("--check", is_flag=True, help="Fail when a committed file differs instead of writing.")
 def generate(check: bool) -> None:
-    """Write (or --check) the generated files: the CRDs in manifests/ and in the chart."""
-    content = render_crds_yaml()
+    """Write (or --check) the generated files: CRDs in manifests/ and the chart, docs/api.md."""
     stale = []
-    for relative in GENERATED_CRD_PATHS:
+    for relative, content in generated_files().items():
         path = REPO_ROOT / relative
         if path.exists() and path.read_text() == content:
             continue

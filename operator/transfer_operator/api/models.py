@@ -292,19 +292,31 @@ class CheckpointSpec(ApiModel):
 
 
 class TransferJobSpec(ApiModel):
-    model: ModelSpec
-    dataset: DatasetSpec
-    strategy: StrategySpec
-    trainer: TrainerSpec = Field(default_factory=TrainerSpec)
-    training: TrainingSpec = Field(default_factory=TrainingSpec)
-    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
-    placement: PlacementSpec = Field(default_factory=PlacementSpec)
-    budget: BudgetSpec | None = None
-    priority: Annotated[int, Field(ge=-1000000, le=1000000)] = 0
-    queue: Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)] = "default"
-    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
+    model: ModelSpec = Field(description="The pre-trained model to adapt.")
+    dataset: DatasetSpec = Field(description="The labelled data of the target task.")
+    strategy: StrategySpec = Field(description="How to transfer: which weights train, at which rates.")
+    trainer: TrainerSpec = Field(default_factory=TrainerSpec, description="The trainer plugin and its image.")
+    training: TrainingSpec = Field(default_factory=TrainingSpec, description="Optimisation hyper-parameters.")
+    resources: ResourcesSpec = Field(
+        default_factory=ResourcesSpec, description="The gang: workers x GPUs per worker, and run time."
+    )
+    placement: PlacementSpec = Field(
+        default_factory=PlacementSpec, description="Where the job may run and what it may pay."
+    )
+    budget: BudgetSpec | None = Field(default=None, description="Stop the job before it spends more.")
+    priority: Annotated[
+        int, Field(ge=-1000000, le=1000000, description="Higher goes first and may preempt lower.")
+    ] = 0
+    queue: Annotated[
+        str, Field(pattern=NAME_PATTERN, max_length=63, description="Queue whose GPU quota the job uses.")
+    ] = "default"
+    checkpoint: CheckpointSpec = Field(
+        default_factory=CheckpointSpec, description="Where and how often the trainer checkpoints."
+    )
     max_attempts: Annotated[int, Field(ge=1, le=100, description="Placements before giving up.")] = 5
-    suspend: bool = False
+    suspend: Annotated[
+        bool, Field(description="true stops the RayJob and keeps the checkpoint; false queues it again.")
+    ] = False
 
 
 # --- TransferJob status -----------------------------------------------------------------

