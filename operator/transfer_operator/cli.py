@@ -190,19 +190,25 @@ def crds() -> None:
 def generated_files() -> dict[Path, str]:
     """Every committed file that is generated, with what it must contain."""
     from transfer_operator.api.reference import render_api_reference
+    from transfer_operator.dashboards import DASHBOARDS, render_dashboard
+    from transfer_operator.metrics import render_metrics_reference
 
     crds = render_crds_yaml()
-    return {
+    files = {
         Path("manifests/crds/transfer.dev.yaml"): crds,
         Path("charts/transfer-operator/crds/transfer.dev.yaml"): crds,
         Path("docs/api.md"): render_api_reference(),
+        Path("docs/metrics.md"): render_metrics_reference(),
     }
+    for name, build in DASHBOARDS.items():
+        files[Path("charts/transfer-operator/dashboards") / name] = render_dashboard(build())
+    return files
 
 
 @main.command()
 @click.option("--check", is_flag=True, help="Fail when a committed file differs instead of writing.")
 def generate(check: bool) -> None:
-    """Write (or --check) the generated files: CRDs in manifests/ and the chart, docs/api.md."""
+    """Write (or --check) the generated files: CRDs, docs/api.md, Grafana dashboards."""
     stale = []
     for relative, content in generated_files().items():
         path = REPO_ROOT / relative

@@ -34,7 +34,22 @@ POOL_PRICE = Gauge(
     "transfer_pool_price_usd_per_gpu_hour", "Price per GPU-hour.", ["pool", "region", "price_class"]
 )
 JOB_COST = Counter("transfer_job_cost_dollars_total", "Dollars accrued by TransferJobs.", ["namespace"])
+SPEND_RATE = Gauge(
+    "transfer_spend_usd_per_hour",
+    "Dollars per hour of the GPUs held right now.",
+    ["region", "namespace", "price_class"],
+)
 PREEMPTIONS = Counter("transfer_preemptions_total", "Jobs sent back to the queue, by reason.", ["reason"])
+FAILOVERS = Counter(
+    "transfer_failovers_total", "Jobs that lost their pool and were placed again elsewhere.", ["reason"]
+)
+# Per-job series: bounded by the TransferJobs that exist; removed when a job is deleted.
+JOB_COST_SO_FAR = Gauge("transfer_job_spent_dollars", "Dollars a TransferJob has spent so far.", ["namespace", "job"])
+JOB_PRICE = Gauge(
+    "transfer_job_usd_per_hour", "What a running TransferJob costs per hour, on which pool.",
+    ["namespace", "job", "pool", "region", "price_class"],
+)
+JOB_PHASE = Gauge("transfer_job_phase", "1 for the phase a TransferJob is in.", ["namespace", "job", "phase"])
 RAYJOB_CREATE_ERRORS = Counter("transfer_rayjob_create_errors_total", "RayJob creations that failed.")
 RECONCILE_ERRORS = Counter("transfer_reconcile_errors_total", "Errors while reconciling.", ["stage"])
 
@@ -60,12 +75,62 @@ def record_cycle(decisions: Iterable[Decision], fleet_jobs: Iterable[TransferJob
     PENDING.clear()
     for reason, count in reasons.items():
         PENDING.labels(reason=reason).set(count)
+    fleet_jobs = list(fleet_jobs)
+    record_jobs(fleet_jobs)
     phases: Tally[tuple[str, str]] = Tally((job.status.phase.value, job.spec.queue) for job in fleet_jobs)
     JOBS.clear()
     for phase in Phase:
         JOBS.labels(phase=phase.value, queue="default").set(0)
     for (phase, queue), count in phases.items():
         JOBS.labels(phase=phase, queue=queue).set(count)
+
+
+_job_series: dict[Gauge, set[tuple[str, ...]]] = {JOB_COST_SO_FAR: set(), JOB_PRICE: set(), JOB_PHASE: set()}
+
+
+def _set_job_series(gauge: Gauge, values: dict[tuple[str, ...], float]) -> None:
+    for stale in _job_series[gauge] - set(values):
+        gauge.remove(*stale)
+    for labels, value in values.items():
+        gauge.labels(*labels).set(value)
+    _job_series[gauge] = set(values)
+
+
+def record_jobs(jobs: Iterable[TransferJob]) -> None:
+    """Per-job and spend gauges from the jobs' status, once per scheduling cycle."""
+    cost: dict[tuple[str, ...], float] = {}
+    price: dict[tuple[str, ...], float] = {}
+    phase: dict[tuple[str, ...], float] = {}
+    spend: Tally[tuple[str, str, str]] = Tally()
+    for job in jobs:
+        namespace, name = job.metadata.namespace or "default", job.metadata.name
+        cost[(namespace, name)] = job.status.cost_so_far
+        phase[(namespace, name, job.status.phase.value)] = 1.0
+        placement = job.status.placement
+        if placement is not None and job.status.phase.holds_capacity:
+            labels = (namespace, name, placement.pool, placement.region, placement.price_class.value)
+            price[labels] = placement.usd_per_hour
+            spend[(placement.region, namespace, placement.price_class.value)] += placement.usd_per_hour
+    _set_job_series(JOB_COST_SO_FAR, cost)
+    _set_job_series(JOB_PRICE, price)
+    _set_job_series(JOB_PHASE, phase)
+    SPEND_RATE.clear()
+    for (region, namespace, price_class), usd_per_hour in spend.items():
+        SPEND_RATE.labels(region=region, namespace=namespace, price_class=price_class).set(usd_per_hour)
+
+
+def initialize() -> None:
+    """Create the labelled counters at zero so dashboards show 0, not 'no data'."""
+    from transfer_operator.api.enums import Reason
+
+    for reason in (Reason.PREEMPTED, Reason.POOL_LOST, Reason.RAYJOB_LOST, Reason.BUDGET_EXCEEDED):
+        PREEMPTIONS.labels(reason=reason.value)
+    for reason in (Reason.POOL_LOST, Reason.RAYJOB_LOST):
+        FAILOVERS.labels(reason=reason.value)
+    for result in ("admit", "preempt", "wait"):
+        SCHEDULING_ATTEMPTS.labels(result=result)
+    for stage in ("cycle", "admit", "reconcile"):
+        RECONCILE_ERRORS.labels(stage=stage)
 
 
 def record_pool(pool: GPUPool, allocated_gpus: int) -> None:
@@ -81,3 +146,32 @@ def record_pool(pool: GPUPool, allocated_gpus: int) -> None:
     )
     if spec.pricing.spot_per_gpu_hour is not None:
         POOL_PRICE.labels(pool=name, region=region, price_class="spot").set(spec.pricing.spot_per_gpu_hour)
+
+
+def operator_metrics() -> list[tuple[str, str, tuple[str, ...], str]]:
+    """(exposed name, type, labels, help) of every collector defined here."""
+    from prometheus_client.metrics import MetricWrapperBase
+
+    found = []
+    for value in globals().values():
+        if isinstance(value, MetricWrapperBase):
+            kind = value._type  # noqa: SLF001 - prometheus-client keeps these private
+            name = value._name + ("_total" if kind == "counter" else "")
+            found.append((name, kind, tuple(value._labelnames), value._documentation))
+    return sorted(found)
+
+
+def render_metrics_reference() -> str:
+    lines = [
+        "# Metrics",
+        "",
+        "Generated by `transferctl generate` from `transfer_operator.metrics`; do not edit.",
+        "The operator serves them on `TRANSFER_METRICS_PORT` (chart value `metrics.port`) at `/metrics`.",
+        "Trainers export `ray_transfer_train_*` through Ray's metrics endpoint (see docs/trainers.md).",
+        "",
+        "| name | type | labels | meaning |",
+        "|---|---|---|---|",
+    ]
+    for name, kind, labels, documentation in operator_metrics():
+        lines.append(f"| `{name}` | {kind} | {', '.join(labels) or '-'} | {documentation} |")
+    return "\n".join(lines) + "\n"

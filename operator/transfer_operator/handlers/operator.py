@@ -36,6 +36,7 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     )
     memo.ctx = ctx
     port = int(os.environ.get("TRANSFER_METRICS_PORT", "0"))
+    metrics.initialize()
     if port:
         metrics.serve(port)
         log.info("metrics on :%d/metrics", port)

@@ -87,6 +87,7 @@ def release_lost_pools(ctx: Ctx, fleet: Fleet, now: datetime) -> None:
         why = "was deleted" if entry is None else "was cordoned"
         message = f"pool {placement.pool} {why}; back in the queue, resuming from the last checkpoint"
         preempt(ctx, body, job, Reason.POOL_LOST, message, now)
+        metrics.FAILOVERS.labels(reason=Reason.POOL_LOST.value).inc()
         fleet.jobs[key] = (
             body,
             job.model_copy(

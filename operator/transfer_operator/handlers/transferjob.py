@@ -133,6 +133,8 @@ def reconcile(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) -> None:
         message = f"RayJob {rayjob_name} disappeared; back in the queue"
         patch.status.update(phase_patch(dict(body.status), Phase.PREEMPTED, Reason.RAYJOB_LOST, message, now))
         patch.status["placement"] = None
+        metrics.PREEMPTIONS.labels(reason=Reason.RAYJOB_LOST.value).inc()
+        metrics.FAILOVERS.labels(reason=Reason.RAYJOB_LOST.value).inc()
         return
     mirrored = mirror_rayjob_status(rayjob.get("status"))
     if mirrored.phase is not phase or job.status.message != mirrored.message:
@@ -142,6 +144,8 @@ def reconcile(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) -> None:
         if mirrored.phase is Phase.PREEMPTED:
             ctx.kube.delete_rayjob(namespace, rayjob_name)
             patch.status["placement"] = None
+            metrics.PREEMPTIONS.labels(reason=Reason.RAYJOB_LOST.value).inc()
+            metrics.FAILOVERS.labels(reason=Reason.RAYJOB_LOST.value).inc()
         if mirrored.phase is not phase:
             kind = "Warning" if mirrored.phase in (Phase.FAILED, Phase.PREEMPTED) else "Normal"
             kopf.event(body, type=kind, reason=mirrored.reason.value, message=mirrored.message)
