@@ -21,6 +21,13 @@ if (( ${#cpu_wheels[@]} )); then
 fi
 .venv/bin/python -m pip install --quiet -e '.[all]'
 
+# A real Prometheus for the observability tests, from Debian's packages.
+if ! command -v prometheus >/dev/null; then
+  sudo_=$([[ $(id -u) == 0 ]] || echo sudo)
+  $sudo_ apt-get install -y -q prometheus >/dev/null || $sudo_ sh -c 'apt-get update -q && apt-get install -y -q prometheus' >/dev/null
+fi
+# Debian starts a packaged service where systemd runs; the tests start their own on loopback.
+
 # The control plane binaries (kube-apiserver, etcd, kwok, KubeRay, helm): built once, cached.
 start_s=$(date +%s)
 bash hack/controlplane/build.sh >/dev/null

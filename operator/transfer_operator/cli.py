@@ -271,6 +271,18 @@ def run(file: Path, runs_dir: Path, cpus: int | None, fresh: bool) -> None:
         console.print(f"[green]done[/green] {job.metadata.name}: {result}", highlight=False)
 
 
+@main.command("dashboard-snapshot")
+@click.option("--prometheus", "prometheus_url", required=True, help="e.g. http://127.0.0.1:9090")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("fleet-dashboard.png"),
+              show_default=True)
+@click.option("--window", "window_s", type=float, default=900, show_default=True, help="Seconds of history.")
+def dashboard_snapshot(prometheus_url: str, out: Path, window_s: float) -> None:
+    """Draw the fleet dashboard's panels to a PNG from a Prometheus's data."""
+    from transfer_operator.snapshot import render_fleet_snapshot
+
+    console.print(f"wrote {render_fleet_snapshot(prometheus_url, out, window_s=window_s)}")
+
+
 def _attach_dev_cluster() -> None:
     try:
         from transfer_operator.devcluster.command import dev_cluster

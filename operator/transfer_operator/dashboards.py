@@ -92,9 +92,9 @@ FLEET_PANELS: tuple[PanelSpec, ...] = (
 
 JOB_SELECTOR = 'namespace="$namespace", job="$job"'
 JOB_PANELS: tuple[PanelSpec, ...] = (
-    PanelSpec("Loss", ((f'ray_transfer_train_loss{{job="$job"}}', "loss"),)),
-    PanelSpec("Accuracy", ((f'ray_transfer_train_accuracy{{job="$job"}}', "accuracy"),), unit="percentunit"),
-    PanelSpec("Throughput", ((f'ray_transfer_train_samples_per_second{{job="$job"}}', "samples/s"),)),
+    PanelSpec("Loss", (('ray_transfer_train_loss{job="$job"}', "loss"),)),
+    PanelSpec("Accuracy", (('ray_transfer_train_accuracy{job="$job"}', "accuracy"),), unit="percentunit"),
+    PanelSpec("Throughput", (('ray_transfer_train_samples_per_second{job="$job"}', "samples/s"),)),
     PanelSpec("Cost so far", ((f"transfer_job_spent_dollars{{{JOB_SELECTOR}}}", "USD"),), unit="currencyUSD",
               kind="stat", width=6),
     PanelSpec("Phase", ((f"transfer_job_phase{{{JOB_SELECTOR}}} == 1", "{{phase}}"),), kind="stat", width=6),

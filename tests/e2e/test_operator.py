@@ -3,7 +3,6 @@ pods bound to the chosen pool, status mirrored, GC, bad input, and restarts with
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import signal
@@ -16,12 +15,13 @@ from typing import Any, TypeVar
 
 import pytest
 import yaml
-
 from transfer_operator import devcluster
 from transfer_operator.api.config import OperatorConfig
 from transfer_operator.api.validation import parse_gpupool, parse_transferjob
 from transfer_operator.cli import plan_decisions
 from transfer_operator.scheduler import Action
+
+from .prometheus import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "manifests" / "examples"
@@ -57,6 +57,7 @@ class OperatorProcess:
     def __init__(self, kubeconfig: Path, log_path: Path):
         self.kubeconfig = kubeconfig
         self.log_path = log_path
+        self.metrics_port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -65,6 +66,7 @@ class OperatorProcess:
             "KUBECONFIG": str(self.kubeconfig),
             "POD_NAMESPACE": RELEASE_NAMESPACE,
             "POD_NAME": "operator-e2e",
+            "TRANSFER_METRICS_PORT": str(self.metrics_port),
         }
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
@@ -189,7 +191,7 @@ def test_ray_pods_land_on_the_chosen_pool_only(cluster: devcluster.Cluster, oper
     tj = wait_for(lambda: (s := get_json(cluster, "transferjob", "reviews-lora")).get("status", {}).get(
         "rayJobName") and s, 90, "reviews-lora admitted")
     pool = tj["status"]["placement"]["pool"]
-    selector = f"transfer.dev/job=reviews-lora"
+    selector = "transfer.dev/job=reviews-lora"
 
     def bound_pods() -> list[dict[str, Any]] | None:
         pods = get_json(cluster, "pods", "-l", selector)["items"]

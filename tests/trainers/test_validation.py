@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 from trainer_specs import image_spec, text_spec
-
 from transfer_trainers import runner
 from transfer_trainers.spec import SpecError
 

@@ -4,7 +4,6 @@ from pathlib import Path
 
 import yaml
 from click.testing import CliRunner
-
 from transfer_operator.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]

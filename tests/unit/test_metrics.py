@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
-
 from transfer_operator import metrics
 from transfer_operator.api.validation import parse_transferjob
 from transfer_operator.dashboards import all_expressions

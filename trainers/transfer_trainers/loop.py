@@ -159,7 +159,7 @@ class Progress:
     def write(self, event: dict[str, Any]) -> None:
         if self.file is not None:
             with self.file.open("a") as f:
-                f.write(json.dumps(event) + "\n")
+                f.write(json.dumps({**event, "time": round(time.time(), 3)}) + "\n")
 
     def gauge(self, name: str, value: float) -> None:
         if name in self.gauges:

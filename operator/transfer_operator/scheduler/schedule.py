@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+
+import numpy as np
 
 from transfer_operator.api.enums import Reason, UtilizationPolicy
 from transfer_operator.scheduler.capacity import PoolCapacity, QuotaLedger, build_capacity
 from transfer_operator.scheduler.explain import explain_static_misfit
-from transfer_operator.scheduler.fit import gang_fits_empty_pool, pool_matches
 from transfer_operator.scheduler.improve import Assignment, improve
-from transfer_operator.scheduler.pricing import Option, estimate_placement, price_classes, score
+from transfer_operator.scheduler.options import JobOptions, OptionCache
+from transfer_operator.scheduler.pricing import Option
 from transfer_operator.scheduler.types import (
     Action,
     Allocation,
@@ -38,36 +39,15 @@ from transfer_operator.scheduler.types import (
 
 RUNNER_UPS = 3
 IMPROVE_MAX_JOBS = 300  # local search only for cycles this small (see improve.py)
+PREEMPTION_OPTIONS = 50  # a job that fits nowhere looks for victims on its best pools only
 
 
-@dataclass(slots=True)
-class JobOptions:
-    job: JobRequest
-    options: list[Option]  # best first
-    static_reason: tuple[Reason, str] | None  # set when no option exists at all
-
-    @property
-    def regret(self) -> float:
-        if len(self.options) < 2:
-            return math.inf
-        return self.options[1].score - self.options[0].score
-
-
-def estimate_options(job: JobRequest, pools: Sequence[PoolState]) -> JobOptions:
-    options: list[Option] = []
-    for index, pool in enumerate(pools):
-        if not pool_matches(job, pool) or not gang_fits_empty_pool(job, pool):
-            continue
-        for price_class, usd in price_classes(job, pool):
-            if job.max_usd_per_gpu_hour is not None and usd > job.max_usd_per_gpu_hour:
-                continue
-            placement = estimate_placement(job, pool, price_class, usd)
-            if job.budget_usd is not None and placement.expected_cost_usd > job.budget_usd:
-                continue
-            options.append(Option(index, placement, score(placement, job.prefer)))
-    options.sort(key=lambda o: (o.score, o.placement.pool, o.placement.price_class))
-    static_reason = None if options else explain_static_misfit(job, pools)
-    return JobOptions(job, options, static_reason)
+def estimate_options(job: JobRequest, pools: Sequence[PoolState], cache: OptionCache | None = None) -> JobOptions:
+    """The job's ranked options over `pools` (pass a shared cache when estimating many jobs)."""
+    entry = (cache or OptionCache(pools)).estimate(job)
+    if entry.count == 0:
+        entry.static_reason = explain_static_misfit(job, pools)
+    return entry
 
 
 def order_jobs(estimated: list[JobOptions]) -> list[JobOptions]:
@@ -85,21 +65,39 @@ def _tie_break(capacity: PoolCapacity, policy: UtilizationPolicy) -> int:
 def choose_fitting_option(
     entry: JobOptions,
     capacity: dict[str, PoolCapacity],
+    free_gpus: np.ndarray,
     policy: UtilizationPolicy,
 ) -> Option | None:
+    """The best option whose pool can take the whole gang now; among options of equal score,
+    the utilization policy decides."""
     job = entry.job
-    best: tuple[float, int, str] | None = None
-    chosen: Option | None = None
-    for option in entry.options:
-        if chosen is not None and option.score > chosen.score + 1e-9:
-            break  # options are sorted: only exact ties can still win
-        pool_capacity = capacity[option.placement.pool]
-        if not pool_capacity.fits(job.workers, job.gpus_per_worker):
+    rows = entry.ranking.pool[entry.keep]
+    # Aggregate free GPUs is necessary, not sufficient (a worker needs its GPUs on one node).
+    for position in np.flatnonzero(free_gpus[rows] >= job.gang_gpus):
+        option = entry.option_at(int(position))
+        if not capacity[option.placement.pool].fits(job.workers, job.gpus_per_worker):
             continue
-        key = (option.score, _tie_break(pool_capacity, policy), option.placement.pool)
-        if best is None or key < best:
-            best, chosen = key, option
-    return chosen
+        return _best_of_ties(entry, int(position), option, capacity, policy)
+    return None
+
+
+def _best_of_ties(
+    entry: JobOptions, position: int, first: Option, capacity: dict[str, PoolCapacity], policy: UtilizationPolicy
+) -> Option:
+    job = entry.job
+    best_key = (_tie_break(capacity[first.placement.pool], policy), first.placement.pool)
+    best = first
+    for later in range(position + 1, entry.count):
+        if entry.score_at(later) > first.score + 1e-9:
+            break
+        option = entry.option_at(later)
+        pool = capacity[option.placement.pool]
+        if not pool.fits(job.workers, job.gpus_per_worker):
+            continue
+        key = (_tie_break(pool, policy), option.placement.pool)
+        if key < best_key:
+            best_key, best = key, option
+    return best
 
 
 def schedule(snapshot: ClusterSnapshot, pending: Sequence[JobRequest]) -> list[Decision]:
@@ -107,8 +105,11 @@ def schedule(snapshot: ClusterSnapshot, pending: Sequence[JobRequest]) -> list[D
     Decisions come in the order the jobs were considered (priority first)."""
     pools = snapshot.pools
     capacity = build_capacity(pools, snapshot.allocations, snapshot.policy)
+    free_gpus = np.array([capacity[p.name].free_gpus for p in pools], dtype=np.int64)
+    row_of = {p.name: row for row, p in enumerate(pools)}
     quota = QuotaLedger.build(snapshot.quotas, snapshot.allocations)
-    estimated = order_jobs([estimate_options(job, pools) for job in pending])
+    cache = OptionCache(pools)
+    estimated = order_jobs([estimate_options(job, pools, cache) for job in pending])
 
     decisions: dict[str, Decision] = {}
     chosen: dict[str, tuple[JobRequest, Option]] = {}
@@ -121,9 +122,10 @@ def schedule(snapshot: ClusterSnapshot, pending: Sequence[JobRequest]) -> list[D
             decisions[job.key] = Decision(job.key, Action.WAIT, Fit.NO_FIT, reason, message)
             continue
         quota_problem = quota.why_not(job.queue, job.gang_gpus)
-        option = None if quota_problem else choose_fitting_option(entry, capacity, snapshot.policy)
+        option = None if quota_problem else choose_fitting_option(entry, capacity, free_gpus, snapshot.policy)
         if option is not None:
             capacity[option.placement.pool].take(job.workers, job.gpus_per_worker, snapshot.policy)
+            free_gpus[row_of[option.placement.pool]] -= job.gang_gpus
             quota.take(job.queue, job.gang_gpus)
             held.append(
                 Allocation(
@@ -144,7 +146,7 @@ def schedule(snapshot: ClusterSnapshot, pending: Sequence[JobRequest]) -> list[D
             victims_taken.update(victims)
             decisions[job.key] = _preempt(entry, option, victims)
             continue
-        decisions[job.key] = _wait(entry, capacity, quota_problem)
+        decisions[job.key] = _wait(entry, capacity, free_gpus, quota_problem)
 
     if len(pending) <= IMPROVE_MAX_JOBS and not victims_taken:
         _improve_admissions(snapshot, estimated, decisions, chosen, capacity, quota)
@@ -176,7 +178,11 @@ def _improve_admissions(
 
 
 def _runner_ups(entry: JobOptions, chosen: Option) -> tuple[Placement, ...]:
-    others = [o.placement for o in entry.options if o is not chosen]
+    others = []
+    for position in range(min(entry.count, RUNNER_UPS + 1)):
+        option = entry.option_at(position)
+        if option.placement != chosen.placement:
+            others.append(option.placement)
     return tuple(others[:RUNNER_UPS])
 
 
@@ -207,18 +213,22 @@ def _admit(entry: JobOptions, option: Option) -> Decision:
     )
 
 
-def _wait(entry: JobOptions, capacity: dict[str, PoolCapacity], quota_problem: str | None) -> Decision:
+def _wait(
+    entry: JobOptions, capacity: dict[str, PoolCapacity], free_gpus: np.ndarray, quota_problem: str | None
+) -> Decision:
     job = entry.job
     if quota_problem is not None:
         return Decision(job.key, Action.WAIT, Fit.NO_FIT, Reason.QUOTA_EXCEEDED, quota_problem)
-    best = entry.options[0].placement
-    most_free = max(entry.options, key=lambda o: capacity[o.placement.pool].free_gpus)
-    free = capacity[most_free.placement.pool].free_gpus
+    best = entry.option_at(0).placement
+    rows = entry.ranking.pool[entry.keep]
+    most_free_row = int(rows[np.argmax(free_gpus[rows])])
+    most_free_pool = entry.table.pools[most_free_row].name
+    free = capacity[most_free_pool].free_gpus
     regions = ", ".join(sorted(job.regions)) if job.regions else "any region"
     gpu = job.gpu_type or "GPU"
     message = (
         f"no pool in {regions} has {job.workers} worker(s) x {job.gpus_per_worker} free {gpu} "
-        f"({job.gang_gpus} GPUs); most free: {free} on {most_free.placement.pool}; "
+        f"({job.gang_gpus} GPUs); most free: {free} on {most_free_pool}; "
         f"best pool when capacity frees up: {best.pool} (${best.usd_per_hour:.2f}/h)"
     )
     return Decision(
@@ -227,7 +237,7 @@ def _wait(entry: JobOptions, capacity: dict[str, PoolCapacity], quota_problem: s
         Fit.NO_FIT,
         Reason.NO_FITTING_POOL,
         message,
-        runner_ups=tuple(o.placement for o in entry.options[:RUNNER_UPS]),
+        runner_ups=tuple(entry.option_at(i).placement for i in range(min(entry.count, RUNNER_UPS))),
     )
 
 
@@ -250,7 +260,8 @@ def plan_preemption(
         return None
     pools_by_name = {pool.name: pool for pool in snapshot.pools}
     best: tuple[tuple[int, float, str], Option, tuple[str, ...]] | None = None
-    for option in entry.options:
+    for position in range(min(entry.count, PREEMPTION_OPTIONS)):
+        option = entry.option_at(position)
         pool_name = option.placement.pool
         candidates = sorted(
             (a for a in lower if a.pool == pool_name or a.queue == job.queue),

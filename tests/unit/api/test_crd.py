@@ -3,7 +3,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
-
 from transfer_operator.api.crd import all_crds, render_crds_yaml
 
 ROOT = Path(__file__).resolve().parents[3]

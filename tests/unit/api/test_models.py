@@ -4,7 +4,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from transfer_operator.api.enums import StrategyType
 from transfer_operator.api.validation import InvalidSpec, parse_gpupool, parse_transferjob
 

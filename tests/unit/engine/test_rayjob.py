@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from transfer_operator.api.models import GPUPool, TransferJob
 from transfer_operator.api.validation import parse_gpupool, parse_transferjob
-from transfer_operator.engine.rayjob import MAX_NAME, PoolPin, render_rayjob, rayjob_name
+from transfer_operator.engine.rayjob import MAX_NAME, PoolPin, rayjob_name, render_rayjob
 
 ROOT = Path(__file__).resolve().parents[3]
 GOLDEN = Path(__file__).parent / "golden"

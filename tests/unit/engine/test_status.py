@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import pytest
-
 from transfer_operator.api.enums import Phase, Reason
 from transfer_operator.engine.status import mirror_rayjob_status
 

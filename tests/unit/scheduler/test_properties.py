@@ -6,9 +6,16 @@ from collections import defaultdict
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from transfer_operator.api.enums import Preference, PriceClass, UtilizationPolicy
-from transfer_operator.scheduler import Action, Allocation, ClusterSnapshot, JobRequest, PoolState, QueueQuota, schedule
+from transfer_operator.scheduler import (
+    Action,
+    Allocation,
+    ClusterSnapshot,
+    JobRequest,
+    PoolState,
+    QueueQuota,
+    schedule,
+)
 from transfer_operator.scheduler.capacity import PoolCapacity
 
 REGIONS = ["eu-west", "us-east", "ap-south"]

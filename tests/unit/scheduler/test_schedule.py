@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import pytest
-
 from transfer_operator.api.enums import Preference, PriceClass, Reason, UtilizationPolicy
 from transfer_operator.scheduler import Action, Decision, Fit, QueueQuota, schedule
 

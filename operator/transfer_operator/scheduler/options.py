@@ -1,0 +1,181 @@
+"""Every (job, pool, price class) that passes the static limits, ranked — vectorised with NumPy.
+
+A job's ranking depends only on its signature (GPU type, regions, spot, gang shape, preference):
+its hours and its GPU count scale every option alike. So the ranked options are computed once per
+signature and shared; each job then only applies its own max price and budget as masks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+
+from transfer_operator.api.enums import Preference, PriceClass
+from transfer_operator.scheduler.pricing import SPOT_RESTART_HOURS, Option, estimate_placement, gpu_speed
+from transfer_operator.scheduler.types import JobRequest, PoolState
+
+CLASSES = (PriceClass.ON_DEMAND, PriceClass.SPOT)
+
+
+@dataclass(frozen=True)
+class PoolTable:
+    """The fleet as columns. Row i is pools[i]."""
+
+    pools: tuple[PoolState, ...]
+    gpu_type: np.ndarray
+    region: np.ndarray
+    open: np.ndarray
+    nodes: np.ndarray
+    gpus_per_node: np.ndarray
+    on_demand_usd: np.ndarray
+    spot_usd: np.ndarray  # NaN where the pool sells no spot
+    spot_hours_factor: np.ndarray
+    speed: np.ndarray
+    name: np.ndarray
+
+    @classmethod
+    def of(cls, pools: Sequence[PoolState]) -> PoolTable:
+        return cls(
+            pools=tuple(pools),
+            gpu_type=np.array([p.gpu_type.upper() for p in pools], dtype=object),
+            region=np.array([p.region for p in pools], dtype=object),
+            open=np.array([not p.cordoned for p in pools], dtype=bool),
+            nodes=np.array([p.nodes for p in pools], dtype=np.int64),
+            gpus_per_node=np.array([p.gpus_per_node for p in pools], dtype=np.int64),
+            on_demand_usd=np.array([p.on_demand_usd_per_gpu_hour for p in pools], dtype=float),
+            spot_usd=np.array(
+                [np.nan if p.spot_usd_per_gpu_hour is None else p.spot_usd_per_gpu_hour for p in pools], dtype=float
+            ),
+            spot_hours_factor=np.array(
+                [1.0 + p.spot_interruptions_per_hour * SPOT_RESTART_HOURS for p in pools], dtype=float
+            ),
+            speed=np.array([gpu_speed(p.gpu_type) for p in pools], dtype=float),
+            name=np.array([p.name for p in pools], dtype=object),
+        )
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """Options of one signature, best first, per unit of job size."""
+
+    pool: np.ndarray  # pool row
+    price_class: np.ndarray  # index into CLASSES
+    usd: np.ndarray  # $/GPU-hour
+    hours_per_hour: np.ndarray  # expected hours per estimated (A100) hour
+    cost_per_gpu_hour: np.ndarray  # expected $ per GPU per estimated hour
+
+
+def _signature(job: JobRequest) -> tuple[object, ...]:
+    return (
+        None if job.gpu_type is None else job.gpu_type.upper(),
+        job.regions,
+        job.spot,
+        job.workers,
+        job.gpus_per_worker,
+        job.prefer,
+    )
+
+
+def _rank(job: JobRequest, table: PoolTable) -> Ranking:
+    mask = table.open.copy()
+    if job.gpu_type is not None:
+        mask &= table.gpu_type == job.gpu_type.upper()
+    if job.regions:
+        mask &= np.isin(table.region, list(job.regions))
+    if job.gpus_per_worker > 0:
+        per_node = np.where(table.gpus_per_node >= job.gpus_per_worker, table.gpus_per_node // job.gpus_per_worker, 0)
+        mask &= table.nodes * per_node >= job.workers
+    rows = np.flatnonzero(mask)
+    pools, classes, usd, hours = [rows], [np.zeros(len(rows), dtype=np.int64)], [table.on_demand_usd[rows]], [
+        1.0 / table.speed[rows]
+    ]
+    if job.spot:
+        spot_rows = rows[~np.isnan(table.spot_usd[rows])]
+        pools.append(spot_rows)
+        classes.append(np.ones(len(spot_rows), dtype=np.int64))
+        usd.append(table.spot_usd[spot_rows])
+        hours.append(table.spot_hours_factor[spot_rows] / table.speed[spot_rows])
+    pool = np.concatenate(pools)
+    price_class = np.concatenate(classes)
+    usd_all = np.concatenate(usd)
+    hours_all = np.concatenate(hours)
+    cost = usd_all * hours_all
+    if job.prefer is Preference.FASTEST:
+        keys = (cost, hours_all)
+    elif job.prefer is Preference.BALANCED:
+        keys = (hours_all, cost * hours_all)
+    else:
+        keys = (hours_all, cost)
+    # Last key sorts first; pool name and class break exact ties deterministically.
+    order = np.lexsort((price_class, table.name[pool].astype(str), *keys))
+    return Ranking(pool[order], price_class[order], usd_all[order], hours_all[order], cost[order])
+
+
+@dataclass
+class JobOptions:
+    """What one job may buy, best first; `options` materialises Option objects on demand."""
+
+    job: JobRequest
+    table: PoolTable
+    ranking: Ranking
+    keep: np.ndarray  # positions in `ranking` that pass this job's price cap and budget
+    static_reason: tuple[object, str] | None = None
+    _materialised: list[Option] | None = field(default=None, repr=False)
+
+    @property
+    def count(self) -> int:
+        return len(self.keep)
+
+    def score_at(self, position: int) -> float:
+        index = self.keep[position]
+        gang_hours = self.job.gang_gpus * self.job.estimated_hours
+        cost = self.ranking.cost_per_gpu_hour[index] * gang_hours
+        hours = self.ranking.hours_per_hour[index] * self.job.estimated_hours
+        if self.job.prefer is Preference.FASTEST:
+            return float(hours * 1e6 + cost)
+        if self.job.prefer is Preference.BALANCED:
+            return float(cost * hours)
+        return float(cost)
+
+    def option_at(self, position: int) -> Option:
+        index = self.keep[position]
+        row = int(self.ranking.pool[index])
+        price_class = CLASSES[int(self.ranking.price_class[index])]
+        placement = estimate_placement(self.job, self.table.pools[row], price_class, float(self.ranking.usd[index]))
+        return Option(row, placement, self.score_at(position))
+
+    @cached_property
+    def regret(self) -> float:
+        if self.count < 2:
+            return float("inf")
+        return self.score_at(1) - self.score_at(0)
+
+    @property
+    def options(self) -> list[Option]:
+        if self._materialised is None:
+            self._materialised = [self.option_at(i) for i in range(self.count)]
+        return self._materialised
+
+
+class OptionCache:
+    """Rankings per job signature, over one fleet."""
+
+    def __init__(self, pools: Sequence[PoolState]):
+        self.table = PoolTable.of(pools)
+        self._rankings: dict[tuple[object, ...], Ranking] = {}
+
+    def estimate(self, job: JobRequest) -> JobOptions:
+        key = _signature(job)
+        ranking = self._rankings.get(key)
+        if ranking is None:
+            ranking = self._rankings[key] = _rank(job, self.table)
+        keep = np.ones(len(ranking.pool), dtype=bool)
+        if job.max_usd_per_gpu_hour is not None:
+            keep &= ranking.usd <= job.max_usd_per_gpu_hour
+        if job.budget_usd is not None:
+            gang_hours = job.gang_gpus * job.estimated_hours
+            keep &= ranking.cost_per_gpu_hour * gang_hours <= job.budget_usd * (1 + 1e-12)
+        return JobOptions(job, self.table, ranking, np.flatnonzero(keep))
