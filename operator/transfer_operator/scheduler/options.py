@@ -14,8 +14,8 @@ from functools import cached_property
 import numpy as np
 
 from transfer_operator.api.enums import Preference, PriceClass
-from transfer_operator.scheduler.pricing import SPOT_RESTART_HOURS, Option, estimate_placement, gpu_speed
-from transfer_operator.scheduler.types import JobRequest, PoolState
+from transfer_operator.scheduler.pricing import SPOT_RESTART_HOURS, Option, gpu_speed
+from transfer_operator.scheduler.types import JobRequest, Placement, PoolState
 
 CLASSES = (PriceClass.ON_DEMAND, PriceClass.SPOT)
 
@@ -35,9 +35,14 @@ class PoolTable:
     spot_hours_factor: np.ndarray
     speed: np.ndarray
     name: np.ndarray
+    region_code: np.ndarray  # int index into `regions`
+    regions: dict[str, int]
 
     @classmethod
     def of(cls, pools: Sequence[PoolState]) -> PoolTable:
+        region_index: dict[str, int] = {}
+        for pool in pools:
+            region_index.setdefault(pool.region, len(region_index))
         return cls(
             pools=tuple(pools),
             gpu_type=np.array([p.gpu_type.upper() for p in pools], dtype=object),
@@ -54,6 +59,8 @@ class PoolTable:
             ),
             speed=np.array([gpu_speed(p.gpu_type) for p in pools], dtype=float),
             name=np.array([p.name for p in pools], dtype=object),
+            region_code=np.array([region_index[p.region] for p in pools], dtype=np.int64),
+            regions=region_index,
         )
 
 
@@ -66,28 +73,20 @@ class Ranking:
     usd: np.ndarray  # $/GPU-hour
     hours_per_hour: np.ndarray  # expected hours per estimated (A100) hour
     cost_per_gpu_hour: np.ndarray  # expected $ per GPU per estimated hour
+    region_code: np.ndarray
+    nodes: np.ndarray
+    gpus_per_node: np.ndarray
 
 
 def _signature(job: JobRequest) -> tuple[object, ...]:
-    return (
-        None if job.gpu_type is None else job.gpu_type.upper(),
-        job.regions,
-        job.spot,
-        job.workers,
-        job.gpus_per_worker,
-        job.prefer,
-    )
+    """What the order of a job's options depends on; regions and gang size only filter it."""
+    return (None if job.gpu_type is None else job.gpu_type.upper(), job.spot, job.prefer)
 
 
 def _rank(job: JobRequest, table: PoolTable) -> Ranking:
     mask = table.open.copy()
     if job.gpu_type is not None:
         mask &= table.gpu_type == job.gpu_type.upper()
-    if job.regions:
-        mask &= np.isin(table.region, list(job.regions))
-    if job.gpus_per_worker > 0:
-        per_node = np.where(table.gpus_per_node >= job.gpus_per_worker, table.gpus_per_node // job.gpus_per_worker, 0)
-        mask &= table.nodes * per_node >= job.workers
     rows = np.flatnonzero(mask)
     pools, classes, usd, hours = [rows], [np.zeros(len(rows), dtype=np.int64)], [table.on_demand_usd[rows]], [
         1.0 / table.speed[rows]
@@ -111,7 +110,11 @@ def _rank(job: JobRequest, table: PoolTable) -> Ranking:
         keys = (hours_all, cost)
     # Last key sorts first; pool name and class break exact ties deterministically.
     order = np.lexsort((price_class, table.name[pool].astype(str), *keys))
-    return Ranking(pool[order], price_class[order], usd_all[order], hours_all[order], cost[order])
+    pool = pool[order]
+    return Ranking(
+        pool, price_class[order], usd_all[order], hours_all[order], cost[order],
+        table.region_code[pool], table.nodes[pool], table.gpus_per_node[pool],
+    )
 
 
 @dataclass
@@ -143,8 +146,21 @@ class JobOptions:
     def option_at(self, position: int) -> Option:
         index = self.keep[position]
         row = int(self.ranking.pool[index])
-        price_class = CLASSES[int(self.ranking.price_class[index])]
-        placement = estimate_placement(self.job, self.table.pools[row], price_class, float(self.ranking.usd[index]))
+        pool = self.table.pools[row]
+        job = self.job
+        usd = float(self.ranking.usd[index])
+        hours = float(self.ranking.hours_per_hour[index]) * job.estimated_hours
+        placement = Placement(
+            pool=pool.name,
+            region=pool.region,
+            zone=pool.zone,
+            gpu_type=pool.gpu_type,
+            price_class=CLASSES[int(self.ranking.price_class[index])],
+            usd_per_gpu_hour=usd,
+            gpus=job.gang_gpus,
+            expected_hours=hours,
+            expected_cost_usd=usd * job.gang_gpus * hours,
+        )
         return Option(row, placement, self.score_at(position))
 
     @cached_property
@@ -173,6 +189,14 @@ class OptionCache:
         if ranking is None:
             ranking = self._rankings[key] = _rank(job, self.table)
         keep = np.ones(len(ranking.pool), dtype=bool)
+        if job.regions:
+            allowed = np.zeros(len(self.table.regions) + 1, dtype=bool)
+            allowed[[self.table.regions.get(r, len(self.table.regions)) for r in job.regions]] = True
+            allowed[-1] = False
+            keep &= allowed[ranking.region_code]
+        if job.gpus_per_worker > 0:
+            per_node = ranking.gpus_per_node // job.gpus_per_worker
+            keep &= ranking.nodes * per_node >= job.workers
         if job.max_usd_per_gpu_hour is not None:
             keep &= ranking.usd <= job.max_usd_per_gpu_hour
         if job.budget_usd is not None:

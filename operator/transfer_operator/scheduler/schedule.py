@@ -44,9 +44,10 @@ PREEMPTION_OPTIONS = 50  # a job that fits nowhere looks for victims on its best
 
 def estimate_options(job: JobRequest, pools: Sequence[PoolState], cache: OptionCache | None = None) -> JobOptions:
     """The job's ranked options over `pools` (pass a shared cache when estimating many jobs)."""
-    entry = (cache or OptionCache(pools)).estimate(job)
+    cache = cache or OptionCache(pools)
+    entry = cache.estimate(job)
     if entry.count == 0:
-        entry.static_reason = explain_static_misfit(job, pools)
+        entry.static_reason = explain_static_misfit(job, cache.table, entry.ranking)
     return entry
 
 

@@ -1,0 +1,83 @@
+"""Decision time and peak memory of one scheduling cycle, for 1k-100k jobs over 500-5,000 pools.
+
+    python benchmarks/scheduler_scale.py            # the full table (several minutes)
+    python benchmarks/scheduler_scale.py --quick    # 1k-10k jobs
+
+Prints a table, fits how time grows with jobs and pools (log-log slope), and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from fleet import FleetConfig, WorkloadConfig, generate_fleet, generate_jobs  # noqa: E402
+
+from transfer_operator.scheduler import Action, ClusterSnapshot, schedule  # noqa: E402
+
+
+def run_one(jobs: int, pools: int, measure_memory: bool) -> dict[str, float]:
+    fleet = generate_fleet(FleetConfig(pools=pools))
+    pending = generate_jobs(WorkloadConfig(jobs=jobs))
+    snapshot = ClusterSnapshot(fleet)
+    if measure_memory:
+        tracemalloc.start()
+    started = time.perf_counter()
+    decisions = schedule(snapshot, pending)
+    seconds = time.perf_counter() - started
+    peak_mb = tracemalloc.get_traced_memory()[1] / 2**20 if measure_memory else float("nan")
+    if measure_memory:
+        tracemalloc.stop()
+    admitted = sum(d.action is Action.ADMIT for d in decisions)
+    return {"jobs": jobs, "pools": pools, "seconds": seconds, "peak_mb": peak_mb, "admitted": admitted}
+
+
+def slope(rows: list[dict[str, float]], vary: str, fixed: str) -> dict[float, float]:
+    """Log-log slope of time against `vary` for each value of `fixed`."""
+    out = {}
+    for value in sorted({r[fixed] for r in rows}):
+        points = [(math.log(r[vary]), math.log(r["seconds"])) for r in rows if r[fixed] == value]
+        if len(points) >= 2:
+            xs, ys = np.array(points).T
+            out[value] = float(np.polyfit(xs, ys, 1)[0])
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", type=Path, default=Path("docs/results/scheduler_scale.json"))
+    parser.add_argument("--no-memory", action="store_true", help="skip tracemalloc (it slows Python ~2x)")
+    args = parser.parse_args()
+    job_counts = [1_000, 10_000] if args.quick else [1_000, 10_000, 100_000]
+    pool_counts = [500, 5_000]
+    rows = []
+    print(f"{'jobs':>8} {'pools':>6} {'seconds':>9} {'peak MB':>8} {'admitted':>9}")
+    for pools in pool_counts:
+        for jobs in job_counts:
+            row = run_one(jobs, pools, measure_memory=False)
+            if not args.no_memory:
+                row["peak_mb"] = run_one(jobs, pools, measure_memory=True)["peak_mb"]
+            rows.append(row)
+            print(f"{jobs:>8} {pools:>6} {row['seconds']:>9.3f} {row['peak_mb']:>8.1f} {row['admitted']:>9}", flush=True)
+    by_jobs = slope(rows, "jobs", "pools")
+    by_pools = slope(rows, "pools", "jobs")
+    print("time ~ jobs^k:", {int(k): round(v, 2) for k, v in by_jobs.items()}, "(per pool count)")
+    print("time ~ pools^k:", {int(k): round(v, 2) for k, v in by_pools.items()}, "(per job count)")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"machine": platform.platform(), "python": platform.python_version(),
+                                    "rows": rows, "slope_jobs": by_jobs, "slope_pools": by_pools}, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
