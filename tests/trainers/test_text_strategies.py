@@ -137,5 +137,5 @@ def test_domain_adaptation_dann(ray_session, tmp_path):
         training={"maxSteps": 6})
     r = run_local(spec, "dann", runs_dir=tmp_path, progress=False)
     assert r.status == "succeeded", r.error
-    assert all(l == l for l in losses(r.run_dir))  # no NaN from the reversed gradient
+    assert all(x == x for x in losses(r.run_dir))  # no NaN from the reversed gradient
     assert "domain_head.0.weight" not in torch.load(r.model_dir / "head.pt")

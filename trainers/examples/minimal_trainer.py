@@ -69,7 +69,7 @@ class MinimalLogReg:
                 state = torch.load(Path(d) / "state.pt")
             model.load_state_dict(state["model"])
             start = state["step"]
-        for step in range(start + 1, steps + 1):
+        for _ in range(start + 1, steps + 1):
             loss = torch.nn.functional.binary_cross_entropy_with_logits(model(x).squeeze(-1), y)
             opt.zero_grad()
             loss.backward()

@@ -110,11 +110,18 @@ def load_state(checkpoint: Any) -> dict[str, Any]:
         return torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=False)
 
 
-def report(metrics: dict[str, Any], state: dict[str, Any] | None, rank: int, export=None) -> None:
+def report(metrics: dict[str, Any], state: dict[str, Any] | None, rank: int, export=None,
+           config: dict[str, Any] | None = None) -> None:
     """ray.train.report on every worker (they must call it together); rank 0 adds the checkpoint.
 
     `export(dir)` writes the adapted model into `dir/model` of the checkpoint (final one only).
+    In-process runs (benchmarks) collect the metrics in config["reports"] instead.
     """
+    if config is not None and config.get("in_process"):
+        config.setdefault("reports", []).append(metrics)
+        if export is not None and config.get("export_dir"):
+            export(Path(config["export_dir"]))
+        return
     import ray.train
 
     if state is None or rank != 0:
@@ -125,6 +132,14 @@ def report(metrics: dict[str, Any], state: dict[str, Any] | None, rank: int, exp
         if export is not None:
             export(Path(tmp) / "model")
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+
+
+def get_checkpoint(config: dict[str, Any] | None = None) -> Any:
+    if config is not None and config.get("in_process"):
+        return None
+    import ray.train
+
+    return ray.train.get_checkpoint()
 
 
 class Progress:
@@ -143,7 +158,7 @@ class Progress:
         self.t_last = time.perf_counter()
         self.samples = 0
         self.gauges: dict[str, Any] = {}
-        if rank == 0:
+        if rank == 0 and not config.get("in_process"):
             try:
                 from ray.util.metrics import Gauge
 
@@ -195,7 +210,10 @@ class Progress:
         return flag
 
 
-def worker_context() -> tuple[int, int, torch.device]:
+def worker_context(config: dict[str, Any] | None = None) -> tuple[int, int, torch.device]:
+    """(rank, world size, device); in-process runs are rank 0 of 1."""
+    if config is not None and config.get("in_process"):
+        return 0, 1, torch.device("cuda" if torch.cuda.is_available() else "cpu")
     import ray.train
     import ray.train.torch
 

@@ -111,3 +111,14 @@ def package_pythonpath() -> None:
 
 
 __all__ = ["Prepared", "SpecError", "latest_checkpoint", "loop_config", "prepare", "run_job"]
+
+
+def run_in_process(prepared: Prepared, *, job_name: str = "local", export_dir: str | None = None,
+                   extra_config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run the built-in recipe's loop in this process, without Ray (benchmarks, overhead baseline).
+
+    Only for the built-in recipes, which honour config["in_process"]; returns the last report.
+    """
+    config = loop_config(prepared.job, job_name, in_process=True, export_dir=export_dir, **(extra_config or {}))
+    prepared.trainer.train_loop_per_worker(config)
+    return config["reports"][-1]

@@ -83,6 +83,8 @@ class Reason(StrEnum):
     PREEMPTED = "Preempted"
     POOL_LOST = "PoolLost"
     BUDGET_EXCEEDED = "BudgetExceeded"
+    BUDGET_WARNING = "BudgetWarning"
+    MAX_ATTEMPTS = "MaxAttemptsReached"
     RAYJOB_LOST = "RayJobLost"
 
 

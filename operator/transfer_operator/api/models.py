@@ -359,6 +359,8 @@ class TransferJobStatus(StatusModel):
     admitted_at: str | None = None
     metrics: TrainMetrics | None = None
     last_checkpoint: str | None = None
+    requeue_after: str | None = None
+    budget_warned: bool = False
     message: str | None = None
     observed_generation: int | None = None
 

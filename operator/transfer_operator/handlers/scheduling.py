@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from transfer_operator import metrics
@@ -22,7 +22,7 @@ from transfer_operator.handlers.conditions import iso, phase_patch, upsert_condi
 from transfer_operator.handlers.context import Ctx
 from transfer_operator.handlers.kube import owner_reference
 from transfer_operator.scheduler import Action, Decision, schedule
-from transfer_operator.scheduler.snapshot import snapshot_of
+from transfer_operator.scheduler.snapshot import requeue_backoff_s, snapshot_of
 
 log = logging.getLogger(__name__)
 LEASE_NAME = "transfer-operator-scheduler"
@@ -57,8 +57,12 @@ def run_cycle(ctx: Ctx, now: datetime) -> list[Decision]:
     started = time.perf_counter()
     fleet = read_fleet(ctx)
     release_lost_pools(ctx, fleet, now)
+    give_up_exhausted(ctx, fleet, now)
     snapshot, pending = snapshot_of(
-        (pool for _, pool in fleet.pools.values()), (job for _, job in fleet.jobs.values()), ctx.config
+        (pool for _, pool in fleet.pools.values()),
+        (job for _, job in fleet.jobs.values()),
+        ctx.config,
+        now_s=now.timestamp(),
     )
     decisions = schedule(snapshot, pending)
     for decision in decisions:

@@ -4,7 +4,7 @@ call the core, write status through `patch`."""
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import kopf
@@ -17,6 +17,7 @@ from transfer_operator.engine.status import mirror_rayjob_status
 from transfer_operator.handlers.conditions import iso, phase_patch
 from transfer_operator.handlers.context import Ctx
 from transfer_operator.handlers.scheduling import ensure_rayjob, read_fleet
+from transfer_operator.scheduler.snapshot import requeue_backoff_s
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,12 @@ def reconcile(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) -> None:
     if added > 0:
         metrics.JOB_COST.labels(namespace=namespace).inc(added)
     budget = job.spec.budget
+    warn_at = None if budget is None else budget.max_dollars * ctx.config.budget_warning_fraction
+    if warn_at is not None and total >= warn_at and not job.status.budget_warned:
+        patch.status["budgetWarned"] = True
+        kopf.warn(body, reason=Reason.BUDGET_WARNING.value,
+                  message=f"spent ${total:.2f}, {ctx.config.budget_warning_fraction:.0%} of the "
+                          f"${budget.max_dollars:.2f} budget")
     if budget is not None and total >= budget.max_dollars:
         ctx.kube.delete_rayjob(namespace, rayjob_name)
         message = f"spent ${total:.2f} of the ${budget.max_dollars:.2f} budget; stopped, checkpoint kept"
@@ -133,6 +140,7 @@ def reconcile(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) -> None:
         message = f"RayJob {rayjob_name} disappeared; back in the queue"
         patch.status.update(phase_patch(dict(body.status), Phase.PREEMPTED, Reason.RAYJOB_LOST, message, now))
         patch.status["placement"] = None
+        patch.status["requeueAfter"] = iso(now + timedelta(seconds=requeue_backoff_s(job.status.attempts)))
         metrics.PREEMPTIONS.labels(reason=Reason.RAYJOB_LOST.value).inc()
         metrics.FAILOVERS.labels(reason=Reason.RAYJOB_LOST.value).inc()
         return
@@ -144,6 +152,7 @@ def reconcile(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) -> None:
         if mirrored.phase is Phase.PREEMPTED:
             ctx.kube.delete_rayjob(namespace, rayjob_name)
             patch.status["placement"] = None
+            patch.status["requeueAfter"] = iso(now + timedelta(seconds=requeue_backoff_s(job.status.attempts)))
             metrics.PREEMPTIONS.labels(reason=Reason.RAYJOB_LOST.value).inc()
             metrics.FAILOVERS.labels(reason=Reason.RAYJOB_LOST.value).inc()
         if mirrored.phase is not phase:

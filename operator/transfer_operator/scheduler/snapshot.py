@@ -7,21 +7,28 @@ from collections.abc import Iterable
 from transfer_operator.api.config import OperatorConfig
 from transfer_operator.api.enums import Phase
 from transfer_operator.api.models import GPUPool, TransferJob
-from transfer_operator.scheduler.from_api import allocation_of, job_request_of, pool_state_of
+from transfer_operator.scheduler.from_api import allocation_of, job_request_of, pool_state_of, seconds_of
 from transfer_operator.scheduler.types import ClusterSnapshot, JobRequest, QueueQuota
 
 QUEUED_PHASES = (Phase.PENDING, Phase.PREEMPTED)
 
 
-def is_queued(job: TransferJob) -> bool:
-    """Waiting for a placement: new, or back in the queue after a preemption."""
+def is_queued(job: TransferJob, now_s: float) -> bool:
+    """Waiting for a placement: new, or back in the queue after a preemption and its backoff."""
     if job.spec.suspend or job.status.phase not in QUEUED_PHASES:
         return False
-    return job.status.attempts < job.spec.max_attempts
+    if job.status.attempts >= job.spec.max_attempts:
+        return False
+    return seconds_of(job.status.requeue_after) <= now_s
+
+
+def requeue_backoff_s(attempts: int) -> float:
+    """Wait before placing a preempted job again: 10 s, doubling per attempt, at most 10 min."""
+    return float(min(600, 10 * 2 ** max(0, attempts - 1)))
 
 
 def snapshot_of(
-    pools: Iterable[GPUPool], jobs: Iterable[TransferJob], config: OperatorConfig
+    pools: Iterable[GPUPool], jobs: Iterable[TransferJob], config: OperatorConfig, now_s: float = float("inf")
 ) -> tuple[ClusterSnapshot, list[JobRequest]]:
     jobs = list(jobs)
     allocations = tuple(a for a in (allocation_of(job) for job in jobs) if a is not None)
@@ -34,5 +41,5 @@ def snapshot_of(
         quotas=quotas,
         policy=config.utilization_policy,
     )
-    pending = [job_request_of(job) for job in jobs if is_queued(job)]
+    pending = [job_request_of(job) for job in jobs if is_queued(job, now_s)]
     return snapshot, pending

@@ -124,12 +124,10 @@ def validate(job: JobSpec) -> None:
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
-    import ray.train
-
     job = JobSpec.model_validate(config["job"])
     cfg = ImageConfig.model_validate(job.trainer.config)
     tr, st = job.training, job.strategy
-    rank, world, device = loop.worker_context()
+    rank, world, device = loop.worker_context(config)
     seed = tr.seed
     loop.seed_everything(seed)
     t_start = time.perf_counter()
@@ -155,7 +153,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     n_params = sum(p.numel() for p in model.parameters())
 
     step, best_val, bad_evals = 0, math.inf, 0
-    ckpt = ray.train.get_checkpoint()
+    ckpt = loop.get_checkpoint(config)
     if ckpt is not None:
         s = loop.load_state(ckpt)
         model.load_state_dict(s["model"])
@@ -230,7 +228,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 else:
                     bad_evals += 1
                 early = tr.early_stopping_patience is not None and bad_evals >= tr.early_stopping_patience
-            loop.report(metrics, snapshot() if (ckpt_now or stopped or early) else None, rank)
+            loop.report(metrics, snapshot() if (ckpt_now or stopped or early) else None, rank, config=config)
         if stopped or early:
             break
     if stopped:
@@ -241,7 +239,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
              "val_loss": val_loss, "val_accuracy": val_acc, "trainable_params": n_trainable,
              "total_params": n_params, "early_stopped": early, "final": True,
              "wall_s": time.perf_counter() - t_start, "labels": [str(x) for x in labels]}
-    loop.report(final, snapshot(final=True), rank, export=export)
+    loop.report(final, snapshot(final=True), rank, export=export, config=config)
 
 
 class ImageClassificationTrainer:

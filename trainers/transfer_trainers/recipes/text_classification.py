@@ -227,14 +227,13 @@ class _GradReverse(torch.autograd.Function):
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
-    import ray.train
     from transformers import AutoTokenizer
 
     loop.quiet_libraries()
     job = JobSpec.model_validate(config["job"])
     cfg = TextConfig.model_validate(job.trainer.config)
     tr, st = job.training, job.strategy
-    rank, world, device = loop.worker_context()
+    rank, world, device = loop.worker_context(config)
     seed = tr.seed
     loop.seed_everything(seed)
     t_start = time.perf_counter()
@@ -313,7 +312,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             target_y = [index[r[tds.label_column]] for r in rows]  # only reported, never trained on
 
     step, best_val, bad_evals = 0, math.inf, 0
-    ckpt = ray.train.get_checkpoint()
+    ckpt = loop.get_checkpoint(config)
     if ckpt is not None:
         state = loop.load_state(ckpt)
         model.load_state_dict(state["model"])
@@ -443,7 +442,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 else:
                     bad_evals += 1
                 early = tr.early_stopping_patience is not None and bad_evals >= tr.early_stopping_patience
-            loop.report(metrics, snapshot() if (ckpt_now or stopped or early) else None, rank)
+            loop.report(metrics, snapshot() if (ckpt_now or stopped or early) else None, rank, config=config)
         if stopped or early:
             break
 
@@ -457,7 +456,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if target_y is not None:
         _, final["target_accuracy"] = evaluate(target_x[: cfg.max_eval_examples], target_y[: cfg.max_eval_examples])
     progress.eval(step, {"val_loss": val_loss, "val_accuracy": val_acc})
-    loop.report(final, snapshot(final=True), rank, export=export)
+    loop.report(final, snapshot(final=True), rank, export=export, config=config)
 
 
 class TextClassificationTrainer:
