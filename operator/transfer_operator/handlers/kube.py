@@ -20,11 +20,13 @@ RAY_GROUP, RAY_VERSION = RAYJOB_API_VERSION.split("/")
 
 
 def load_client_config() -> client.ApiClient:
+    configuration = client.Configuration()
     try:
-        config.load_incluster_config()
+        config.load_incluster_config(client_configuration=configuration)
     except config.ConfigException:
-        config.load_kube_config()
-    return client.ApiClient()
+        config.load_kube_config(client_configuration=configuration)
+    configuration.connection_pool_maxsize = 32  # the cycle writes decisions in parallel
+    return client.ApiClient(configuration)
 
 
 @dataclass
@@ -36,6 +38,14 @@ class Kube:
         return client.CustomObjectsApi(self.api)
 
     # --- our resources ------------------------------------------------------------------
+
+    def get_transferjob(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "transferjobs", name)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
 
     def list_transferjobs(self) -> list[dict[str, Any]]:
         return self.custom.list_cluster_custom_object(GROUP, VERSION, "transferjobs")["items"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,6 +27,7 @@ from transfer_operator.scheduler.snapshot import requeue_backoff_s, snapshot_of
 
 log = logging.getLogger(__name__)
 LEASE_NAME = "transfer-operator-scheduler"
+WRITE_CONCURRENCY = 16
 
 
 @dataclass
@@ -65,13 +67,18 @@ def run_cycle(ctx: Ctx, now: datetime) -> list[Decision]:
         now_s=now.timestamp(),
     )
     decisions = schedule(snapshot, pending)
-    for decision in decisions:
+
+    def apply(decision: Decision) -> None:
         body, job = fleet.jobs[decision.job_key]
         try:
             apply_decision(ctx, fleet, body, job, decision, now)
         except Exception:  # one job's failure must not stop the cycle
             log.exception("applying the decision for %s failed", decision.job_key)
             metrics.RECONCILE_ERRORS.labels(stage="admit").inc()
+
+    # Decisions touch disjoint objects (a victim belongs to one preemptor), so write them in parallel.
+    with ThreadPoolExecutor(max_workers=WRITE_CONCURRENCY) as pool:
+        list(pool.map(apply, decisions))
     write_pool_status(ctx, fleet)
     metrics.record_cycle(
         decisions, fleet_jobs=[job for _, job in fleet.jobs.values()], seconds=time.perf_counter() - started

