@@ -53,10 +53,21 @@ module_dir() {
   (cd "$here/$1" && GOFLAGS=-mod=mod go list -m -f '{{.Dir}}' "$2")
 }
 
+# Version stamps `make` would set: without them the apiserver reports v0.0.0-master, which
+# breaks version checks in clients (e.g. a chart's kubeVersion constraint).
+kube_ldflags() {
+  local minor=${K8S_VERSION#v*.}
+  minor=${minor%%.*}
+  local component_base=k8s.io/component-base/version
+  echo "-s -w -X $component_base.gitVersion=$K8S_VERSION -X $component_base.gitMajor=1" \
+    "-X $component_base.gitMinor=$minor -X $component_base.gitTreeState=clean" \
+    "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+}
+
 build_kube() {
   local out=$1
   log "building kube (apiserver, controller-manager, scheduler, etcd), kwok, helm"
-  (cd "$here/kube" && GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" -o "$out/" \
+  (cd "$here/kube" && GOFLAGS=-mod=mod go build -trimpath -ldflags "$(kube_ldflags)" -o "$out/" \
     . helm.sh/helm/v3/cmd/helm sigs.k8s.io/kwok/cmd/kwok)
   for name in kube-apiserver kube-controller-manager kube-scheduler etcd; do
     ln -sf kube "$out/$name"
@@ -108,10 +119,11 @@ main() {
 
   local elapsed_s=$((SECONDS - start_s))
   {
-    grep -E '^[A-Z_]+=' "$here/versions.env"
+    grep -E '^[A-Z0-9_]+=' "$here/versions.env"
     echo "GO_VERSION=$(go env GOVERSION)"
     echo "BUILD_SECONDS=$elapsed_s"
   } >"$tmp/versions.txt"
+  chmod 755 "$tmp"
   touch "$tmp/.stamp"
   rm -rf "$bin_dir"
   mv -T "$tmp" "$bin_dir"
@@ -120,4 +132,4 @@ main() {
   echo "$bin_dir"
 }
 
-main "$@"
+main "$@"; exit  # exit at once: the file may be edited while a long build runs

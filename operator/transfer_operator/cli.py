@@ -169,11 +169,18 @@ def render(file: Path, pool_files: tuple[Path, ...]) -> None:
     manifests = []
     for job, decision in zip(jobs, _decisions_in_job_order(jobs, pools), strict=True):
         if decision.placement is None:
-            console.print(f"[yellow]{job.key}[/yellow] would wait: {decision.message}", highlight=False)
+            click.echo(f"{job.key} would wait: {decision.message}", err=True)
             continue
         pool = by_name[decision.placement.pool]
         manifests.append(render_rayjob(job, PoolPin.of(pool.metadata.name, pool.spec), attempt=1))
-    click.echo(yaml.safe_dump_all(manifests, sort_keys=False), nl=False)
+    click.echo(yaml.dump_all(manifests, Dumper=_NoAliasDumper, sort_keys=False), nl=False)
+
+
+class _NoAliasDumper(yaml.SafeDumper):
+    """Plain YAML for kubectl: never `&id001` anchors for repeated values."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
 
 def _decisions_in_job_order(jobs: list[TransferJob], pools: list[GPUPool]) -> list[Decision]:
@@ -235,9 +242,14 @@ def operator(
     priority: int, peering: str, standalone: bool, namespaces: tuple[str, ...], liveness: str | None
 ) -> None:
     """Run the operator (kopf) against the current kubeconfig or in-cluster config."""
+    import logging
+    import os
+
     import kopf
 
     import transfer_operator.handlers  # noqa: F401  (registers the handlers)
+
+    logging.basicConfig(level=os.environ.get("TRANSFER_LOG_LEVEL", "INFO").upper())
 
     kopf.configure(verbose=False)
     kopf.run(

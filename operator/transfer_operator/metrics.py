@@ -1,5 +1,6 @@
 """Prometheus collectors of the operator. Labels are bounded: phase, queue, pool, region,
-reason, result, namespace — never a job name or UID."""
+reason, result, namespace. The per-job gauges (`transfer_job_*`) carry the job's name; their
+series exist only while the TransferJob does, so their number is that of live jobs."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ SPEND_RATE = Gauge(
 )
 PREEMPTIONS = Counter("transfer_preemptions_total", "Jobs sent back to the queue, by reason.", ["reason"])
 FAILOVERS = Counter(
-    "transfer_failovers_total", "Jobs that lost their pool and were placed again elsewhere.", ["reason"]
+    "transfer_failovers_total", "Jobs that lost their pool or RayJob and went back to the queue.", ["reason"]
 )
 # Per-job series: bounded by the TransferJobs that exist; removed when a job is deleted.
 JOB_COST_SO_FAR = Gauge("transfer_job_spent_dollars", "Dollars a TransferJob has spent so far.", ["namespace", "job"])
@@ -123,13 +124,13 @@ def initialize() -> None:
     """Create the labelled counters at zero so dashboards show 0, not 'no data'."""
     from transfer_operator.api.enums import Reason
 
-    for reason in (Reason.PREEMPTED, Reason.POOL_LOST, Reason.RAYJOB_LOST, Reason.BUDGET_EXCEEDED):
+    for reason in (Reason.PREEMPTED, Reason.POOL_LOST, Reason.RAYJOB_LOST):
         PREEMPTIONS.labels(reason=reason.value)
     for reason in (Reason.POOL_LOST, Reason.RAYJOB_LOST):
         FAILOVERS.labels(reason=reason.value)
     for result in ("admit", "preempt", "wait"):
         SCHEDULING_ATTEMPTS.labels(result=result)
-    for stage in ("cycle", "admit", "reconcile"):
+    for stage in ("cycle", "admit"):
         RECONCILE_ERRORS.labels(stage=stage)
 
 

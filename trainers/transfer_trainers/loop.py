@@ -135,11 +135,18 @@ def report(metrics: dict[str, Any], state: dict[str, Any] | None, rank: int, exp
 
 
 def get_checkpoint(config: dict[str, Any] | None = None) -> Any:
-    if config is not None and config.get("in_process"):
+    """The checkpoint to start from: this run's latest (Ray restarts a failed worker group with
+    it), else the one the runner found (config["resume_from"]: TRANSFER_RESUME_FROM or the
+    latest under the storage path; Ray Train v2 dropped `resume_from_checkpoint`)."""
+    config = config or {}
+    if config.get("in_process"):
         return None
     import ray.train
 
-    return ray.train.get_checkpoint()
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is None and config.get("resume_from"):
+        ckpt = ray.train.Checkpoint(config["resume_from"])
+    return ckpt
 
 
 class Progress:

@@ -84,11 +84,10 @@ def run_job(
     from ray.train.torch import TorchConfig, TorchTrainer
 
     job = prepared.job
-    checkpoint = ray.train.Checkpoint(resume_from) if resume_from else None
     storage = storage_path if "://" in storage_path else str(Path(storage_path).expanduser().resolve())
     trainer = TorchTrainer(
         prepared.trainer.train_loop_per_worker,
-        train_loop_config=loop_config(job, job_name, **(extra_config or {})),
+        train_loop_config=loop_config(job, job_name, resume_from=resume_from, **(extra_config or {})),
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(num_workers=job.resources.workers, use_gpu=use_gpu),
         run_config=ray.train.RunConfig(
@@ -97,7 +96,6 @@ def run_job(
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=job.checkpoint.keep),
             failure_config=ray.train.FailureConfig(max_failures=0),
         ),
-        resume_from_checkpoint=checkpoint,
     )
     return trainer.fit()
 

@@ -81,6 +81,7 @@ class Reason(StrEnum):
     FAILED = "Failed"
     SUSPENDED = "Suspended"
     PREEMPTED = "Preempted"
+    PREEMPTING = "Preempting"  # waiting for lower-priority jobs to leave
     POOL_LOST = "PoolLost"
     BUDGET_EXCEEDED = "BudgetExceeded"
     BUDGET_WARNING = "BudgetWarning"

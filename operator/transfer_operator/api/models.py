@@ -341,13 +341,6 @@ class PlacementStatus(StatusModel):
     gpus: int
 
 
-class TrainMetrics(StatusModel):
-    step: int | None = None
-    loss: float | None = None
-    accuracy: float | None = None
-    samples_per_second: float | None = None
-
-
 class TransferJobStatus(StatusModel):
     phase: Phase = Phase.PENDING
     conditions: list[Condition] = Field(default_factory=list)
@@ -357,8 +350,9 @@ class TransferJobStatus(StatusModel):
     cost_so_far: float = 0.0
     cost_accrued_at: str | None = None
     admitted_at: str | None = None
-    metrics: TrainMetrics | None = None
-    last_checkpoint: str | None = None
+    last_checkpoint: str | None = Field(
+        default=None, description="Checkpoint storage the next attempt resumes from (the latest in it)."
+    )
     requeue_after: str | None = None
     budget_warned: bool = False
     message: str | None = None
@@ -409,7 +403,6 @@ class GPUPoolSpec(ApiModel):
     pricing: PricingSpec
     node_selector: Annotated[dict[str, str], Field(max_length=32)] = Field(default_factory=dict)
     tolerations: Annotated[list[Toleration], Field(max_length=32)] = Field(default_factory=list)
-    kubeconfig_secret_ref: SecretKeyRef | None = None
     cordoned: bool = False
 
     @property

@@ -1,5 +1,6 @@
-"""Certificates for the dev control plane: CA, apiserver serving cert, admin client cert
-and the service-account signing key pair. EC P-256 keys: fast to generate."""
+"""Certificates for the dev control plane: CA, apiserver serving cert, admin client cert,
+front-proxy client cert and the service-account signing key pair. EC P-256 keys: fast to
+generate."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ SERVING_DNS_NAMES = (
     "kubernetes.default.svc.cluster.local",
 )
 SERVING_IPS = ("127.0.0.1", "10.96.0.1")
+FRONT_PROXY_CLIENT_NAME = "front-proxy-client"
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,8 @@ class CertPaths:
     serving_key: Path
     admin_cert: Path
     admin_key: Path
+    front_proxy_cert: Path
+    front_proxy_key: Path
     sa_public_key: Path
     sa_private_key: Path
 
@@ -44,6 +48,8 @@ def cert_paths(cert_dir: Path) -> CertPaths:
         serving_key=cert_dir / "apiserver.key",
         admin_cert=cert_dir / "admin.crt",
         admin_key=cert_dir / "admin.key",
+        front_proxy_cert=cert_dir / "front-proxy-client.crt",
+        front_proxy_key=cert_dir / "front-proxy-client.key",
         sa_public_key=cert_dir / "sa.pub",
         sa_private_key=cert_dir / "sa.key",
     )
@@ -166,6 +172,14 @@ def generate(cert_dir: Path) -> CertPaths:
     )
     _write(paths.admin_cert, admin_cert.public_bytes(serialization.Encoding.PEM))
     _write(paths.admin_key, _key_pem(admin_key), private=True)
+
+    # Lets the apiserver authenticate to aggregated APIs and fills the requestheader CA that
+    # controller-manager and scheduler otherwise complain about every few seconds.
+    proxy_cert, proxy_key = _issue(
+        ca_key, ca_name, _name(FRONT_PROXY_CLIENT_NAME), ExtendedKeyUsageOID.CLIENT_AUTH
+    )
+    _write(paths.front_proxy_cert, proxy_cert.public_bytes(serialization.Encoding.PEM))
+    _write(paths.front_proxy_key, _key_pem(proxy_key), private=True)
 
     sa_key = _new_key()
     _write(paths.sa_private_key, _key_pem(sa_key), private=True)

@@ -38,7 +38,7 @@ KUBECONFIG_FILE = "kubeconfig"
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 NODE_LEASE_DURATION_S = 40
-STOP_GRACE_S = 10.0
+STOP_GRACE_S = 5.0
 
 Echo = Callable[[str], None]
 
@@ -169,21 +169,19 @@ def _spawn(name: str, argv: list[str], state_dir: Path, env: dict[str, str] | No
     return ProcessRecord(pid=process.pid, start_ticks=_start_ticks(process.pid), log=str(log_path))
 
 
-def _stop(records: list[ProcessRecord], grace_s: float = STOP_GRACE_S) -> None:
-    live = [r for r in records if is_alive(r)]
-    for record in live:
-        _signal_group(record.pid, signal.SIGTERM)
+def _stop(record: ProcessRecord, grace_s: float = STOP_GRACE_S) -> None:
+    if not is_alive(record):
+        _reap(record.pid)
+        return
+    _signal_group(record.pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
-        for record in live:
-            _reap(record.pid)
-        live = [r for r in live if is_alive(r)]
-        if not live:
-            return
-        time.sleep(0.1)
-    for record in live:
-        _signal_group(record.pid, signal.SIGKILL)
         _reap(record.pid)
+        if not is_alive(record):
+            return
+        time.sleep(0.05)
+    _signal_group(record.pid, signal.SIGKILL)
+    _reap(record.pid)
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
@@ -321,6 +319,13 @@ def _apiserver_argv(cluster: Cluster, paths: certs_mod.CertPaths) -> list[str]:
         f"--tls-cert-file={paths.serving_cert}",
         f"--tls-private-key-file={paths.serving_key}",
         f"--client-ca-file={paths.ca_cert}",
+        f"--requestheader-client-ca-file={paths.ca_cert}",
+        f"--requestheader-allowed-names={certs_mod.FRONT_PROXY_CLIENT_NAME}",
+        "--requestheader-username-headers=X-Remote-User",
+        "--requestheader-group-headers=X-Remote-Group",
+        "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+        f"--proxy-client-cert-file={paths.front_proxy_cert}",
+        f"--proxy-client-key-file={paths.front_proxy_key}",
         "--authorization-mode=Node,RBAC",
         f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
         f"--service-account-key-file={paths.sa_public_key}",
@@ -543,8 +548,9 @@ def down(state_dir: Path = DEFAULT_STATE_DIR) -> bool:
     cluster = load(state_dir)
     if cluster is None:
         return False
-    # Reverse start order: clients first, etcd last.
-    _stop(list(reversed(list(cluster.processes.values()))))
+    # One at a time in reverse start order: the apiserver lingers when etcd goes first.
+    for record in reversed(list(cluster.processes.values())):
+        _stop(record)
     _state_path(state_dir).unlink(missing_ok=True)
     return True
 

@@ -64,6 +64,15 @@ def _label_value(value: str) -> str:
     return value if len(value) <= 63 else value[:56] + "-" + hashlib.sha1(value.encode()).hexdigest()[:6]
 
 
+DEFAULT_STORAGE_ROOT = "/tmp/transfer-checkpoints"
+
+
+def checkpoint_storage(job: TransferJob) -> str:
+    """Where the trainer writes checkpoints and, on a later attempt, resumes from the latest.
+    Without spec.checkpoint.uri it is a path on the Ray head: fine for one node, not for failover."""
+    return job.spec.checkpoint.uri or f"{DEFAULT_STORAGE_ROOT}/{job.metadata.namespace or 'default'}/{job.metadata.name}"
+
+
 def trainer_env(job: TransferJob, attempt: int) -> dict[str, str]:
     """The contract with the trainer image (see docs/trainers.md): everything it needs, as env."""
     env = {
@@ -74,8 +83,7 @@ def trainer_env(job: TransferJob, attempt: int) -> dict[str, str]:
         "HF_HUB_OFFLINE": "1",
         "RAY_AUTH_MODE": "disabled",
     }
-    if job.spec.checkpoint.uri:
-        env["TRANSFER_STORAGE_PATH"] = job.spec.checkpoint.uri
+    env["TRANSFER_STORAGE_PATH"] = checkpoint_storage(job)
     if job.status.last_checkpoint:
         env["TRANSFER_RESUME_FROM"] = job.status.last_checkpoint
     return env
@@ -113,7 +121,7 @@ def render_rayjob(
         worker_limits["nvidia.com/gpu"] = resources.gpus_per_worker
     worker = _container("ray-worker", image, {"limits": worker_limits, "requests": dict(worker_limits)}, job)
     head_resources = {"cpu": "1", "memory": "2Gi"}
-    head = _container("ray-head", image, {"limits": head_resources, "requests": head_resources}, job)
+    head = _container("ray-head", image, {"limits": head_resources, "requests": dict(head_resources)}, job)
     head["ports"] = [
         {"containerPort": 6379, "name": "gcs-server"},
         {"containerPort": 8265, "name": "dashboard"},

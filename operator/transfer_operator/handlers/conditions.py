@@ -69,6 +69,9 @@ def phase_patch(
     )
     if phase in (Phase.SUCCEEDED, Phase.FAILED):
         conditions = upsert_condition(conditions, ConditionType.FINISHED, True, reason, message, now)
-    if phase is Phase.RUNNING:
-        conditions = upsert_condition(conditions, ConditionType.RUNNING, True, reason, message, now)
+    present = {c.get("type") for c in conditions}
+    # Admitted and Running follow the phase; once set, they are turned False rather than dropped.
+    for kind, holds in ((ConditionType.ADMITTED, phase.holds_capacity), (ConditionType.RUNNING, phase is Phase.RUNNING)):
+        if holds or kind.value in present:
+            conditions = upsert_condition(conditions, kind, holds, reason, message, now)
     return {"phase": phase.value, "message": message, "conditions": conditions}

@@ -16,9 +16,9 @@ from typing import Any
 
 from transfer_operator import metrics
 from transfer_operator.api.enums import ConditionType, Phase, Reason
-from transfer_operator.api.models import GPUPool, TransferJob
+from transfer_operator.api.models import GPUPool, PlacementStatus, TransferJob
 from transfer_operator.api.validation import InvalidSpec, parse_gpupool, parse_transferjob
-from transfer_operator.engine.rayjob import PoolPin, rayjob_name, render_rayjob
+from transfer_operator.engine.rayjob import PoolPin, checkpoint_storage, rayjob_name, render_rayjob
 from transfer_operator.handlers.conditions import iso, phase_patch, upsert_condition
 from transfer_operator.handlers.context import Ctx
 from transfer_operator.handlers.kube import owner_reference
@@ -97,7 +97,7 @@ def release_lost_pools(ctx: Ctx, fleet: Fleet, now: datetime) -> None:
             continue
         why = "was deleted" if entry is None else "was cordoned"
         message = f"pool {placement.pool} {why}; back in the queue, resuming from the last checkpoint"
-        preempt(ctx, body, job, Reason.POOL_LOST, message, now)
+        preempt(ctx, body, job, Reason.POOL_LOST, message, now, backoff=False)
         metrics.FAILOVERS.labels(reason=Reason.POOL_LOST.value).inc()
         fleet.jobs[key] = (
             body,
@@ -107,14 +107,35 @@ def release_lost_pools(ctx: Ctx, fleet: Fleet, now: datetime) -> None:
         )
 
 
+def give_up_exhausted(ctx: Ctx, fleet: Fleet, now: datetime) -> None:
+    """A preempted job that used all its attempts fails, with the reason, instead of waiting forever."""
+    for key, (body, job) in list(fleet.jobs.items()):
+        if job.status.phase is not Phase.PREEMPTED or job.status.attempts < job.spec.max_attempts:
+            continue
+        message = (
+            f"preempted after {job.status.attempts} of spec.maxAttempts={job.spec.max_attempts} placements; "
+            f"checkpoints kept at {job.status.last_checkpoint or '(none yet)'}; raise maxAttempts to retry"
+        )
+        status = phase_patch(body.get("status") or {}, Phase.FAILED, Reason.MAX_ATTEMPTS, message, now)
+        ctx.kube.patch_transferjob_status(job.metadata.namespace or "default", job.metadata.name, status)
+        ctx.kube.post_event(body, "Warning", Reason.MAX_ATTEMPTS.value, message)
+        failed = job.status.model_copy(update={"phase": Phase.FAILED})
+        fleet.jobs[key] = (body, job.model_copy(update={"status": failed}))
+
+
 def preempt(
-    ctx: Ctx, body: dict[str, Any], job: TransferJob, reason: Reason, message: str, now: datetime
+    ctx: Ctx, body: dict[str, Any], job: TransferJob, reason: Reason, message: str, now: datetime,
+    *, backoff: bool = True,
 ) -> None:
+    """Stop the job's RayJob and put it back in the queue (after a backoff, unless it lost its
+    pool: then it fails over at once); its checkpoints stay."""
     namespace = job.metadata.namespace or "default"
     if job.status.ray_job_name:
         ctx.kube.delete_rayjob(namespace, job.status.ray_job_name)
     status = phase_patch(body.get("status") or {}, Phase.PREEMPTED, reason, message, now)
     status["placement"] = None
+    delay_s = requeue_backoff_s(job.status.attempts) if backoff else 0.0
+    status["requeueAfter"] = iso(now + timedelta(seconds=delay_s))
     ctx.kube.patch_transferjob_status(namespace, job.metadata.name, status)
     ctx.kube.post_event(body, "Warning", reason.value, message)
     metrics.PREEMPTIONS.labels(reason=reason.value).inc()
@@ -131,9 +152,6 @@ def apply_decision(
         attempt = job.status.attempts + 1
         name = rayjob_name(job.metadata.name, attempt)
         status = phase_patch(current, Phase.ADMITTED, Reason.ADMITTED, decision.message, now)
-        status["conditions"] = upsert_condition(
-            status["conditions"], ConditionType.ADMITTED, True, Reason.ADMITTED, decision.message, now
-        )
         status.update(
             placement={
                 "pool": placement.pool,
@@ -146,12 +164,16 @@ def apply_decision(
                 "gpus": placement.gpus,
             },
             rayJobName=name,  # the child's name is in status before the child exists
+            lastCheckpoint=checkpoint_storage(job),
             attempts=attempt,
             admittedAt=iso(now),
             costAccruedAt=iso(now),
         )
         ctx.kube.patch_transferjob_status(namespace, job.metadata.name, status)
-        admitted = job.model_copy(update={"status": job.status.model_copy(update={"attempts": attempt})})
+        admitted = job.model_copy(update={"status": job.status.model_copy(update={
+            "attempts": attempt, "phase": Phase.ADMITTED, "placement": PlacementStatus.model_validate(status["placement"])
+        })})
+        fleet.jobs[job.key] = (body, admitted)  # this cycle's pool status counts it
         ensure_rayjob(ctx, body, admitted, placement.pool, fleet.pools[placement.pool][1], attempt)
         ctx.kube.post_event(body, "Normal", Reason.ADMITTED.value, decision.message)
         created = metrics.seconds_since(job.metadata.creation_timestamp, now)
@@ -161,6 +183,8 @@ def apply_decision(
     if decision.action is Action.PREEMPT:
         for victim_key in decision.victims:
             victim_body, victim = fleet.jobs[victim_key]
+            fleet.jobs[victim_key] = (victim_body, victim.model_copy(update={
+                "status": victim.status.model_copy(update={"phase": Phase.PREEMPTED, "placement": None})}))
             preempt(
                 ctx,
                 victim_body,

