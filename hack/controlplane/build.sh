@@ -33,6 +33,9 @@ if [[ -f "$bin_dir/.stamp" ]]; then
   exit 0
 fi
 
+# -buildvcs=false: the wrapper modules sit inside this repository's git work tree.
+go_flags="-mod=mod -buildvcs=false"
+
 log() { echo "build.sh: $*" >&2; }
 
 check_pins() {
@@ -50,7 +53,7 @@ check_pins() {
 
 # Directory of a module in the module cache (downloads it if needed).
 module_dir() {
-  (cd "$here/$1" && GOFLAGS=-mod=mod go list -m -f '{{.Dir}}' "$2")
+  (cd "$here/$1" && GOFLAGS="$go_flags" go list -m -f '{{.Dir}}' "$2")
 }
 
 # Version stamps `make` would set: without them the apiserver reports v0.0.0-master, which
@@ -67,7 +70,7 @@ kube_ldflags() {
 build_kube() {
   local out=$1
   log "building kube (apiserver, controller-manager, scheduler, etcd), kwok, helm"
-  (cd "$here/kube" && GOFLAGS=-mod=mod go build -trimpath -ldflags "$(kube_ldflags)" -o "$out/" \
+  (cd "$here/kube" && GOFLAGS="$go_flags" go build -trimpath -ldflags "$(kube_ldflags)" -o "$out/" \
     . helm.sh/helm/v3/cmd/helm sigs.k8s.io/kwok/cmd/kwok)
   for name in kube-apiserver kube-controller-manager kube-scheduler etcd; do
     ln -sf kube "$out/$name"
@@ -77,7 +80,7 @@ build_kube() {
 build_kuberay() {
   local out=$1
   log "building KubeRay operator $KUBERAY_VERSION"
-  (cd "$here/kuberay" && GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" \
+  (cd "$here/kuberay" && GOFLAGS="$go_flags" go build -trimpath -ldflags "-s -w" \
     -o "$out/ray-operator" github.com/ray-project/kuberay/ray-operator)
   mkdir -p "$out/crds/kuberay"
   cp "$(module_dir kuberay github.com/ray-project/kuberay/ray-operator)"/config/crd/bases/*.yaml \
@@ -114,6 +117,7 @@ main() {
   tmp=$(mktemp -d "$cache_root/bin/.tmp-$version_key-XXXXXX")
   trap 'rm -rf "$tmp"' EXIT
   build_kube "$tmp"
+  log "kube, kwok, helm built after $((SECONDS - start_s))s"
   build_kuberay "$tmp"
   copy_kwok_stages "$tmp"
 

@@ -90,11 +90,12 @@ FLEET_PANELS: tuple[PanelSpec, ...] = (
     ),
 )
 
-JOB_SELECTOR = 'namespace="$namespace", job="$job"'
+# `transferjob`, not `job`: Prometheus sets `job` to the scrape job's name.
+JOB_SELECTOR = 'namespace="$namespace", transferjob="$transferjob"'
 JOB_PANELS: tuple[PanelSpec, ...] = (
-    PanelSpec("Loss", (('ray_transfer_train_loss{job="$job"}', "loss"),)),
-    PanelSpec("Accuracy", (('ray_transfer_train_accuracy{job="$job"}', "accuracy"),), unit="percentunit"),
-    PanelSpec("Throughput", (('ray_transfer_train_samples_per_second{job="$job"}', "samples/s"),)),
+    PanelSpec("Loss", (('ray_transfer_train_loss{transferjob="$transferjob"}', "loss"),)),
+    PanelSpec("Accuracy", (('ray_transfer_train_accuracy{transferjob="$transferjob"}', "accuracy"),), unit="percentunit"),
+    PanelSpec("Throughput", (('ray_transfer_train_samples_per_second{transferjob="$transferjob"}', "samples/s"),)),
     PanelSpec("Cost so far", ((f"transfer_job_spent_dollars{{{JOB_SELECTOR}}}", "USD"),), unit="currencyUSD",
               kind="stat", width=6),
     PanelSpec("Phase", ((f"transfer_job_phase{{{JOB_SELECTOR}}} == 1", "{{phase}}"),), kind="stat", width=6),
@@ -145,8 +146,8 @@ def job_dashboard() -> Dashboard:
         _datasource_variable(),
         Template(name="namespace", label="Namespace", dataSource=DATASOURCE,
                  query="label_values(transfer_job_phase, namespace)", default=""),
-        Template(name="job", label="TransferJob", dataSource=DATASOURCE,
-                 query='label_values(transfer_job_phase{namespace="$namespace"}, job)', default=""),
+        Template(name="transferjob", label="TransferJob", dataSource=DATASOURCE,
+                 query='label_values(transfer_job_phase{namespace="$namespace"}, transferjob)', default=""),
     ]
     return Dashboard(
         title="transfer-operator / job",

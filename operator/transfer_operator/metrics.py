@@ -45,12 +45,12 @@ FAILOVERS = Counter(
     "transfer_failovers_total", "Jobs that lost their pool or RayJob and went back to the queue.", ["reason"]
 )
 # Per-job series: bounded by the TransferJobs that exist; removed when a job is deleted.
-JOB_COST_SO_FAR = Gauge("transfer_job_spent_dollars", "Dollars a TransferJob has spent so far.", ["namespace", "job"])
+JOB_COST_SO_FAR = Gauge("transfer_job_spent_dollars", "Dollars a TransferJob has spent so far.", ["namespace", "transferjob"])
 JOB_PRICE = Gauge(
     "transfer_job_usd_per_hour", "What a running TransferJob costs per hour, on which pool.",
-    ["namespace", "job", "pool", "region", "price_class"],
+    ["namespace", "transferjob", "pool", "region", "price_class"],
 )
-JOB_PHASE = Gauge("transfer_job_phase", "1 for the phase a TransferJob is in.", ["namespace", "job", "phase"])
+JOB_PHASE = Gauge("transfer_job_phase", "1 for the phase a TransferJob is in.", ["namespace", "transferjob", "phase"])
 RAYJOB_CREATE_ERRORS = Counter("transfer_rayjob_create_errors_total", "RayJob creations that failed.")
 RECONCILE_ERRORS = Counter("transfer_reconcile_errors_total", "Errors while reconciling.", ["stage"])
 

@@ -38,9 +38,9 @@ def apply(cluster: devcluster.Cluster, manifest: dict[str, Any]) -> None:
 
 
 def pool_nodes(cluster: devcluster.Cluster, pool_name: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = get_json(
-        cluster, "nodes", "-l", f"{nodes_mod.POOL_LABEL}={pool_name}"
-    )["items"]
+    items: list[dict[str, Any]] = get_json(cluster, "nodes", "-l", f"{nodes_mod.POOL_LABEL}={pool_name}")[
+        "items"
+    ]
     return items
 
 
@@ -104,9 +104,7 @@ def test_pod_is_scheduled_onto_its_pool_and_runs(
     assert pod["spec"]["nodeName"] in pool_node_names
 
 
-def test_pod_without_toleration_is_unschedulable(
-    cluster: devcluster.Cluster, namespace: str
-) -> None:
+def test_pod_without_toleration_is_unschedulable(cluster: devcluster.Cluster, namespace: str) -> None:
     # Every fake GPU node is tainted: only kube-scheduler's verdict can explain Pending here.
     apply(
         cluster,
@@ -121,9 +119,7 @@ def test_pod_without_toleration_is_unschedulable(
     def unschedulable() -> bool:
         pod = get_json(cluster, "pod", "untolerated", "-n", namespace)
         conditions = pod["status"].get("conditions", [])
-        return any(
-            c["type"] == "PodScheduled" and c.get("reason") == "Unschedulable" for c in conditions
-        )
+        return any(c["type"] == "PodScheduled" and c.get("reason") == "Unschedulable" for c in conditions)
 
     wait_for(unschedulable, timeout_s=60, what="PodScheduled=False/Unschedulable")
     assert "nodeName" not in get_json(cluster, "pod", "untolerated", "-n", namespace)["spec"]
@@ -172,9 +168,7 @@ def test_service_account_token_is_authenticated_and_rbac_enforced(
     cluster: devcluster.Cluster, namespace: str, tmp_path: Path
 ) -> None:
     cluster.kubectl("create", "serviceaccount", "reader", "-n", namespace)
-    cluster.kubectl(
-        "create", "role", "pod-reader", "--verb=get,list", "--resource=pods", "-n", namespace
-    )
+    cluster.kubectl("create", "role", "pod-reader", "--verb=get,list", "--resource=pods", "-n", namespace)
     cluster.kubectl(
         "create",
         "rolebinding",
@@ -184,9 +178,7 @@ def test_service_account_token_is_authenticated_and_rbac_enforced(
         "-n",
         namespace,
     )
-    token = cluster.kubectl(
-        "create", "token", "reader", "-n", namespace, "--duration=10m"
-    ).stdout.strip()
+    token = cluster.kubectl("create", "token", "reader", "-n", namespace, "--duration=10m").stdout.strip()
 
     admin = yaml.safe_load(cluster.kubeconfig.read_text())
     admin["users"] = [{"name": "reader", "user": {"token": token}}]

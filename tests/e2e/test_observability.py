@@ -86,7 +86,7 @@ def test_operator_serves_its_metrics(operator: OperatorProcess) -> None:
 
 
 def _substitute(expr: str) -> str:
-    return expr.replace("$namespace", "default").replace("$job", JOB_NAME)
+    return expr.replace("$namespace", "default").replace("$transferjob", JOB_NAME)
 
 
 def test_every_dashboard_query_returns_data(cluster: devcluster.Cluster, prometheus: Prometheus) -> None:
@@ -110,6 +110,8 @@ def test_every_dashboard_query_returns_data(cluster: devcluster.Cluster, prometh
 
 
 def test_fleet_snapshot_png(prometheus: Prometheus, tmp_path: Path) -> None:
-    out = render_fleet_snapshot(prometheus.url, tmp_path / "fleet.png", window_s=300)
+    # TRANSFER_SNAPSHOT_OUT=docs/images/fleet-dashboard.png refreshes the picture in the docs.
+    out = Path(os.environ.get("TRANSFER_SNAPSHOT_OUT") or tmp_path / "fleet.png")
+    out = render_fleet_snapshot(prometheus.url, out, window_s=300)
     assert out.stat().st_size > 20_000
     assert re.match(rb"\x89PNG", out.read_bytes()[:4])

@@ -174,7 +174,7 @@ class Progress:
                     ("transfer_train_accuracy", "validation accuracy of the last evaluation"),
                     ("transfer_train_samples_per_second", "training throughput of this job"),
                 ):
-                    self.gauges[name] = Gauge(name, description=desc, tag_keys=("job",))
+                    self.gauges[name] = Gauge(name, description=desc, tag_keys=("transferjob",))
             except Exception:  # metrics are best effort: never fail a training run on them
                 self.gauges = {}
 
@@ -185,7 +185,7 @@ class Progress:
 
     def gauge(self, name: str, value: float) -> None:
         if name in self.gauges:
-            self.gauges[name].set(float(value), tags={"job": self.job})
+            self.gauges[name].set(float(value), tags={"transferjob": self.job})
 
     def step(self, step: int, total: int, epoch: float, loss: float, lr: float, batch: int) -> float:
         self.samples += batch * self.world

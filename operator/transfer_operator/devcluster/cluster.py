@@ -447,14 +447,18 @@ def _create_nodes(cluster: Cluster, pools: list[dict[str, Any]], timeout_s: floa
     cluster.kubectl("apply", "-f", "-", input=json.dumps(document))
     cluster.nodes = [m["metadata"]["name"] for m in manifests]
     _save(cluster)
-    cluster.kubectl(
-        "wait",
-        "--for=condition=Ready",
-        "node",
-        *cluster.nodes,
-        f"--timeout={int(timeout_s)}s",
-        timeout_s=timeout_s + 10,
-    )
+    try:
+        cluster.kubectl(
+            "wait",
+            "--for=condition=Ready",
+            "node",
+            *cluster.nodes,
+            f"--timeout={int(timeout_s)}s",
+            timeout_s=timeout_s + 10,
+        )
+    except (ClusterError, subprocess.TimeoutExpired) as error:
+        kwok_log = _log_tail(cluster.processes["kwok"])
+        raise ClusterError(f"fake nodes not Ready ({error}); kwok log tail:\n{kwok_log}") from error
 
 
 def _start_kuberay(cluster: Cluster, timeout_s: float) -> None:

@@ -51,6 +51,8 @@ def up(
 ) -> None:
     """Start the cluster (building the binaries first if needed)."""
     pools = load_pools(pools_file) if pools_file else []
+    if cluster_mod.status(state_dir)["running"]:
+        click.echo(f"Already running in {state_dir} (run `down` first to change pools).", err=True)
     start_s = time.monotonic()
     cluster = cluster_mod.up(
         state_dir,
