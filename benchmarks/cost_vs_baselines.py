@@ -1,6 +1,6 @@
 """Our scheduler against four baselines on the same day-long trace, in one run.
 
-A discrete-event simulation (one-minute scheduling cycles): jobs arrive over 24 h, run for their
+A discrete-event simulation (five-minute scheduling cycles): jobs arrive over 24 h, run for their
 work (A100-hours) divided by the GPU's speed, pay their pool's price per GPU-hour, are interrupted
 on spot at the region's rate and lose the work since their last checkpoint (at most one
 checkpoint interval), then go back to the queue. Policies:
@@ -34,7 +34,7 @@ from transfer_operator.scheduler.capacity import PoolCapacity  # noqa: E402
 from transfer_operator.scheduler.fit import pool_matches  # noqa: E402
 from transfer_operator.scheduler.pricing import gpu_speed  # noqa: E402
 
-CYCLE_H = 1 / 60
+CYCLE_H = 5 / 60  # one scheduling decision every 5 simulated minutes
 CHECKPOINT_EVERY_H = 0.25
 ARRIVAL_WINDOW_H = 24.0
 HORIZON_H = 72.0

@@ -42,7 +42,7 @@ class DatasetSpec(Wire):
     format: Literal["csv", "jsonl", "parquet", "builtin"] | None = None
     text_column: str = "text"
     label_column: str = "label"
-    splits: Splits = Splits()
+    splits: Splits = Field(default_factory=Splits)
     max_examples: int | None = Field(None, gt=0)
 
 
@@ -83,9 +83,9 @@ StrategyType = Literal[
 class StrategySpec(StrictWire):
     type: StrategyType
     layer_lr_decay: float | None = Field(None, gt=0, le=1)
-    fine_tune: FineTune = FineTune()
-    progressive_unfreezing: ProgressiveUnfreezing = ProgressiveUnfreezing()
-    lora: Lora = Lora()
+    fine_tune: FineTune = Field(default_factory=FineTune)
+    progressive_unfreezing: ProgressiveUnfreezing = Field(default_factory=ProgressiveUnfreezing)
+    lora: Lora = Field(default_factory=Lora)
     distillation: Distillation | None = None
     domain_adaptation: DomainAdaptation | None = None
 
@@ -131,10 +131,10 @@ class JobSpec(Wire):
     model: ModelSpec
     dataset: DatasetSpec
     strategy: StrategySpec
-    trainer: TrainerSpec = TrainerSpec()
-    training: TrainingSpec = TrainingSpec()
-    resources: ResourcesSpec = ResourcesSpec()
-    checkpoint: CheckpointSpec = CheckpointSpec()
+    trainer: TrainerSpec = Field(default_factory=TrainerSpec)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
 
 
 class SpecError(ValueError):
