@@ -66,6 +66,9 @@ def main() -> None:
     results = {}
 
     prepared = runner.prepare(s, use_gpu=False)
+    # Ray gives a 1-CPU worker OMP_NUM_THREADS=1; the plain loop gets the same, so the two
+    # differ only by Ray.
+    torch.set_num_threads(1)
     t = time.perf_counter()
     plain = runner.run_in_process(prepared, extra_config={"progress_file": str(tmp / "plain.jsonl")})
     results["plain torch loop"] = {"samples_per_s": steady_sps(tmp / "plain.jsonl"), "loop_s": plain["wall_s"],

@@ -159,8 +159,9 @@ def write_outputs(cells: list[dict], meta: dict) -> None:
                   "|---" * (len(sizes) + 4) + "|"]
         for m in dict.fromkeys(c["method"] for c in rows):
             mc = {c["n"]: c for c in rows if c["method"] == m}
-            last = mc[sizes[-1]]
-            lines.append(f"| {m} | " + " | ".join(f"{mc[s]['acc_mean']:.3f} ± {mc[s]['acc_std']:.3f}" for s in sizes)
+            last = mc[[s for s in sizes if s in mc][-1]]
+            accs = [f"{mc[s]['acc_mean']:.3f} ± {mc[s]['acc_std']:.3f}" if s in mc else "…" for s in sizes]
+            lines.append(f"| {m} | " + " | ".join(accs)
                          + f" | {last['trainable_params']:,} | {last['wall_s']:.1f} | {last['peak_rss_mib']:.0f} |")
         lines.append("")
     lines += ["Notes: " + meta["notes"], ""]
@@ -179,7 +180,8 @@ def write_outputs(cells: list[dict], meta: dict) -> None:
         xs = list(range(len(sizes)))
         for m in dict.fromkeys(c["method"] for c in rows):
             mc = {c["n"]: c for c in rows if c["method"] == m}
-            ax.errorbar(xs, [mc[s]["acc_mean"] for s in sizes], yerr=[mc[s]["acc_std"] for s in sizes],
+            have = [i for i, s in enumerate(sizes) if s in mc]
+            ax.errorbar(have, [mc[sizes[i]]["acc_mean"] for i in have], yerr=[mc[sizes[i]]["acc_std"] for i in have],
                         marker="o", capsize=3, label=m)
         ax.set_xticks(xs, [str(s) for s in sizes])
         ax.set_xlabel("labelled training examples")
@@ -195,12 +197,13 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="3-layer MiniLM, n in 25/100/400, 60 steps")
     ap.add_argument("--tasks", default="image,text")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (1: what a 1-CPU Ray worker gets)")
     args = ap.parse_args()
     import platform
 
     import torch
 
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(args.threads)
     seeds = list(range(args.seeds))
     sizes = {"text": [25, 100, 400] if args.quick else [25, 50, 100, 400, None],
              "image": [10, 25, 100, None] if args.quick else [10, 25, 50, 100, None]}

@@ -182,6 +182,22 @@ def load_rows(ds: DatasetSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any
     return rows, None
 
 
+def _balanced_head(rows: list[dict[str, Any]], label_column: str, n: int) -> list[dict[str, Any]]:
+    """The first n rows taken round-robin over labels, so a few-shot subset keeps every class."""
+    by_label: dict[Any, list[dict[str, Any]]] = {}
+    for r in rows:
+        by_label.setdefault(r.get(label_column), []).append(r)
+    queues = list(by_label.values())
+    out: list[dict[str, Any]] = []
+    i = 0
+    while len(out) < min(n, len(rows)):
+        q = queues[i % len(queues)]
+        if q:
+            out.append(q.pop(0))
+        i += 1
+    return out
+
+
 def prepare(ds: DatasetSpec, seed: int, input_key: str = "text") -> tuple[list[Any], list[Any], list[Any], list[Any], list[Any]]:
     """Load, check columns, split and encode labels.
 
@@ -204,7 +220,7 @@ def prepare(ds: DatasetSpec, seed: int, input_key: str = "text") -> tuple[list[A
     else:
         rng.shuffle(train)
     if ds.max_examples:
-        train = train[: ds.max_examples]
+        train = _balanced_head(train, ds.label_column, ds.max_examples)
     labels = sorted({r[ds.label_column] for r in train}, key=str)
     index = {lab: i for i, lab in enumerate(labels)}
     unknown = sorted({str(r[ds.label_column]) for r in val if r[ds.label_column] not in index})

@@ -14,6 +14,7 @@ name again resumes from the latest checkpoint (model, optimizer, scheduler, RNG,
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import threading
@@ -47,7 +48,7 @@ def _start_ray(num_cpus: int | None) -> bool:
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
     runner.package_pythonpath()
     ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-             logging_level="ERROR", configure_logging=True)
+             logging_level=logging.ERROR, configure_logging=True)
     return True
 
 

@@ -68,11 +68,8 @@ def validate(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, memo: Any,
         patch.status.update(
             phase_patch(dict(status), Phase.PENDING, Reason.NO_FITTING_POOL, "resumed; waiting for a pool", now)
         )
-        return
-    if not status.get("phase"):
-        patch.status.update(
-            phase_patch(dict(status), Phase.PENDING, Reason.NO_FITTING_POOL, "waiting for the scheduler", now)
-        )
+    # A new job is left alone: no phase means Pending, and the scheduling cycle owns that status
+    # (writing "Pending" here could land after the cycle's "Admitted" and undo it).
 
 
 def accrue_cost(job: TransferJob, now: datetime) -> tuple[float, float]:
@@ -106,6 +103,12 @@ def reconcile(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) -> None:
     namespace = job.metadata.namespace or "default"
     rayjob_name = job.status.ray_job_name
     if not phase.holds_capacity or not rayjob_name or job.status.placement is None:
+        return
+    if job.spec.suspend:  # suspended while the cycle was admitting it
+        ctx.kube.delete_rayjob(namespace, rayjob_name)
+        patch.status.update(phase_patch(dict(body.status), Phase.SUSPENDED, Reason.SUSPENDED,
+                                        "spec.suspend is true; RayJob deleted, checkpoints kept", now))
+        patch.status["placement"] = None
         return
 
     total, added = accrue_cost(job, now)

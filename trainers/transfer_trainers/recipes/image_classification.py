@@ -202,7 +202,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             for p in model.parameters():
                 if p.grad is not None:
                     dist.all_reduce(p.grad)
-                    p.grad /= world
+                    p.grad.div_(world)
         if tr.grad_clip_norm:
             torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], tr.grad_clip_norm)
         optimizer.step()
@@ -210,7 +210,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         optimizer.zero_grad(set_to_none=True)
         step += 1
         losses.append(loss.item())
-        sps = progress.step(step, total, step / spe, losses[-1], scheduler.get_last_lr()[-1], len(idx))
+        sps = progress.step(step, total, step / spe, losses[-1], float(scheduler.get_last_lr()[-1]), len(idx))
 
         eval_now = step % tr.eval_every_steps == 0 and step < total
         ckpt_now = step % job.checkpoint.every_steps == 0 and step < total

@@ -45,9 +45,9 @@ class TextConfig(StrictWire):
 
 
 class TextClassifier(nn.Module):
-    def __init__(self, backbone: nn.Module, hidden: int, num_labels: int, pooling: str, dropout: float) -> None:
+    def __init__(self, backbone: Any, hidden: int, num_labels: int, pooling: str, dropout: float) -> None:
         super().__init__()
-        self.backbone = backbone
+        self.backbone: Any = backbone  # a transformers PreTrainedModel (or its peft wrapper)
         self.pooling = pooling
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden, num_labels)
@@ -64,7 +64,7 @@ class TextClassifier(nn.Module):
 
 
 def load_backbone(model_dir: Path, num_layers: int | None, quantize4bit: bool = False,
-                  from_scratch: bool = False) -> nn.Module:
+                  from_scratch: bool = False) -> Any:
     from transformers import AutoConfig, AutoModel
 
     cfg = AutoConfig.from_pretrained(model_dir)
@@ -81,7 +81,7 @@ def load_backbone(model_dir: Path, num_layers: int | None, quantize4bit: bool = 
     return AutoModel.from_pretrained(model_dir, config=cfg, **kwargs)
 
 
-def backbone_layers(backbone: nn.Module) -> list[nn.Module]:
+def backbone_layers(backbone: Any) -> list[nn.Module]:
     """Bottom-to-top: the embeddings, then each transformer block."""
     n = backbone.config.num_hidden_layers
     blocks = next(m for m in backbone.modules() if isinstance(m, nn.ModuleList) and len(m) == n)
@@ -110,7 +110,7 @@ def _linear_shape(module: nn.Module) -> tuple[int, int] | None:
     if isinstance(module, nn.Linear):
         return module.in_features, module.out_features
     if type(module).__name__ == "Conv1D":  # GPT-2 style projection
-        w = module.weight
+        w: Any = module.weight
         return int(w.shape[0]), int(w.shape[1])
     return None
 
@@ -120,7 +120,7 @@ def _linear_shape(module: nn.Module) -> tuple[int, int] | None:
 
 def validate(job: JobSpec) -> None:
     """Everything that can be checked on the driver, before any Ray worker starts."""
-    from transformers import AutoConfig, AutoModel
+    from transformers import AutoConfig
 
     loop.quiet_libraries()
     if job.model.task != "textClassification":
@@ -177,7 +177,6 @@ def validate(job: JobSpec) -> None:
         if not target or col not in target[0]:
             raise TrainerError("spec.strategy.domainAdaptation.targetDataset.textColumn",
                                f"column {col!r} not in {st.domain_adaptation.target_dataset.uri!r}")
-    del AutoModel
 
 
 def _validate_lora(job: JobSpec, model_dir: Path) -> None:
@@ -243,7 +242,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     model_dir = resolve_model_dir(job.model.source)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
 
-    teacher = teacher_tok = None
+    teacher: Any = None
+    teacher_tok: Any = None
     num_layers = cfg.num_layers
     if st.type == "distillation":
         assert st.distillation is not None
@@ -254,7 +254,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     quantize = st.type == "lora" and st.lora.quantize4bit
     if quantize and not torch.cuda.is_available():
         raise TrainerError("spec.strategy.lora.quantize4bit", "this worker has no GPU; QLoRA needs one")
-    backbone = load_backbone(model_dir, num_layers, quantize4bit=quantize, from_scratch=cfg.from_scratch)
+    backbone: Any = load_backbone(model_dir, num_layers, quantize4bit=quantize, from_scratch=cfg.from_scratch)
     hidden = backbone.config.hidden_size
     model = TextClassifier(backbone, hidden, len(labels), cfg.pooling, cfg.head_dropout)
     heads: list[nn.Module] = [model.head]
@@ -271,11 +271,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             from peft import prepare_model_for_kbit_training
 
             backbone = prepare_model_for_kbit_training(backbone)
-        lcfg = LoraConfig(r=st.lora.rank, lora_alpha=st.lora.alpha, lora_dropout=st.lora.dropout,
-                          target_modules=list(st.lora.target_modules), bias="none")
+        lcfg = LoraConfig(r=st.lora.rank, lora_alpha=st.lora.alpha,  # type: ignore[arg-type]
+                          lora_dropout=st.lora.dropout, target_modules=list(st.lora.target_modules), bias="none")
         model.backbone = get_peft_model(backbone, lcfg)
         lora_params = [p for p in model.backbone.parameters() if p.requires_grad]
-        groups = [{"params": list(model.head.parameters()), "lr": tr.head_learning_rate or tr.learning_rate},
+        groups: list[dict[str, Any]] = [{"params": list(model.head.parameters()), "lr": tr.head_learning_rate or tr.learning_rate},
                   {"params": lora_params, "lr": tr.learning_rate}]
         layers: list[nn.Module] = []
     else:
@@ -292,11 +292,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     total = loop.total_steps(len(train_x), tr.batch_size, world, tr.epochs, tr.max_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, loop.lr_lambda(tr.schedule, int(tr.warmup_ratio * total), total))
-    trainable, n_params = loop.trainable_counts(model)
-    if st.type not in ("progressiveUnfreezing",):
-        n_trainable_final = trainable
-    else:
-        n_trainable_final = sum(p.numel() for g in groups for p in g["params"])
+    n_params = sum(p.numel() for p in model.parameters())
+    # Progressive unfreezing starts with few trainable layers: count what trains by the end.
+    n_trainable_final = sum(p.numel() for g in groups for p in g["params"])
 
     target_x: list[str] = []
     target_y: list[int] | None = None
@@ -416,7 +414,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             for p in model.parameters():
                 if p.grad is not None:
                     dist.all_reduce(p.grad)
-                    p.grad /= world
+                    p.grad.div_(world)
         if tr.grad_clip_norm:
             torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], tr.grad_clip_norm)
         optimizer.step()
@@ -424,7 +422,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         optimizer.zero_grad(set_to_none=True)
         step += 1
         losses.append(loss.item())
-        sps = progress.step(step, total, step / spe, losses[-1], scheduler.get_last_lr()[-1], len(idx))
+        sps = progress.step(step, total, step / spe, losses[-1], float(scheduler.get_last_lr()[-1]), len(idx))
 
         eval_now = step % tr.eval_every_steps == 0 and step < total
         ckpt_now = step % job.checkpoint.every_steps == 0 and step < total
