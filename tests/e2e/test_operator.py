@@ -54,9 +54,13 @@ def get_or_none(cluster: devcluster.Cluster, *args: str) -> dict[str, Any] | Non
 class OperatorProcess:
     """`transferctl operator` as a subprocess, authenticated as the chart's ServiceAccount."""
 
-    def __init__(self, kubeconfig: Path, log_path: Path):
+    def __init__(self, kubeconfig: Path, log_path: Path, *, peering: bool = False, name: str = "operator-e2e",
+                 priority: int = 0):
         self.kubeconfig = kubeconfig
         self.log_path = log_path
+        self.peering = peering
+        self.name = name
+        self.priority = priority
         self.metrics_port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -65,12 +69,13 @@ class OperatorProcess:
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
             "POD_NAMESPACE": RELEASE_NAMESPACE,
-            "POD_NAME": "operator-e2e",
+            "POD_NAME": self.name,
             "TRANSFER_METRICS_PORT": str(self.metrics_port),
         }
         log = self.log_path.open("ab")
+        mode = ["--peering", "transfer-operator", "--priority", str(self.priority)] if self.peering else ["--standalone"]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "transfer_operator.cli", "operator", "--standalone"],
+            [sys.executable, "-m", "transfer_operator.cli", "operator", *mode],
             env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
 
