@@ -104,8 +104,13 @@ def parse_gpupool(document: dict[str, Any]) -> GPUPool:
     if document.get("kind") not in (None, "GPUPool"):
         raise InvalidSpec([f"kind: expected GPUPool, got {document.get('kind')}"])
     try:
-        return GPUPool.model_validate(
+        pool = GPUPool.model_validate(
             {**document, "metadata": document.get("metadata") or {}, "status": document.get("status") or {}}
         )
     except ValidationError as error:
         raise InvalidSpec(format_errors(error)) from None
+    pricing = pool.spec.pricing
+    if pricing.spot_per_gpu_hour is not None and pricing.spot_per_gpu_hour > pricing.on_demand_per_gpu_hour:
+        # The CRD's CEL rule says the same to the API server.
+        raise InvalidSpec(["spec.pricing.spotPerGpuHour must not exceed pricing.onDemandPerGpuHour"])
+    return pool
