@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
 
 from hypothesis import given, settings
@@ -97,7 +98,7 @@ def scenarios(draw):
     return ClusterSnapshot(fleet, tuple(fitting), quotas, policy), draw(jobs(queues))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=int(os.environ.get("TRANSFER_FUZZ_EXAMPLES", "300")), deadline=None)
 @given(scenarios())
 def test_no_admission_breaks_a_limit(scenario):
     snapshot, pending = scenario
