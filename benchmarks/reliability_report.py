@@ -32,7 +32,9 @@ def main() -> None:
     report = Path(tempfile.mkstemp(suffix=".jsonl")[1])
     env = {**os.environ, "TRANSFER_FAULT_RUNS": str(args.runs), "TRANSFER_FAULT_REPORT": str(report)}
     tests = ["tests/e2e/test_faults.py", "tests/e2e/test_bad_input.py"]
-    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests], cwd=ROOT, env=env)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests], cwd=ROOT, env=env
+    )
     rows = [json.loads(line) for line in report.read_text().splitlines() if line.strip()]
     corpus = len(list((ROOT / "tests" / "corpus" / "bad").glob("*.yaml")))
     lines = [
@@ -47,8 +49,10 @@ def main() -> None:
         "|---|---|---|---|---|---|---|",
     ]
     for row in rows:
-        lines.append(f"| {row['fault']} | {HOW.get(row['fault'], '')} | {row['runs']} | {row['lost']} | "
-                     f"{row['duplicated']} | {row['inconsistent']} | {row['recovery_s']} |")
+        lines.append(
+            f"| {row['fault']} | {HOW.get(row['fault'], '')} | {row['runs']} | {row['lost']} | "
+            f"{row['duplicated']} | {row['inconsistent']} | {row['recovery_s']} |"
+        )
     lines += [
         "",
         f"Test outcome: {'passed' if result.returncode == 0 else 'FAILED (exit ' + str(result.returncode) + ')'}.",

@@ -1,6 +1,6 @@
 """docs/benchmarks.md and its plots, from the JSON the benchmark scripts wrote in docs/results/.
 
-    python benchmarks/report.py
+python benchmarks/report.py
 """
 
 from __future__ import annotations
@@ -87,7 +87,9 @@ def table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> li
 
 def main() -> None:
     IMAGES.mkdir(parents=True, exist_ok=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     lines = [
         "# Benchmarks",
         "",
@@ -106,9 +108,16 @@ def main() -> None:
             "`python benchmarks/scheduler_scale.py` (`--quick` stops at 10k jobs). Fleet and workload from",
             "`benchmarks/fleet.py` (seeded): 20 regions, six GPU types, prices as below.",
             "",
-            *table(scale["rows"], [("jobs", "pending jobs", ",d"), ("pools", "pools", ",d"),
-                                   ("seconds", "decision time (s)", ".2f"), ("peak_mb", "peak MB", ".0f"),
-                                   ("admitted", "admitted", ",d")]),
+            *table(
+                scale["rows"],
+                [
+                    ("jobs", "pending jobs", ",d"),
+                    ("pools", "pools", ",d"),
+                    ("seconds", "decision time (s)", ".2f"),
+                    ("peak_mb", "peak MB", ".0f"),
+                    ("admitted", "admitted", ",d"),
+                ],
+            ),
             "",
             f"Growth: time ~ jobs^k with k = {', '.join(f'{v:.2f} ({int(float(p))} pools)' for p, v in scale['slope_jobs'].items())};"
             f" time ~ pools^k with k = {', '.join(f'{v:.2f} ({int(float(j))} jobs)' for j, v in scale['slope_pools'].items())}.",
@@ -146,13 +155,23 @@ def main() -> None:
             f"--regions {config['regions']} --seed {config['seed']}` — a discrete-event simulation with spot",
             "interruptions and checkpoint loss (see the script's docstring for the policies).",
             "",
-            *table(rows, [("policy", "policy", "s"), ("dollars", "dollars", ",.0f"),
-                          ("dollars_per_finished_job", "$ / finished job", ".2f"), ("utilization", "GPU util", ".2f"),
-                          ("mean_wait_h", "mean wait h", ".2f"), ("p95_wait_h", "p95 wait h", ".2f"),
-                          ("makespan_h", "makespan h", ".1f"), ("finished", "finished", "d"),
-                          ("never_admitted", "never admitted", "d"), ("missed_budget", "over budget", "d"),
-                          ("stopped_at_budget", "stopped at budget", "d"),
-                          ("partial_placements", "partial placements", "d")]),
+            *table(
+                rows,
+                [
+                    ("policy", "policy", "s"),
+                    ("dollars", "dollars", ",.0f"),
+                    ("dollars_per_finished_job", "$ / finished job", ".2f"),
+                    ("utilization", "GPU util", ".2f"),
+                    ("mean_wait_h", "mean wait h", ".2f"),
+                    ("p95_wait_h", "p95 wait h", ".2f"),
+                    ("makespan_h", "makespan h", ".1f"),
+                    ("finished", "finished", "d"),
+                    ("never_admitted", "never admitted", "d"),
+                    ("missed_budget", "over budget", "d"),
+                    ("stopped_at_budget", "stopped at budget", "d"),
+                    ("partial_placements", "partial placements", "d"),
+                ],
+            ),
             "",
             f"![baselines]({plot_baselines(baselines).relative_to('docs')})",
             "",
@@ -166,11 +185,18 @@ def main() -> None:
             "source (docs/controlplane.md), the operator as the chart's ServiceAccount, GPUPools in three",
             "regions. For reference, Kueue's own benchmark admits 15,000 single-pod workloads in about 351 s.",
             "",
-            *table(admission["rows"], [("jobs", "TransferJobs", ",d"), ("admitted_per_second", "admitted/s", ".1f"),
-                                       ("latency_p50_s", "p50 latency s", ".1f"),
-                                       ("latency_p99_s", "p99 latency s", ".1f"),
-                                       ("operator_cpu_s", "operator CPU s", ".0f"),
-                                       ("apiserver_cpu_s", "apiserver CPU s", ".0f"), ("wall_s", "wall s", ".0f")]),
+            *table(
+                admission["rows"],
+                [
+                    ("jobs", "TransferJobs", ",d"),
+                    ("admitted_per_second", "admitted/s", ".1f"),
+                    ("latency_p50_s", "p50 latency s", ".1f"),
+                    ("latency_p99_s", "p99 latency s", ".1f"),
+                    ("operator_cpu_s", "operator CPU s", ".0f"),
+                    ("apiserver_cpu_s", "apiserver CPU s", ".0f"),
+                    ("wall_s", "wall s", ".0f"),
+                ],
+            ),
             "",
         ]
     lines += [

@@ -31,12 +31,28 @@ def random_instance(seed: int) -> tuple[tuple[PoolState, ...], list[JobRequest]]
     for i in range(rng.randint(2, 20)):
         on_demand = round(rng.uniform(1.0, 6.0), 2)
         spot = round(on_demand * rng.uniform(0.3, 0.7), 2) if rng.random() < 0.5 else None
-        pools.append(PoolState(f"p{i}", rng.choice(REGIONS), rng.choice(GPUS), rng.randint(2, 8), 8,
-                               on_demand, spot, rng.uniform(0, 0.2)))
+        pools.append(
+            PoolState(
+                f"p{i}",
+                rng.choice(REGIONS),
+                rng.choice(GPUS),
+                rng.randint(2, 8),
+                8,
+                on_demand,
+                spot,
+                rng.uniform(0, 0.2),
+            )
+        )
     jobs = [
-        JobRequest(f"ns/j{i}", rng.randint(1, 8), 1, rng.choice([*GPUS, None]),
-                   frozenset(rng.sample(REGIONS, rng.randint(0, 3))), rng.random() < 0.5,
-                   estimated_hours=rng.uniform(0.5, 5.0))
+        JobRequest(
+            f"ns/j{i}",
+            rng.randint(1, 8),
+            1,
+            rng.choice([*GPUS, None]),
+            frozenset(rng.sample(REGIONS, rng.randint(0, 3))),
+            rng.random() < 0.5,
+            estimated_hours=rng.uniform(0.5, 5.0),
+        )
         for i in range(rng.randint(5, 50))
     ]
     return tuple(pools), jobs

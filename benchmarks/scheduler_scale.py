@@ -68,14 +68,27 @@ def main() -> None:
             if not args.no_memory:
                 row["peak_mb"] = run_one(jobs, pools, measure_memory=True)["peak_mb"]
             rows.append(row)
-            print(f"{jobs:>8} {pools:>6} {row['seconds']:>9.3f} {row['peak_mb']:>8.1f} {row['admitted']:>9}", flush=True)
+            print(
+                f"{jobs:>8} {pools:>6} {row['seconds']:>9.3f} {row['peak_mb']:>8.1f} {row['admitted']:>9}",
+                flush=True,
+            )
     by_jobs = slope(rows, "jobs", "pools")
     by_pools = slope(rows, "pools", "jobs")
     print("time ~ jobs^k:", {int(k): round(v, 2) for k, v in by_jobs.items()}, "(per pool count)")
     print("time ~ pools^k:", {int(k): round(v, 2) for k, v in by_pools.items()}, "(per job count)")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"machine": platform.platform(), "python": platform.python_version(),
-                                    "rows": rows, "slope_jobs": by_jobs, "slope_pools": by_pools}, indent=2))
+    args.out.write_text(
+        json.dumps(
+            {
+                "machine": platform.platform(),
+                "python": platform.python_version(),
+                "rows": rows,
+                "slope_jobs": by_jobs,
+                "slope_pools": by_pools,
+            },
+            indent=2,
+        )
+    )
     print(f"wrote {args.out}")
 
 

@@ -285,8 +285,12 @@ def run(file: Path, runs_dir: Path, cpus: int | None, fresh: bool) -> None:
 
 @main.command("dashboard-snapshot")
 @click.option("--prometheus", "prometheus_url", required=True, help="e.g. http://127.0.0.1:9090")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("fleet-dashboard.png"),
-              show_default=True)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("fleet-dashboard.png"),
+    show_default=True,
+)
 @click.option("--window", "window_s", type=float, default=900, show_default=True, help="Seconds of history.")
 def dashboard_snapshot(prometheus_url: str, out: Path, window_s: float) -> None:
     """Draw the fleet dashboard's panels to a PNG from a Prometheus's data."""

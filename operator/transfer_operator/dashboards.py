@@ -37,19 +37,27 @@ class PanelSpec:
 
 FLEET_PANELS: tuple[PanelSpec, ...] = (
     PanelSpec("Jobs by phase", (("sum by (phase) (transfer_jobs)", "{{phase}}"),), width=8),
-    PanelSpec("Queue depth by wait reason", (("sum by (reason) (transfer_pending_jobs)", "{{reason}}"),), width=8),
+    PanelSpec(
+        "Queue depth by wait reason", (("sum by (reason) (transfer_pending_jobs)", "{{reason}}"),), width=8
+    ),
     PanelSpec(
         "Admission latency",
         (
-            (f"histogram_quantile(0.5, sum by (le) (rate(transfer_admission_latency_seconds_bucket[{RATE_WINDOW}])))",
-             "p50"),
-            (f"histogram_quantile(0.99, sum by (le) (rate(transfer_admission_latency_seconds_bucket[{RATE_WINDOW}])))",
-             "p99"),
+            (
+                f"histogram_quantile(0.5, sum by (le) (rate(transfer_admission_latency_seconds_bucket[{RATE_WINDOW}])))",
+                "p50",
+            ),
+            (
+                f"histogram_quantile(0.99, sum by (le) (rate(transfer_admission_latency_seconds_bucket[{RATE_WINDOW}])))",
+                "p99",
+            ),
         ),
         unit="s",
         width=8,
     ),
-    PanelSpec("GPUs allocated by pool", (('sum by (pool) (transfer_pool_gpus{state="allocated"})', "{{pool}}"),)),
+    PanelSpec(
+        "GPUs allocated by pool", (('sum by (pool) (transfer_pool_gpus{state="allocated"})', "{{pool}}"),)
+    ),
     PanelSpec("GPUs free by pool", (('sum by (pool) (transfer_pool_gpus{state="free"})', "{{pool}}"),)),
     PanelSpec(
         "Utilization by region",
@@ -57,12 +65,20 @@ FLEET_PANELS: tuple[PanelSpec, ...] = (
         unit="percentunit",
     ),
     PanelSpec(
-        "Utilization by pool", (("transfer_pool_utilization_ratio", "{{pool}} ({{region}})"),), unit="percentunit"
+        "Utilization by pool",
+        (("transfer_pool_utilization_ratio", "{{pool}} ({{region}})"),),
+        unit="percentunit",
     ),
-    PanelSpec("Spend per hour by region", (("sum by (region) (transfer_spend_usd_per_hour)", "{{region}}"),),
-              unit="currencyUSD"),
-    PanelSpec("Spend per hour by namespace", (("sum by (namespace) (transfer_spend_usd_per_hour)", "{{namespace}}"),),
-              unit="currencyUSD"),
+    PanelSpec(
+        "Spend per hour by region",
+        (("sum by (region) (transfer_spend_usd_per_hour)", "{{region}}"),),
+        unit="currencyUSD",
+    ),
+    PanelSpec(
+        "Spend per hour by namespace",
+        (("sum by (namespace) (transfer_spend_usd_per_hour)", "{{namespace}}"),),
+        unit="currencyUSD",
+    ),
     PanelSpec(
         "Scheduling attempts by result",
         ((f"sum by (result) (rate(transfer_scheduling_attempts_total[{RATE_WINDOW}]))", "{{result}}"),),
@@ -70,8 +86,13 @@ FLEET_PANELS: tuple[PanelSpec, ...] = (
     ),
     PanelSpec(
         "Scheduling cycle p99",
-        ((f"histogram_quantile(0.99, sum by (le) (rate(transfer_scheduling_cycle_duration_seconds_bucket"
-          f"[{RATE_WINDOW}])))", "p99"),),
+        (
+            (
+                f"histogram_quantile(0.99, sum by (le) (rate(transfer_scheduling_cycle_duration_seconds_bucket"
+                f"[{RATE_WINDOW}])))",
+                "p99",
+            ),
+        ),
         unit="s",
     ),
     PanelSpec(
@@ -94,10 +115,21 @@ FLEET_PANELS: tuple[PanelSpec, ...] = (
 JOB_SELECTOR = 'namespace="$namespace", transferjob="$transferjob"'
 JOB_PANELS: tuple[PanelSpec, ...] = (
     PanelSpec("Loss", (('ray_transfer_train_loss{transferjob="$transferjob"}', "loss"),)),
-    PanelSpec("Accuracy", (('ray_transfer_train_accuracy{transferjob="$transferjob"}', "accuracy"),), unit="percentunit"),
-    PanelSpec("Throughput", (('ray_transfer_train_samples_per_second{transferjob="$transferjob"}', "samples/s"),)),
-    PanelSpec("Cost so far", ((f"transfer_job_spent_dollars{{{JOB_SELECTOR}}}", "USD"),), unit="currencyUSD",
-              kind="stat", width=6),
+    PanelSpec(
+        "Accuracy",
+        (('ray_transfer_train_accuracy{transferjob="$transferjob"}', "accuracy"),),
+        unit="percentunit",
+    ),
+    PanelSpec(
+        "Throughput", (('ray_transfer_train_samples_per_second{transferjob="$transferjob"}', "samples/s"),)
+    ),
+    PanelSpec(
+        "Cost so far",
+        ((f"transfer_job_spent_dollars{{{JOB_SELECTOR}}}", "USD"),),
+        unit="currencyUSD",
+        kind="stat",
+        width=6,
+    ),
     PanelSpec("Phase", ((f"transfer_job_phase{{{JOB_SELECTOR}}} == 1", "{{phase}}"),), kind="stat", width=6),
     PanelSpec(
         "Placement history ($/h by pool)",
@@ -108,12 +140,18 @@ JOB_PANELS: tuple[PanelSpec, ...] = (
 
 
 def _panel(spec: PanelSpec, x: int, y: int) -> TimeSeries | Stat:
-    targets = [Target(expr=expr, legendFormat=legend, refId=chr(ord("A") + i))
-               for i, (expr, legend) in enumerate(spec.exprs)]
+    targets = [
+        Target(expr=expr, legendFormat=legend, refId=chr(ord("A") + i))
+        for i, (expr, legend) in enumerate(spec.exprs)
+    ]
     position = GridPos(h=8, w=spec.width, x=x, y=y)
     if spec.kind == "stat":
-        return Stat(title=spec.title, dataSource=DATASOURCE, targets=targets, gridPos=position, format=spec.unit)
-    return TimeSeries(title=spec.title, dataSource=DATASOURCE, targets=targets, gridPos=position, unit=spec.unit)
+        return Stat(
+            title=spec.title, dataSource=DATASOURCE, targets=targets, gridPos=position, format=spec.unit
+        )
+    return TimeSeries(
+        title=spec.title, dataSource=DATASOURCE, targets=targets, gridPos=position, unit=spec.unit
+    )
 
 
 def _layout(specs: tuple[PanelSpec, ...]) -> list[TimeSeries | Stat]:
@@ -144,10 +182,20 @@ def fleet_dashboard() -> Dashboard:
 def job_dashboard() -> Dashboard:
     variables = [
         _datasource_variable(),
-        Template(name="namespace", label="Namespace", dataSource=DATASOURCE,
-                 query="label_values(transfer_job_phase, namespace)", default=""),
-        Template(name="transferjob", label="TransferJob", dataSource=DATASOURCE,
-                 query='label_values(transfer_job_phase{namespace="$namespace"}, transferjob)', default=""),
+        Template(
+            name="namespace",
+            label="Namespace",
+            dataSource=DATASOURCE,
+            query="label_values(transfer_job_phase, namespace)",
+            default="",
+        ),
+        Template(
+            name="transferjob",
+            label="TransferJob",
+            dataSource=DATASOURCE,
+            query='label_values(transfer_job_phase{namespace="$namespace"}, transferjob)',
+            default="",
+        ),
     ]
     return Dashboard(
         title="transfer-operator / job",

@@ -45,12 +45,17 @@ FAILOVERS = Counter(
     "transfer_failovers_total", "Jobs that lost their pool or RayJob and went back to the queue.", ["reason"]
 )
 # Per-job series: bounded by the TransferJobs that exist; removed when a job is deleted.
-JOB_COST_SO_FAR = Gauge("transfer_job_spent_dollars", "Dollars a TransferJob has spent so far.", ["namespace", "transferjob"])
+JOB_COST_SO_FAR = Gauge(
+    "transfer_job_spent_dollars", "Dollars a TransferJob has spent so far.", ["namespace", "transferjob"]
+)
 JOB_PRICE = Gauge(
-    "transfer_job_usd_per_hour", "What a running TransferJob costs per hour, on which pool.",
+    "transfer_job_usd_per_hour",
+    "What a running TransferJob costs per hour, on which pool.",
     ["namespace", "transferjob", "pool", "region", "price_class"],
 )
-JOB_PHASE = Gauge("transfer_job_phase", "1 for the phase a TransferJob is in.", ["namespace", "transferjob", "phase"])
+JOB_PHASE = Gauge(
+    "transfer_job_phase", "1 for the phase a TransferJob is in.", ["namespace", "transferjob", "phase"]
+)
 RAYJOB_CREATE_ERRORS = Counter("transfer_rayjob_create_errors_total", "RayJob creations that failed.")
 RECONCILE_ERRORS = Counter("transfer_reconcile_errors_total", "Errors while reconciling.", ["stage"])
 
@@ -82,8 +87,8 @@ def record_cycle(decisions: Iterable[Decision], fleet_jobs: Iterable[TransferJob
     JOBS.clear()
     for phase in Phase:
         JOBS.labels(phase=phase.value, queue="default").set(0)
-    for (phase, queue), count in phases.items():
-        JOBS.labels(phase=phase, queue=queue).set(count)
+    for (phase_name, queue), count in phases.items():
+        JOBS.labels(phase=phase_name, queue=queue).set(count)
 
 
 _job_series: dict[Gauge, set[tuple[str, ...]]] = {JOB_COST_SO_FAR: set(), JOB_PRICE: set(), JOB_PHASE: set()}
@@ -102,7 +107,7 @@ def record_jobs(jobs: Iterable[TransferJob]) -> None:
     cost: dict[tuple[str, ...], float] = {}
     price: dict[tuple[str, ...], float] = {}
     phase: dict[tuple[str, ...], float] = {}
-    spend: Tally[tuple[str, str, str]] = Tally()
+    spend: dict[tuple[str, str, str], float] = {}
     for job in jobs:
         namespace, name = job.metadata.namespace or "default", job.metadata.name
         cost[(namespace, name)] = job.status.cost_so_far
@@ -111,7 +116,8 @@ def record_jobs(jobs: Iterable[TransferJob]) -> None:
         if placement is not None and job.status.phase.holds_capacity:
             labels = (namespace, name, placement.pool, placement.region, placement.price_class.value)
             price[labels] = placement.usd_per_hour
-            spend[(placement.region, namespace, placement.price_class.value)] += placement.usd_per_hour
+            key = (placement.region, namespace, placement.price_class.value)
+            spend[key] = spend.get(key, 0.0) + placement.usd_per_hour
     _set_job_series(JOB_COST_SO_FAR, cost)
     _set_job_series(JOB_PRICE, price)
     _set_job_series(JOB_PHASE, phase)
@@ -153,12 +159,12 @@ def operator_metrics() -> list[tuple[str, str, tuple[str, ...], str]]:
     """(exposed name, type, labels, help) of every collector defined here."""
     from prometheus_client.metrics import MetricWrapperBase
 
-    found = []
+    found: list[tuple[str, str, tuple[str, ...], str]] = []
     for value in globals().values():
         if isinstance(value, MetricWrapperBase):
             kind = value._type  # noqa: SLF001 - prometheus-client keeps these private
             name = value._name + ("_total" if kind == "counter" else "")
-            found.append((name, kind, tuple(value._labelnames), value._documentation))
+            found.append((str(name), str(kind), tuple(value._labelnames), str(value._documentation)))
     return sorted(found)
 
 

@@ -17,7 +17,9 @@ from transfer_operator.dashboards import FLEET_PANELS, PanelSpec
 LEGEND_FIELD = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 
 
-def query_range(prometheus_url: str, expr: str, start_s: float, end_s: float, step_s: float) -> list[dict[str, Any]]:
+def query_range(
+    prometheus_url: str, expr: str, start_s: float, end_s: float, step_s: float
+) -> list[dict[str, Any]]:
     params = urllib.parse.urlencode({"query": expr, "start": start_s, "end": end_s, "step": step_s})
     with urllib.request.urlopen(f"{prometheus_url}/api/v1/query_range?{params}", timeout=30) as response:
         body = json.loads(response.read())
@@ -48,7 +50,9 @@ def render_fleet_snapshot(prometheus_url: str, out: Path, window_s: float = 900,
         plotted = 0
         for expr, legend in panel.exprs:
             for series in query_range(prometheus_url, expr, start_s, end_s, step_s):
-                points = [(float(t) - end_s, float(v)) for t, v in series["values"] if v not in ("NaN", "+Inf")]
+                points = [
+                    (float(t) - end_s, float(v)) for t, v in series["values"] if v not in ("NaN", "+Inf")
+                ]
                 if points:
                     xs, ys = zip(*points, strict=True)
                     axis.plot(xs, ys, label=_legend(legend, series["metric"]), linewidth=1.2)

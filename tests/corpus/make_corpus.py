@@ -31,8 +31,13 @@ GOOD_POOL: dict[str, Any] = {
     "apiVersion": "transfer.dev/v1alpha1",
     "kind": "GPUPool",
     "metadata": {"name": "x"},
-    "spec": {"region": "eu-west", "gpuType": "A100", "nodes": 1, "gpusPerNode": 8,
-             "pricing": {"onDemandPerGpuHour": 3.0}},
+    "spec": {
+        "region": "eu-west",
+        "gpuType": "A100",
+        "nodes": 1,
+        "gpusPerNode": 8,
+        "pricing": {"onDemandPerGpuHour": 3.0},
+    },
 }
 
 
@@ -101,13 +106,31 @@ JOB_SCHEMA = [
 # Only the operator can judge these: the schema accepts them.
 JOB_SEMANTIC = [
     ({"resources": {"workers": 1, "gpusPerWorker": 1, "gpuType": "T4"}}, "no GPUPool offers GPU type T4"),
-    ({"resources": {"workers": 1, "gpusPerWorker": 1, "gpuType": "A100"}, "placement": {"regions": ["mars-1"]}},
-     "no A100 pool in placement.regions [mars-1]"),
-    ({"resources": {"workers": 64, "gpusPerWorker": 8, "gpuType": "A100"}}, "fits no A100 pool even when empty"),
-    ({"resources": {"workers": 1, "gpusPerWorker": 1, "gpuType": "A100"},
-      "placement": {"maxPricePerGpuHour": 0.01}}, "maxPricePerGpuHour $0.01 is below every fitting"),
-    ({"resources": {"workers": 2, "gpusPerWorker": 8, "gpuType": "A100", "estimatedHours": 100},
-      "budget": {"maxDollars": 1}}, "budget $1.00 <"),
+    (
+        {
+            "resources": {"workers": 1, "gpusPerWorker": 1, "gpuType": "A100"},
+            "placement": {"regions": ["mars-1"]},
+        },
+        "no A100 pool in placement.regions [mars-1]",
+    ),
+    (
+        {"resources": {"workers": 64, "gpusPerWorker": 8, "gpuType": "A100"}},
+        "fits no A100 pool even when empty",
+    ),
+    (
+        {
+            "resources": {"workers": 1, "gpusPerWorker": 1, "gpuType": "A100"},
+            "placement": {"maxPricePerGpuHour": 0.01},
+        },
+        "maxPricePerGpuHour $0.01 is below every fitting",
+    ),
+    (
+        {
+            "resources": {"workers": 2, "gpusPerWorker": 8, "gpuType": "A100", "estimatedHours": 100},
+            "budget": {"maxDollars": 1},
+        },
+        "budget $1.00 <",
+    ),
 ]
 POOL_SCHEMA = [
     ("region", DELETE, "region"),
@@ -125,14 +148,22 @@ POOL_SCHEMA = [
 CEL = [
     ("job", "strategy", {"type": "distillation"}, "strategy.distillation (with a teacher) is required"),
     ("job", "strategy", {"type": "domainAdaptation"}, "strategy.domainAdaptation (with a targetDataset)"),
-    ("job", "strategy", {"type": "lora", "layerLrDecay": 0.5}, "layerLrDecay (discriminative learning rates)"),
+    (
+        "job",
+        "strategy",
+        {"type": "lora", "layerLrDecay": 0.5},
+        "layerLrDecay (discriminative learning rates)",
+    ),
     ("job", "resources", {"workers": 1, "gpusPerWorker": 0, "gpuType": "A100"}, "gpuType needs"),
     ("pool", "pricing", {"onDemandPerGpuHour": 1.0, "spotPerGpuHour": 2.0}, "spotPerGpuHour must not exceed"),
 ]
 
 
 def write(name: str, document: dict[str, Any], expect: str, says: str) -> None:
-    document["metadata"] = {"name": name, "annotations": {"transfer.dev/expect": expect, "transfer.dev/says": says}}
+    document["metadata"] = {
+        "name": name,
+        "annotations": {"transfer.dev/expect": expect, "transfer.dev/says": says},
+    }
     (OUT / f"{name}.yaml").write_text(yaml.safe_dump(document, sort_keys=False, allow_unicode=False))
 
 

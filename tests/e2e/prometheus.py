@@ -36,17 +36,26 @@ class Prometheus:
             raise RuntimeError("prometheus is not installed: apt-get install prometheus (hack/test.sh does)")
         port = free_port()
         config = {
-            "global": {"scrape_interval": f"{scrape_interval_s}s", "evaluation_interval": f"{scrape_interval_s}s"},
+            "global": {
+                "scrape_interval": f"{scrape_interval_s}s",
+                "evaluation_interval": f"{scrape_interval_s}s",
+            },
             "scrape_configs": [
-                {"job_name": name, "static_configs": [{"targets": [address]}]} for name, address in targets.items()
+                {"job_name": name, "static_configs": [{"targets": [address]}]}
+                for name, address in targets.items()
             ],
         }
         (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
         log = workdir / "prometheus.log"
         process = subprocess.Popen(
-            [binary, f"--config.file={workdir / 'prometheus.yml'}", f"--storage.tsdb.path={workdir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=log.open("wb"), stderr=subprocess.STDOUT,
+            [
+                binary,
+                f"--config.file={workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+            ],
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
         )
         server = cls(f"http://127.0.0.1:{port}", process, log)
         deadline = time.monotonic() + 30

@@ -21,7 +21,9 @@ def load(path: Path) -> dict[str, Any]:
     return yaml.safe_load(path.read_text())
 
 
-def test_api_server_refuses_schema_and_cel_errors(cluster: devcluster.Cluster, chart: None, namespace: str) -> None:
+def test_api_server_refuses_schema_and_cel_errors(
+    cluster: devcluster.Cluster, chart: None, namespace: str
+) -> None:
     refused = 0
     for path in CORPUS:
         document = load(path)
@@ -36,10 +38,13 @@ def test_api_server_refuses_schema_and_cel_errors(cluster: devcluster.Cluster, c
     assert refused >= 50
 
 
-def test_operator_answers_semantic_errors_and_survives(cluster: devcluster.Cluster, operator: OperatorProcess,
-                                                       namespace: str) -> None:
+def test_operator_answers_semantic_errors_and_survives(
+    cluster: devcluster.Cluster, operator: OperatorProcess, namespace: str
+) -> None:
     cluster.kubectl("apply", "-f", str(EXAMPLES / "pools.yaml"))
-    semantic = [load(p) for p in CORPUS if load(p)["metadata"]["annotations"]["transfer.dev/expect"] == "semantic"]
+    semantic = [
+        load(p) for p in CORPUS if load(p)["metadata"]["annotations"]["transfer.dev/expect"] == "semantic"
+    ]
     for document in semantic:
         cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(document))
     for document in semantic:

@@ -14,27 +14,56 @@ CHART = Path(__file__).resolve().parents[2] / "charts" / "transfer-operator"
 
 
 def helm(cluster: devcluster.Cluster, *args: str) -> str:
-    result = subprocess.run([str(cluster.bin_dir / "helm"), *args], capture_output=True, text=True, env=cluster.env())
+    result = subprocess.run(
+        [str(cluster.bin_dir / "helm"), *args], capture_output=True, text=True, env=cluster.env()
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 
 
 def test_chart_lints_and_renders_what_the_operator_needs(cluster: devcluster.Cluster) -> None:
     helm(cluster, "lint", str(CHART), "--strict")
-    rendered = helm(cluster, "template", "transfer-operator", str(CHART), "-n", "transfer-system", "--include-crds",
-                    "--set", "replicas=2", "--set", "metrics.serviceMonitor.enabled=true")
+    rendered = helm(
+        cluster,
+        "template",
+        "transfer-operator",
+        str(CHART),
+        "-n",
+        "transfer-system",
+        "--include-crds",
+        "--set",
+        "replicas=2",
+        "--set",
+        "metrics.serviceMonitor.enabled=true",
+    )
     documents = [d for d in yaml.safe_load_all(rendered) if d]
     kinds = sorted({d["kind"] for d in documents})
-    assert {"ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ServiceAccount", "StatefulSet", "Service",
-            "ConfigMap", "ServiceMonitor", "CustomResourceDefinition", "ClusterKopfPeering"} <= set(kinds)
+    assert {
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "ServiceAccount",
+        "StatefulSet",
+        "Service",
+        "ConfigMap",
+        "ServiceMonitor",
+        "CustomResourceDefinition",
+        "ClusterKopfPeering",
+    } <= set(kinds)
     crds = {d["metadata"]["name"]: d for d in documents if d["kind"] == "CustomResourceDefinition"}
     for generated in all_crds():
         assert crds[generated["metadata"]["name"]] == generated
-    dashboards = [d for d in documents if d["kind"] == "ConfigMap" and "grafana_dashboard" in d["metadata"]["labels"]]
+    dashboards = [
+        d for d in documents if d["kind"] == "ConfigMap" and "grafana_dashboard" in d["metadata"]["labels"]
+    ]
     assert sorted(next(iter(d["data"])) for d in dashboards) == ["fleet.json", "job.json"]
     statefulset = next(d for d in documents if d["kind"] == "StatefulSet")
     assert statefulset["spec"]["replicas"] == 2
-    assert "--priority $((1000 - ${POD_NAME##*-}))" in statefulset["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    assert (
+        "--priority $((1000 - ${POD_NAME##*-}))"
+        in statefulset["spec"]["template"]["spec"]["containers"][0]["args"][0]
+    )
 
 
 def test_everything_rendered_is_accepted_by_the_api_server(cluster: devcluster.Cluster) -> None:
@@ -43,5 +72,7 @@ def test_everything_rendered_is_accepted_by_the_api_server(cluster: devcluster.C
     crds = [d for d in documents if d["kind"] == "CustomResourceDefinition"]
     rest = [d for d in documents if d["kind"] not in ("CustomResourceDefinition", "ClusterKopfPeering")]
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", input=yaml.safe_dump_all(crds))
-    result = cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump_all(rest), check=False)
+    result = cluster.kubectl(
+        "apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump_all(rest), check=False
+    )
     assert result.returncode == 0, result.stderr

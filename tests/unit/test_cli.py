@@ -4,6 +4,7 @@ from pathlib import Path
 
 import yaml
 from click.testing import CliRunner
+
 from transfer_operator.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,9 +31,20 @@ def test_validate_reports_reasons_and_exit_code(tmp_path):
     with_pools = invoke("validate", *jobs, "--pools", POOLS)
     assert with_pools.exit_code == 1 and "reviews-distill: budget $30.00" in with_pools.output
     bad = tmp_path / "bad.yaml"
-    bad.write_text(yaml.safe_dump({"kind": "TransferJob", "metadata": {"name": "bad"}, "spec": {
-        "model": {"source": "package:x"}, "dataset": {"uri": "d"},
-        "strategy": {"type": "lora"}, "resources": {"gpuType": "T4"}}}))
+    bad.write_text(
+        yaml.safe_dump(
+            {
+                "kind": "TransferJob",
+                "metadata": {"name": "bad"},
+                "spec": {
+                    "model": {"source": "package:x"},
+                    "dataset": {"uri": "d"},
+                    "strategy": {"type": "lora"},
+                    "resources": {"gpuType": "T4"},
+                },
+            }
+        )
+    )
     result = invoke("validate", str(bad), "--pools", POOLS)
     assert result.exit_code == 1
     assert "no GPUPool offers GPU type T4" in result.output

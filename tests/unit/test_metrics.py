@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+
 from transfer_operator import metrics
 from transfer_operator.api.validation import parse_transferjob
 from transfer_operator.dashboards import all_expressions
@@ -36,13 +37,26 @@ def test_every_dashboard_metric_is_exported():
 
 
 def test_per_job_series_follow_the_jobs_and_a_scrape_parses():
-    job = parse_transferjob({
-        "kind": "TransferJob", "metadata": {"name": "tj", "namespace": "ns"},
-        "spec": {"model": {"source": "package:x"}, "dataset": {"uri": "d"}, "strategy": {"type": "lora"}},
-        "status": {"phase": "Running", "costSoFar": 1.5, "placement": {
-            "pool": "p", "region": "eu-west", "gpuType": "A100", "priceClass": "spot", "usdPerGpuHour": 1.0,
-            "usdPerHour": 2.0, "gpus": 2}},
-    })
+    job = parse_transferjob(
+        {
+            "kind": "TransferJob",
+            "metadata": {"name": "tj", "namespace": "ns"},
+            "spec": {"model": {"source": "package:x"}, "dataset": {"uri": "d"}, "strategy": {"type": "lora"}},
+            "status": {
+                "phase": "Running",
+                "costSoFar": 1.5,
+                "placement": {
+                    "pool": "p",
+                    "region": "eu-west",
+                    "gpuType": "A100",
+                    "priceClass": "spot",
+                    "usdPerGpuHour": 1.0,
+                    "usdPerHour": 2.0,
+                    "gpus": 2,
+                },
+            },
+        }
+    )
     metrics.initialize()
     metrics.record_jobs([job])
     families = {f.name: f for f in text_string_to_metric_families(generate_latest().decode())}

@@ -70,7 +70,10 @@ DEFAULT_STORAGE_ROOT = "/tmp/transfer-checkpoints"
 def checkpoint_storage(job: TransferJob) -> str:
     """Where the trainer writes checkpoints and, on a later attempt, resumes from the latest.
     Without spec.checkpoint.uri it is a path on the Ray head: fine for one node, not for failover."""
-    return job.spec.checkpoint.uri or f"{DEFAULT_STORAGE_ROOT}/{job.metadata.namespace or 'default'}/{job.metadata.name}"
+    return (
+        job.spec.checkpoint.uri
+        or f"{DEFAULT_STORAGE_ROOT}/{job.metadata.namespace or 'default'}/{job.metadata.name}"
+    )
 
 
 def trainer_env(job: TransferJob, attempt: int) -> dict[str, str]:

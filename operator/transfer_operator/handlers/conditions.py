@@ -71,7 +71,10 @@ def phase_patch(
         conditions = upsert_condition(conditions, ConditionType.FINISHED, True, reason, message, now)
     present = {c.get("type") for c in conditions}
     # Admitted and Running follow the phase; once set, they are turned False rather than dropped.
-    for kind, holds in ((ConditionType.ADMITTED, phase.holds_capacity), (ConditionType.RUNNING, phase is Phase.RUNNING)):
+    for kind, holds in (
+        (ConditionType.ADMITTED, phase.holds_capacity),
+        (ConditionType.RUNNING, phase is Phase.RUNNING),
+    ):
         if holds or kind.value in present:
             conditions = upsert_condition(conditions, kind, holds, reason, message, now)
     return {"phase": phase.value, "message": message, "conditions": conditions}

@@ -7,7 +7,7 @@ import logging
 import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -41,17 +41,23 @@ class Kube:
 
     def get_transferjob(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "transferjobs", name)
+            found = cast(
+                dict[str, Any],
+                self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "transferjobs", name),
+            )
+            return found
         except ApiException as error:
             if error.status == 404:
                 return None
             raise
 
     def list_transferjobs(self) -> list[dict[str, Any]]:
-        return self.custom.list_cluster_custom_object(GROUP, VERSION, "transferjobs")["items"]
+        listed = cast(dict[str, Any], self.custom.list_cluster_custom_object(GROUP, VERSION, "transferjobs"))
+        return list(listed["items"])
 
     def list_gpupools(self) -> list[dict[str, Any]]:
-        return self.custom.list_cluster_custom_object(GROUP, VERSION, "gpupools")["items"]
+        listed = cast(dict[str, Any], self.custom.list_cluster_custom_object(GROUP, VERSION, "gpupools"))
+        return list(listed["items"])
 
     def patch_transferjob_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         self.custom.patch_namespaced_custom_object_status(
@@ -65,9 +71,11 @@ class Kube:
 
     def get_rayjob(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return self.custom.get_namespaced_custom_object(
-                RAY_GROUP, RAY_VERSION, namespace, "rayjobs", name
+            found = cast(
+                dict[str, Any],
+                self.custom.get_namespaced_custom_object(RAY_GROUP, RAY_VERSION, namespace, "rayjobs", name),
             )
+            return found
         except ApiException as error:
             if error.status == 404:
                 return None
@@ -151,7 +159,8 @@ class Kube:
                 if create_error.status == 409:
                     return False
                 raise
-        spec = lease.spec
+        spec = lease.spec or client.V1LeaseSpec()
+        lease.spec = spec
         renewed = spec.renew_time or spec.acquire_time or now - timedelta(days=1)
         expired = renewed + timedelta(seconds=spec.lease_duration_seconds or duration_s) < now
         if spec.holder_identity != holder and not expired:

@@ -7,6 +7,7 @@ the scheduler Lease runs it, so two replicas never double-schedule.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -124,8 +125,14 @@ def give_up_exhausted(ctx: Ctx, fleet: Fleet, now: datetime) -> None:
 
 
 def preempt(
-    ctx: Ctx, body: dict[str, Any], job: TransferJob, reason: Reason, message: str, now: datetime,
-    *, backoff: bool = True,
+    ctx: Ctx,
+    body: dict[str, Any],
+    job: TransferJob,
+    reason: Reason,
+    message: str,
+    now: datetime,
+    *,
+    backoff: bool = True,
 ) -> None:
     """Stop the job's RayJob and put it back in the queue (after a backoff, unless it lost its
     pool: then it fails over at once); its checkpoints stay."""
@@ -170,9 +177,17 @@ def apply_decision(
             costAccruedAt=iso(now),
         )
         ctx.kube.patch_transferjob_status(namespace, job.metadata.name, status)
-        admitted = job.model_copy(update={"status": job.status.model_copy(update={
-            "attempts": attempt, "phase": Phase.ADMITTED, "placement": PlacementStatus.model_validate(status["placement"])
-        })})
+        admitted = job.model_copy(
+            update={
+                "status": job.status.model_copy(
+                    update={
+                        "attempts": attempt,
+                        "phase": Phase.ADMITTED,
+                        "placement": PlacementStatus.model_validate(status["placement"]),
+                    }
+                )
+            }
+        )
         fleet.jobs[job.key] = (body, admitted)  # this cycle's pool status counts it
         ensure_rayjob(ctx, body, admitted, placement.pool, fleet.pools[placement.pool][1], attempt)
         ctx.kube.post_event(body, "Normal", Reason.ADMITTED.value, decision.message)
@@ -183,8 +198,16 @@ def apply_decision(
     if decision.action is Action.PREEMPT:
         for victim_key in decision.victims:
             victim_body, victim = fleet.jobs[victim_key]
-            fleet.jobs[victim_key] = (victim_body, victim.model_copy(update={
-                "status": victim.status.model_copy(update={"phase": Phase.PREEMPTED, "placement": None})}))
+            fleet.jobs[victim_key] = (
+                victim_body,
+                victim.model_copy(
+                    update={
+                        "status": victim.status.model_copy(
+                            update={"phase": Phase.PREEMPTED, "placement": None}
+                        )
+                    }
+                ),
+            )
             preempt(
                 ctx,
                 victim_body,
@@ -275,7 +298,5 @@ async def scheduling_loop(ctx: Ctx, stopped: asyncio.Event) -> None:
         except Exception:
             log.exception("scheduling cycle failed; retrying")
             metrics.RECONCILE_ERRORS.labels(stage="cycle").inc()
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stopped.wait(), timeout=interval_s)
-        except TimeoutError:
-            pass

@@ -14,10 +14,10 @@ from transfer_operator import metrics
 from transfer_operator.api.enums import GROUP, VERSION, ConditionType, Phase, Reason
 from transfer_operator.api.models import TransferJob
 from transfer_operator.api.validation import InvalidSpec, parse_transferjob
+from transfer_operator.engine.rayjob import LABEL_MANAGED_BY, MANAGER
 from transfer_operator.engine.status import mirror_rayjob_status
 from transfer_operator.handlers.conditions import iso, phase_patch, upsert_condition
 from transfer_operator.handlers.context import Ctx
-from transfer_operator.engine.rayjob import LABEL_MANAGED_BY, MANAGER
 from transfer_operator.handlers.scheduling import ensure_rayjob, read_fleet
 from transfer_operator.scheduler.snapshot import requeue_backoff_s
 
@@ -48,7 +48,12 @@ def validate(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, memo: Any,
         message = "invalid spec: " + "; ".join(error.problems)
         if phase.holds_capacity or phase.is_terminal:
             conditions = upsert_condition(
-                list(status.get("conditions") or []), ConditionType.READY, False, Reason.INVALID_SPEC, message, now
+                list(status.get("conditions") or []),
+                ConditionType.READY,
+                False,
+                Reason.INVALID_SPEC,
+                message,
+                now,
             )
             patch.status.update(conditions=conditions, message=message)
         else:
@@ -66,7 +71,9 @@ def validate(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, memo: Any,
         return
     if not job.spec.suspend and phase is Phase.SUSPENDED:
         patch.status.update(
-            phase_patch(dict(status), Phase.PENDING, Reason.NO_FITTING_POOL, "resumed; waiting for a pool", now)
+            phase_patch(
+                dict(status), Phase.PENDING, Reason.NO_FITTING_POOL, "resumed; waiting for a pool", now
+            )
         )
     # A new job is left alone: no phase means Pending, and the scheduling cycle owns that status
     # (writing "Pending" here could land after the cycle's "Admitted" and undo it).
@@ -89,7 +96,9 @@ def _holds_capacity(status: kopf.Status, **_: Any) -> bool:
 RECONCILE_INTERVAL_S = float(os.environ.get("TRANSFER_RECONCILE_INTERVAL_SECONDS", "10"))
 
 
-@kopf.timer(GROUP, VERSION, "transferjobs", id="reconcile", interval=RECONCILE_INTERVAL_S, when=_holds_capacity)
+@kopf.timer(
+    GROUP, VERSION, "transferjobs", id="reconcile", interval=RECONCILE_INTERVAL_S, when=_holds_capacity
+)
 def reconcile(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) -> None:
     """Keep the RayJob and the TransferJob in step: recreate a missing RayJob, mirror its
     status, accrue cost, enforce the budget, honour spec.suspend."""
@@ -106,8 +115,15 @@ def reconcile(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) -> None:
         return
     if job.spec.suspend:  # suspended while the cycle was admitting it
         ctx.kube.delete_rayjob(namespace, rayjob_name)
-        patch.status.update(phase_patch(dict(body.status), Phase.SUSPENDED, Reason.SUSPENDED,
-                                        "spec.suspend is true; RayJob deleted, checkpoints kept", now))
+        patch.status.update(
+            phase_patch(
+                dict(body.status),
+                Phase.SUSPENDED,
+                Reason.SUSPENDED,
+                "spec.suspend is true; RayJob deleted, checkpoints kept",
+                now,
+            )
+        )
         patch.status["placement"] = None
         return
 
@@ -118,11 +134,14 @@ def reconcile(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) -> None:
         metrics.JOB_COST.labels(namespace=namespace).inc(added)
     budget = job.spec.budget
     warn_at = None if budget is None else budget.max_dollars * ctx.config.budget_warning_fraction
-    if warn_at is not None and total >= warn_at and not job.status.budget_warned:
+    if budget is not None and warn_at is not None and total >= warn_at and not job.status.budget_warned:
         patch.status["budgetWarned"] = True
-        kopf.warn(body, reason=Reason.BUDGET_WARNING.value,
-                  message=f"spent ${total:.2f}, {ctx.config.budget_warning_fraction:.0%} of the "
-                          f"${budget.max_dollars:.2f} budget")
+        kopf.warn(
+            body,
+            reason=Reason.BUDGET_WARNING.value,
+            message=f"spent ${total:.2f}, {ctx.config.budget_warning_fraction:.0%} of the "
+            f"${budget.max_dollars:.2f} budget",
+        )
     if budget is not None and total >= budget.max_dollars:
         ctx.kube.delete_rayjob(namespace, rayjob_name)
         message = f"spent ${total:.2f} of the ${budget.max_dollars:.2f} budget; stopped, checkpoint kept"
@@ -151,13 +170,17 @@ def reconcile(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) -> None:
     patch.status.update(mirror_patch(ctx, body, job, rayjob, now))
 
 
-def mirror_patch(ctx: Ctx, body: Any, job: TransferJob, rayjob: dict[str, Any], now: datetime) -> dict[str, Any]:
+def mirror_patch(
+    ctx: Ctx, body: Any, job: TransferJob, rayjob: dict[str, Any], now: datetime
+) -> dict[str, Any]:
     """The status change (possibly none) that mirrors a RayJob into its TransferJob."""
     phase = job.status.phase
     mirrored = mirror_rayjob_status(rayjob.get("status"))
     if mirrored.phase is phase and job.status.message == mirrored.message:
         return {}
-    status = phase_patch(dict(body.get("status") or {}), mirrored.phase, mirrored.reason, mirrored.message, now)
+    status = phase_patch(
+        dict(body.get("status") or {}), mirrored.phase, mirrored.reason, mirrored.message, now
+    )
     if not mirrored.phase.holds_capacity:
         # The GPUs are released now: bill up to this moment, not to the last cent-sized write.
         total, added = accrue_cost(job, now)
@@ -179,11 +202,11 @@ def mirror_patch(ctx: Ctx, body: Any, job: TransferJob, rayjob: dict[str, Any], 
 @kopf.on.event("ray.io", "v1", "rayjobs", labels={LABEL_MANAGED_BY: MANAGER})
 def mirror_rayjob(body: kopf.Body, memo: Any, **_: Any) -> None:
     """Mirror a RayJob's status as soon as it changes (the timer is the fallback)."""
-    ctx: Ctx = getattr(memo, "ctx", None)
+    ctx: Ctx | None = getattr(memo, "ctx", None)
     owners = [o for o in body.metadata.get("ownerReferences", []) if o.get("kind") == "TransferJob"]
     if ctx is None or not owners or not body.get("status"):
         return
-    namespace = body.metadata.namespace
+    namespace = body.metadata.namespace or "default"
     owner = ctx.kube.get_transferjob(namespace, owners[0]["name"])
     if owner is None:
         return

@@ -13,7 +13,7 @@ from functools import cached_property
 
 import numpy as np
 
-from transfer_operator.api.enums import Preference, PriceClass
+from transfer_operator.api.enums import Preference, PriceClass, Reason
 from transfer_operator.scheduler.pricing import SPOT_RESTART_HOURS, Option, gpu_speed
 from transfer_operator.scheduler.types import JobRequest, Placement, PoolState
 
@@ -52,7 +52,8 @@ class PoolTable:
             gpus_per_node=np.array([p.gpus_per_node for p in pools], dtype=np.int64),
             on_demand_usd=np.array([p.on_demand_usd_per_gpu_hour for p in pools], dtype=float),
             spot_usd=np.array(
-                [np.nan if p.spot_usd_per_gpu_hour is None else p.spot_usd_per_gpu_hour for p in pools], dtype=float
+                [np.nan if p.spot_usd_per_gpu_hour is None else p.spot_usd_per_gpu_hour for p in pools],
+                dtype=float,
             ),
             spot_hours_factor=np.array(
                 [1.0 + p.spot_interruptions_per_hour * SPOT_RESTART_HOURS for p in pools], dtype=float
@@ -88,9 +89,12 @@ def _rank(job: JobRequest, table: PoolTable) -> Ranking:
     if job.gpu_type is not None:
         mask &= table.gpu_type == job.gpu_type.upper()
     rows = np.flatnonzero(mask)
-    pools, classes, usd, hours = [rows], [np.zeros(len(rows), dtype=np.int64)], [table.on_demand_usd[rows]], [
-        1.0 / table.speed[rows]
-    ]
+    pools, classes, usd, hours = (
+        [rows],
+        [np.zeros(len(rows), dtype=np.int64)],
+        [table.on_demand_usd[rows]],
+        [1.0 / table.speed[rows]],
+    )
     if job.spot:
         spot_rows = rows[~np.isnan(table.spot_usd[rows])]
         pools.append(spot_rows)
@@ -112,8 +116,14 @@ def _rank(job: JobRequest, table: PoolTable) -> Ranking:
     order = np.lexsort((price_class, table.name[pool].astype(str), *keys))
     pool = pool[order]
     return Ranking(
-        pool, price_class[order], usd_all[order], hours_all[order], cost[order],
-        table.region_code[pool], table.nodes[pool], table.gpus_per_node[pool],
+        pool,
+        price_class[order],
+        usd_all[order],
+        hours_all[order],
+        cost[order],
+        table.region_code[pool],
+        table.nodes[pool],
+        table.gpus_per_node[pool],
     )
 
 
@@ -125,7 +135,7 @@ class JobOptions:
     table: PoolTable
     ranking: Ranking
     keep: np.ndarray  # positions in `ranking` that pass this job's price cap and budget
-    static_reason: tuple[object, str] | None = None
+    static_reason: tuple[Reason, str] | None = None
     _materialised: list[Option] | None = field(default=None, repr=False)
 
     @property

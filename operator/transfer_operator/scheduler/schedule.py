@@ -42,7 +42,9 @@ IMPROVE_MAX_JOBS = 300  # local search only for cycles this small (see improve.p
 PREEMPTION_OPTIONS = 50  # a job that fits nowhere looks for victims on its best pools only
 
 
-def estimate_options(job: JobRequest, pools: Sequence[PoolState], cache: OptionCache | None = None) -> JobOptions:
+def estimate_options(
+    job: JobRequest, pools: Sequence[PoolState], cache: OptionCache | None = None
+) -> JobOptions:
     """The job's ranked options over `pools` (pass a shared cache when estimating many jobs)."""
     cache = cache or OptionCache(pools)
     entry = cache.estimate(job)
@@ -83,7 +85,11 @@ def choose_fitting_option(
 
 
 def _best_of_ties(
-    entry: JobOptions, position: int, first: Option, capacity: dict[str, PoolCapacity], policy: UtilizationPolicy
+    entry: JobOptions,
+    position: int,
+    first: Option,
+    capacity: dict[str, PoolCapacity],
+    policy: UtilizationPolicy,
 ) -> Option:
     job = entry.job
     best_key = (_tie_break(capacity[first.placement.pool], policy), first.placement.pool)

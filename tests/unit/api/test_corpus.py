@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from transfer_operator.api.config import OperatorConfig
 from transfer_operator.api.validation import InvalidSpec, parse_gpupool, parse_transferjob
 from transfer_operator.cli import load_objects
+from transfer_operator.scheduler.from_api import job_request_of
 from transfer_operator.scheduler.schedule import estimate_options
 from transfer_operator.scheduler.snapshot import snapshot_of
-from transfer_operator.api.config import OperatorConfig
-from transfer_operator.scheduler.from_api import job_request_of
 
 ROOT = Path(__file__).resolve().parents[3]
 CORPUS = sorted((ROOT / "tests" / "corpus" / "bad").glob("*.yaml"))

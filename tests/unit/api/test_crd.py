@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import yaml
+
 from transfer_operator.api.crd import all_crds, render_crds_yaml
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -34,9 +35,12 @@ def test_schemas_are_structural():
             if "exclusiveMinimum" in node:
                 assert node["exclusiveMinimum"] is True and "minimum" in node, path
             if node.get("type") == "object" and path.endswith("properties") is False:
-                assert "properties" in node or "additionalProperties" in node or node.get(
-                    "x-kubernetes-preserve-unknown-fields"
-                ) or path.endswith(".metadata"), path
+                assert (
+                    "properties" in node
+                    or "additionalProperties" in node
+                    or node.get("x-kubernetes-preserve-unknown-fields")
+                    or path.endswith(".metadata")
+                ), path
 
 
 def test_printer_columns_and_validations():

@@ -11,16 +11,49 @@ from hypothesis import strategies as st
 from transfer_operator.api.validation import InvalidSpec, parse_gpupool, parse_transferjob
 
 EXAMPLES = int(os.environ.get("TRANSFER_FUZZ_EXAMPLES", "300"))
-KEYS = ["model", "dataset", "strategy", "resources", "placement", "budget", "training", "trainer", "checkpoint",
-        "source", "uri", "type", "lora", "rank", "workers", "gpusPerWorker", "gpuType", "regions", "maxDollars",
-        "region", "nodes", "gpusPerNode", "pricing", "onDemandPerGpuHour", "spotPerGpuHour", "priority", "queue"]
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**40, 2**40), st.floats(allow_nan=True),
-                    st.text(max_size=80), st.sampled_from(["lora", "fineTune", "A100", "eu-west", "package:x"]))
+KEYS = [
+    "model",
+    "dataset",
+    "strategy",
+    "resources",
+    "placement",
+    "budget",
+    "training",
+    "trainer",
+    "checkpoint",
+    "source",
+    "uri",
+    "type",
+    "lora",
+    "rank",
+    "workers",
+    "gpusPerWorker",
+    "gpuType",
+    "regions",
+    "maxDollars",
+    "region",
+    "nodes",
+    "gpusPerNode",
+    "pricing",
+    "onDemandPerGpuHour",
+    "spotPerGpuHour",
+    "priority",
+    "queue",
+]
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**40), 2**40),
+    st.floats(allow_nan=True),
+    st.text(max_size=80),
+    st.sampled_from(["lora", "fineTune", "A100", "eu-west", "package:x"]),
+)
 documents = st.recursive(
     scalars,
-    lambda children: st.one_of(st.lists(children, max_size=4),
-                               st.dictionaries(st.one_of(st.sampled_from(KEYS), st.text(max_size=12)), children,
-                                               max_size=6)),
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.dictionaries(st.one_of(st.sampled_from(KEYS), st.text(max_size=12)), children, max_size=6),
+    ),
     max_leaves=40,
 )
 

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from transfer_operator.api.enums import StrategyType
 from transfer_operator.api.validation import InvalidSpec, parse_gpupool, parse_transferjob
 
@@ -17,7 +18,12 @@ def a_document(**spec_overrides) -> dict:
         "strategy": {"type": "lora"},
     }
     spec.update(spec_overrides)
-    return {"apiVersion": "transfer.dev/v1alpha1", "kind": "TransferJob", "metadata": {"name": "j"}, "spec": spec}
+    return {
+        "apiVersion": "transfer.dev/v1alpha1",
+        "kind": "TransferJob",
+        "metadata": {"name": "j"},
+        "spec": spec,
+    }
 
 
 def test_every_example_parses():
@@ -45,14 +51,26 @@ def test_defaults_and_camel_case_round_trip():
     [
         pytest.param({"strategy": {"type": "magic"}}, "strategy.type", id="unknown-strategy"),
         pytest.param({"resources": {"workers": 0}}, "resources.workers", id="zero-workers"),
-        pytest.param({"resources": {"gpuType": "A100", "gpusPerWorker": 0}}, "gpusPerWorker > 0", id="gpu-type-no-gpus"),
+        pytest.param(
+            {"resources": {"gpuType": "A100", "gpusPerWorker": 0}}, "gpusPerWorker > 0", id="gpu-type-no-gpus"
+        ),
         pytest.param({"model": {"source": "huggingface.co/x"}}, "model.source", id="bad-model-source"),
-        pytest.param({"strategy": {"type": "distillation"}}, "distillation", id="distillation-without-teacher"),
-        pytest.param({"strategy": {"type": "lora", "fineTune": {"topKLayers": 2}}}, "strategy.fineTune is set",
-                     id="params-of-another-strategy"),
-        pytest.param({"strategy": {"type": "lora", "layerLrDecay": 0.5}}, "layerLrDecay", id="llrd-with-lora"),
-        pytest.param({"strategy": {"type": "lora", "lora": {"targetModules": []}}}, "targetModules",
-                     id="empty-target-modules"),
+        pytest.param(
+            {"strategy": {"type": "distillation"}}, "distillation", id="distillation-without-teacher"
+        ),
+        pytest.param(
+            {"strategy": {"type": "lora", "fineTune": {"topKLayers": 2}}},
+            "strategy.fineTune is set",
+            id="params-of-another-strategy",
+        ),
+        pytest.param(
+            {"strategy": {"type": "lora", "layerLrDecay": 0.5}}, "layerLrDecay", id="llrd-with-lora"
+        ),
+        pytest.param(
+            {"strategy": {"type": "lora", "lora": {"targetModules": []}}},
+            "targetModules",
+            id="empty-target-modules",
+        ),
         pytest.param({"placement": {"regions": ["EU West"]}}, "placement.regions", id="bad-region"),
         pytest.param({"budget": {"maxDollars": -1}}, "budget.maxDollars", id="negative-budget"),
         pytest.param({"surprise": 1}, "surprise", id="unknown-field"),
@@ -65,9 +83,19 @@ def test_bad_specs_name_the_field(overrides, fragment):
 
 
 def test_gpupool_rejects_spot_dearer_than_on_demand_only_in_cel():
-    pool = parse_gpupool({"kind": "GPUPool", "metadata": {"name": "p"}, "spec": {
-        "region": "eu-west", "gpuType": "A100", "nodes": 1, "gpusPerNode": 8,
-        "pricing": {"onDemandPerGpuHour": 1.0}}})
+    pool = parse_gpupool(
+        {
+            "kind": "GPUPool",
+            "metadata": {"name": "p"},
+            "spec": {
+                "region": "eu-west",
+                "gpuType": "A100",
+                "nodes": 1,
+                "gpusPerNode": 8,
+                "pricing": {"onDemandPerGpuHour": 1.0},
+            },
+        }
+    )
     assert pool.spec.capacity_gpus == 8
     with pytest.raises(InvalidSpec):
         parse_gpupool({"kind": "GPUPool", "metadata": {"name": "p"}, "spec": {"region": "eu-west"}})

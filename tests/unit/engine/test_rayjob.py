@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from transfer_operator.api.models import GPUPool, TransferJob
 from transfer_operator.api.validation import parse_gpupool, parse_transferjob
 from transfer_operator.engine.rayjob import MAX_NAME, PoolPin, rayjob_name, render_rayjob
@@ -30,8 +31,10 @@ def rendered(job_file: str, pool_name: str, attempt: int = 1) -> dict:
     return render_rayjob(example(job_file), PoolPin.of(pool_name, pool(pool_name).spec), attempt)
 
 
-@pytest.mark.parametrize("job_file, pool_name", [("lora-sentiment.yaml", "eu-west-a100"),
-                                                 ("digits-feature-extraction.yaml", "ap-south-l4")])
+@pytest.mark.parametrize(
+    "job_file, pool_name",
+    [("lora-sentiment.yaml", "eu-west-a100"), ("digits-feature-extraction.yaml", "ap-south-l4")],
+)
 def test_matches_golden(job_file, pool_name):
     manifest = yaml.safe_dump(rendered(job_file, pool_name), sort_keys=False)
     golden = GOLDEN / f"{Path(job_file).stem}.yaml"
@@ -57,7 +60,10 @@ def test_pins_every_pod_to_the_pool_and_sizes_the_gang():
         ]
     limits = workers["template"]["spec"]["containers"][0]["resources"]["limits"]
     assert limits["nvidia.com/gpu"] == 1
-    assert "nvidia.com/gpu" not in cluster["headGroupSpec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    assert (
+        "nvidia.com/gpu"
+        not in cluster["headGroupSpec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+    )
 
 
 def test_trainer_contract_is_in_the_runtime_env():
@@ -76,8 +82,8 @@ def test_trainer_contract_is_in_the_runtime_env():
 def test_suspend_is_honoured_and_secrets_stay_references():
     job = example("lora-sentiment.yaml")
     job.spec.suspend = True
-    job.spec.checkpoint.secret_ref = type(job.spec.checkpoint).model_fields["secret_ref"].annotation.__args__[0](
-        name="s3-creds"
+    job.spec.checkpoint.secret_ref = (
+        type(job.spec.checkpoint).model_fields["secret_ref"].annotation.__args__[0](name="s3-creds")
     )
     manifest = render_rayjob(job, PoolPin.of("eu-west-a100", pool("eu-west-a100").spec), attempt=1)
     assert manifest["spec"]["suspend"] is True

@@ -10,7 +10,9 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 def test_transition_time_moves_only_when_status_flips():
     first = upsert_condition([], ConditionType.READY, False, Reason.NO_FITTING_POOL, "waiting", T0)
-    same = upsert_condition(first, ConditionType.READY, False, Reason.QUOTA_EXCEEDED, "quota", T0 + timedelta(1))
+    same = upsert_condition(
+        first, ConditionType.READY, False, Reason.QUOTA_EXCEEDED, "quota", T0 + timedelta(1)
+    )
     assert same[0]["lastTransitionTime"] == first[0]["lastTransitionTime"]
     assert same[0]["reason"] == "QuotaExceeded"
     flipped = upsert_condition(same, ConditionType.READY, True, Reason.ADMITTED, "ok", T0 + timedelta(2))

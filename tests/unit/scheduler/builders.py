@@ -38,12 +38,32 @@ def a_job(
     prefer: Preference = Preference.CHEAPEST,
 ) -> JobRequest:
     return JobRequest(
-        key, workers, gpus, gpu, frozenset(regions), spot, max_usd, budget, hours, priority, queue, created, prefer
+        key,
+        workers,
+        gpus,
+        gpu,
+        frozenset(regions),
+        spot,
+        max_usd,
+        budget,
+        hours,
+        priority,
+        queue,
+        created,
+        prefer,
     )
 
 
-def held(job_key: str, pool: str, *, workers: int = 1, gpus: int = 8, priority: int = 0, queue: str = "default",
-         at: float = 0.0) -> Allocation:
+def held(
+    job_key: str,
+    pool: str,
+    *,
+    workers: int = 1,
+    gpus: int = 8,
+    priority: int = 0,
+    queue: str = "default",
+    at: float = 0.0,
+) -> Allocation:
     return Allocation(job_key, pool, workers, gpus, priority, queue, at)
 
 

@@ -7,6 +7,7 @@ from collections import defaultdict
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from transfer_operator.api.enums import Preference, PriceClass, UtilizationPolicy
 from transfer_operator.scheduler import (
     Action,
@@ -74,8 +75,12 @@ def scenarios(draw):
     fleet = draw(pools())
     queues = ["default", "nlp", "vision"]
     quotas = tuple(
-        QueueQuota(q, draw(st.integers(0, 32)), draw(st.sampled_from([None, "research"])),
-                   draw(st.one_of(st.none(), st.integers(0, 16))))
+        QueueQuota(
+            q,
+            draw(st.integers(0, 32)),
+            draw(st.sampled_from([None, "research"])),
+            draw(st.one_of(st.none(), st.integers(0, 16))),
+        )
         for q in queues[1:]
         if draw(st.booleans())
     )
@@ -83,8 +88,17 @@ def scenarios(draw):
     for i in range(draw(st.integers(0, 4))):
         pool = draw(st.sampled_from(fleet))
         gpus = draw(st.sampled_from([g for g in (1, 2, 4, 8) if g <= pool.gpus_per_node]))
-        running.append(Allocation(f"ns/run-{i}", pool.name, 1, gpus, draw(st.integers(0, 3)),
-                                  draw(st.sampled_from(queues)), float(i)))
+        running.append(
+            Allocation(
+                f"ns/run-{i}",
+                pool.name,
+                1,
+                gpus,
+                draw(st.integers(0, 3)),
+                draw(st.sampled_from(queues)),
+                float(i),
+            )
+        )
     # Only keep allocations that really fit, as the cluster would.
     fitting, used = [], defaultdict(lambda: None)
     for allocation in running:

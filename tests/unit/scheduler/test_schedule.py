@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from transfer_operator.api.enums import Preference, PriceClass, Reason, UtilizationPolicy
 from transfer_operator.scheduler import Action, Decision, Fit, QueueQuota, schedule
 
@@ -14,7 +15,9 @@ def decide(snapshot, *jobs) -> dict[str, Decision]:
 @pytest.mark.parametrize(
     "pools, want_fit, want_reason",
     [
-        pytest.param([a_pool(nodes=1, gpus_per_node=4)], Fit.NO_FIT, Reason.INVALID_SPEC, id="gang-larger-than-pool"),
+        pytest.param(
+            [a_pool(nodes=1, gpus_per_node=4)], Fit.NO_FIT, Reason.INVALID_SPEC, id="gang-larger-than-pool"
+        ),
         pytest.param([a_pool(nodes=1, gpus_per_node=8)], Fit.FITS, Reason.ADMITTED, id="fits"),
         pytest.param([a_pool(cordoned=True)], Fit.NO_FIT, Reason.NO_FITTING_POOL, id="cordoned"),
         pytest.param([a_pool(gpu="L4")], Fit.NO_FIT, Reason.INVALID_SPEC, id="wrong-gpu-type"),
@@ -104,7 +107,9 @@ def test_utilization_policy_breaks_price_ties(policy, want):
 
 def test_higher_priority_goes_first_when_capacity_is_short():
     pool = a_pool(nodes=1)
-    decisions = decide(snapshot_of(pool), a_job("ns/low", priority=1, created=0), a_job("ns/high", priority=9, created=5))
+    decisions = decide(
+        snapshot_of(pool), a_job("ns/low", priority=1, created=0), a_job("ns/high", priority=9, created=5)
+    )
     assert decisions["ns/high"].action is Action.ADMIT
     assert decisions["ns/low"].action is Action.WAIT
 
@@ -147,7 +152,9 @@ def test_quota_nominal_and_cohort_borrowing():
 
 def test_borrowing_limit():
     quotas = (QueueQuota("nlp", 8, "research", borrowing_limit_gpus=0), QueueQuota("vision", 8, "research"))
-    snapshot = snapshot_of(a_pool(nodes=4), quotas=quotas, allocations=(held("ns/a", "eu-a100", queue="nlp"),))
+    snapshot = snapshot_of(
+        a_pool(nodes=4), quotas=quotas, allocations=(held("ns/a", "eu-a100", queue="nlp"),)
+    )
     decision = decide(snapshot, a_job(queue="nlp"))["ns/job"]
     assert decision.reason is Reason.QUOTA_EXCEEDED and "borrowing limit 0" in decision.message
 

@@ -39,6 +39,11 @@ class TextConfig(StrictWire):
     eval_batch_size: int = Field(64, gt=0)
     labels: list[str | int] | None = Field(None, description="expected label set; others are an error")
     from_scratch: bool = Field(False, description="random init of the same architecture (baselines)")
+    student_layers: int | None = Field(None, gt=0, description="distillation: student depth (default "
+                                       "numLayers, else half the teacher's)")
+    teacher_layers: int | None = Field(None, gt=0, description="distillation: cut a base-model teacher to k layers")
+    teacher_steps: int | None = Field(None, gt=0, description="distillation: steps to fine-tune a base-model "
+                                      "teacher before distilling (default: the student's step count)")
 
 
 # --------------------------------------------------------------------------- model
@@ -162,9 +167,7 @@ def validate(job: JobSpec) -> None:
             raise TrainerError("spec.strategy.distillation", "required when strategy.type is distillation (teacher)")
         teacher_dir = resolve_model_dir(st.distillation.teacher.source, "spec.strategy.distillation.teacher.source")
         if not (teacher_dir / EXPORT_MARKER).exists():
-            raise TrainerError("spec.strategy.distillation.teacher.source",
-                               f"{teacher_dir} is not a fine-tuned classifier; fine-tune a teacher first "
-                               "(e.g. transferctl run with strategy fineTune) and point at its runs/<name>/model")
+            return  # a base model: the worker fine-tunes it on the task first (teacherSteps)
         meta = json.loads((teacher_dir / EXPORT_MARKER).read_text())
         if [str(x) for x in meta["labels"]] != [str(x) for x in labels]:
             raise TrainerError("spec.strategy.distillation.teacher.source",
@@ -225,6 +228,33 @@ class _GradReverse(torch.autograd.Function):
         return -ctx.lam * grad, None
 
 
+def _fine_tune_teacher(teacher_dir: Path, cfg: TextConfig, job: JobSpec, xs: list[str], ys: list[int],
+                       n_labels: int, device: torch.device) -> tuple[TextClassifier, Any]:
+    """Distilling from a base model: fine-tune it (all layers) on the task first. Deterministic
+    (seeded), so a resumed student re-creates the same teacher instead of checkpointing it."""
+    from transformers import AutoTokenizer
+
+    tr = job.training
+    tok = AutoTokenizer.from_pretrained(teacher_dir)
+    backbone = load_backbone(teacher_dir, cfg.teacher_layers)
+    teacher = TextClassifier(backbone, backbone.config.hidden_size, n_labels, cfg.pooling, cfg.head_dropout).to(device)
+    opt = torch.optim.AdamW(teacher.parameters(), lr=tr.learning_rate, weight_decay=tr.weight_decay)
+    steps = cfg.teacher_steps or loop.total_steps(len(xs), tr.batch_size, 1, tr.epochs, tr.max_steps)
+    spe = loop.steps_per_epoch(len(xs), tr.batch_size, 1)
+    teacher.train()
+    for step in range(steps):
+        e, b = divmod(step, spe)
+        idx = loop.epoch_batches(len(xs), tr.batch_size, tr.seed + 7, e, 0, 1)[b]
+        enc = tok([xs[i] for i in idx], padding=True, truncation=True, max_length=tr.max_seq_length,
+                  return_tensors="pt")
+        logits = teacher(enc["input_ids"].to(device), enc["attention_mask"].to(device))
+        loss = F.cross_entropy(logits, torch.tensor([ys[i] for i in idx], device=device))
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return teacher, tok
+
+
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     from transformers import AutoTokenizer
 
@@ -247,10 +277,14 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     num_layers = cfg.num_layers
     if st.type == "distillation":
         assert st.distillation is not None
-        teacher, teacher_tok, tmeta = load_exported(resolve_model_dir(st.distillation.teacher.source))
+        teacher_dir = resolve_model_dir(st.distillation.teacher.source)
+        if (teacher_dir / EXPORT_MARKER).exists():
+            teacher, teacher_tok, _ = load_exported(teacher_dir)
+        else:
+            teacher, teacher_tok = _fine_tune_teacher(teacher_dir, cfg, job, train_x, train_y, len(labels), device)
         teacher.eval().to(device)
-        if num_layers is None:
-            num_layers = max(1, teacher.backbone.config.num_hidden_layers // 2)
+        num_layers = cfg.student_layers or num_layers or max(1, teacher.backbone.config.num_hidden_layers // 2)
+        loop.seed_everything(seed)  # the student starts from the same RNG state with either teacher
     quantize = st.type == "lora" and st.lora.quantize4bit
     if quantize and not torch.cuda.is_available():
         raise TrainerError("spec.strategy.lora.quantize4bit", "this worker has no GPU; QLoRA needs one")
