@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 HOW = {
     "operator SIGKILL at a random point": "SIGKILL of the operator process 0.3-4 s after each start, then a final start",
     "two operator replicas at once": "two processes with kopf peering (priorities 100, 99) and the scheduler Lease",
+    "kube-apiserver SIGKILL and restart mid-run": "SIGKILL of kube-apiserver, restarted 2 s later; a new job created after",
 }
 
 
@@ -68,7 +69,8 @@ def main() -> None:
         "",
         "## Not covered yet",
         "",
-        "- Restarting kube-apiserver mid-run, and nodes turning NotReady (kwok) with automatic failover.",
+        "- Nodes turning NotReady (kwok) with automatic failover: a deleted or cordoned GPUPool fails over",
+        "  (tests/unit/handlers/test_scheduling.py), node health is not watched yet.",
         "- A preempted job's resumed run starting at its last checkpoint's step across regions: the trainer's",
         "  resume is tested locally (tests/trainers); the cluster path shares the storage URI by construction.",
         "",

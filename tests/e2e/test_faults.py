@@ -184,3 +184,31 @@ def test_two_replicas_never_double_schedule(
         j["status"].get("attempts", 0) for j in get_json(cluster, "transferjobs", "-n", namespace)["items"]
     ]
     assert max(attempts) <= 1, "a job admitted twice means two replicas scheduled it"
+
+
+def test_apiserver_restart_mid_run(cluster: devcluster.Cluster, namespace: str, jobs: list[str],
+                                   sa_kubeconfig: Path, tmp_path: Path) -> None:
+    from transfer_operator.devcluster.cluster import restart
+
+    operator = OperatorProcess(sa_kubeconfig, tmp_path / "operator.log")
+    operator.start()
+    try:
+        settle(cluster, namespace, jobs)
+        started = time.monotonic()
+        restart(cluster, "kube-apiserver")
+        late = a_job("after-restart", gpus=1, priority=50)
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(late))
+
+        def caught_up() -> bool:
+            status = get_json(cluster, "transferjob", "after-restart", "-n", namespace).get("status") or {}
+            return status.get("phase") in HOLDING
+
+        wait_for(caught_up, 180, "the operator to reconnect and admit a job created after the restart")
+        recovery_s = time.monotonic() - started
+        settle(cluster, namespace, [*jobs, "after-restart"])
+        violations = invariant_violations(cluster, namespace, [*jobs, "after-restart"])
+        assert operator.process is not None and operator.process.poll() is None, "the operator must survive"
+    finally:
+        operator.kill(signal.SIGTERM)
+    record("kube-apiserver SIGKILL and restart mid-run", 1, violations, recovery_s)
+    assert violations == {"lost": [], "duplicated": {}, "wrong": {}}

@@ -578,3 +578,28 @@ def status(state_dir: Path = DEFAULT_STATE_DIR) -> dict[str, Any]:
         "pids": cluster.pids,
         "nodes": cluster.nodes,
     }
+
+
+def restart(cluster: Cluster, component: str, *, down_s: float = 2.0, timeout_s: float = 60.0) -> Cluster:
+    """SIGKILL one component (e.g. kube-apiserver) and start it again with the same command line,
+    for fault-injection tests. The new process is recorded, so `down` still stops everything."""
+    record = cluster.processes[component]
+    argv = Path(f"/proc/{record.pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+    environ = Path(f"/proc/{record.pid}/environ").read_bytes().rstrip(b"\0").split(b"\0")
+    env = dict(item.decode().split("=", 1) for item in environ if b"=" in item)
+    _signal_group(record.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while is_alive(record) and time.monotonic() < deadline:
+        _reap(record.pid)
+        time.sleep(0.1)
+    time.sleep(down_s)
+    cluster.processes[component] = _spawn(component, [a.decode() for a in argv], cluster.state_dir, env=env)
+    _save(cluster)
+    if component == "kube-apiserver":
+        _wait_for(
+            "kube-apiserver /readyz after a restart",
+            lambda: cluster.kubectl("get", "--raw", "/readyz", check=False).returncode == 0,
+            timeout_s,
+            cluster.processes[component],
+        )
+    return cluster
