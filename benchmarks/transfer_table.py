@@ -22,6 +22,7 @@ import json
 import os
 import statistics
 import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -186,7 +187,7 @@ def write_outputs(cells: list[dict], meta: dict) -> None:
         ax.set_xticks(xs, [str(s) for s in sizes])
         ax.set_xlabel("labelled training examples")
         ax.set_ylabel("test accuracy")
-        ax.set_title(meta["tasks"][task])
+        ax.set_title(textwrap.fill(meta["tasks"][task], 60), fontsize=9)
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(OUT / "transfer_table.png", dpi=110)

@@ -274,13 +274,27 @@ def run(file: Path, runs_dir: Path, cpus: int | None, fresh: bool) -> None:
         for problem in problems or [f"{file}: no TransferJob found"]:
             console.print(f"[red]✗[/red] {problem}", highlight=False)
         sys.exit(1)
+    from transfer_trainers import SpecError
     from transfer_trainers.local import run_local
 
+    failed = False
     for job in jobs:
-        result = run_local(
-            job.spec.to_wire(), job.metadata.name, runs_dir=runs_dir, num_cpus=cpus, resume=not fresh
+        try:
+            result = run_local(
+                job.spec.to_wire(), job.metadata.name, runs_dir=runs_dir, num_cpus=cpus, resume=not fresh
+            )
+        except SpecError as error:  # refused before Ray starts, naming the field
+            console.print(f"[red]✗[/red] {file}: {error}", highlight=False)
+            sys.exit(1)
+        color = (
+            "green" if result.status == "succeeded" else "yellow" if result.status == "interrupted" else "red"
         )
-        console.print(f"[green]done[/green] {job.metadata.name}: {result}", highlight=False)
+        console.print(
+            f"[{color}]{result.status}[/{color}] {job.metadata.name}: {result.run_dir} {result.metrics}",
+            highlight=False,
+        )
+        failed |= result.status == "failed"
+    sys.exit(1 if failed else 0)
 
 
 @main.command("dashboard-snapshot")

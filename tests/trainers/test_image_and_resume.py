@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 from trainer_specs import image_spec
+
 from transfer_trainers import runner
 from transfer_trainers.local import run_local
 from transfer_trainers.recipes import image_classification as ic

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from trainer_specs import image_spec
+
 from transfer_trainers import launch, registry
 from transfer_trainers.contract import Trainer, TrainerError
 from transfer_trainers.local import run_local

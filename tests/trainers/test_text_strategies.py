@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 from trainer_specs import text_spec
+
 from transfer_trainers.local import run_local
 from transfer_trainers.recipes import text_classification as tc
 from transfer_trainers.sources import resolve_model_dir

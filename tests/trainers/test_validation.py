@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from trainer_specs import image_spec, text_spec
+
 from transfer_trainers import local, runner
 from transfer_trainers.local import run_local
 from transfer_trainers.spec import SpecError
