@@ -200,8 +200,8 @@ def main() -> None:
                 f"{row['wall_s']:>8.0f}  rayjobs/tj={row['rayjobs_per_transferjob']:.3f}",
                 flush=True,
             )
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"rows": rows}, indent=2))
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps({"rows": rows}, indent=2))  # after each size: partial runs count
         print(f"wrote {args.out}")
     finally:
         if operator is not None:

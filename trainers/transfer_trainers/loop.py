@@ -173,6 +173,8 @@ class Progress:
                     ("transfer_train_loss", "training loss of the last step"),
                     ("transfer_train_accuracy", "validation accuracy of the last evaluation"),
                     ("transfer_train_samples_per_second", "training throughput of this job"),
+                    ("transfer_train_tokens_per_second", "tokens (non-padding) trained per second"),
+                    ("transfer_train_gpu_memory_bytes", "peak GPU memory allocated by rank 0"),
                 ):
                     self.gauges[name] = Gauge(name, description=desc, tag_keys=("transferjob",))
             except Exception:  # metrics are best effort: never fail a training run on them
@@ -187,16 +189,24 @@ class Progress:
         if name in self.gauges:
             self.gauges[name].set(float(value), tags={"transferjob": self.job})
 
-    def step(self, step: int, total: int, epoch: float, loss: float, lr: float, batch: int) -> float:
+    def step(self, step: int, total: int, epoch: float, loss: float, lr: float, batch: int,
+             tokens: int | None = None) -> float:
         self.samples += batch * self.world
         now = time.perf_counter()
-        sps = batch * self.world / max(1e-9, now - self.t_last)
+        elapsed = max(1e-9, now - self.t_last)
+        sps = batch * self.world / elapsed
         self.t_last = now
         if self.rank == 0:
-            self.write({"kind": "train", "step": step, "total": total, "epoch": round(epoch, 4),
-                        "loss": loss, "lr": lr, "samples_per_s": sps})
+            event = {"kind": "train", "step": step, "total": total, "epoch": round(epoch, 4),
+                     "loss": loss, "lr": lr, "samples_per_s": sps}
             self.gauge("transfer_train_loss", loss)
             self.gauge("transfer_train_samples_per_second", sps)
+            if tokens is not None:  # text trainers: tokens of this worker's batch, times the workers
+                event["tokens_per_s"] = tokens * self.world / elapsed
+                self.gauge("transfer_train_tokens_per_second", event["tokens_per_s"])
+            if torch.cuda.is_available():
+                self.gauge("transfer_train_gpu_memory_bytes", float(torch.cuda.max_memory_allocated()))
+            self.write(event)
         return sps
 
     def eval(self, step: int, metrics: dict[str, float]) -> None:

@@ -456,7 +456,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         optimizer.zero_grad(set_to_none=True)
         step += 1
         losses.append(loss.item())
-        sps = progress.step(step, total, step / spe, losses[-1], float(scheduler.get_last_lr()[-1]), len(idx))
+        tokens = int(batch["attention_mask"].sum()) if "attention_mask" in batch else None
+        sps = progress.step(
+            step, total, step / spe, losses[-1], float(scheduler.get_last_lr()[-1]), len(idx), tokens=tokens
+        )
 
         eval_now = step % tr.eval_every_steps == 0 and step < total
         ckpt_now = step % job.checkpoint.every_steps == 0 and step < total
