@@ -12,50 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import statistics
 import time
 from pathlib import Path
 
-from transfer_operator.scheduler import Action, ClusterSnapshot, JobRequest, PoolState, schedule
-from transfer_operator.scheduler.exact import solve_exact
+from transfer_operator.scheduler import Action, ClusterSnapshot, schedule
+from transfer_operator.scheduler.exact import random_small_instance, solve_exact
 from transfer_operator.scheduler.schedule import estimate_options
-
-REGIONS = ["eu-west", "us-east", "ap-south"]
-GPUS = ["A100", "H100", "L4"]
-
-
-def random_instance(seed: int) -> tuple[tuple[PoolState, ...], list[JobRequest]]:
-    rng = random.Random(seed)
-    pools = []
-    for i in range(rng.randint(2, 20)):
-        on_demand = round(rng.uniform(1.0, 6.0), 2)
-        spot = round(on_demand * rng.uniform(0.3, 0.7), 2) if rng.random() < 0.5 else None
-        pools.append(
-            PoolState(
-                f"p{i}",
-                rng.choice(REGIONS),
-                rng.choice(GPUS),
-                rng.randint(2, 8),
-                8,
-                on_demand,
-                spot,
-                rng.uniform(0, 0.2),
-            )
-        )
-    jobs = [
-        JobRequest(
-            f"ns/j{i}",
-            rng.randint(1, 8),
-            1,
-            rng.choice([*GPUS, None]),
-            frozenset(rng.sample(REGIONS, rng.randint(0, 3))),
-            rng.random() < 0.5,
-            estimated_hours=rng.uniform(0.5, 5.0),
-        )
-        for i in range(rng.randint(5, 50))
-    ]
-    return tuple(pools), jobs
 
 
 def main() -> None:
@@ -66,7 +29,7 @@ def main() -> None:
     ratios, fewer, oversubscribed = [], 0, 0
     ours_s = exact_s = 0.0
     for seed in range(args.instances):
-        pools, jobs = random_instance(seed)
+        pools, jobs = random_small_instance(seed, max_nodes=8)
         # A job no pool could ever take is not a placement question: leave it out of both.
         jobs = [j for j in jobs if estimate_options(j, pools).count > 0]
         started = time.perf_counter()

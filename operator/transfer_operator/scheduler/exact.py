@@ -7,6 +7,7 @@ one GPU or a whole node. Objective: place as many jobs as possible, then at the 
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -14,6 +15,9 @@ import numpy as np
 
 from transfer_operator.scheduler.schedule import estimate_options
 from transfer_operator.scheduler.types import JobRequest, PoolState
+
+REGIONS = ("eu-west", "us-east", "ap-south")
+GPU_TYPES = ("A100", "H100", "L4")
 
 
 @dataclass(frozen=True)
@@ -58,3 +62,38 @@ def solve_exact(pools: Sequence[PoolState], jobs: Sequence[JobRequest]) -> Exact
     chosen = [v for v, x in enumerate(result.x) if x > 0.5]
     assignment = {jobs[variables[v][0]].key: pools[variables[v][1]].name for v in chosen}
     return ExactResult(len(chosen), float(sum(costs[v] for v in chosen)), assignment)
+
+
+def random_small_instance(seed: int, max_nodes: int = 4) -> tuple[tuple[PoolState, ...], list[JobRequest]]:
+    """A seeded instance of up to 50 jobs x 20 pools, workers of one GPU (so that counting GPUs
+    per pool, as the ILP does, is exact)."""
+    rng = random.Random(seed)
+    pools = []
+    for i in range(rng.randint(2, 20)):
+        on_demand = round(rng.uniform(1.0, 6.0), 2)
+        spot = round(on_demand * rng.uniform(0.3, 0.7), 2) if rng.random() < 0.5 else None
+        pools.append(
+            PoolState(
+                f"p{i}",
+                rng.choice(REGIONS),
+                rng.choice(GPU_TYPES),
+                rng.randint(max_nodes // 4 or 1, max_nodes),
+                8,
+                on_demand,
+                spot,
+                rng.uniform(0, 0.2),
+            )
+        )
+    jobs = [
+        JobRequest(
+            f"ns/j{i}",
+            rng.randint(1, 8),
+            1,
+            rng.choice([*GPU_TYPES, None]),
+            frozenset(rng.sample(REGIONS, rng.randint(0, 3))),
+            rng.random() < 0.5,
+            estimated_hours=rng.uniform(0.5, 5.0),
+        )
+        for i in range(rng.randint(5, 50))
+    ]
+    return tuple(pools), jobs
