@@ -118,6 +118,14 @@ def token_kubeconfig(cluster: devcluster.Cluster, token: str, path: Path) -> Pat
     return path
 
 
+@pytest.fixture(scope="module", autouse=True)
+def clean_fleet(cluster: devcluster.Cluster) -> None:
+    """Each module starts from an empty fleet: no TransferJob, RayJob or GPUPool left by another."""
+    cluster.kubectl("delete", "transferjobs.transfer.dev", "--all", "-A", "--wait=true", "--timeout=90s", check=False)
+    cluster.kubectl("delete", "rayjobs.ray.io", "--all", "-A", "--wait=true", "--timeout=90s", check=False)
+    cluster.kubectl("delete", "gpupools.transfer.dev", "--all", "--wait=true", "--timeout=90s", check=False)
+
+
 @pytest.fixture(scope="module")
 def chart(cluster: devcluster.Cluster) -> Iterator[None]:
     helm = str(cluster.bin_dir / "helm")
