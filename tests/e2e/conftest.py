@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from transfer_operator import devcluster
 
 E2E_DIR = Path(__file__).resolve().parent

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+
 from transfer_operator import devcluster
 from transfer_operator.devcluster import nodes as nodes_mod
 

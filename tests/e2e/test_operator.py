@@ -120,10 +120,18 @@ def token_kubeconfig(cluster: devcluster.Cluster, token: str, path: Path) -> Pat
 
 @pytest.fixture(scope="module", autouse=True)
 def clean_fleet(cluster: devcluster.Cluster) -> None:
-    """Each module starts from an empty fleet: no TransferJob, RayJob or GPUPool left by another."""
-    cluster.kubectl("delete", "transferjobs.transfer.dev", "--all", "-A", "--wait=true", "--timeout=90s", check=False)
-    cluster.kubectl("delete", "rayjobs.ray.io", "--all", "-A", "--wait=true", "--timeout=90s", check=False)
-    cluster.kubectl("delete", "gpupools.transfer.dev", "--all", "--wait=true", "--timeout=90s", check=False)
+    """Each module starts from an empty fleet: the examples (namespace default) and the GPUPools
+    another module left are deleted; other modules' namespaces are deleted by their fixture."""
+    cluster.kubectl("delete", "transferjobs.transfer.dev", "--all", "-n", "default", "--wait=false", check=False)
+    cluster.kubectl("delete", "gpupools.transfer.dev", "--all", "--wait=false", check=False)
+
+    def empty() -> bool:
+        jobs = cluster.kubectl("get", "transferjobs.transfer.dev", "-n", "default", "-o", "name", check=False)
+        rayjobs = cluster.kubectl("get", "rayjobs.ray.io", "-n", "default", "-o", "name", check=False)
+        pools = cluster.kubectl("get", "gpupools.transfer.dev", "-o", "name", check=False)
+        return not (jobs.stdout.strip() or rayjobs.stdout.strip() or pools.stdout.strip())
+
+    wait_for(empty, 180, "an empty fleet (KubeRay finalizes the old RayJobs)")
 
 
 @pytest.fixture(scope="module")

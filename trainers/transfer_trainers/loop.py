@@ -197,13 +197,14 @@ class Progress:
         sps = batch * self.world / elapsed
         self.t_last = now
         if self.rank == 0:
-            event = {"kind": "train", "step": step, "total": total, "epoch": round(epoch, 4),
-                     "loss": loss, "lr": lr, "samples_per_s": sps}
+            event: dict[str, Any] = {"kind": "train", "step": step, "total": total, "epoch": round(epoch, 4),
+                                     "loss": loss, "lr": lr, "samples_per_s": sps}
             self.gauge("transfer_train_loss", loss)
             self.gauge("transfer_train_samples_per_second", sps)
             if tokens is not None:  # text trainers: tokens of this worker's batch, times the workers
-                event["tokens_per_s"] = tokens * self.world / elapsed
-                self.gauge("transfer_train_tokens_per_second", event["tokens_per_s"])
+                tokens_per_s = tokens * self.world / elapsed
+                event["tokens_per_s"] = tokens_per_s
+                self.gauge("transfer_train_tokens_per_second", tokens_per_s)
             if torch.cuda.is_available():
                 self.gauge("transfer_train_gpu_memory_bytes", float(torch.cuda.max_memory_allocated()))
             self.write(event)

@@ -245,14 +245,20 @@ def ensure_rayjob(
     manifest = render_rayjob(
         job, PoolPin.of(pool_name, pool.spec), attempt, ttl_seconds=ctx.config.rayjob_ttl_seconds
     )
+    name = manifest["metadata"]["name"]
+    namespace = manifest["metadata"]["namespace"]
     try:
         if ctx.kube.create_rayjob(manifest, owner_reference(body)):
             ctx.kube.post_event(
-                body,
-                "Normal",
-                Reason.RAYJOB_CREATED.value,
-                f"created RayJob {manifest['metadata']['name']} on {pool_name}",
+                body, "Normal", Reason.RAYJOB_CREATED.value, f"created RayJob {name} on {pool_name}"
             )
+            return
+        # The name is taken: ours (a repeat: nothing to do), or a leftover of a deleted TransferJob
+        # of the same name, which goes; the reconcile timer then creates ours.
+        existing = ctx.kube.get_rayjob(namespace, name) or {}
+        owners = existing.get("metadata", {}).get("ownerReferences", [])
+        if owners and all(o.get("uid") != body["metadata"]["uid"] for o in owners):
+            ctx.kube.delete_rayjob(namespace, name)
     except Exception as error:
         metrics.RAYJOB_CREATE_ERRORS.inc()
         ctx.kube.post_event(
