@@ -27,7 +27,6 @@ from .test_operator import (  # noqa: F401  (fixtures)
     SERVICE_ACCOUNT,
     OperatorProcess,
     chart,
-    clean_fleet,
     get_json,
     token_kubeconfig,
     wait_for,

@@ -3,6 +3,7 @@ the real control plane) and a local Ray running a real trainer."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -14,13 +15,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from transfer_operator import devcluster
 from transfer_operator.dashboards import FLEET_PANELS, JOB_PANELS
 from transfer_operator.snapshot import render_fleet_snapshot
 
 from .prometheus import Prometheus, free_port
-from .test_operator import EXAMPLES, OperatorProcess, chart, clean_fleet, get_json, operator, wait_for  # noqa: F401
+from .test_operator import EXAMPLES, OperatorProcess, chart, get_json, operator, wait_for  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
 # The job dashboard joins operator series (this job holds GPUs in the cluster) and trainer series
@@ -104,18 +106,26 @@ def test_operator_serves_its_metrics(operator: OperatorProcess) -> None:
         assert name in text
 
 
-def _substitute(expr: str) -> str:
-    return expr.replace("$namespace", "default").replace("$transferjob", JOB_NAME)
+def _substitute(expr: str, namespace: str) -> str:
+    return expr.replace("$namespace", namespace).replace("$transferjob", JOB_NAME)
 
 
-def test_every_dashboard_query_returns_data(cluster: devcluster.Cluster, prometheus: Prometheus) -> None:
-    cluster.kubectl("apply", "-f", str(EXAMPLES))  # idempotent: the fleet has jobs whatever ran before
+def test_every_dashboard_query_returns_data(
+    cluster: devcluster.Cluster, prometheus: Prometheus, namespace: str
+) -> None:
+    # The examples, in this test's own namespace: the `default` ones belong to test_operator.py.
+    cluster.kubectl("apply", "-f", str(EXAMPLES / "pools.yaml"))
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        for document in yaml.safe_load_all(path.read_text()):
+            if document["kind"] == "TransferJob":
+                document["metadata"]["namespace"] = namespace
+                cluster.kubectl("apply", "-f", "-", input=json.dumps(document))
     wait_for(
         lambda: all(prometheus.targets_up().get(j) for j in ("transfer-operator", "ray")) or None,
         120,
         "both scrape targets up",
     )
-    pending = {_substitute(expr) for panel in FLEET_PANELS + JOB_PANELS for expr, _ in panel.exprs}
+    pending = {_substitute(expr, namespace) for panel in FLEET_PANELS + JOB_PANELS for expr, _ in panel.exprs}
     invalid = {}
     deadline = time.monotonic() + 240
     while pending and time.monotonic() < deadline:

@@ -118,27 +118,6 @@ def token_kubeconfig(cluster: devcluster.Cluster, token: str, path: Path) -> Pat
     return path
 
 
-@pytest.fixture(scope="module", autouse=True)
-def clean_fleet(cluster: devcluster.Cluster) -> None:
-    """Each module starts from an empty fleet: the examples (namespace default) and the GPUPools
-    another module left are deleted; other modules' namespaces are deleted by their fixture."""
-    cluster.kubectl("delete", "transferjobs.transfer.dev", "--all", "-n", "default", "--wait=false", check=False)
-    cluster.kubectl("delete", "gpupools.transfer.dev", "--all", "--wait=false", check=False)
-    # KubeRay's finalizer waits for a Ray dashboard that never runs on kwok: lift it for the old ones.
-    for name in cluster.kubectl("get", "rayjobs.ray.io", "-n", "default", "-o", "name", check=False).stdout.split():
-        cluster.kubectl("delete", name, "-n", "default", "--wait=false", check=False)
-        cluster.kubectl("patch", name, "-n", "default", "--type=merge", "-p", '{"metadata":{"finalizers":null}}',
-                        check=False)
-
-    def empty() -> bool:
-        jobs = cluster.kubectl("get", "transferjobs.transfer.dev", "-n", "default", "-o", "name", check=False)
-        rayjobs = cluster.kubectl("get", "rayjobs.ray.io", "-n", "default", "-o", "name", check=False)
-        pools = cluster.kubectl("get", "gpupools.transfer.dev", "-o", "name", check=False)
-        return not (jobs.stdout.strip() or rayjobs.stdout.strip() or pools.stdout.strip())
-
-    wait_for(empty, 120, "an empty fleet")
-
-
 @pytest.fixture(scope="module")
 def chart(cluster: devcluster.Cluster) -> Iterator[None]:
     helm = str(cluster.bin_dir / "helm")
