@@ -203,6 +203,12 @@ def test_examples_are_placed_where_the_scheduler_says(
     cluster: devcluster.Cluster, operator: OperatorProcess
 ) -> None:
     jobs, pools = example_objects()
+
+    def no_other_jobs() -> bool:  # earlier modules' namespaces are being deleted: wait for their GPUs
+        items = get_json(cluster, "transferjobs", "-A")["items"]
+        return not [j for j in items if j["metadata"]["namespace"] != "default"]
+
+    wait_for(no_other_jobs, 120, "other modules' TransferJobs to be gone")
     cluster.kubectl("apply", "-f", str(EXAMPLES))
     expected = {
         d.job_key: d
