@@ -13,12 +13,12 @@ import kopf
 from transfer_operator import metrics
 from transfer_operator.api.enums import GROUP, VERSION, ConditionType, Phase, Reason
 from transfer_operator.api.models import TransferJob
-from transfer_operator.api.validation import InvalidSpec, parse_transferjob
+from transfer_operator.api.validation import InvalidSpec, parse_gpupool, parse_transferjob
 from transfer_operator.engine.rayjob import LABEL_MANAGED_BY, MANAGER
 from transfer_operator.engine.status import mirror_rayjob_status
 from transfer_operator.handlers.conditions import iso, phase_patch, upsert_condition
 from transfer_operator.handlers.context import Ctx
-from transfer_operator.handlers.scheduling import ensure_rayjob, read_fleet
+from transfer_operator.handlers.scheduling import ensure_rayjob
 from transfer_operator.scheduler.snapshot import requeue_backoff_s
 
 log = logging.getLogger(__name__)
@@ -155,10 +155,15 @@ def reconcile(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) -> None:
     if rayjob is None:
         if phase is Phase.ADMITTED:
             # Admitted but the RayJob never landed (e.g. the operator died in between): create it.
-            fleet = read_fleet(ctx)
-            entry = fleet.pools.get(job.status.placement.pool)
-            if entry is not None:
-                ensure_rayjob(ctx, dict(body), job, entry[1].metadata.name, entry[1], job.status.attempts)
+            # Only the job's pool is needed: not the whole fleet's TransferJobs.
+            pool_name = job.status.placement.pool
+            pools = [p for p in ctx.kube.list_gpupools() if p["metadata"]["name"] == pool_name]
+            try:
+                pool = parse_gpupool(pools[0]) if pools else None
+            except InvalidSpec:
+                pool = None  # the cycle logs and skips it too
+            if pool is not None:
+                ensure_rayjob(ctx, dict(body), job, pool_name, pool, job.status.attempts)
             return
         message = f"RayJob {rayjob_name} disappeared; back in the queue"
         patch.status.update(phase_patch(dict(body.status), Phase.PREEMPTED, Reason.RAYJOB_LOST, message, now))
