@@ -22,6 +22,10 @@ HOW = {
     "operator SIGKILL at a random point": "SIGKILL of the operator process 0.3-4 s after each start, then a final start",
     "two operator replicas at once": "two processes with kopf peering (priorities 100, 99) and the scheduler Lease",
     "kube-apiserver SIGKILL and restart mid-run": "SIGKILL of kube-apiserver, restarted 2 s later; a new job created after",
+    "node NotReady under a running job": "kwok stops heartbeating the job's nodes (annotation removed), Ready=False",
+    "spot interruption taint on a job's node": "taint transfer.dev/spot-interruption on the job's nodes",
+    "node deleted under a running job": "kubectl delete node on the job's nodes",
+    "interrupted training resumes at its checkpoint": "real training of attempt 1 on a local Ray, spot taint, attempt 2's RayJob run",
 }
 
 
@@ -32,7 +36,7 @@ def main() -> None:
     args = parser.parse_args()
     report = Path(tempfile.mkstemp(suffix=".jsonl")[1])
     env = {**os.environ, "TRANSFER_FAULT_RUNS": str(args.runs), "TRANSFER_FAULT_REPORT": str(report)}
-    tests = ["tests/e2e/test_faults.py", "tests/e2e/test_bad_input.py"]
+    tests = ["tests/e2e/test_faults.py", "tests/e2e/test_failover.py", "tests/e2e/test_bad_input.py"]
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests], cwd=ROOT, env=env
     )

@@ -136,7 +136,7 @@ def initialize() -> None:
         FAILOVERS.labels(reason=reason.value)
     for result in ("admit", "preempt", "wait"):
         SCHEDULING_ATTEMPTS.labels(result=result)
-    for stage in ("cycle", "admit"):
+    for stage in ("cycle", "admit", "nodes"):
         RECONCILE_ERRORS.labels(stage=stage)
 
 

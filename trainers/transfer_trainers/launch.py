@@ -35,10 +35,12 @@ def main(env: dict[str, str] | None = None) -> int:
     if not storage:
         print("spec.checkpoint.uri: no storage path (set it or TRANSFER_STORAGE_PATH)", file=sys.stderr)
         return 2
-    resume = env.get("TRANSFER_RESUME_FROM") or None
-    if resume is None:
-        found = runner.latest_checkpoint(storage)
-        resume = found[0] if found else None
+    # TRANSFER_RESUME_FROM is a storage root (the operator sets the job's) or one checkpoint: in
+    # both cases the run starts from the checkpoint with the highest step found under it.
+    found = runner.latest_checkpoint(env.get("TRANSFER_RESUME_FROM") or storage)
+    resume = found[0] if found else None
+    if found:
+        print(f"resuming {namespace}/{name} from {found[0]} (step {found[1].get('step', 0)})", flush=True)
 
     import ray
 

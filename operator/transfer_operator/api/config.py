@@ -11,6 +11,18 @@ from pydantic import Field
 from transfer_operator.api.enums import UtilizationPolicy
 from transfer_operator.api.models import NAME_PATTERN, ApiModel
 
+# Taints that mean "this node is going away" on the common platforms: a job with a pod on such a
+# node fails over at once (SpotInterrupted), and the node no longer counts as capacity.
+DEFAULT_INTERRUPTION_TAINTS = (
+    "transfer.dev/spot-interruption",  # ours: set by hand or by a cloud's interruption handler
+    "aws-node-termination-handler/spot-itn",
+    "aws-node-termination-handler/rebalance-recommendation",
+    "cloud.google.com/impending-node-termination",
+    "karpenter.sh/disrupted",
+    "ToBeDeletedByClusterAutoscaler",
+    "node.kubernetes.io/out-of-service",
+)
+
 
 class QueueConfig(ApiModel):
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
@@ -25,6 +37,9 @@ class OperatorConfig(ApiModel):
     queues: list[QueueConfig] = Field(default_factory=list)
     rayjob_ttl_seconds: Annotated[int, Field(ge=0)] = 3600
     budget_warning_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.8
+    interruption_taints: list[str] = Field(default_factory=lambda: list(DEFAULT_INTERRUPTION_TAINTS))
+    # Watch nodes and the jobs' pods for NotReady, interruption taints and vanished nodes.
+    node_failover: bool = True
 
     @classmethod
     def load(cls, path: Path | None) -> OperatorConfig:

@@ -87,6 +87,8 @@ class Reason(StrEnum):
     BUDGET_WARNING = "BudgetWarning"
     MAX_ATTEMPTS = "MaxAttemptsReached"
     RAYJOB_LOST = "RayJobLost"
+    NODE_LOST = "NodeLost"
+    SPOT_INTERRUPTED = "SpotInterrupted"
 
 
 class UtilizationPolicy(StrEnum):

@@ -417,6 +417,7 @@ class GPUPoolStatus(StatusModel):
     utilization: float = 0.0
     jobs: int = 0
     health: str = "Healthy"
+    lost_nodes: int = Field(default=0, description="Nodes NotReady or announced to go away; not counted as capacity.")
 
 
 # --- Whole objects ----------------------------------------------------------------------

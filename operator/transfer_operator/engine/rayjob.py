@@ -53,14 +53,14 @@ def rayjob_name(job_name: str, attempt: int) -> str:
 
 def labels_for(job: TransferJob, pool: str, attempt: int) -> dict[str, str]:
     return {
-        LABEL_JOB: _label_value(job.metadata.name),
-        LABEL_POOL: _label_value(pool),
+        LABEL_JOB: label_value(job.metadata.name),
+        LABEL_POOL: label_value(pool),
         LABEL_ATTEMPT: str(attempt),
         LABEL_MANAGED_BY: MANAGER,
     }
 
 
-def _label_value(value: str) -> str:
+def label_value(value: str) -> str:
     return value if len(value) <= 63 else value[:56] + "-" + hashlib.sha1(value.encode()).hexdigest()[:6]
 
 

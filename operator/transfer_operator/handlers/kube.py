@@ -3,6 +3,7 @@ scheduling loop calls it from a worker thread, kopf runs sync handlers in its ex
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from transfer_operator.api.enums import GROUP, VERSION
-from transfer_operator.engine.rayjob import RAYJOB_API_VERSION
+from transfer_operator.engine.rayjob import LABEL_MANAGED_BY, MANAGER, RAYJOB_API_VERSION
 
 log = logging.getLogger(__name__)
 RAY_GROUP, RAY_VERSION = RAYJOB_API_VERSION.split("/")
@@ -66,6 +67,20 @@ class Kube:
 
     def patch_gpupool_status(self, name: str, status: dict[str, Any]) -> None:
         self.custom.patch_cluster_custom_object_status(GROUP, VERSION, "gpupools", name, {"status": status})
+
+    # --- nodes and the jobs' pods (node-level failover) ------------------------------------
+
+    def list_nodes(self) -> list[dict[str, Any]]:
+        # resourceVersion=0: served from the API server's watch cache, not from etcd.
+        response: Any = client.CoreV1Api(self.api).list_node(resource_version="0", _preload_content=False)
+        return list(json.loads(response.data)["items"])
+
+    def list_job_pods(self) -> list[dict[str, Any]]:
+        """Every pod of every RayJob this operator created (they carry its managed-by label)."""
+        response: Any = client.CoreV1Api(self.api).list_pod_for_all_namespaces(
+            label_selector=f"{LABEL_MANAGED_BY}={MANAGER}", resource_version="0", _preload_content=False
+        )
+        return list(json.loads(response.data)["items"])
 
     # --- RayJobs ------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ import contextlib
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,7 +19,14 @@ from transfer_operator import metrics
 from transfer_operator.api.enums import ConditionType, Phase, Reason
 from transfer_operator.api.models import GPUPool, PlacementStatus, TransferJob
 from transfer_operator.api.validation import InvalidSpec, parse_gpupool, parse_transferjob
-from transfer_operator.engine.rayjob import PoolPin, checkpoint_storage, rayjob_name, render_rayjob
+from transfer_operator.engine.node_health import JobAttempt, NodeLoss, losses_by_job, lost_nodes_by_pool
+from transfer_operator.engine.rayjob import (
+    PoolPin,
+    checkpoint_storage,
+    label_value,
+    rayjob_name,
+    render_rayjob,
+)
 from transfer_operator.handlers.conditions import iso, phase_patch, upsert_condition
 from transfer_operator.handlers.context import Ctx
 from transfer_operator.handlers.kube import owner_reference
@@ -35,6 +42,8 @@ WRITE_CONCURRENCY = 16
 class Fleet:
     pools: dict[str, tuple[dict[str, Any], GPUPool]]
     jobs: dict[str, tuple[dict[str, Any], TransferJob]]
+    lost_nodes: dict[str, list[NodeLoss]] = field(default_factory=dict)  # pool -> its lost nodes
+    job_losses: dict[JobAttempt, NodeLoss] = field(default_factory=dict)  # job attempts on lost nodes
 
 
 def read_fleet(ctx: Ctx) -> Fleet:
@@ -53,19 +62,39 @@ def read_fleet(ctx: Ctx) -> Fleet:
         except InvalidSpec:
             continue  # the validate handler has already told the user
         jobs[job.key] = (body, job)
-    return Fleet(pools, jobs)
+    fleet = Fleet(pools, jobs)
+    if ctx.config.node_failover:
+        read_node_health(ctx, fleet)
+    return fleet
+
+
+def read_node_health(ctx: Ctx, fleet: Fleet) -> None:
+    """Which pools lost nodes and which job attempts have pods on them. Without node access
+    (RBAC, a flaky read) the cycle goes on with pool-level failover only."""
+    try:
+        nodes = ctx.kube.list_nodes()
+        pods = ctx.kube.list_job_pods()
+    except Exception as error:
+        log.warning("reading nodes and pods failed, node-level failover skipped this cycle: %s", error)
+        metrics.RECONCILE_ERRORS.labels(stage="nodes").inc()
+        return
+    selectors = {name: PoolPin.of(name, pool.spec).node_selector for name, (_, pool) in fleet.pools.items()}
+    fleet.lost_nodes = lost_nodes_by_pool(nodes, selectors, ctx.config.interruption_taints)
+    lost = {loss.node: loss for losses in fleet.lost_nodes.values() for loss in losses}
+    fleet.job_losses = losses_by_job(pods, {n["metadata"]["name"] for n in nodes}, lost)
 
 
 def run_cycle(ctx: Ctx, now: datetime) -> list[Decision]:
     started = time.perf_counter()
     fleet = read_fleet(ctx)
-    release_lost_pools(ctx, fleet, now)
+    release_lost_capacity(ctx, fleet, now)
     give_up_exhausted(ctx, fleet, now)
     snapshot, pending = snapshot_of(
         (pool for _, pool in fleet.pools.values()),
         (job for _, job in fleet.jobs.values()),
         ctx.config,
         now_s=now.timestamp(),
+        lost_nodes={pool: len(losses) for pool, losses in fleet.lost_nodes.items()},
     )
     decisions = schedule(snapshot, pending)
 
@@ -87,19 +116,25 @@ def run_cycle(ctx: Ctx, now: datetime) -> list[Decision]:
     return decisions
 
 
-def release_lost_pools(ctx: Ctx, fleet: Fleet, now: datetime) -> None:
-    """Jobs on a pool that was deleted or cordoned go back to the queue (failover)."""
+def release_lost_capacity(ctx: Ctx, fleet: Fleet, now: datetime) -> None:
+    """Jobs whose pool was deleted or cordoned, or whose pods sit on a lost node, go back to the
+    queue at once (failover), to be placed on capacity that is still there."""
     for key, (body, job) in list(fleet.jobs.items()):
         placement = job.status.placement
         if placement is None or not job.status.phase.holds_capacity:
             continue
         entry = fleet.pools.get(placement.pool)
-        if entry is not None and not entry[1].spec.cordoned:
+        attempt = (job.metadata.namespace or "default", label_value(job.metadata.name), str(job.status.attempts))
+        node_loss = fleet.job_losses.get(attempt)
+        if entry is None or entry[1].spec.cordoned:
+            why = "was deleted" if entry is None else "was cordoned"
+            reason, message = Reason.POOL_LOST, f"pool {placement.pool} {why}"
+        elif node_loss is not None:
+            reason, message = node_loss.reason, f"{node_loss.detail} (pool {placement.pool})"
+        else:
             continue
-        why = "was deleted" if entry is None else "was cordoned"
-        message = f"pool {placement.pool} {why}; back in the queue, resuming from the last checkpoint"
-        preempt(ctx, body, job, Reason.POOL_LOST, message, now, backoff=False)
-        metrics.FAILOVERS.labels(reason=Reason.POOL_LOST.value).inc()
+        preempt(ctx, body, job, reason, f"{message}; back in the queue, resuming from the last checkpoint", now, backoff=False)
+        metrics.FAILOVERS.labels(reason=reason.value).inc()
         fleet.jobs[key] = (
             body,
             job.model_copy(
@@ -276,13 +311,15 @@ def write_pool_status(ctx: Ctx, fleet: Fleet) -> None:
             held[placement.pool] = (gpus + placement.gpus, count + 1)
     for name, (body, pool) in fleet.pools.items():
         allocated, jobs = held.get(name, (0, 0))
-        capacity = pool.spec.capacity_gpus
+        lost = len(fleet.lost_nodes.get(name, []))
+        capacity = max(0, pool.spec.nodes - lost) * pool.spec.gpus_per_node
         status = {
             "allocatedGpus": allocated,
             "freeGpus": max(0, capacity - allocated),
             "utilization": round(allocated / capacity, 4) if capacity else 0.0,
             "jobs": jobs,
-            "health": "Cordoned" if pool.spec.cordoned else "Healthy",
+            "health": "Cordoned" if pool.spec.cordoned else "Degraded" if lost else "Healthy",
+            "lostNodes": lost,
         }
         metrics.record_pool(pool, allocated)
         old = body.get("status") or {}

@@ -14,14 +14,15 @@ def seconds_of(timestamp: str | None) -> float:
     return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
-def pool_state_of(pool: GPUPool) -> PoolState:
+def pool_state_of(pool: GPUPool, lost_nodes: int = 0) -> PoolState:
+    """The pool as the scheduler sees it; nodes that are NotReady or going away are not capacity."""
     spec = pool.spec
     return PoolState(
         name=pool.metadata.name,
         region=spec.region,
         zone=spec.zone,
         gpu_type=spec.gpu_type,
-        nodes=spec.nodes,
+        nodes=max(0, spec.nodes - lost_nodes),
         gpus_per_node=spec.gpus_per_node,
         on_demand_usd_per_gpu_hour=spec.pricing.on_demand_per_gpu_hour,
         spot_usd_per_gpu_hour=spec.pricing.spot_per_gpu_hour,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from transfer_operator.api.config import OperatorConfig
 from transfer_operator.api.enums import Phase
@@ -28,15 +28,22 @@ def requeue_backoff_s(attempts: int) -> float:
 
 
 def snapshot_of(
-    pools: Iterable[GPUPool], jobs: Iterable[TransferJob], config: OperatorConfig, now_s: float = float("inf")
+    pools: Iterable[GPUPool],
+    jobs: Iterable[TransferJob],
+    config: OperatorConfig,
+    now_s: float = float("inf"),
+    lost_nodes: Mapping[str, int] | None = None,
 ) -> tuple[ClusterSnapshot, list[JobRequest]]:
+    lost_nodes = lost_nodes or {}
     jobs = list(jobs)
     allocations = tuple(a for a in (allocation_of(job) for job in jobs) if a is not None)
     quotas = tuple(
         QueueQuota(q.name, q.nominal_gpus, q.cohort, q.borrowing_limit_gpus) for q in config.queues
     )
     snapshot = ClusterSnapshot(
-        pools=tuple(sorted((pool_state_of(p) for p in pools), key=lambda p: p.name)),
+        pools=tuple(
+            sorted((pool_state_of(p, lost_nodes.get(p.metadata.name, 0)) for p in pools), key=lambda p: p.name)
+        ),
         allocations=allocations,
         quotas=quotas,
         policy=config.utilization_policy,

@@ -24,6 +24,8 @@ class FakeKube:
     gpupools: dict[str, dict[str, Any]] = field(default_factory=dict)
     rayjobs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     events: list[tuple[str, str, str, str]] = field(default_factory=list)
+    nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pods: list[dict[str, Any]] = field(default_factory=list)
     lease_holder: str | None = None
 
     def add(self, obj: dict[str, Any]) -> None:
@@ -50,6 +52,12 @@ class FakeKube:
 
     def patch_gpupool_status(self, name: str, status: dict[str, Any]) -> None:
         _merge(self.gpupools[name].setdefault("status", {}), status)
+
+    def list_nodes(self) -> list[dict[str, Any]]:
+        return [copy.deepcopy(o) for o in self.nodes.values()]
+
+    def list_job_pods(self) -> list[dict[str, Any]]:
+        return copy.deepcopy(self.pods)
 
     def get_rayjob(self, namespace: str, name: str) -> dict[str, Any] | None:
         return copy.deepcopy(self.rayjobs.get((namespace, name)))

