@@ -78,7 +78,7 @@ def main() -> None:
 
     t = time.perf_counter()
     runner.package_pythonpath()
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     res = runner.run_job(prepared, job_name="overhead", run_name=f"overhead-{int(time.time())}",
                          storage_path=str(tmp / "ray"), extra_config={"progress_file": str(tmp / "ray.jsonl")})
     results["Ray Train, 1 worker"] = {"samples_per_s": steady_sps(tmp / "ray.jsonl"), "loop_s": res.metrics["wall_s"],

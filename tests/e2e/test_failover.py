@@ -137,9 +137,14 @@ def delete_node(cluster: devcluster.Cluster, node: str) -> None:
     cluster.kubectl("delete", "node", node, "--wait=false")
 
 
-def failed_over(
-    cluster: devcluster.Cluster, namespace: str, name: str, reason: str, first_pool: str
-) -> dict[str, Any]:
+FAULT_NAMES = {
+    "make_not_ready": "node NotReady under a running job",
+    "interrupt_spot": "spot interruption taint on a job's node",
+    "delete_node": "node deleted under a running job",
+}
+
+
+def failed_over(cluster: devcluster.Cluster, namespace: str, name: str, reason: str) -> dict[str, Any]:
     job = placed(cluster, namespace, name, attempt=2)
     events = get_json(cluster, "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}")
     assert any(e["reason"] == reason for e in events["items"]), [e["reason"] for e in events["items"]]
@@ -273,9 +278,11 @@ def test_an_interrupted_job_resumes_at_its_last_checkpoint_step(
         assert attempt_1.poll() is None, (
             "attempt 1 ended before it could be interrupted:\n" + (tmp_path / "attempt-1.log").read_text()
         )
+        interrupted = time.monotonic()
         for node in nodes:
             interrupt_spot(cluster, node)
         placed(cluster, namespace, "resumer", attempt=2)
+        recovery_s = time.monotonic() - interrupted
         wait_for(  # the operator deletes the first RayJob: its Ray cluster goes away
             lambda: (
                 not any(
@@ -307,3 +314,9 @@ def test_an_interrupted_job_resumes_at_its_last_checkpoint_step(
     assert final["final_metrics"]["step"] == 300
     resumed_steps = checkpoint_steps(storage, "resumer-attempt-2")
     assert resumed_steps[0] == interrupted_at + 10 and resumed_steps[-1] == 300, resumed_steps
+    record(
+        "interrupted training resumes at its checkpoint",
+        1,
+        invariant_violations(cluster, namespace, ["resumer"]),
+        recovery_s,
+    )

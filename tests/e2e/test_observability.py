@@ -34,7 +34,7 @@ TRAIN_SCRIPT = textwrap.dedent(
     import sys, yaml, ray
     from pathlib import Path
     from transfer_trainers.local import run_local
-    ray.init(num_cpus=2, include_dashboard=False, _metrics_export_port=int(sys.argv[1]),
+    ray.init(address="local", num_cpus=2, include_dashboard=False, _metrics_export_port=int(sys.argv[1]),
              logging_level="ERROR")
     spec = yaml.safe_load(Path(sys.argv[2]).read_text())["spec"]
     spec["training"]["epochs"] = 40  # long enough for several scrapes

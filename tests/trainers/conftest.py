@@ -27,6 +27,6 @@ def ray_session():
     # Ray workers inherit this environment: let them import the package and the example trainer.
     parts = [str(ROOT / "trainers"), str(EXAMPLES), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in parts if p)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
     yield ray
     ray.shutdown()

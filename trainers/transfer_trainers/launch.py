@@ -44,7 +44,9 @@ def main(env: dict[str, str] | None = None) -> int:
 
     import ray
 
-    ray.init(address=env.get("RAY_ADDRESS") or None, log_to_driver=True, ignore_reinit_error=True)
+    # Inside a RayJob the job supervisor sets RAY_ADDRESS; without it, start a Ray of our own
+    # rather than attach to whatever Ray instance happens to run on this machine.
+    ray.init(address=env.get("RAY_ADDRESS") or "local", log_to_driver=True, ignore_reinit_error=True)
     result = runner.run_job(
         prepared,
         job_name=f"{namespace}/{name}",

@@ -47,7 +47,8 @@ def _start_ray(num_cpus: int | None) -> bool:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
     runner.package_pythonpath()
-    ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+    # "local": a Ray of our own, never an instance some other program left running here.
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
              logging_level=logging.ERROR, configure_logging=True)
     return True
 
