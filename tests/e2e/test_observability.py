@@ -21,8 +21,8 @@ from transfer_operator import devcluster
 from transfer_operator.dashboards import FLEET_PANELS, JOB_PANELS
 from transfer_operator.snapshot import render_fleet_snapshot
 
+from .conftest import EXAMPLES, OperatorProcess, wait_for
 from .prometheus import Prometheus, free_port
-from .test_operator import EXAMPLES, OperatorProcess, chart, get_json, operator, wait_for  # noqa: F401
 
 ROOT = Path(__file__).resolve().parents[2]
 # The job dashboard joins operator series (this job holds GPUs in the cluster) and trainer series

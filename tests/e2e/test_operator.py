@@ -4,14 +4,9 @@ pods bound to the chosen pool, status mirrored, GC, bad input, and restarts with
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import yaml
@@ -22,156 +17,15 @@ from transfer_operator.api.validation import parse_gpupool, parse_transferjob
 from transfer_operator.cli import plan_decisions
 from transfer_operator.scheduler import Action
 
-from .prometheus import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "manifests" / "examples"
-CHART = ROOT / "charts" / "transfer-operator"
-RELEASE_NAMESPACE = "transfer-system"
-SERVICE_ACCOUNT = "transfer-operator"
-T = TypeVar("T")
-
-
-def wait_for(predicate: Callable[[], T | None], timeout_s: float, what: str) -> T:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
-        time.sleep(0.5)
-
-
-def get_json(cluster: devcluster.Cluster, *args: str) -> dict[str, Any]:
-    return json.loads(cluster.kubectl("get", *args, "-o", "json").stdout)
-
-
-def get_or_none(cluster: devcluster.Cluster, *args: str) -> dict[str, Any] | None:
-    result = cluster.kubectl("get", *args, "-o", "json", check=False)
-    return json.loads(result.stdout) if result.returncode == 0 else None
-
-
-class OperatorProcess:
-    """`transferctl operator` as a subprocess, authenticated as the chart's ServiceAccount."""
-
-    def __init__(
-        self,
-        kubeconfig: Path,
-        log_path: Path,
-        *,
-        peering: bool = False,
-        name: str = "operator-e2e",
-        priority: int = 0,
-    ):
-        self.kubeconfig = kubeconfig
-        self.log_path = log_path
-        self.peering = peering
-        self.name = name
-        self.priority = priority
-        self.metrics_port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        env = {
-            **os.environ,
-            "KUBECONFIG": str(self.kubeconfig),
-            "POD_NAMESPACE": RELEASE_NAMESPACE,
-            "POD_NAME": self.name,
-            "TRANSFER_METRICS_PORT": str(self.metrics_port),
-        }
-        log = self.log_path.open("ab")
-        mode = (
-            ["--peering", "transfer-operator", "--priority", str(self.priority)]
-            if self.peering
-            else ["--standalone"]
-        )
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "transfer_operator.cli", "operator", *mode],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def kill(self, sig: signal.Signals = signal.SIGKILL) -> None:
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, sig)
-            self.process.wait(timeout=30)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
-def token_kubeconfig(cluster: devcluster.Cluster, token: str, path: Path) -> Path:
-    admin = yaml.safe_load(cluster.kubeconfig.read_text())
-    ca = admin["clusters"][0]["cluster"]
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "e2e", "cluster": ca}],
-        "users": [{"name": SERVICE_ACCOUNT, "user": {"token": token}}],
-        "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": SERVICE_ACCOUNT}}],
-        "current-context": "e2e",
-    }
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-@pytest.fixture(scope="module")
-def chart(cluster: devcluster.Cluster) -> Iterator[None]:
-    helm = str(cluster.bin_dir / "helm")
-    env = cluster.env()
-    subprocess.run(
-        [
-            helm,
-            "upgrade",
-            "--install",
-            "transfer-operator",
-            str(CHART),
-            "-n",
-            RELEASE_NAMESPACE,
-            "--create-namespace",
-            "--set",
-            "replicas=0",
-            "--kubeconfig",
-            str(cluster.kubeconfig),
-        ],
-        check=True,
-        env=env,
-        capture_output=True,
-    )
-    yield
-    subprocess.run(
-        [
-            helm,
-            "uninstall",
-            "transfer-operator",
-            "-n",
-            RELEASE_NAMESPACE,
-            "--kubeconfig",
-            str(cluster.kubeconfig),
-        ],
-        env=env,
-        capture_output=True,
-    )
-
-
-@pytest.fixture(scope="module")
-def operator(
-    cluster: devcluster.Cluster, chart: None, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[OperatorProcess]:
-    workdir = tmp_path_factory.mktemp("operator")
-    token = cluster.kubectl(
-        "create", "token", SERVICE_ACCOUNT, "-n", RELEASE_NAMESPACE, "--duration=2h"
-    ).stdout.strip()
-    process = OperatorProcess(
-        token_kubeconfig(cluster, token, workdir / "kubeconfig"), workdir / "operator.log"
-    )
-    process.start()
-    yield process
-    process.kill(signal.SIGTERM)
-    print(process.log()[-5000:])
+from .conftest import (
+    EXAMPLES,
+    RELEASE_NAMESPACE,
+    SERVICE_ACCOUNT,
+    OperatorProcess,
+    get_json,
+    get_or_none,
+    wait_for,
+)
 
 
 def example_objects() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -83,6 +83,25 @@ class Cluster:
             raise ClusterError(f"{' '.join(command[1:])} failed: {result.stderr.strip()}")
         return result
 
+    def service_account_kubeconfig(
+        self, service_account: str, namespace: str, path: Path, duration: str = "2h"
+    ) -> Path:
+        """A kubeconfig that authenticates as a ServiceAccount (a fresh token): to run a process
+        with exactly the RBAC the chart grants, as it would have in a pod."""
+        token = self.kubectl("create", "token", service_account, "-n", namespace, f"--duration={duration}")
+        admin = yaml.safe_load(self.kubeconfig.read_text())
+        user = f"{namespace}/{service_account}"
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "dev", "cluster": admin["clusters"][0]["cluster"]}],
+            "users": [{"name": user, "user": {"token": token.stdout.strip()}}],
+            "contexts": [{"name": "dev", "context": {"cluster": "dev", "user": user}}],
+            "current-context": "dev",
+        }
+        path.write_text(yaml.safe_dump(config))
+        return path
+
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         for key in ("state_dir", "kubeconfig", "bin_dir"):

