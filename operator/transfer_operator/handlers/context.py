@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from transfer_operator.api.config import OperatorConfig
 from transfer_operator.handlers.kube import Kube
+from transfer_operator.handlers.rayjob_cache import RayJobCache
 
 
 @dataclass
@@ -14,3 +15,4 @@ class Ctx:
     config: OperatorConfig
     identity: str
     lease_namespace: str
+    rayjobs: RayJobCache = field(default_factory=RayJobCache)

@@ -151,7 +151,7 @@ def reconcile(body: kopf.Body, patch: kopf.Patch, memo: Any, **_: Any) -> None:
         kopf.warn(body, reason=Reason.BUDGET_EXCEEDED.value, message=message)
         return
 
-    rayjob = ctx.kube.get_rayjob(namespace, rayjob_name)
+    rayjob = ctx.rayjobs.get(namespace, rayjob_name) or ctx.kube.get_rayjob(namespace, rayjob_name)
     if rayjob is None:
         if phase is Phase.ADMITTED:
             # Admitted but the RayJob never landed (e.g. the operator died in between): create it.
@@ -205,9 +205,11 @@ def mirror_patch(
 
 
 @kopf.on.event("ray.io", "v1", "rayjobs", labels={LABEL_MANAGED_BY: MANAGER})
-def mirror_rayjob(body: kopf.Body, memo: Any, **_: Any) -> None:
+def mirror_rayjob(body: kopf.Body, type: str | None, memo: Any, **_: Any) -> None:
     """Mirror a RayJob's status as soon as it changes (the timer is the fallback)."""
     ctx: Ctx | None = getattr(memo, "ctx", None)
+    if ctx is not None:
+        ctx.rayjobs.observe(type, body)
     owners = [o for o in body.metadata.get("ownerReferences", []) if o.get("kind") == "TransferJob"]
     if ctx is None or not owners or not body.get("status"):
         return
