@@ -221,6 +221,9 @@ def checkpoint_steps(storage: Path, run: str = "*") -> list[int]:
     )
 
 
+MAX_STEPS = 120  # about 0.4 s a step here: room to interrupt after the first checkpoint (step 10)
+
+
 def test_an_interrupted_job_resumes_at_its_last_checkpoint_step(
     cluster: devcluster.Cluster,
     operator: OperatorProcess,
@@ -235,7 +238,7 @@ def test_an_interrupted_job_resumes_at_its_last_checkpoint_step(
         "strategy": {"type": "fineTune"},
         "trainer": {"name": "text-classification", "config": {"numLayers": 1, "maxEvalExamples": 32}},
         "training": {
-            "maxSteps": 300,
+            "maxSteps": MAX_STEPS,
             "batchSize": 16,
             "learningRate": 5e-4,
             "evalEverySteps": 1000,
@@ -283,7 +286,7 @@ def test_an_interrupted_job_resumes_at_its_last_checkpoint_step(
     finally:
         stop(attempt_1)
     interrupted_at = max(checkpoint_steps(storage))
-    assert interrupted_at < 300
+    assert interrupted_at < MAX_STEPS
 
     second = transferjob(cluster, namespace, "resumer")["status"]
     assert second["rayJobName"] == "resumer-a2" and second["placement"]["pool"] != first["placement"]["pool"]
@@ -297,9 +300,9 @@ def test_an_interrupted_job_resumes_at_its_last_checkpoint_step(
     final = json.loads(
         next(line for line in reversed(log.splitlines()) if line.startswith('{"final_metrics"'))
     )
-    assert final["final_metrics"]["step"] == 300
+    assert final["final_metrics"]["step"] == MAX_STEPS
     resumed_steps = checkpoint_steps(storage, "resumer-attempt-2")
-    assert resumed_steps[0] == interrupted_at + 10 and resumed_steps[-1] == 300, resumed_steps
+    assert resumed_steps[0] == interrupted_at + 10 and resumed_steps[-1] == MAX_STEPS, resumed_steps
     record(
         "interrupted training resumes at its checkpoint",
         1,
