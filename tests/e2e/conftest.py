@@ -100,6 +100,19 @@ def wait_for(predicate: Callable[[], T | None], timeout_s: float, what: str) -> 
         time.sleep(0.5)
 
 
+def keep_ray_jobs_running(cluster: devcluster.Cluster, namespace: str) -> None:
+    """kwok completes a Job's pod at once, after which KubeRay fails the RayJob (no Ray answers
+    on kwok). With no Jobs allowed in the namespace the submitter never "finishes", so RayJobs
+    stay live, as they would while a real Ray job trains."""
+    quota = {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": "no-ray-submitter"},
+        "spec": {"hard": {"count/jobs.batch": "0"}},
+    }
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(quota))
+
+
 def get_json(cluster: devcluster.Cluster, *args: str) -> dict[str, Any]:
     return json.loads(cluster.kubectl("get", *args, "-o", "json").stdout)
 

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import yaml
 
@@ -27,7 +28,7 @@ from transfer_operator import devcluster
 from transfer_operator.api.manifests import transferjob_manifest
 from transfer_operator.devcluster.nodes import KWOK_ANNOTATION, node_manifests
 
-from .conftest import EXAMPLES, MAX_NODES_PER_POOL, OperatorProcess, get_json, wait_for
+from .conftest import EXAMPLES, MAX_NODES_PER_POOL, OperatorProcess, get_json, keep_ray_jobs_running, wait_for
 from .test_faults import invariant_violations, record
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -206,13 +207,22 @@ def run_rayjob_locally(
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
-    """The Ray cluster goes down with its pods: the driver first, then whatever is left."""
+    """The Ray cluster goes down with its pods: the driver first, then every process it started
+    (Ray's daemons and training workers, which may leave the process group)."""
+    try:
+        descendants = psutil.Process(process.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        descendants = []
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=60)
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
+    for child in descendants:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
+    psutil.wait_procs(descendants, timeout=30)
 
 
 def checkpoint_steps(storage: Path, run: str = "*") -> list[int]:
@@ -247,15 +257,7 @@ def test_an_interrupted_job_resumes_at_its_last_checkpoint_step(
         },
         "checkpoint": {"uri": str(storage), "everySteps": 10, "keep": 100},
     }
-    # kwok completes a Job's pod at once, after which KubeRay fails the RayJob (no Ray answers on
-    # kwok). Here this machine runs the Ray job, so the submitter must not "finish": no Jobs here.
-    quota = {
-        "apiVersion": "v1",
-        "kind": "ResourceQuota",
-        "metadata": {"name": "no-submitter"},
-        "spec": {"hard": {"count/jobs.batch": "0"}},
-    }
-    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(quota))
+    keep_ray_jobs_running(cluster, namespace)  # this machine runs the Ray job, not kwok
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(a_job("resumer", **spec)))
     first = placed(cluster, namespace, "resumer", attempt=1)["status"]
     assert first["lastCheckpoint"] == str(storage)

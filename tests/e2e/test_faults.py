@@ -22,11 +22,20 @@ import pytest
 from transfer_operator import devcluster
 from transfer_operator.api.manifests import transferjob_manifest
 
-from .conftest import EXAMPLES, RELEASE_NAMESPACE, SERVICE_ACCOUNT, OperatorProcess, get_json, wait_for
+from .conftest import (
+    EXAMPLES,
+    RELEASE_NAMESPACE,
+    SERVICE_ACCOUNT,
+    OperatorProcess,
+    get_json,
+    keep_ray_jobs_running,
+    wait_for,
+)
 
 KILLS = int(os.environ.get("TRANSFER_FAULT_RUNS", "10"))
 JOBS = 24
 HOLDING = ("Admitted", "Running")
+FINISHED = ("Succeeded", "Failed")  # may keep their own finished RayJob until KubeRay's TTL
 
 
 def a_job(name: str, gpus: int, priority: int) -> dict[str, Any]:
@@ -54,6 +63,13 @@ def invariant_violations(cluster: devcluster.Cluster, namespace: str, names: lis
         have = rayjobs.get(name, [])
         if status.get("phase") in HOLDING:
             if have != [status.get("rayJobName")]:
+                wrong[name] = {
+                    "phase": status.get("phase"),
+                    "rayJobName": status.get("rayJobName"),
+                    "rayjobs": have,
+                }
+        elif status.get("phase") in FINISHED:
+            if have not in ([], [status.get("rayJobName")]):
                 wrong[name] = {
                     "phase": status.get("phase"),
                     "rayJobName": status.get("rayJobName"),
@@ -92,6 +108,7 @@ def sa_kubeconfig(cluster: devcluster.Cluster, chart: None, tmp_path: Path) -> P
 @pytest.fixture
 def jobs(cluster: devcluster.Cluster, namespace: str) -> Iterator[list[str]]:
     cluster.kubectl("apply", "-f", str(EXAMPLES / "pools.yaml"))
+    keep_ray_jobs_running(cluster, namespace)  # jobs hold their GPUs through every kill
     names = [f"job-{i}" for i in range(JOBS)]
     manifests = [a_job(name, gpus=(1, 2, 4, 8)[i % 4], priority=i % 3) for i, name in enumerate(names)]
     cluster.kubectl(
@@ -112,7 +129,10 @@ def settle(cluster: devcluster.Cluster, namespace: str, names: list[str], timeou
         v = invariant_violations(cluster, namespace, names)
         return phased and not (v["lost"] or v["duplicated"] or v["wrong"])
 
-    wait_for(settled, timeout_s, "the fleet to settle with its invariants")
+    try:
+        wait_for(settled, timeout_s, "the fleet to settle with its invariants")
+    except AssertionError as timeout:
+        raise AssertionError(f"{timeout}: {invariant_violations(cluster, namespace, names)}") from None
     return time.monotonic() - started
 
 
