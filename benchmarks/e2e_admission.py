@@ -22,10 +22,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from transfer_operator import devcluster
 from transfer_operator.api.manifests import gpupool_manifest, transferjob_manifest
@@ -61,8 +64,31 @@ def job(name: str, i: int) -> dict[str, Any]:
     )
 
 
+def all_jobs(custom: Any) -> list[dict[str, Any]]:
+    return list(custom.list_cluster_custom_object("transfer.dev", "v1alpha1", "transferjobs")["items"])
+
+
 def parse_time(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+METRICS_PORT = 18391  # the operator's /metrics, for the cycle's stage timings
+
+
+def stage_seconds() -> dict[str, tuple[float, float]]:
+    """stage -> (seconds, cycles) so far, from the operator's own histogram."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=10).read().decode()
+    found: dict[str, list[float]] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "transfer_scheduling_cycle_stage_seconds":
+            continue
+        for sample in family.samples:
+            stage = sample.labels.get("stage", "")
+            if sample.name.endswith("_sum"):
+                found.setdefault(stage, [0.0, 0.0])[0] = sample.value
+            elif sample.name.endswith("_count"):
+                found.setdefault(stage, [0.0, 0.0])[1] = sample.value
+    return {stage: (values[0], values[1]) for stage, values in found.items()}
 
 
 def start_operator(cluster: devcluster.Cluster, workdir: Path) -> subprocess.Popen[bytes]:
@@ -88,7 +114,12 @@ def start_operator(cluster: devcluster.Cluster, workdir: Path) -> subprocess.Pop
     kubeconfig = cluster.service_account_kubeconfig(
         "transfer-operator", "transfer-system", workdir / "sa-kubeconfig", duration="4h"
     )
-    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "POD_NAMESPACE": "transfer-system"}
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(kubeconfig),
+        "POD_NAMESPACE": "transfer-system",
+        "TRANSFER_METRICS_PORT": str(METRICS_PORT),
+    }
     return subprocess.Popen(
         [sys.executable, "-m", "transfer_operator.cli", "operator", "--standalone"],
         env=env,
@@ -108,6 +139,7 @@ def run_size(
     namespace = f"bench-{count}-{int(time.time())}"
     client.CoreV1Api(api_client).create_namespace({"metadata": {"name": namespace}})
     cpu_before = cpu_seconds(operator_pid), cpu_seconds(apiserver_pid)
+    stages_before = stage_seconds()
     started = time.time()
     with ThreadPoolExecutor(16) as pool:
         list(
@@ -128,6 +160,17 @@ def run_size(
             break
         time.sleep(2)
     cpu_after = cpu_seconds(operator_pid), cpu_seconds(apiserver_pid)
+    stages_after = stage_seconds()
+    # Mean seconds per cycle of each stage during this size (reconcile runs every 10 s, not every cycle).
+    stages = {
+        stage: round(
+            (total - stages_before.get(stage, (0.0, 0.0))[0])
+            / max(1.0, count - stages_before.get(stage, (0.0, 0.0))[1]),
+            3,
+        )
+        for stage, (total, count) in stages_after.items()
+    }
+    cycles = stages_after.get("read", (0.0, 0.0))[1] - stages_before.get("read", (0.0, 0.0))[1]
     rayjobs = custom.list_namespaced_custom_object("ray.io", "v1", namespace, "rayjobs")["items"]
     latencies = sorted(
         parse_time(i["status"]["admittedAt"]) - parse_time(i["metadata"]["creationTimestamp"])
@@ -146,6 +189,9 @@ def run_size(
         "apiserver_cpu_s": cpu_after[1] - cpu_before[1],
         "wall_s": time.time() - started,
         "rayjobs_per_transferjob": len(rayjobs) / count,  # 1.0: no duplicates
+        "cycles": cycles,
+        "mean_stage_seconds": stages,
+        "jobs_in_cluster": len(all_jobs(custom)),
     }
 
 
@@ -173,7 +219,8 @@ def main() -> None:
             print(
                 f"{count:>7}{row['admitted_per_second']:>12.1f}{row['latency_p50_s']:>8.1f}"
                 f"{row['latency_p99_s']:>8.1f}{row['operator_cpu_s']:>10.1f}{row['apiserver_cpu_s']:>10.1f}"
-                f"{row['wall_s']:>8.0f}  rayjobs/tj={row['rayjobs_per_transferjob']:.3f}",
+                f"{row['wall_s']:>8.0f}  rayjobs/tj={row['rayjobs_per_transferjob']:.3f}"
+                f"  cycles={row['cycles']:.0f} mean stage s={row['mean_stage_seconds']}",
                 flush=True,
             )
             args.out.parent.mkdir(parents=True, exist_ok=True)

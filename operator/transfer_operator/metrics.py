@@ -57,6 +57,13 @@ JOB_PHASE = Gauge(
     "transfer_job_phase", "1 for the phase a TransferJob is in.", ["namespace", "transferjob", "phase"]
 )
 RAYJOB_CREATE_ERRORS = Counter("transfer_rayjob_create_errors_total", "RayJob creations that failed.")
+CYCLE_STAGE_DURATION = Histogram(
+    "transfer_scheduling_cycle_stage_seconds",
+    "Wall time of each stage of a scheduling cycle: read (list and parse the fleet), reconcile "
+    "(running jobs), decide (the pure scheduler), write (decisions and pool status).",
+    ["stage"],
+    buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+)
 RECONCILE_ERRORS = Counter("transfer_reconcile_errors_total", "Errors while reconciling.", ["stage"])
 
 
@@ -136,7 +143,7 @@ def initialize() -> None:
         FAILOVERS.labels(reason=reason.value)
     for result in ("admit", "preempt", "wait"):
         SCHEDULING_ATTEMPTS.labels(result=result)
-    for stage in ("cycle", "admit", "nodes"):
+    for stage in ("cycle", "admit", "nodes", "reconcile"):
         RECONCILE_ERRORS.labels(stage=stage)
 
 

@@ -37,6 +37,9 @@ class OperatorConfig(ApiModel):
     queues: list[QueueConfig] = Field(default_factory=list)
     rayjob_ttl_seconds: Annotated[int, Field(ge=0)] = 3600
     budget_warning_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.8
+    # How often the cycle checks running jobs: cost, budget (a job stops before the next check
+    # would pass it), a lost or finished RayJob the watch did not report.
+    reconcile_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 10.0
     interruption_taints: list[str] = Field(default_factory=lambda: list(DEFAULT_INTERRUPTION_TAINTS))
     # Watch nodes and the jobs' pods for NotReady, interruption taints and vanished nodes.
     node_failover: bool = True

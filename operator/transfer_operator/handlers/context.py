@@ -16,3 +16,4 @@ class Ctx:
     identity: str
     lease_namespace: str
     rayjobs: RayJobCache = field(default_factory=RayJobCache)
+    last_reconcile_s: float = 0.0  # when the cycle last reconciled the jobs that hold GPUs

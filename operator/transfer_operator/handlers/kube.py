@@ -96,6 +96,16 @@ class Kube:
                 return None
             raise
 
+    def list_rayjobs(self) -> list[dict[str, Any]]:
+        """Every RayJob this operator created (after a start, to fill the cache in one call)."""
+        listed = cast(
+            dict[str, Any],
+            self.custom.list_cluster_custom_object(
+                RAY_GROUP, RAY_VERSION, "rayjobs", label_selector=f"{LABEL_MANAGED_BY}={MANAGER}"
+            ),
+        )
+        return list(listed["items"])
+
     def create_rayjob(self, manifest: dict[str, Any], owner: dict[str, Any]) -> bool:
         """Create if absent; True when this call created it. The fixed name makes it idempotent."""
         manifest = {**manifest, "metadata": {**manifest["metadata"], "ownerReferences": [owner]}}

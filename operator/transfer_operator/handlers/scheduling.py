@@ -11,25 +11,18 @@ import contextlib
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from transfer_operator import metrics
 from transfer_operator.api.enums import ConditionType, Phase, Reason
-from transfer_operator.api.models import GPUPool, PlacementStatus, TransferJob
-from transfer_operator.api.validation import InvalidSpec, parse_gpupool, parse_transferjob
-from transfer_operator.engine.node_health import JobAttempt, NodeLoss, losses_by_job, lost_nodes_by_pool
-from transfer_operator.engine.rayjob import (
-    PoolPin,
-    checkpoint_storage,
-    label_value,
-    rayjob_name,
-    render_rayjob,
-)
+from transfer_operator.api.models import PlacementStatus, TransferJob
+from transfer_operator.engine.rayjob import checkpoint_storage, label_value, rayjob_name
+from transfer_operator.handlers.children import ensure_rayjob
 from transfer_operator.handlers.conditions import iso, phase_patch, upsert_condition
 from transfer_operator.handlers.context import Ctx
-from transfer_operator.handlers.kube import owner_reference
+from transfer_operator.handlers.fleet import Fleet, read_fleet
+from transfer_operator.handlers.running import reconcile_holding
 from transfer_operator.scheduler import Action, Decision, schedule
 from transfer_operator.scheduler.snapshot import requeue_backoff_s, snapshot_of
 
@@ -38,55 +31,14 @@ LEASE_NAME = "transfer-operator-scheduler"
 WRITE_CONCURRENCY = 16
 
 
-@dataclass
-class Fleet:
-    pools: dict[str, tuple[dict[str, Any], GPUPool]]
-    jobs: dict[str, tuple[dict[str, Any], TransferJob]]
-    lost_nodes: dict[str, list[NodeLoss]] = field(default_factory=dict)  # pool -> its lost nodes
-    job_losses: dict[JobAttempt, NodeLoss] = field(default_factory=dict)  # job attempts on lost nodes
-
-
-def read_fleet(ctx: Ctx) -> Fleet:
-    pools: dict[str, tuple[dict[str, Any], GPUPool]] = {}
-    for body in ctx.kube.list_gpupools():
-        try:
-            pool = parse_gpupool(body)
-        except InvalidSpec as error:
-            log.warning("skipping GPUPool %s: %s", body["metadata"]["name"], error)
-            continue
-        pools[pool.metadata.name] = (body, pool)
-    jobs: dict[str, tuple[dict[str, Any], TransferJob]] = {}
-    for body in ctx.kube.list_transferjobs():
-        try:
-            job = parse_transferjob(body)
-        except InvalidSpec:
-            continue  # the validate handler has already told the user
-        jobs[job.key] = (body, job)
-    fleet = Fleet(pools, jobs)
-    if ctx.config.node_failover:
-        read_node_health(ctx, fleet)
-    return fleet
-
-
-def read_node_health(ctx: Ctx, fleet: Fleet) -> None:
-    """Which pools lost nodes and which job attempts have pods on them. Without node access
-    (RBAC, a flaky read) the cycle goes on with pool-level failover only."""
-    try:
-        nodes = ctx.kube.list_nodes()
-        pods = ctx.kube.list_job_pods()
-    except Exception as error:
-        log.warning("reading nodes and pods failed, node-level failover skipped this cycle: %s", error)
-        metrics.RECONCILE_ERRORS.labels(stage="nodes").inc()
-        return
-    selectors = {name: PoolPin.of(name, pool.spec).node_selector for name, (_, pool) in fleet.pools.items()}
-    fleet.lost_nodes = lost_nodes_by_pool(nodes, selectors, ctx.config.interruption_taints)
-    lost = {loss.node: loss for losses in fleet.lost_nodes.values() for loss in losses}
-    fleet.job_losses = losses_by_job(pods, {n["metadata"]["name"] for n in nodes}, lost)
-
-
 def run_cycle(ctx: Ctx, now: datetime) -> list[Decision]:
     started = time.perf_counter()
-    fleet = read_fleet(ctx)
+    with metrics.CYCLE_STAGE_DURATION.labels(stage="read").time():
+        fleet = read_fleet(ctx)
+    if now.timestamp() - ctx.last_reconcile_s >= ctx.config.reconcile_interval_seconds:
+        with metrics.CYCLE_STAGE_DURATION.labels(stage="reconcile").time():
+            reconcile_holding(ctx, fleet, now)  # first: GPUs it frees are placed in this cycle
+        ctx.last_reconcile_s = now.timestamp()
     release_lost_capacity(ctx, fleet, now)
     give_up_exhausted(ctx, fleet, now)
     snapshot, pending = snapshot_of(
@@ -96,7 +48,8 @@ def run_cycle(ctx: Ctx, now: datetime) -> list[Decision]:
         now_s=now.timestamp(),
         lost_nodes={pool: len(losses) for pool, losses in fleet.lost_nodes.items()},
     )
-    decisions = schedule(snapshot, pending)
+    with metrics.CYCLE_STAGE_DURATION.labels(stage="decide").time():
+        decisions = schedule(snapshot, pending)
 
     def apply(decision: Decision) -> None:
         body, job = fleet.jobs[decision.job_key]
@@ -107,9 +60,10 @@ def run_cycle(ctx: Ctx, now: datetime) -> list[Decision]:
             metrics.RECONCILE_ERRORS.labels(stage="admit").inc()
 
     # Decisions touch disjoint objects (a victim belongs to one preemptor), so write them in parallel.
-    with ThreadPoolExecutor(max_workers=WRITE_CONCURRENCY) as pool:
-        list(pool.map(apply, decisions))
-    write_pool_status(ctx, fleet)
+    with metrics.CYCLE_STAGE_DURATION.labels(stage="write").time():
+        with ThreadPoolExecutor(max_workers=WRITE_CONCURRENCY) as pool:
+            list(pool.map(apply, decisions))
+        write_pool_status(ctx, fleet)
     metrics.record_cycle(
         decisions, fleet_jobs=[job for _, job in fleet.jobs.values()], seconds=time.perf_counter() - started
     )
@@ -124,7 +78,11 @@ def release_lost_capacity(ctx: Ctx, fleet: Fleet, now: datetime) -> None:
         if placement is None or not job.status.phase.holds_capacity:
             continue
         entry = fleet.pools.get(placement.pool)
-        attempt = (job.metadata.namespace or "default", label_value(job.metadata.name), str(job.status.attempts))
+        attempt = (
+            job.metadata.namespace or "default",
+            label_value(job.metadata.name),
+            str(job.status.attempts),
+        )
         node_loss = fleet.job_losses.get(attempt)
         if entry is None or entry[1].spec.cordoned:
             why = "was deleted" if entry is None else "was cordoned"
@@ -133,7 +91,15 @@ def release_lost_capacity(ctx: Ctx, fleet: Fleet, now: datetime) -> None:
             reason, message = node_loss.reason, f"{node_loss.detail} (pool {placement.pool})"
         else:
             continue
-        preempt(ctx, body, job, reason, f"{message}; back in the queue, resuming from the last checkpoint", now, backoff=False)
+        preempt(
+            ctx,
+            body,
+            job,
+            reason,
+            f"{message}; back in the queue, resuming from the last checkpoint",
+            now,
+            backoff=False,
+        )
         metrics.FAILOVERS.labels(reason=reason.value).inc()
         fleet.jobs[key] = (
             body,
@@ -272,34 +238,6 @@ def apply_decision(
     if ready is None or ready.reason != decision.reason.value:
         kind = "Warning" if decision.reason in (Reason.INVALID_SPEC, Reason.BUDGET_TOO_LOW) else "Normal"
         ctx.kube.post_event(body, kind, decision.reason.value, decision.message)
-
-
-def ensure_rayjob(
-    ctx: Ctx, body: dict[str, Any], job: TransferJob, pool_name: str, pool: GPUPool, attempt: int
-) -> None:
-    manifest = render_rayjob(
-        job, PoolPin.of(pool_name, pool.spec), attempt, ttl_seconds=ctx.config.rayjob_ttl_seconds
-    )
-    name = manifest["metadata"]["name"]
-    namespace = manifest["metadata"]["namespace"]
-    try:
-        if ctx.kube.create_rayjob(manifest, owner_reference(body)):
-            ctx.kube.post_event(
-                body, "Normal", Reason.RAYJOB_CREATED.value, f"created RayJob {name} on {pool_name}"
-            )
-            return
-        # The name is taken: ours (a repeat: nothing to do), or a leftover of a deleted TransferJob
-        # of the same name, which goes; the reconcile timer then creates ours.
-        existing = ctx.kube.get_rayjob(namespace, name) or {}
-        owners = existing.get("metadata", {}).get("ownerReferences", [])
-        if owners and all(o.get("uid") != body["metadata"]["uid"] for o in owners):
-            ctx.kube.delete_rayjob(namespace, name)
-    except Exception as error:
-        metrics.RAYJOB_CREATE_ERRORS.inc()
-        ctx.kube.post_event(
-            body, "Warning", Reason.RAYJOB_CREATE_FAILED.value, f"creating the RayJob failed: {error}"
-        )
-        raise
 
 
 def write_pool_status(ctx: Ctx, fleet: Fleet) -> None:

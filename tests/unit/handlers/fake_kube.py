@@ -62,6 +62,9 @@ class FakeKube:
     def get_rayjob(self, namespace: str, name: str) -> dict[str, Any] | None:
         return copy.deepcopy(self.rayjobs.get((namespace, name)))
 
+    def list_rayjobs(self) -> list[dict[str, Any]]:
+        return [copy.deepcopy(o) for o in self.rayjobs.values()]
+
     def create_rayjob(self, manifest: dict[str, Any], owner: dict[str, Any]) -> bool:
         key = (manifest["metadata"]["namespace"], manifest["metadata"]["name"])
         if key in self.rayjobs:

@@ -1,0 +1,40 @@
+"""A TransferJob's child: its RayJob for the current attempt, created idempotently."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transfer_operator import metrics
+from transfer_operator.api.enums import Reason
+from transfer_operator.api.models import GPUPool, TransferJob
+from transfer_operator.engine.rayjob import PoolPin, render_rayjob
+from transfer_operator.handlers.context import Ctx
+from transfer_operator.handlers.kube import owner_reference
+
+
+def ensure_rayjob(
+    ctx: Ctx, body: dict[str, Any], job: TransferJob, pool_name: str, pool: GPUPool, attempt: int
+) -> None:
+    manifest = render_rayjob(
+        job, PoolPin.of(pool_name, pool.spec), attempt, ttl_seconds=ctx.config.rayjob_ttl_seconds
+    )
+    name = manifest["metadata"]["name"]
+    namespace = manifest["metadata"]["namespace"]
+    try:
+        if ctx.kube.create_rayjob(manifest, owner_reference(body)):
+            ctx.kube.post_event(
+                body, "Normal", Reason.RAYJOB_CREATED.value, f"created RayJob {name} on {pool_name}"
+            )
+            return
+        # The name is taken: ours (a repeat: nothing to do), or a leftover of a deleted TransferJob
+        # of the same name, which goes; the next reconcile pass then creates ours.
+        existing = ctx.kube.get_rayjob(namespace, name) or {}
+        owners = existing.get("metadata", {}).get("ownerReferences", [])
+        if owners and all(o.get("uid") != body["metadata"]["uid"] for o in owners):
+            ctx.kube.delete_rayjob(namespace, name)
+    except Exception as error:
+        metrics.RAYJOB_CREATE_ERRORS.inc()
+        ctx.kube.post_event(
+            body, "Warning", Reason.RAYJOB_CREATE_FAILED.value, f"creating the RayJob failed: {error}"
+        )
+        raise

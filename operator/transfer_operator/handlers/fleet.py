@@ -1,0 +1,76 @@
+"""One cycle's view of the cluster: every GPUPool and TransferJob, parsed, and the lost nodes."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from transfer_operator import metrics
+from transfer_operator.api.enums import Phase
+from transfer_operator.api.models import GPUPool, TransferJob
+from transfer_operator.api.validation import InvalidSpec, parse_gpupool, parse_transferjob
+from transfer_operator.engine.node_health import JobAttempt, NodeLoss, losses_by_job, lost_nodes_by_pool
+from transfer_operator.engine.rayjob import PoolPin
+from transfer_operator.handlers.context import Ctx
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Fleet:
+    pools: dict[str, tuple[dict[str, Any], GPUPool]]
+    jobs: dict[str, tuple[dict[str, Any], TransferJob]]
+    lost_nodes: dict[str, list[NodeLoss]] = field(default_factory=dict)  # pool -> its lost nodes
+    job_losses: dict[JobAttempt, NodeLoss] = field(default_factory=dict)  # job attempts on lost nodes
+
+
+def read_fleet(ctx: Ctx) -> Fleet:
+    pools: dict[str, tuple[dict[str, Any], GPUPool]] = {}
+    for body in ctx.kube.list_gpupools():
+        try:
+            pool = parse_gpupool(body)
+        except InvalidSpec as error:
+            log.warning("skipping GPUPool %s: %s", body["metadata"]["name"], error)
+            continue
+        pools[pool.metadata.name] = (body, pool)
+    jobs: dict[str, tuple[dict[str, Any], TransferJob]] = {}
+    for body in ctx.kube.list_transferjobs():
+        try:
+            job = parse_transferjob(body)
+        except InvalidSpec:
+            continue  # the validate handler has already told the user
+        jobs[job.key] = (body, job)
+    fleet = Fleet(pools, jobs)
+    if ctx.config.node_failover:
+        read_node_health(ctx, fleet)
+    return fleet
+
+
+def read_node_health(ctx: Ctx, fleet: Fleet) -> None:
+    """Which pools lost nodes and which job attempts have pods on them. Without node access
+    (RBAC, a flaky read) the cycle goes on with pool-level failover only."""
+    try:
+        nodes = ctx.kube.list_nodes()
+        pods = ctx.kube.list_job_pods()
+    except Exception as error:
+        log.warning("reading nodes and pods failed, node-level failover skipped this cycle: %s", error)
+        metrics.RECONCILE_ERRORS.labels(stage="nodes").inc()
+        return
+    selectors = {name: PoolPin.of(name, pool.spec).node_selector for name, (_, pool) in fleet.pools.items()}
+    fleet.lost_nodes = lost_nodes_by_pool(nodes, selectors, ctx.config.interruption_taints)
+    lost = {loss.node: loss for losses in fleet.lost_nodes.values() for loss in losses}
+    fleet.job_losses = losses_by_job(pods, {n["metadata"]["name"] for n in nodes}, lost)
+
+
+def with_status(job: TransferJob, status: dict[str, Any]) -> TransferJob:
+    """`job` as the rest of the cycle must see it after `status` was written: phase, placement
+    and the requeue time (a job back in the queue must not be placed again before it)."""
+    update: dict[str, Any] = {}
+    if status.get("phase"):
+        update["phase"] = Phase(status["phase"])
+    if "placement" in status and status["placement"] is None:
+        update["placement"] = None
+    if status.get("requeueAfter"):
+        update["requeue_after"] = status["requeueAfter"]
+    return job.model_copy(update={"status": job.status.model_copy(update=update)}) if update else job
