@@ -91,6 +91,18 @@ def stage_seconds() -> dict[str, tuple[float, float]]:
     return {stage: (values[0], values[1]) for stage, values in found.items()}
 
 
+def wait_for_metrics(timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            stage_seconds()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1)
+
+
 def start_operator(cluster: devcluster.Cluster, workdir: Path) -> subprocess.Popen[bytes]:
     helm = cluster.bin_dir / "helm"
     subprocess.run(
@@ -209,6 +221,7 @@ def main() -> None:
         operator = start_operator(cluster, workdir)  # helm installs our CRDs first
         cluster.kubectl("apply", "-f", "-", input="\n---\n".join(json.dumps(p) for p in POOLS))
         apiserver_pid = cluster.pids["kube-apiserver"]
+        wait_for_metrics()
         rows = []
         print(
             f"{'jobs':>7}{'admitted/s':>12}{'p50 s':>8}{'p99 s':>8}{'op CPU s':>10}{'api CPU s':>10}{'wall s':>8}"

@@ -13,8 +13,17 @@ from transfer_operator.handlers.kube import owner_reference
 
 
 def ensure_rayjob(
-    ctx: Ctx, body: dict[str, Any], job: TransferJob, pool_name: str, pool: GPUPool, attempt: int
-) -> None:
+    ctx: Ctx,
+    body: dict[str, Any],
+    job: TransferJob,
+    pool_name: str,
+    pool: GPUPool,
+    attempt: int,
+    *,
+    announce: bool = True,
+) -> bool:
+    """Create the attempt's RayJob unless it exists; True when this call created it. `announce`
+    posts a RayJobCreated event (admission folds it into its own event: one write fewer)."""
     manifest = render_rayjob(
         job, PoolPin.of(pool_name, pool.spec), attempt, ttl_seconds=ctx.config.rayjob_ttl_seconds
     )
@@ -22,16 +31,18 @@ def ensure_rayjob(
     namespace = manifest["metadata"]["namespace"]
     try:
         if ctx.kube.create_rayjob(manifest, owner_reference(body)):
-            ctx.kube.post_event(
-                body, "Normal", Reason.RAYJOB_CREATED.value, f"created RayJob {name} on {pool_name}"
-            )
-            return
+            if announce:
+                ctx.kube.post_event(
+                    body, "Normal", Reason.RAYJOB_CREATED.value, f"created RayJob {name} on {pool_name}"
+                )
+            return True
         # The name is taken: ours (a repeat: nothing to do), or a leftover of a deleted TransferJob
         # of the same name, which goes; the next reconcile pass then creates ours.
         existing = ctx.kube.get_rayjob(namespace, name) or {}
         owners = existing.get("metadata", {}).get("ownerReferences", [])
         if owners and all(o.get("uid") != body["metadata"]["uid"] for o in owners):
             ctx.kube.delete_rayjob(namespace, name)
+        return False
     except Exception as error:
         metrics.RAYJOB_CREATE_ERRORS.inc()
         ctx.kube.post_event(

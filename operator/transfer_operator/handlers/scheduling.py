@@ -190,11 +190,13 @@ def apply_decision(
             }
         )
         fleet.jobs[job.key] = (body, admitted)  # this cycle's pool status counts it
-        ensure_rayjob(ctx, body, admitted, placement.pool, fleet.pools[placement.pool][1], attempt)
-        ctx.kube.post_event(body, "Normal", Reason.ADMITTED.value, decision.message)
-        created = metrics.seconds_since(job.metadata.creation_timestamp, now)
-        if created is not None:
-            metrics.ADMISSION_LATENCY.observe(created)
+        pool = fleet.pools[placement.pool][1]
+        created = ensure_rayjob(ctx, body, admitted, placement.pool, pool, attempt, announce=False)
+        message = f"{decision.message}; created RayJob {name}" if created else decision.message
+        ctx.kube.post_event(body, "Normal", Reason.ADMITTED.value, message)
+        waited_s = metrics.seconds_since(job.metadata.creation_timestamp, now)
+        if waited_s is not None:
+            metrics.ADMISSION_LATENCY.observe(waited_s)
         return
     if decision.action is Action.PREEMPT:
         for victim_key in decision.victims:
