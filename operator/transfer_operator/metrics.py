@@ -64,6 +64,11 @@ CYCLE_STAGE_DURATION = Histogram(
     ["stage"],
     buckets=(0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
 )
+EVENTS_DROPPED = Counter(
+    "transfer_events_dropped_total",
+    "Normal Kubernetes events not posted because they came faster than 10/s (warnings are never dropped).",
+    ["reason"],
+)
 RECONCILE_ERRORS = Counter("transfer_reconcile_errors_total", "Errors while reconciling.", ["stage"])
 
 

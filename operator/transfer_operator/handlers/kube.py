@@ -6,13 +6,16 @@ from __future__ import annotations
 import json
 import logging
 import socket
-from dataclasses import dataclass
+import threading
+import time
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from transfer_operator import metrics
 from transfer_operator.api.enums import GROUP, VERSION
 from transfer_operator.engine.rayjob import LABEL_MANAGED_BY, MANAGER, RAYJOB_API_VERSION
 
@@ -30,9 +33,39 @@ def load_client_config() -> client.ApiClient:
     return client.ApiClient(configuration)
 
 
+# Normal events beyond this rate are dropped (counted in transfer_events_dropped_total): when a
+# cycle admits thousands of jobs, one event each would cost as many API writes as the admissions.
+# Warnings always go out. client-go's event recorder rate-limits the same way.
+NORMAL_EVENTS_PER_SECOND = 10.0
+NORMAL_EVENT_BURST = 50
+
+
+class TokenBucket:
+    """At most `rate` takes per second on average and `burst` at once; thread-safe."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, burst
+        self.tokens = float(burst)
+        self.updated = time.monotonic()
+        self.lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self.lock:
+            now = time.monotonic()
+            self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+            self.updated = now
+            if self.tokens < 1:
+                return False
+            self.tokens -= 1
+            return True
+
+
 @dataclass
 class Kube:
     api: client.ApiClient
+    normal_events: TokenBucket = field(
+        default_factory=lambda: TokenBucket(NORMAL_EVENTS_PER_SECOND, NORMAL_EVENT_BURST)
+    )
 
     @property
     def custom(self) -> client.CustomObjectsApi:
@@ -132,6 +165,9 @@ class Kube:
     # --- events and leases --------------------------------------------------------------
 
     def post_event(self, obj: dict[str, Any], event_type: str, reason: str, message: str) -> None:
+        if event_type == "Normal" and not self.normal_events.take():
+            metrics.EVENTS_DROPPED.labels(reason=reason).inc()
+            return
         metadata = obj["metadata"]
         namespace = metadata.get("namespace") or "default"
         now = datetime.now(UTC)

@@ -184,6 +184,8 @@ def mirror_patch(
 ) -> dict[str, Any]:
     """The status change (possibly none) that mirrors a RayJob into its TransferJob."""
     phase = job.status.phase
+    if not rayjob.get("status"):
+        return {}  # KubeRay has not picked it up yet: nothing new to say
     mirrored = mirror_rayjob_status(rayjob.get("status"))
     if mirrored.phase is phase and job.status.message == mirrored.message:
         return {}

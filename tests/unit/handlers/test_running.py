@@ -124,3 +124,4 @@ def test_suspend_while_admitted_deletes_the_rayjob():
     kube.transferjobs[("default", "a")]["spec"]["suspend"] = True
     run_cycle(ctx, LATER)
     assert status_of(kube, "a")["phase"] == "Suspended" and ("default", "a-a1") not in kube.rayjobs
+
