@@ -51,8 +51,10 @@ def read_node_health(ctx: Ctx, fleet: Fleet) -> None:
     """Which pools lost nodes and which job attempts have pods on them. Without node access
     (RBAC, a flaky read) the cycle goes on with pool-level failover only."""
     try:
-        nodes = ctx.kube.list_nodes()
+        # Pods first: a node that joins between the two reads is then in the node list, so a pod
+        # bound to it is never mistaken for one on a vanished node.
         pods = ctx.kube.list_job_pods()
+        nodes = ctx.kube.list_nodes()
     except Exception as error:
         log.warning("reading nodes and pods failed, node-level failover skipped this cycle: %s", error)
         metrics.RECONCILE_ERRORS.labels(stage="nodes").inc()

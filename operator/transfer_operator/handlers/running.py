@@ -58,16 +58,16 @@ def reconcile_holding(ctx: Ctx, fleet: Fleet, now: datetime) -> None:
         pool = fleet.pools.get(job.status.placement.pool)
         try:
             status = reconcile_job(ctx, body, job, rayjobs.get(key), pool[1] if pool else None, now)
+            if status:
+                namespace = job.metadata.namespace or "default"
+                ctx.kube.patch_transferjob_status(namespace, job.metadata.name, status)
+                fleet.jobs[key] = (body, with_status(job, status))
         except Exception:  # one job's failure must not stop the pass
             log.exception("reconciling %s failed", key)
             metrics.RECONCILE_ERRORS.labels(stage="reconcile").inc()
-            return
-        if status:
-            ctx.kube.patch_transferjob_status(job.metadata.namespace or "default", job.metadata.name, status)
-            fleet.jobs[key] = (body, with_status(job, status))
 
-    with ThreadPoolExecutor(max_workers=WRITE_CONCURRENCY) as pool:
-        list(pool.map(one, holding))
+    with ThreadPoolExecutor(max_workers=WRITE_CONCURRENCY) as executor:
+        list(executor.map(one, holding))
 
 
 def current_rayjobs(ctx: Ctx, jobs: list[TransferJob]) -> dict[str, dict[str, Any]]:
