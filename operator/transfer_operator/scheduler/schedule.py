@@ -10,6 +10,11 @@
       4. preempt    a job that fits nowhere names lower-priority victims whose eviction makes room;
       5. explain    every job left waiting gets a reason a user can act on.
 
+Estimating and ordering are done for all jobs at once (batch.py). The walk is per job, but it
+touches few options: a job whose (GPU type, region) groups have no pool left that fits its gang
+shape waits at once (fitting.py), and the wait messages are computed after the walk, in batches
+of jobs that saw the same free capacity.
+
 Pure: the same input gives the same output; nothing here reads a clock or the cluster.
 """
 
@@ -17,14 +22,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from itertools import groupby
 
 import numpy as np
 
-from transfer_operator.api.enums import Reason, UtilizationPolicy
+from transfer_operator.api.enums import Preference, Reason, UtilizationPolicy
+from transfer_operator.scheduler.batch import Estimates
 from transfer_operator.scheduler.capacity import PoolCapacity, QuotaLedger, build_capacity
 from transfer_operator.scheduler.explain import explain_static_misfit
+from transfer_operator.scheduler.fitting import FitTracker
 from transfer_operator.scheduler.improve import Assignment, improve
-from transfer_operator.scheduler.options import JobOptions, OptionCache
+from transfer_operator.scheduler.options import JobOptions, OptionCache, RankingLists
 from transfer_operator.scheduler.pricing import Option
 from transfer_operator.scheduler.types import (
     Action,
@@ -53,91 +61,203 @@ def estimate_options(
     return entry
 
 
-def order_jobs(estimated: list[JobOptions]) -> list[JobOptions]:
-    return sorted(
-        estimated,
-        key=lambda e: (-e.job.priority, -e.regret, e.job.created_at_s, e.job.key),
-    )
-
-
-def _tie_break(capacity: PoolCapacity, policy: UtilizationPolicy) -> int:
-    # Binpack: fill the pool with the fewest free GPUs, keeping whole nodes free elsewhere.
-    return capacity.free_gpus if policy is UtilizationPolicy.BINPACK else -capacity.free_gpus
-
-
-def choose_fitting_option(
-    entry: JobOptions,
-    capacity: dict[str, PoolCapacity],
-    free_gpus: np.ndarray,
-    policy: UtilizationPolicy,
-) -> Option | None:
-    """The best option whose pool can take the whole gang now; among options of equal score,
-    the utilization policy decides."""
-    job = entry.job
-    rows = entry.ranking.pool[entry.keep]
-    # Aggregate free GPUs is necessary, not sufficient (a worker needs its GPUs on one node).
-    for position in np.flatnonzero(free_gpus[rows] >= job.gang_gpus):
-        option = entry.option_at(int(position))
-        if not capacity[option.placement.pool].fits(job.workers, job.gpus_per_worker):
-            continue
-        return _best_of_ties(entry, int(position), option, capacity, policy)
-    return None
-
-
-def _best_of_ties(
-    entry: JobOptions,
-    position: int,
-    first: Option,
-    capacity: dict[str, PoolCapacity],
-    policy: UtilizationPolicy,
-) -> Option:
-    job = entry.job
-    best_key = (_tie_break(capacity[first.placement.pool], policy), first.placement.pool)
-    best = first
-    for later in range(position + 1, entry.count):
-        if entry.score_at(later) > first.score + 1e-9:
-            break
-        option = entry.option_at(later)
-        pool = capacity[option.placement.pool]
-        if not pool.fits(job.workers, job.gpus_per_worker):
-            continue
-        key = (_tie_break(pool, policy), option.placement.pool)
-        if key < best_key:
-            best_key, best = key, option
-    return best
-
-
 def schedule(snapshot: ClusterSnapshot, pending: Sequence[JobRequest]) -> list[Decision]:
     """Decide for every pending job: admit it to a pool, preempt victims for it, or let it wait.
     Decisions come in the order the jobs were considered (priority first)."""
-    pools = snapshot.pools
-    capacity = build_capacity(pools, snapshot.allocations, snapshot.policy)
-    free_gpus = np.array([capacity[p.name].free_gpus for p in pools], dtype=np.int64)
-    row_of = {p.name: row for row, p in enumerate(pools)}
-    quota = QuotaLedger.build(snapshot.quotas, snapshot.allocations)
-    cache = OptionCache(pools)
-    estimated = order_jobs([estimate_options(job, pools, cache) for job in pending])
+    if not pending:
+        return []
+    cycle = Cycle(snapshot, pending)
+    for index in cycle.order:
+        cycle.decide(index)
+    return cycle.decisions()
 
-    decisions: dict[str, Decision] = {}
-    chosen: dict[str, tuple[JobRequest, Option]] = {}
-    victims_taken: set[str] = set()
-    held = list(snapshot.allocations)
-    for entry in estimated:
-        job = entry.job
-        if entry.static_reason is not None:
-            reason, message = entry.static_reason
-            decisions[job.key] = Decision(job.key, Action.WAIT, Fit.NO_FIT, reason, message)
-            continue
-        quota_problem = quota.why_not(job.queue, job.gang_gpus)
-        option = None if quota_problem else choose_fitting_option(entry, capacity, free_gpus, snapshot.policy)
-        if option is not None:
-            capacity[option.placement.pool].take(job.workers, job.gpus_per_worker, snapshot.policy)
-            free_gpus[row_of[option.placement.pool]] -= job.gang_gpus
-            quota.take(job.queue, job.gang_gpus)
-            held.append(
+
+class Cycle:
+    """The state of one scheduling cycle; jobs are referred to by their index in `pending`."""
+
+    def __init__(self, snapshot: ClusterSnapshot, pending: Sequence[JobRequest]):
+        self.snapshot = snapshot
+        self.jobs = pending
+        self.policy = snapshot.policy
+        self.cache = OptionCache(snapshot.pools)
+        self.table = self.cache.table
+        self.names = [p.name for p in snapshot.pools]
+        self.capacity = build_capacity(snapshot.pools, snapshot.allocations, snapshot.policy)
+        self.capacities = [self.capacity[name] for name in self.names]
+        self.free = [c.free_gpus for c in self.capacities]
+        self.initial_free = np.array(self.free, dtype=np.int64)
+        self.quota = QuotaLedger.build(snapshot.quotas, snapshot.allocations)
+        self.estimates = estimates = Estimates(pending, self.cache)
+        self.order: list[int] = estimates.order().tolist()
+        self.head = estimates.head
+        self.rankings = estimates.streams.rankings
+        self.signature: list[int] = estimates.columns.signature.tolist()
+        self.fit = FitTracker(
+            self.table,
+            self.capacities,
+            [
+                (j.workers, j.gpus_per_worker)
+                for j, h in zip(pending, self.head, strict=True)
+                if h and j.gpus_per_worker
+            ],
+        )
+        self.shape: list[int] = [
+            self.fit.shape_index.get((j.workers, j.gpus_per_worker), -1) for j in pending
+        ]
+        self.groups = self._groups()
+        self.region_codes = [
+            frozenset(codes) if j.regions else None
+            for j, codes in zip(
+                pending,
+                (estimates.region_codes[s] for s in estimates.columns.region_set.tolist()),
+                strict=True,
+            )
+        ]
+        # Only allocations from before this cycle can be preempted.
+        self.lowest_priority = min((a.priority for a in snapshot.allocations), default=math.inf)
+        self.held = list(snapshot.allocations)
+        self.victims_taken: set[str] = set()
+        self.admissions: list[tuple[int, int]] = []  # (pool row, GPUs), in order; epoch = how many
+        self.chosen: dict[str, tuple[int, int]] = {}  # job key -> (job, ranking position)
+        self.waiting: list[tuple[int, int]] = []  # (job, epoch) of jobs that fit no pool now
+        self.decided: dict[int, Decision] = {}  # static misfits, quota waits, preemptions
+
+    def _groups(self) -> list[tuple[int, ...]]:
+        """Per job: its (GPU type, region) groups in the fit tracker."""
+        fit = self.fit
+        groups: list[tuple[int, ...]] = []
+        for job in self.jobs:
+            gpu = fit.any_type if job.gpu_type is None else fit.type_code.get(job.gpu_type.upper())
+            if gpu is None:
+                groups.append(())
+            elif job.regions:
+                regions = self.table.regions
+                groups.append(tuple(fit.group(gpu, regions[r]) for r in job.regions if r in regions))
+            else:
+                groups.append((fit.group(gpu, fit.regions),))
+        return groups
+
+    def decide(self, index: int) -> None:
+        job = self.jobs[index]
+        if not self.head[index]:
+            ranking = self.rankings[self.signature[index]]
+            reason, message = explain_static_misfit(job, self.table, ranking)
+            self.decided[index] = Decision(job.key, Action.WAIT, Fit.NO_FIT, reason, message)
+            return
+        quota_problem = self.quota.why_not(job.queue, job.gang_gpus)
+        position = None if quota_problem else self._choose(index, job)
+        if position is not None:
+            self._admit(index, job, position)
+            return
+        if job.priority > self.lowest_priority:
+            entry = estimate_options(job, self.snapshot.pools, self.cache)
+            preemption = plan_preemption(entry, self.snapshot, self.held, self.quota, self.victims_taken)
+            if preemption is not None:
+                option, victims = preemption
+                self.victims_taken.update(victims)
+                self.decided[index] = _preempt(entry, option, victims)
+                return
+        if quota_problem is not None:
+            self.decided[index] = Decision(
+                job.key, Action.WAIT, Fit.NO_FIT, Reason.QUOTA_EXCEEDED, quota_problem
+            )
+        else:
+            self.waiting.append((index, len(self.admissions)))
+
+    def _choose(self, index: int, job: JobRequest) -> int | None:
+        """Ranking position of the best option whose pool can take the whole gang now; among
+        options of equal score, the utilization policy decides."""
+        if job.gpus_per_worker == 0:
+            return self._best_of_ties(index, job, self.head[index][0])
+        shape = self.shape[index]
+        if not self.fit.any_fits(shape, self.groups[index]):
+            return None
+        position = self._first_fitting(index, job, shape)
+        return None if position is None else self._best_of_ties(index, job, position)
+
+    def _first_fitting(self, index: int, job: JobRequest, shape: int) -> int | None:
+        signature = self.signature[index]
+        lists = self.rankings[signature].lists
+        positions = self.fit.fitting_positions(signature, self.rankings[signature], shape)
+        fit = self.fit.workers_that_fit[job.gpus_per_worker]
+        workers, pools, region, usd, cost = (
+            job.workers,
+            lists.pool,
+            lists.region_code,
+            lists.usd,
+            lists.cost_per_gpu_hour,
+        )
+        codes = self.region_codes[index]
+        cap = job.max_usd_per_gpu_hour
+        limit = None if job.budget_usd is None else job.budget_usd * (1 + 1e-12)
+        gang_hours = job.gang_gpus * job.estimated_hours
+        unfit = 0
+        found = None
+        end = len(positions)
+        for at, position in enumerate(positions):
+            if fit[pools[position]] < workers:
+                unfit += 1
+            elif (
+                (codes is None or region[position] in codes)
+                and (cap is None or usd[position] <= cap)
+                and (limit is None or cost[position] * gang_hours <= limit)
+            ):
+                found, end = position, at
+                break
+        if unfit:
+            self.fit.drop_unfit(positions, end, pools, shape)
+        return found
+
+    def _best_of_ties(self, index: int, job: JobRequest, first: int) -> int:
+        lists = self.rankings[self.signature[index]].lists
+        threshold = _score(lists, first, job) + 1e-9
+        best, best_key = first, self._tie_key(lists.pool[first])
+        for position in range(first + 1, len(lists.pool)):
+            if not self._kept(index, job, lists, position):
+                continue
+            if _score(lists, position, job) > threshold:
+                break
+            row = lists.pool[position]
+            if job.gpus_per_worker and self.fit.workers_that_fit[job.gpus_per_worker][row] < job.workers:
+                continue
+            key = self._tie_key(row)
+            if key < best_key:
+                best, best_key = position, key
+        return best
+
+    def _tie_key(self, row: int) -> tuple[int, str]:
+        # Binpack: fill the pool with the fewest free GPUs, keeping whole nodes free elsewhere.
+        free = self.free[row]
+        return (free if self.policy is UtilizationPolicy.BINPACK else -free), self.names[row]
+
+    def _kept(self, index: int, job: JobRequest, lists: RankingLists, position: int) -> bool:
+        """Whether the option passes the job's static limits (as JobOptions.keep)."""
+        codes = self.region_codes[index]
+        if codes is not None and lists.region_code[position] not in codes:
+            return False
+        gpus = job.gpus_per_worker
+        if gpus and lists.nodes[position] * (lists.gpus_per_node[position] // gpus) < job.workers:
+            return False
+        if job.max_usd_per_gpu_hour is not None and not lists.usd[position] <= job.max_usd_per_gpu_hour:
+            return False
+        if job.budget_usd is None:
+            return True
+        return lists.cost_per_gpu_hour[position] * (job.gang_gpus * job.estimated_hours) <= job.budget_usd * (
+            1 + 1e-12
+        )
+
+    def _admit(self, index: int, job: JobRequest, position: int) -> None:
+        row = self.rankings[self.signature[index]].lists.pool[position]
+        self.capacities[row].take(job.workers, job.gpus_per_worker, self.policy)
+        self.free[row] -= job.gang_gpus
+        if job.gpus_per_worker:
+            self.fit.taken(row)
+        self.quota.take(job.queue, job.gang_gpus)
+        if self.snapshot.allocations:
+            self.held.append(
                 Allocation(
                     job.key,
-                    option.placement.pool,
+                    self.names[row],
                     job.workers,
                     job.gpus_per_worker,
                     job.priority,
@@ -145,22 +265,115 @@ def schedule(snapshot: ClusterSnapshot, pending: Sequence[JobRequest]) -> list[D
                     math.inf,
                 )
             )
-            chosen[job.key] = (job, option)
-            continue
-        preemption = plan_preemption(entry, snapshot, held, quota, victims_taken)
-        if preemption is not None:
-            option, victims = preemption
-            victims_taken.update(victims)
-            decisions[job.key] = _preempt(entry, option, victims)
-            continue
-        decisions[job.key] = _wait(entry, capacity, free_gpus, quota_problem)
+        self.admissions.append((row, job.gang_gpus))
+        self.chosen[job.key] = (index, position)
 
-    if len(pending) <= IMPROVE_MAX_JOBS and not victims_taken:
-        _improve_admissions(snapshot, estimated, decisions, chosen, capacity, quota)
-    entries = {e.job.key: e for e in estimated}
-    for key, (_, option) in chosen.items():
-        decisions[key] = _admit(entries[key], option)
-    return [decisions[e.job.key] for e in estimated]
+    def placement(self, index: int, position: int) -> Placement:
+        job = self.jobs[index]
+        lists = self.rankings[self.signature[index]].lists
+        pool = self.snapshot.pools[lists.pool[position]]
+        usd = lists.usd[position]
+        hours = lists.hours_per_hour[position] * job.estimated_hours
+        gpus = job.gang_gpus
+        return Placement(
+            pool.name,
+            pool.region,
+            pool.gpu_type,
+            lists.price_class[position],
+            usd,
+            gpus,
+            hours,
+            usd * gpus * hours,
+            pool.zone,
+        )
+
+    def decisions(self) -> list[Decision]:
+        decided = self.decided
+        for index, message in self._wait_messages():
+            decided[index] = self._wait(index, message)
+        chosen = {
+            key: (index, self.placement(index, position)) for key, (index, position) in self.chosen.items()
+        }
+        if len(self.jobs) <= IMPROVE_MAX_JOBS and not self.victims_taken:
+            chosen = self._improve(chosen)
+        for index, placement in chosen.values():
+            decided[index] = self._admitted(index, placement)
+        return [decided[index] for index in self.order]
+
+    def _wait_messages(self) -> list[tuple[int, str]]:
+        """The most-free pool of each waiting job, as free capacity was when it was considered."""
+        free = self.initial_free.copy()
+        applied = 0
+        messages = []
+        for epoch, group in groupby(self.waiting, key=lambda waiting: waiting[1]):
+            for row, gpus in self.admissions[applied:epoch]:
+                free[row] -= gpus
+            applied = epoch
+            indices = [index for index, _ in group]
+            rows = self.estimates.most_free(np.array(indices, dtype=np.int64), free).tolist()
+            for index, row in zip(indices, rows, strict=True):
+                messages.append((index, f"most free: {free[row]} on {self.names[row]}"))
+        return messages
+
+    def _wait(self, index: int, most_free: str) -> Decision:
+        job = self.jobs[index]
+        runner_ups = tuple(self.placement(index, position) for position in self.head[index][:RUNNER_UPS])
+        best = runner_ups[0]
+        regions = ", ".join(sorted(job.regions)) if job.regions else "any region"
+        gpu = job.gpu_type or "GPU"
+        message = (
+            f"no pool in {regions} has {job.workers} worker(s) x {job.gpus_per_worker} free {gpu} "
+            f"({job.gang_gpus} GPUs); {most_free}; "
+            f"best pool when capacity frees up: {best.pool} (${best.usd_per_hour:.2f}/h)"
+        )
+        return Decision(
+            job.key, Action.WAIT, Fit.NO_FIT, Reason.NO_FITTING_POOL, message, None, (), runner_ups
+        )
+
+    def _admitted(self, index: int, placement: Placement) -> Decision:
+        head = [self.placement(index, position) for position in self.head[index][: RUNNER_UPS + 1]]
+        runner_ups = tuple([p for p in head if _differs(p, placement)][:RUNNER_UPS])
+        return Decision(
+            self.jobs[index].key,
+            Action.ADMIT,
+            Fit.FITS,
+            Reason.ADMITTED,
+            f"admitted to {placement.pool} ({placement.region}, {placement.price_class.value}, "
+            f"${placement.usd_per_hour:.2f}/h, est. ${placement.expected_cost_usd:.2f})",
+            placement,
+            (),
+            runner_ups,
+        )
+
+    def _improve(self, chosen: dict[str, tuple[int, Placement]]) -> dict[str, tuple[int, Placement]]:
+        """Local search on a small cycle (improve.py), over the full options of every job."""
+        entries = {i: estimate_options(self.jobs[i], self.snapshot.pools, self.cache) for i in self.order}
+        options = {
+            key: (self.jobs[i], next(o for o in entries[i].options if o.placement == placement))
+            for key, (i, placement) in chosen.items()
+        }
+        waits = {self.jobs[i].key: d for i, d in self.decided.items()}
+        entry_list = [entries[i] for i in self.order]
+        _improve_admissions(self.snapshot, entry_list, waits, options, self.capacity, self.quota)
+        self.decided = {i: d for i, d in self.decided.items() if self.jobs[i].key in waits}
+        index_of = {self.jobs[i].key: i for i in self.order}
+        return {key: (index_of[key], option.placement) for key, (_, option) in options.items()}
+
+
+def _differs(a: Placement, b: Placement) -> bool:
+    # Cheap fields first; equal pool and class fall back to the full comparison.
+    return a.pool != b.pool or a.price_class is not b.price_class or a != b
+
+
+def _score(lists: RankingLists, position: int, job: JobRequest) -> float:
+    """JobOptions.score_at, on the Python lists of a ranking."""
+    cost = lists.cost_per_gpu_hour[position] * (job.gang_gpus * job.estimated_hours)
+    hours = lists.hours_per_hour[position] * job.estimated_hours
+    if job.prefer is Preference.FASTEST:
+        return hours * 1e6 + cost
+    if job.prefer is Preference.BALANCED:
+        return cost * hours
+    return cost
 
 
 def _improve_admissions(
@@ -203,48 +416,6 @@ def _preempt(entry: JobOptions, option: Option, victims: tuple[str, ...]) -> Dec
         placement=option.placement,
         victims=victims,
         runner_ups=_runner_ups(entry, option),
-    )
-
-
-def _admit(entry: JobOptions, option: Option) -> Decision:
-    placement = option.placement
-    return Decision(
-        entry.job.key,
-        Action.ADMIT,
-        Fit.FITS,
-        Reason.ADMITTED,
-        f"admitted to {placement.pool} ({placement.region}, {placement.price_class.value}, "
-        f"${placement.usd_per_hour:.2f}/h, est. ${placement.expected_cost_usd:.2f})",
-        placement=placement,
-        runner_ups=_runner_ups(entry, option),
-    )
-
-
-def _wait(
-    entry: JobOptions, capacity: dict[str, PoolCapacity], free_gpus: np.ndarray, quota_problem: str | None
-) -> Decision:
-    job = entry.job
-    if quota_problem is not None:
-        return Decision(job.key, Action.WAIT, Fit.NO_FIT, Reason.QUOTA_EXCEEDED, quota_problem)
-    best = entry.option_at(0).placement
-    rows = entry.ranking.pool[entry.keep]
-    most_free_row = int(rows[np.argmax(free_gpus[rows])])
-    most_free_pool = entry.table.pools[most_free_row].name
-    free = capacity[most_free_pool].free_gpus
-    regions = ", ".join(sorted(job.regions)) if job.regions else "any region"
-    gpu = job.gpu_type or "GPU"
-    message = (
-        f"no pool in {regions} has {job.workers} worker(s) x {job.gpus_per_worker} free {gpu} "
-        f"({job.gang_gpus} GPUs); most free: {free} on {most_free_pool}; "
-        f"best pool when capacity frees up: {best.pool} (${best.usd_per_hour:.2f}/h)"
-    )
-    return Decision(
-        job.key,
-        Action.WAIT,
-        Fit.NO_FIT,
-        Reason.NO_FITTING_POOL,
-        message,
-        runner_ups=tuple(entry.option_at(i).placement for i in range(min(entry.count, RUNNER_UPS))),
     )
 
 

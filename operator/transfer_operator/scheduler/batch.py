@@ -1,0 +1,267 @@
+"""The pending jobs of one cycle, estimated together with NumPy instead of one job at a time.
+
+The options of a signature are ranked once (options.py). Here every signature's ranking is cut
+into *streams*: one per region, plus one for jobs that accept any region. Each (job, stream) pair
+is scanned in chunks, all pairs at once, for the options that pass the job's own limits (gang
+size, price cap, budget). Per job that gives its best few options in ranking order, and, for a
+job left waiting, its option on the pool with the most free GPUs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from transfer_operator.api.enums import Preference
+from transfer_operator.scheduler.options import OptionCache, Ranking, Signature, signature_of
+from transfer_operator.scheduler.types import JobRequest
+
+HEAD = 4  # options per job found up front: the runner-ups need RUNNER_UPS + 1, the regret two
+FIRST_CHUNK = 16  # options per pair in the first round of a scan; each later round is 4x wider
+PREFERENCES = (Preference.CHEAPEST, Preference.FASTEST, Preference.BALANCED)
+
+
+@dataclass(frozen=True)
+class JobColumns:
+    """The pending jobs as columns; row i is jobs[i]."""
+
+    jobs: Sequence[JobRequest]
+    signatures: list[Signature]
+    signature: np.ndarray  # index into `signatures`
+    region_sets: list[frozenset[str]]
+    region_set: np.ndarray  # index into `region_sets`; the empty set is "any region"
+    workers: np.ndarray
+    gpus_per_worker: np.ndarray
+    has_cap: np.ndarray
+    cap: np.ndarray
+    has_budget: np.ndarray
+    budget_limit: np.ndarray  # budget with the same rounding slack as JobOptions
+    gang_hours: np.ndarray  # gang GPUs x estimated hours
+    estimated_hours: np.ndarray
+    prefer: np.ndarray  # index into PREFERENCES
+    priority: np.ndarray
+    created_at: np.ndarray
+
+    @classmethod
+    def of(cls, jobs: Sequence[JobRequest]) -> JobColumns:
+        signature_index: dict[Signature, int] = {}
+        region_index: dict[frozenset[str], int] = {frozenset(): 0}
+        signature = [signature_index.setdefault(signature_of(j), len(signature_index)) for j in jobs]
+        region_set = [region_index.setdefault(j.regions, len(region_index)) for j in jobs]
+        caps = [j.max_usd_per_gpu_hour for j in jobs]
+        budgets = [j.budget_usd for j in jobs]
+        prefer_index = {p: i for i, p in enumerate(PREFERENCES)}
+        return cls(
+            jobs=jobs,
+            signatures=list(signature_index),
+            signature=np.array(signature, dtype=np.int64),
+            region_sets=list(region_index),
+            region_set=np.array(region_set, dtype=np.int64),
+            workers=np.array([j.workers for j in jobs], dtype=np.int64),
+            gpus_per_worker=np.array([j.gpus_per_worker for j in jobs], dtype=np.int64),
+            has_cap=np.array([c is not None for c in caps], dtype=bool),
+            cap=np.array([np.inf if c is None else c for c in caps], dtype=float),
+            has_budget=np.array([b is not None for b in budgets], dtype=bool),
+            budget_limit=np.array([np.inf if b is None else b * (1 + 1e-12) for b in budgets], dtype=float),
+            gang_hours=np.array([j.gang_gpus * j.estimated_hours for j in jobs], dtype=float),
+            estimated_hours=np.array([j.estimated_hours for j in jobs], dtype=float),
+            prefer=np.array([prefer_index[j.prefer] for j in jobs], dtype=np.int64),
+            priority=np.array([j.priority for j in jobs], dtype=np.int64),
+            created_at=np.array([j.created_at_s for j in jobs], dtype=float),
+        )
+
+
+@dataclass(frozen=True)
+class Streams:
+    """The options of every signature of the cycle, concatenated, and cut into streams."""
+
+    rankings: list[Ranking]
+    offset: np.ndarray  # per signature: index of its first option
+    pool: np.ndarray  # option columns, signature after signature
+    usd: np.ndarray
+    cost_per_gpu_hour: np.ndarray
+    hours_per_hour: np.ndarray
+    nodes: np.ndarray
+    gpus_per_node: np.ndarray
+    items: np.ndarray  # option indices, stream after stream, each stream in ranking order
+    start: np.ndarray  # per stream
+    length: np.ndarray
+    any_region: int  # stream of signature s and region code r: s * (any_region + 1) + r
+
+    @classmethod
+    def of(cls, rankings: list[Ranking], regions: int) -> Streams:
+        sizes = np.array([len(r) for r in rankings], dtype=np.int64)
+        offset = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64)
+        signature = np.repeat(np.arange(len(rankings)), sizes)
+        region = _concat([r.region_code for r in rankings])
+        # Each option is in the stream of its region and in the stream of "any region".
+        stream_of_item = np.concatenate(
+            (signature * (regions + 1) + region, signature * (regions + 1) + regions)
+        )
+        option = np.tile(np.arange(len(signature)), 2)
+        order = np.argsort(stream_of_item, kind="stable")
+        length = np.bincount(stream_of_item, minlength=len(rankings) * (regions + 1))
+        return cls(
+            rankings=rankings,
+            offset=offset,
+            pool=_concat([r.pool for r in rankings]),
+            usd=_concat([r.usd for r in rankings], float),
+            cost_per_gpu_hour=_concat([r.cost_per_gpu_hour for r in rankings], float),
+            hours_per_hour=_concat([r.hours_per_hour for r in rankings], float),
+            nodes=_concat([r.nodes for r in rankings]),
+            gpus_per_node=_concat([r.gpus_per_node for r in rankings]),
+            items=option[order],
+            start=np.concatenate(([0], np.cumsum(length)[:-1])).astype(np.int64),
+            length=length,
+            any_region=regions,
+        )
+
+
+def _concat(arrays: list[np.ndarray], dtype: type = np.int64) -> np.ndarray:
+    return np.concatenate(arrays).astype(dtype) if arrays else np.zeros(0, dtype=dtype)
+
+
+def _ranges(start: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """start[0] .. start[0] + length[0] - 1, then the same for every other range."""
+    total = int(length.sum())
+    shift = np.repeat(start - np.concatenate(([0], np.cumsum(length)[:-1])), length)
+    return np.arange(total, dtype=np.int64) + shift
+
+
+class Estimates:
+    """Every pending job's best options and regret, from one batch of NumPy work."""
+
+    def __init__(self, jobs: Sequence[JobRequest], cache: OptionCache):
+        self.columns = columns = JobColumns.of(jobs)
+        regions = cache.table.regions
+        self.streams = Streams.of([cache.ranking(s) for s in columns.signatures], len(regions))
+        # Per region set: the fleet's codes of its regions, or the "any region" column for set 0.
+        codes = [tuple(sorted(regions[r] for r in s if r in regions)) for s in columns.region_sets]
+        codes[0] = (len(regions),)
+        self.region_codes = codes
+        self._code_matrix = np.full((len(codes), max(len(c) for c in codes)), -1, dtype=np.int64)
+        for index, found in enumerate(codes):
+            self._code_matrix[index, : len(found)] = found
+        head = self._heads()
+        counts = (head >= 0).sum(axis=1)
+        every = np.arange(len(jobs))
+        regret = self.score(every, head[:, 1]) - self.score(every, head[:, 0])
+        self.regret = np.where(counts >= 2, regret, np.inf)
+        self.head = [row[:count] for row, count in zip(head.tolist(), counts.tolist(), strict=True)]
+
+    def order(self) -> np.ndarray:
+        """Job indices by priority, then regret (both descending), then age, then key."""
+        columns = self.columns
+        keys = [j.key for j in columns.jobs]
+        key_rank = np.empty(len(keys), dtype=np.int64)
+        key_rank[sorted(range(len(keys)), key=keys.__getitem__)] = np.arange(len(keys))
+        return np.lexsort((key_rank, columns.created_at, -self.regret, -columns.priority))
+
+    def score(self, jobs: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """Scores of the jobs' options at these ranking positions, as JobOptions.score_at computes them."""
+        columns = self.columns
+        if not len(self.streams.pool):
+            return np.full(len(jobs), np.nan)
+        option = np.where(positions >= 0, self.streams.offset[columns.signature[jobs]] + positions, 0)
+        cost = self.streams.cost_per_gpu_hour[option] * columns.gang_hours[jobs]
+        hours = self.streams.hours_per_hour[option] * columns.estimated_hours[jobs]
+        prefer = columns.prefer[jobs]
+        return np.where(prefer == 1, hours * 1e6 + cost, np.where(prefer == 2, cost * hours, cost))
+
+    def most_free(self, jobs: np.ndarray, free: np.ndarray) -> np.ndarray:
+        """Per job: the pool row with the most free GPUs among its options (on a tie, the option
+        ranked first), given the free GPUs of every pool."""
+        streams = self.streams
+        pair_job, pair_stream = self._pairs(jobs)
+        # The streams these jobs use, each reordered by free GPUs (descending), then rank.
+        used, local = np.unique(pair_stream, return_inverse=True)
+        length = streams.length[used]
+        items = streams.items[_ranges(streams.start[used], length)]
+        stream = np.repeat(np.arange(len(used)), length)
+        items = items[np.lexsort((items, -free[streams.pool[items]], stream))]
+        begin = np.concatenate(([0], np.cumsum(length)[:-1])).astype(np.int64)
+        pair, option = self._scan(pair_job, begin[local], length[local], items, 1)
+        job = pair_job[pair]
+        # Across a job's streams: most free first, then the option ranked first.
+        order = np.lexsort((option, -free[streams.pool[option]], job))
+        job, option = job[order], option[order]
+        first = np.concatenate(([True], job[1:] != job[:-1]))
+        rows = np.full(len(self.columns.jobs), -1, dtype=np.int64)
+        rows[job[first]] = streams.pool[option[first]]
+        return rows[jobs]
+
+    def _pairs(self, jobs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The (job, stream) pairs of these jobs whose stream is not empty."""
+        columns, streams = self.columns, self.streams
+        job_codes = self._code_matrix[columns.region_set[jobs]]
+        row, column = np.nonzero(job_codes >= 0)
+        pair_job = jobs[row]
+        pair_stream = columns.signature[pair_job] * (streams.any_region + 1) + job_codes[row, column]
+        present = streams.length[pair_stream] > 0
+        return pair_job[present], pair_stream[present]
+
+    def _heads(self) -> np.ndarray:
+        """Per job: ranking positions of its first HEAD options, -1 where it has fewer."""
+        columns, streams = self.columns, self.streams
+        count = len(columns.jobs)
+        pair_job, pair_stream = self._pairs(np.arange(count))
+        pair, option = self._scan(
+            pair_job, streams.start[pair_stream], streams.length[pair_stream], streams.items, HEAD
+        )
+        job = pair_job[pair]
+        position = option - streams.offset[columns.signature[job]]
+        order = np.lexsort((position, job))
+        job, position = job[order], position[order]
+        rank = np.arange(len(job)) - np.searchsorted(job, job)
+        head = np.full((count, HEAD), -1, dtype=np.int64)
+        first = rank < HEAD
+        head[job[first], rank[first]] = position[first]
+        return head
+
+    def _scan(
+        self, pair_job: np.ndarray, begin: np.ndarray, length: np.ndarray, items: np.ndarray, want: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """For every pair, the first `want` options of its stream, items[begin : begin + length],
+        that pass the job's limits. Returns (pair index, option index), by pair, in stream order."""
+        found_pair: list[np.ndarray] = []
+        found_option: list[np.ndarray] = []
+        count = np.zeros(len(pair_job), dtype=np.int64)
+        active = np.flatnonzero(length > 0)
+        done_columns, width = 0, FIRST_CHUNK
+        while len(active):
+            columns = done_columns + np.arange(width)
+            active_length = length[active]
+            valid = columns < active_length[:, None]
+            option = items[begin[active][:, None] + np.minimum(columns, active_length[:, None] - 1)]
+            take = valid & self._passes(pair_job[active], option)
+            take &= np.cumsum(take, axis=1) <= (want - count[active])[:, None]
+            row, column = np.nonzero(take)
+            found_pair.append(active[row])
+            found_option.append(option[row, column])
+            count[active] += take.sum(axis=1)
+            done_columns += width
+            active = active[(count[active] < want) & (done_columns < active_length)]
+            width *= 4
+        if not found_pair:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        pair = np.concatenate(found_pair)
+        option = np.concatenate(found_option)
+        order = np.argsort(pair, kind="stable")
+        return pair[order], option[order]
+
+    def _passes(self, jobs: np.ndarray, option: np.ndarray) -> np.ndarray:
+        """Gang size, price cap and budget of each job (a row) against options (its columns)."""
+        columns, streams = self.columns, self.streams
+        gpus_per_worker = columns.gpus_per_worker[jobs][:, None]
+        per_node = streams.gpus_per_node[option] // np.maximum(gpus_per_worker, 1)
+        ok = (gpus_per_worker == 0) | (streams.nodes[option] * per_node >= columns.workers[jobs][:, None])
+        has_cap = columns.has_cap[jobs]
+        if has_cap.any():
+            ok &= ~has_cap[:, None] | (streams.usd[option] <= columns.cap[jobs][:, None])
+        has_budget = columns.has_budget[jobs]
+        if has_budget.any():
+            cost = streams.cost_per_gpu_hour[option] * columns.gang_hours[jobs][:, None]
+            ok &= ~has_budget[:, None] | (cost <= columns.budget_limit[jobs][:, None])
+        return ok
