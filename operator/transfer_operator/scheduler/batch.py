@@ -9,7 +9,7 @@ job left waiting, its option on the pool with the most free GPUs.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +21,40 @@ from transfer_operator.scheduler.types import JobRequest
 HEAD = 4  # options per job found up front: the runner-ups need RUNNER_UPS + 1, the regret two
 FIRST_CHUNK = 16  # options per pair in the first round of a scan; each later round is 4x wider
 PREFERENCES = (Preference.CHEAPEST, Preference.FASTEST, Preference.BALANCED)
+
+
+class FreeHistory:
+    """Free GPUs of every pool after any number of the cycle's admissions (its epochs), without
+    a copy of the free array per admission."""
+
+    def __init__(self, initial: np.ndarray, admissions: list[tuple[int, int]]):
+        self.initial = initial
+        self.admissions = admissions
+        self.count = len(admissions)
+        rows = np.array([row for row, _ in admissions], dtype=np.int64)
+        gpus = np.array([gpus for _, gpus in admissions], dtype=np.int64)
+        key = rows * (self.count + 1) + np.arange(self.count)  # by pool, then by time
+        order = np.argsort(key)
+        self.key = key[order]
+        self.taken = np.concatenate(([0], np.cumsum(gpus[order])))
+
+    def at(self, epochs: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Free GPUs of pools `rows` after the first `epochs` admissions (element-wise)."""
+        base = rows * (self.count + 1)
+        taken = (
+            self.taken[np.searchsorted(self.key, base + epochs)] - self.taken[np.searchsorted(self.key, base)]
+        )
+        return self.initial[rows] - taken
+
+    def free(self, epoch: int) -> np.ndarray:
+        rows = np.arange(len(self.initial))
+        return self.at(np.full(len(rows), epoch), rows)
+
+    def replay(self, free: np.ndarray, start: int, end: int) -> int:
+        """Take the GPUs of admissions start .. end - 1 from `free`, in place; returns `end`."""
+        for row, gpus in self.admissions[start:end]:
+            free[row] -= gpus
+        return end
 
 
 @dataclass(frozen=True)
@@ -172,10 +206,11 @@ class Estimates:
 
     def most_free(self, jobs: np.ndarray, free: np.ndarray) -> np.ndarray:
         """Per job: the pool row with the most free GPUs among its options (on a tie, the option
-        ranked first), given the free GPUs of every pool."""
+        ranked first). For many jobs at once: the streams they use are sorted by free GPUs, and
+        each is scanned only until the job's first option."""
         streams = self.streams
-        pair_job, pair_stream = self._pairs(jobs)
-        # The streams these jobs use, each reordered by free GPUs (descending), then rank.
+        row, pair_stream = self._pairs(jobs)
+        pair_job = jobs[row]
         used, local = np.unique(pair_stream, return_inverse=True)
         length = streams.length[used]
         items = streams.items[_ranges(streams.start[used], length)]
@@ -192,21 +227,51 @@ class Estimates:
         rows[job[first]] = streams.pool[option[first]]
         return rows[jobs]
 
+    def most_free_replayed(self, jobs: np.ndarray, epochs: np.ndarray, history: FreeHistory) -> np.ndarray:
+        """As most_free, for jobs that each saw the capacity after their own number of admissions
+        (`epochs`, ascending). Every option of every job is compared, with free GPUs replayed
+        admission by admission: for jobs that are few per epoch."""
+        streams = self.streams
+        row, stream = self._pairs(jobs)
+        length = streams.length[stream]
+        option = streams.items[_ranges(streams.start[stream], length)]
+        job = np.repeat(row, length)  # index into `jobs`
+        passes = self._passes(jobs[job], option[:, None])[:, 0]
+        job, option = job[passes], option[passes]  # each job's options are contiguous
+        pool = streams.pool[option]
+        starts = np.searchsorted(job, np.arange(len(jobs) + 1))
+        rows = np.empty(len(jobs), dtype=np.int64)
+        free = history.initial.copy()
+        replayed = 0
+        boundaries = np.flatnonzero(np.diff(epochs)) + 1
+        for first, last in zip(
+            np.concatenate(([0], boundaries)).tolist(), np.append(boundaries, len(jobs)).tolist(), strict=True
+        ):
+            replayed = history.replay(free, replayed, int(epochs[first]))
+            begin, end = starts[first], starts[last]
+            segment = free[pool[begin:end]]
+            segment_starts = starts[first:last] - begin
+            best = np.repeat(np.maximum.reduceat(segment, segment_starts), np.diff(starts[first : last + 1]))
+            # On a tie the option ranked first wins: option indices grow with the rank.
+            ranked = np.where(segment == best, option[begin:end], len(streams.pool))
+            rows[first:last] = streams.pool[np.minimum.reduceat(ranked, segment_starts)]
+        return rows
+
     def _pairs(self, jobs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The (job, stream) pairs of these jobs whose stream is not empty."""
+        """The (job, stream) pairs of these jobs whose stream is not empty, in the order of `jobs`:
+        (index into `jobs`, stream)."""
         columns, streams = self.columns, self.streams
         job_codes = self._code_matrix[columns.region_set[jobs]]
         row, column = np.nonzero(job_codes >= 0)
-        pair_job = jobs[row]
-        pair_stream = columns.signature[pair_job] * (streams.any_region + 1) + job_codes[row, column]
-        present = streams.length[pair_stream] > 0
-        return pair_job[present], pair_stream[present]
+        stream = columns.signature[jobs[row]] * (streams.any_region + 1) + job_codes[row, column]
+        present = streams.length[stream] > 0
+        return row[present], stream[present]
 
     def _heads(self) -> np.ndarray:
         """Per job: ranking positions of its first HEAD options, -1 where it has fewer."""
         columns, streams = self.columns, self.streams
         count = len(columns.jobs)
-        pair_job, pair_stream = self._pairs(np.arange(count))
+        pair_job, pair_stream = self._pairs(np.arange(count))  # row == job here
         pair, option = self._scan(
             pair_job, streams.start[pair_stream], streams.length[pair_stream], streams.items, HEAD
         )
@@ -221,10 +286,17 @@ class Estimates:
         return head
 
     def _scan(
-        self, pair_job: np.ndarray, begin: np.ndarray, length: np.ndarray, items: np.ndarray, want: int
+        self,
+        pair_job: np.ndarray,
+        begin: np.ndarray,
+        length: np.ndarray,
+        items: np.ndarray,
+        want: int,
+        counts: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """For every pair, the first `want` options of its stream, items[begin : begin + length],
-        that pass the job's limits. Returns (pair index, option index), by pair, in stream order."""
+        """For every pair, the options of its stream, items[begin : begin + length], that pass the
+        job's limits, up to the `want`-th of them that `counts` (default: every one) accepts.
+        Returns (pair index, option index), by pair, in stream order."""
         found_pair: list[np.ndarray] = []
         found_option: list[np.ndarray] = []
         count = np.zeros(len(pair_job), dtype=np.int64)
@@ -235,12 +307,14 @@ class Estimates:
             active_length = length[active]
             valid = columns < active_length[:, None]
             option = items[begin[active][:, None] + np.minimum(columns, active_length[:, None] - 1)]
-            take = valid & self._passes(pair_job[active], option)
-            take &= np.cumsum(take, axis=1) <= (want - count[active])[:, None]
+            passes = valid & self._passes(pair_job[active], option)
+            counted = passes if counts is None else passes & counts(active, option)
+            seen = np.cumsum(counted, axis=1) - counted  # counted options before this one
+            take = passes & (seen < (want - count[active])[:, None])
             row, column = np.nonzero(take)
             found_pair.append(active[row])
             found_option.append(option[row, column])
-            count[active] += take.sum(axis=1)
+            count[active] += (take & counted).sum(axis=1)
             done_columns += width
             active = active[(count[active] < want) & (done_columns < active_length)]
             width *= 4

@@ -46,6 +46,7 @@ class FitTracker:
             self.workers_of.setdefault(gpus, []).append(workers)
         fit = _workers_that_fit(capacities, list(self.workers_of))
         self.workers_that_fit = {gpus: column.tolist() for gpus, column in fit.items()}
+        self.fit_arrays = fit  # the same, as arrays
         # Open pools per (GPU type, region) group; type and region codes have an extra "any" value.
         types = sorted(set(table.gpu_type.tolist()))
         self.regions = len(table.regions)
@@ -81,15 +82,16 @@ class FitTracker:
         alive = self.alive[shape]
         return any(alive[group] for group in groups)
 
-    def taken(self, row: int) -> None:
-        """Capacity of pool `row` shrank: update what it fits."""
-        capacity = self.capacities[row]
+    def taken(self, row: int, levels: list[int], gpus_per_worker: int) -> None:
+        """Workers of `gpus_per_worker` GPUs went to nodes of pool `row` that had `levels` free GPUs."""
         for gpus, shape_workers in self.workers_of.items():
-            before = self.workers_that_fit[gpus][row]
-            after = capacity.workers_that_fit(gpus)
+            fit = self.workers_that_fit[gpus]
+            before = fit[row]
+            after = before + sum((level - gpus_per_worker) // gpus - level // gpus for level in levels)
             if after == before:
                 continue
-            self.workers_that_fit[gpus][row] = after
+            fit[row] = after
+            self.fit_arrays[gpus][row] = after
             for workers in shape_workers:
                 if after < workers <= before:
                     alive = self.alive[self.shape_index[workers, gpus]]
@@ -103,8 +105,8 @@ class FitTracker:
         found = self._positions.get(key)
         if found is None:
             workers, gpus = self.shapes[shape]
-            fit = np.array(self.workers_that_fit[gpus], dtype=np.int64)
-            found = self._positions[key] = np.flatnonzero(fit[ranking.pool] >= workers).tolist()
+            fit = self.fit_arrays[gpus][ranking.pool]
+            found = self._positions[key] = np.flatnonzero(fit >= workers).tolist()
         return found
 
     def drop_unfit(self, positions: list[int], end: int, pools: list[int], shape: int) -> None:

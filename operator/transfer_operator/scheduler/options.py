@@ -137,6 +137,12 @@ class Ranking:
             self.region_code.tolist(),
             self.nodes.tolist(),
             self.gpus_per_node.tolist(),
+            bool(
+                np.isfinite(self.cost_per_gpu_hour).all()
+                and (self.cost_per_gpu_hour >= 0).all()
+                and np.isfinite(self.hours_per_hour).all()
+                and (self.hours_per_hour >= 0).all()
+            ),
         )
 
 
@@ -153,6 +159,7 @@ class RankingLists:
     region_code: list[int]
     nodes: list[int]
     gpus_per_node: list[int]
+    non_negative: bool  # every cost and hours finite and >= 0
 
 
 Signature = tuple[str | None, bool, Preference]  # (GPU type in upper case or None, spot, preference)

@@ -20,14 +20,15 @@ Pure: the same input gives the same output; nothing here reads a clock or the cl
 
 from __future__ import annotations
 
+import gc
 import math
-from collections.abc import Sequence
-from itertools import groupby
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 
 from transfer_operator.api.enums import Preference, Reason, UtilizationPolicy
-from transfer_operator.scheduler.batch import Estimates
+from transfer_operator.scheduler.batch import Estimates, FreeHistory
 from transfer_operator.scheduler.capacity import PoolCapacity, QuotaLedger, build_capacity
 from transfer_operator.scheduler.explain import explain_static_misfit
 from transfer_operator.scheduler.fitting import FitTracker
@@ -43,11 +44,14 @@ from transfer_operator.scheduler.types import (
     JobRequest,
     Placement,
     PoolState,
+    new_decision,
+    new_placement,
 )
 
 RUNNER_UPS = 3
 IMPROVE_MAX_JOBS = 300  # local search only for cycles this small (see improve.py)
 PREEMPTION_OPTIONS = 50  # a job that fits nowhere looks for victims on its best pools only
+SAME_CAPACITY_BATCH = 256  # waiting jobs that saw the same capacity, explained together from this many
 
 
 def estimate_options(
@@ -66,10 +70,24 @@ def schedule(snapshot: ClusterSnapshot, pending: Sequence[JobRequest]) -> list[D
     Decisions come in the order the jobs were considered (priority first)."""
     if not pending:
         return []
-    cycle = Cycle(snapshot, pending)
-    for index in cycle.order:
-        cycle.decide(index)
-    return cycle.decisions()
+    with _collector_paused():
+        cycle = Cycle(snapshot, pending)
+        for index in cycle.order:
+            cycle.decide(index)
+        return cycle.decisions()
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """A cycle builds a few objects per job and frees almost none before it returns, so the cyclic
+    garbage collector would only rescan them again and again (a fifth of a 100k-job cycle)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 class Cycle:
@@ -121,6 +139,7 @@ class Cycle:
         self.chosen: dict[str, tuple[int, int]] = {}  # job key -> (job, ranking position)
         self.waiting: list[tuple[int, int]] = []  # (job, epoch) of jobs that fit no pool now
         self.decided: dict[int, Decision] = {}  # static misfits, quota waits, preemptions
+        self._regions_text: dict[frozenset[str], str] = {}
 
     def _groups(self) -> list[tuple[int, ...]]:
         """Per job: its (GPU type, region) groups in the fit tracker."""
@@ -211,6 +230,8 @@ class Cycle:
     def _best_of_ties(self, index: int, job: JobRequest, first: int) -> int:
         lists = self.rankings[self.signature[index]].lists
         threshold = _score(lists, first, job) + 1e-9
+        if _no_tie_after(lists, first, job, threshold):
+            return first
         best, best_key = first, self._tie_key(lists.pool[first])
         for position in range(first + 1, len(lists.pool)):
             if not self._kept(index, job, lists, position):
@@ -248,10 +269,10 @@ class Cycle:
 
     def _admit(self, index: int, job: JobRequest, position: int) -> None:
         row = self.rankings[self.signature[index]].lists.pool[position]
-        self.capacities[row].take(job.workers, job.gpus_per_worker, self.policy)
+        levels = self.capacities[row].take(job.workers, job.gpus_per_worker, self.policy)
         self.free[row] -= job.gang_gpus
         if job.gpus_per_worker:
-            self.fit.taken(row)
+            self.fit.taken(row, levels, job.gpus_per_worker)
         self.quota.take(job.queue, job.gang_gpus)
         if self.snapshot.allocations:
             self.held.append(
@@ -268,80 +289,84 @@ class Cycle:
         self.admissions.append((row, job.gang_gpus))
         self.chosen[job.key] = (index, position)
 
-    def placement(self, index: int, position: int) -> Placement:
+    def placements(self, index: int, positions: Sequence[int]) -> list[Placement]:
         job = self.jobs[index]
         lists = self.rankings[self.signature[index]].lists
-        pool = self.snapshot.pools[lists.pool[position]]
-        usd = lists.usd[position]
-        hours = lists.hours_per_hour[position] * job.estimated_hours
-        gpus = job.gang_gpus
-        return Placement(
-            pool.name,
-            pool.region,
-            pool.gpu_type,
-            lists.price_class[position],
-            usd,
-            gpus,
-            hours,
-            usd * gpus * hours,
-            pool.zone,
-        )
+        return _placements(self.snapshot.pools, lists, positions, job.estimated_hours, job.gang_gpus)
 
     def decisions(self) -> list[Decision]:
         decided = self.decided
         for index, message in self._wait_messages():
             decided[index] = self._wait(index, message)
-        chosen = {
-            key: (index, self.placement(index, position)) for key, (index, position) in self.chosen.items()
-        }
         if len(self.jobs) <= IMPROVE_MAX_JOBS and not self.victims_taken:
-            chosen = self._improve(chosen)
-        for index, placement in chosen.values():
-            decided[index] = self._admitted(index, placement)
+            chosen = {
+                key: (index, self.placements(index, (position,))[0])
+                for key, (index, position) in self.chosen.items()
+            }
+            for index, placement in self._improve(chosen).values():
+                decided[index] = self._admitted(index, placement, self.placements(index, self.head[index]))
+        else:
+            for index, position in self.chosen.values():
+                head = self.head[index]
+                placements = self.placements(index, head if position in head else [*head, position])
+                decided[index] = self._admitted(
+                    index, placements[head.index(position) if position in head else -1], placements
+                )
         return [decided[index] for index in self.order]
 
     def _wait_messages(self) -> list[tuple[int, str]]:
-        """The most-free pool of each waiting job, as free capacity was when it was considered."""
-        free = self.initial_free.copy()
-        applied = 0
-        messages = []
-        for epoch, group in groupby(self.waiting, key=lambda waiting: waiting[1]):
-            for row, gpus in self.admissions[applied:epoch]:
-                free[row] -= gpus
-            applied = epoch
-            indices = [index for index, _ in group]
-            rows = self.estimates.most_free(np.array(indices, dtype=np.int64), free).tolist()
-            for index, row in zip(indices, rows, strict=True):
-                messages.append((index, f"most free: {free[row]} on {self.names[row]}"))
-        return messages
+        """The most-free pool of each waiting job, as free capacity was when it was considered.
+        Jobs that saw the same capacity in large numbers (typically every job after the last
+        admission) are done together; all others in one pass."""
+        if not self.waiting:
+            return []
+        history = FreeHistory(self.initial_free, self.admissions)
+        index = np.array([i for i, _ in self.waiting], dtype=np.int64)
+        epoch = np.array([e for _, e in self.waiting], dtype=np.int64)
+        rows = np.empty(len(index), dtype=np.int64)
+        epochs, counts = np.unique(epoch, return_counts=True)
+        few = np.ones(len(index), dtype=bool)
+        for at in epochs[counts >= SAME_CAPACITY_BATCH]:
+            same = epoch == at
+            few &= ~same
+            rows[same] = self.estimates.most_free(index[same], history.free(int(at)))
+        if few.any():
+            rows[few] = self.estimates.most_free_replayed(index[few], epoch[few], history)
+        free = history.at(epoch, rows)
+        return [
+            (i, f"most free: {f} on {self.names[row]}")
+            for i, f, row in zip(index.tolist(), free.tolist(), rows.tolist(), strict=True)
+        ]
 
     def _wait(self, index: int, most_free: str) -> Decision:
         job = self.jobs[index]
-        runner_ups = tuple(self.placement(index, position) for position in self.head[index][:RUNNER_UPS])
+        runner_ups = tuple(self.placements(index, self.head[index][:RUNNER_UPS]))
         best = runner_ups[0]
-        regions = ", ".join(sorted(job.regions)) if job.regions else "any region"
-        gpu = job.gpu_type or "GPU"
+        regions = self._regions_text.get(job.regions)
+        if regions is None:
+            regions = self._regions_text[job.regions] = ", ".join(sorted(job.regions)) or "any region"
         message = (
-            f"no pool in {regions} has {job.workers} worker(s) x {job.gpus_per_worker} free {gpu} "
-            f"({job.gang_gpus} GPUs); {most_free}; "
-            f"best pool when capacity frees up: {best.pool} (${best.usd_per_hour:.2f}/h)"
+            f"no pool in {regions} has {job.workers} worker(s) x {job.gpus_per_worker} free "
+            f"{job.gpu_type or 'GPU'} ({best.gpus} GPUs); {most_free}; "
+            f"best pool when capacity frees up: {best.pool} (${best.usd_per_gpu_hour * best.gpus:.2f}/h)"
         )
-        return Decision(
-            job.key, Action.WAIT, Fit.NO_FIT, Reason.NO_FITTING_POOL, message, None, (), runner_ups
+        return new_decision(
+            job.key, Action.WAIT, Fit.NO_FIT, Reason.NO_FITTING_POOL, message, None, runner_ups
         )
 
-    def _admitted(self, index: int, placement: Placement) -> Decision:
-        head = [self.placement(index, position) for position in self.head[index][: RUNNER_UPS + 1]]
-        runner_ups = tuple([p for p in head if _differs(p, placement)][:RUNNER_UPS])
-        return Decision(
+    def _admitted(self, index: int, placement: Placement, head: list[Placement]) -> Decision:
+        """`head` holds the placements of the job's first options (its runner-ups but the chosen one)."""
+        runner_ups = tuple(
+            [p for p in head[: RUNNER_UPS + 1] if p is not placement and _differs(p, placement)][:RUNNER_UPS]
+        )
+        return new_decision(
             self.jobs[index].key,
             Action.ADMIT,
             Fit.FITS,
             Reason.ADMITTED,
             f"admitted to {placement.pool} ({placement.region}, {placement.price_class.value}, "
-            f"${placement.usd_per_hour:.2f}/h, est. ${placement.expected_cost_usd:.2f})",
+            f"${placement.usd_per_gpu_hour * placement.gpus:.2f}/h, est. ${placement.expected_cost_usd:.2f})",
             placement,
-            (),
             runner_ups,
         )
 
@@ -360,9 +385,55 @@ class Cycle:
         return {key: (index_of[key], option.placement) for key, (_, option) in options.items()}
 
 
+def _placements(
+    pools: Sequence[PoolState],
+    lists: RankingLists,
+    positions: Sequence[int],
+    estimated_hours: float,
+    gpus: int,
+) -> list[Placement]:
+    """The placements of a job at these ranking positions (as JobOptions.option_at builds them)."""
+    out = []
+    rows, usds, hours_per_hour, classes = lists.pool, lists.usd, lists.hours_per_hour, lists.price_class
+    for position in positions:
+        pool = pools[rows[position]]
+        usd = usds[position]
+        hours = hours_per_hour[position] * estimated_hours
+        out.append(
+            new_placement(
+                pool.name,
+                pool.region,
+                pool.gpu_type,
+                classes[position],
+                usd,
+                gpus,
+                hours,
+                usd * gpus * hours,
+                pool.zone,
+            )
+        )
+    return out
+
+
 def _differs(a: Placement, b: Placement) -> bool:
     # Cheap fields first; equal pool and class fall back to the full comparison.
     return a.pool != b.pool or a.price_class is not b.price_class or a != b
+
+
+def _no_tie_after(lists: RankingLists, first: int, job: JobRequest, threshold: float) -> bool:
+    """Whether no option ranked after `first` can score within `threshold`, judged from the next
+    position alone. It can when scores never fall along the ranking: `cheapest` ranks by cost,
+    `fastest` by hours (its score is hours x 1e6 plus a non-negative cost)."""
+    following = first + 1
+    if following >= len(lists.pool):
+        return True
+    if not lists.non_negative or job.estimated_hours < 0 or job.gang_gpus < 0:
+        return False
+    if job.prefer is Preference.CHEAPEST:
+        return _score(lists, following, job) > threshold
+    if job.prefer is Preference.FASTEST:
+        return lists.hours_per_hour[following] * job.estimated_hours * 1e6 > threshold
+    return False
 
 
 def _score(lists: RankingLists, position: int, job: JobRequest) -> float:
