@@ -23,40 +23,6 @@ FIRST_CHUNK = 16  # options per pair in the first round of a scan; each later ro
 PREFERENCES = (Preference.CHEAPEST, Preference.FASTEST, Preference.BALANCED)
 
 
-class FreeHistory:
-    """Free GPUs of every pool after any number of the cycle's admissions (its epochs), without
-    a copy of the free array per admission."""
-
-    def __init__(self, initial: np.ndarray, admissions: list[tuple[int, int]]):
-        self.initial = initial
-        self.admissions = admissions
-        self.count = len(admissions)
-        rows = np.array([row for row, _ in admissions], dtype=np.int64)
-        gpus = np.array([gpus for _, gpus in admissions], dtype=np.int64)
-        key = rows * (self.count + 1) + np.arange(self.count)  # by pool, then by time
-        order = np.argsort(key)
-        self.key = key[order]
-        self.taken = np.concatenate(([0], np.cumsum(gpus[order])))
-
-    def at(self, epochs: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """Free GPUs of pools `rows` after the first `epochs` admissions (element-wise)."""
-        base = rows * (self.count + 1)
-        taken = (
-            self.taken[np.searchsorted(self.key, base + epochs)] - self.taken[np.searchsorted(self.key, base)]
-        )
-        return self.initial[rows] - taken
-
-    def free(self, epoch: int) -> np.ndarray:
-        rows = np.arange(len(self.initial))
-        return self.at(np.full(len(rows), epoch), rows)
-
-    def replay(self, free: np.ndarray, start: int, end: int) -> int:
-        """Take the GPUs of admissions start .. end - 1 from `free`, in place; returns `end`."""
-        for row, gpus in self.admissions[start:end]:
-            free[row] -= gpus
-        return end
-
-
 @dataclass(frozen=True)
 class JobColumns:
     """The pending jobs as columns; row i is jobs[i]."""
@@ -119,13 +85,15 @@ class Streams:
     hours_per_hour: np.ndarray
     nodes: np.ndarray
     gpus_per_node: np.ndarray
+    region: np.ndarray
+    option_of: np.ndarray  # (signature, pool row, price class) -> option index, or -1
     items: np.ndarray  # option indices, stream after stream, each stream in ranking order
     start: np.ndarray  # per stream
     length: np.ndarray
     any_region: int  # stream of signature s and region code r: s * (any_region + 1) + r
 
     @classmethod
-    def of(cls, rankings: list[Ranking], regions: int) -> Streams:
+    def of(cls, rankings: list[Ranking], regions: int, pools: int) -> Streams:
         sizes = np.array([len(r) for r in rankings], dtype=np.int64)
         offset = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64)
         signature = np.repeat(np.arange(len(rankings)), sizes)
@@ -137,15 +105,20 @@ class Streams:
         option = np.tile(np.arange(len(signature)), 2)
         order = np.argsort(stream_of_item, kind="stable")
         length = np.bincount(stream_of_item, minlength=len(rankings) * (regions + 1))
+        pool = _concat([r.pool for r in rankings])
+        option_of = np.full((len(rankings), pools, 2), -1, dtype=np.int64)
+        option_of[signature, pool, _concat([r.price_class for r in rankings])] = np.arange(len(pool))
         return cls(
             rankings=rankings,
             offset=offset,
-            pool=_concat([r.pool for r in rankings]),
+            pool=pool,
             usd=_concat([r.usd for r in rankings], float),
             cost_per_gpu_hour=_concat([r.cost_per_gpu_hour for r in rankings], float),
             hours_per_hour=_concat([r.hours_per_hour for r in rankings], float),
             nodes=_concat([r.nodes for r in rankings]),
             gpus_per_node=_concat([r.gpus_per_node for r in rankings]),
+            region=region,
+            option_of=option_of,
             items=option[order],
             start=np.concatenate(([0], np.cumsum(length)[:-1])).astype(np.int64),
             length=length,
@@ -157,7 +130,7 @@ def _concat(arrays: list[np.ndarray], dtype: type = np.int64) -> np.ndarray:
     return np.concatenate(arrays).astype(dtype) if arrays else np.zeros(0, dtype=dtype)
 
 
-def _ranges(start: np.ndarray, length: np.ndarray) -> np.ndarray:
+def ranges(start: np.ndarray, length: np.ndarray) -> np.ndarray:
     """start[0] .. start[0] + length[0] - 1, then the same for every other range."""
     total = int(length.sum())
     shift = np.repeat(start - np.concatenate(([0], np.cumsum(length)[:-1])), length)
@@ -170,14 +143,19 @@ class Estimates:
     def __init__(self, jobs: Sequence[JobRequest], cache: OptionCache):
         self.columns = columns = JobColumns.of(jobs)
         regions = cache.table.regions
-        self.streams = Streams.of([cache.ranking(s) for s in columns.signatures], len(regions))
+        self.streams = Streams.of(
+            [cache.ranking(s) for s in columns.signatures], len(regions), len(cache.table.pools)
+        )
         # Per region set: the fleet's codes of its regions, or the "any region" column for set 0.
         codes = [tuple(sorted(regions[r] for r in s if r in regions)) for s in columns.region_sets]
         codes[0] = (len(regions),)
         self.region_codes = codes
         self._code_matrix = np.full((len(codes), max(len(c) for c in codes)), -1, dtype=np.int64)
+        self._allowed = np.zeros((len(codes), len(regions) + 1), dtype=bool)  # (region set, region)
         for index, found in enumerate(codes):
             self._code_matrix[index, : len(found)] = found
+            self._allowed[index, list(found)] = True
+        self._allowed[0] = True
         head = self._heads()
         counts = (head >= 0).sum(axis=1)
         every = np.arange(len(jobs))
@@ -204,60 +182,31 @@ class Estimates:
         prefer = columns.prefer[jobs]
         return np.where(prefer == 1, hours * 1e6 + cost, np.where(prefer == 2, cost * hours, cost))
 
-    def most_free(self, jobs: np.ndarray, free: np.ndarray) -> np.ndarray:
-        """Per job: the pool row with the most free GPUs among its options (on a tie, the option
-        ranked first). For many jobs at once: the streams they use are sorted by free GPUs, and
-        each is scanned only until the job's first option."""
-        streams = self.streams
-        row, pair_stream = self._pairs(jobs)
-        pair_job = jobs[row]
-        used, local = np.unique(pair_stream, return_inverse=True)
-        length = streams.length[used]
-        items = streams.items[_ranges(streams.start[used], length)]
+    def sorted_streams(
+        self, streams: np.ndarray, free: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """These streams, each sorted by the free GPUs of its pools (descending), then by rank.
+        Returns the sorted option indices and, per entry of `streams`, its begin and length in them."""
+        used, local = np.unique(streams, return_inverse=True)
+        length = self.streams.length[used]
+        items = self.streams.items[ranges(self.streams.start[used], length)]
         stream = np.repeat(np.arange(len(used)), length)
-        items = items[np.lexsort((items, -free[streams.pool[items]], stream))]
+        items = items[np.lexsort((items, -free[self.streams.pool[items]], stream))]
         begin = np.concatenate(([0], np.cumsum(length)[:-1])).astype(np.int64)
-        pair, option = self._scan(pair_job, begin[local], length[local], items, 1)
-        job = pair_job[pair]
-        # Across a job's streams: most free first, then the option ranked first.
-        order = np.lexsort((option, -free[streams.pool[option]], job))
-        job, option = job[order], option[order]
-        first = np.concatenate(([True], job[1:] != job[:-1]))
-        rows = np.full(len(self.columns.jobs), -1, dtype=np.int64)
-        rows[job[first]] = streams.pool[option[first]]
-        return rows[jobs]
+        return items, begin[local], length[local]
 
-    def most_free_replayed(self, jobs: np.ndarray, epochs: np.ndarray, history: FreeHistory) -> np.ndarray:
-        """As most_free, for jobs that each saw the capacity after their own number of admissions
-        (`epochs`, ascending). Every option of every job is compared, with free GPUs replayed
-        admission by admission: for jobs that are few per epoch."""
-        streams = self.streams
-        row, stream = self._pairs(jobs)
-        length = streams.length[stream]
-        option = streams.items[_ranges(streams.start[stream], length)]
-        job = np.repeat(row, length)  # index into `jobs`
-        passes = self._passes(jobs[job], option[:, None])[:, 0]
-        job, option = job[passes], option[passes]  # each job's options are contiguous
-        pool = streams.pool[option]
-        starts = np.searchsorted(job, np.arange(len(jobs) + 1))
-        rows = np.empty(len(jobs), dtype=np.int64)
-        free = history.initial.copy()
-        replayed = 0
-        boundaries = np.flatnonzero(np.diff(epochs)) + 1
-        for first, last in zip(
-            np.concatenate(([0], boundaries)).tolist(), np.append(boundaries, len(jobs)).tolist(), strict=True
-        ):
-            replayed = history.replay(free, replayed, int(epochs[first]))
-            begin, end = starts[first], starts[last]
-            segment = free[pool[begin:end]]
-            segment_starts = starts[first:last] - begin
-            best = np.repeat(np.maximum.reduceat(segment, segment_starts), np.diff(starts[first : last + 1]))
-            # On a tie the option ranked first wins: option indices grow with the rank.
-            ranked = np.where(segment == best, option[begin:end], len(streams.pool))
-            rows[first:last] = streams.pool[np.minimum.reduceat(ranked, segment_starts)]
-        return rows
+    def options_on(self, jobs: np.ndarray, pools: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The options of jobs[k] on pool pools[k] that pass its limits and regions.
+        Returns (k, option index) pairs."""
+        columns, streams = self.columns, self.streams
+        options = streams.option_of[columns.signature[jobs], pools]  # (pairs, price classes)
+        valid = options >= 0
+        options = np.where(valid, options, 0)
+        region = self._allowed[columns.region_set[jobs][:, None], streams.region[options]]
+        k, price_class = np.nonzero(valid & region & self.passes(jobs, options))
+        return k, options[k, price_class]
 
-    def _pairs(self, jobs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def pairs(self, jobs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The (job, stream) pairs of these jobs whose stream is not empty, in the order of `jobs`:
         (index into `jobs`, stream)."""
         columns, streams = self.columns, self.streams
@@ -271,8 +220,8 @@ class Estimates:
         """Per job: ranking positions of its first HEAD options, -1 where it has fewer."""
         columns, streams = self.columns, self.streams
         count = len(columns.jobs)
-        pair_job, pair_stream = self._pairs(np.arange(count))  # row == job here
-        pair, option = self._scan(
+        pair_job, pair_stream = self.pairs(np.arange(count))  # row == job here
+        pair, option = self.scan(
             pair_job, streams.start[pair_stream], streams.length[pair_stream], streams.items, HEAD
         )
         job = pair_job[pair]
@@ -285,7 +234,7 @@ class Estimates:
         head[job[first], rank[first]] = position[first]
         return head
 
-    def _scan(
+    def scan(
         self,
         pair_job: np.ndarray,
         begin: np.ndarray,
@@ -307,7 +256,7 @@ class Estimates:
             active_length = length[active]
             valid = columns < active_length[:, None]
             option = items[begin[active][:, None] + np.minimum(columns, active_length[:, None] - 1)]
-            passes = valid & self._passes(pair_job[active], option)
+            passes = valid & self.passes(pair_job[active], option)
             counted = passes if counts is None else passes & counts(active, option)
             seen = np.cumsum(counted, axis=1) - counted  # counted options before this one
             take = passes & (seen < (want - count[active])[:, None])
@@ -325,7 +274,7 @@ class Estimates:
         order = np.argsort(pair, kind="stable")
         return pair[order], option[order]
 
-    def _passes(self, jobs: np.ndarray, option: np.ndarray) -> np.ndarray:
+    def passes(self, jobs: np.ndarray, option: np.ndarray) -> np.ndarray:
         """Gang size, price cap and budget of each job (a row) against options (its columns)."""
         columns, streams = self.columns, self.streams
         gpus_per_worker = columns.gpus_per_worker[jobs][:, None]

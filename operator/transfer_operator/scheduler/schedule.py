@@ -28,7 +28,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from transfer_operator.api.enums import Preference, Reason, UtilizationPolicy
-from transfer_operator.scheduler.batch import Estimates, FreeHistory
+from transfer_operator.scheduler.batch import Estimates
 from transfer_operator.scheduler.capacity import PoolCapacity, QuotaLedger, build_capacity
 from transfer_operator.scheduler.explain import explain_static_misfit
 from transfer_operator.scheduler.fitting import FitTracker
@@ -47,11 +47,11 @@ from transfer_operator.scheduler.types import (
     new_decision,
     new_placement,
 )
+from transfer_operator.scheduler.waiting import FreeHistory, most_free
 
 RUNNER_UPS = 3
 IMPROVE_MAX_JOBS = 300  # local search only for cycles this small (see improve.py)
 PREEMPTION_OPTIONS = 50  # a job that fits nowhere looks for victims on its best pools only
-SAME_CAPACITY_BATCH = 256  # waiting jobs that saw the same capacity, explained together from this many
 
 
 def estimate_options(
@@ -315,23 +315,13 @@ class Cycle:
         return [decided[index] for index in self.order]
 
     def _wait_messages(self) -> list[tuple[int, str]]:
-        """The most-free pool of each waiting job, as free capacity was when it was considered.
-        Jobs that saw the same capacity in large numbers (typically every job after the last
-        admission) are done together; all others in one pass."""
+        """The most-free pool of each waiting job, as free capacity was when it was considered."""
         if not self.waiting:
             return []
         history = FreeHistory(self.initial_free, self.admissions)
         index = np.array([i for i, _ in self.waiting], dtype=np.int64)
         epoch = np.array([e for _, e in self.waiting], dtype=np.int64)
-        rows = np.empty(len(index), dtype=np.int64)
-        epochs, counts = np.unique(epoch, return_counts=True)
-        few = np.ones(len(index), dtype=bool)
-        for at in epochs[counts >= SAME_CAPACITY_BATCH]:
-            same = epoch == at
-            few &= ~same
-            rows[same] = self.estimates.most_free(index[same], history.free(int(at)))
-        if few.any():
-            rows[few] = self.estimates.most_free_replayed(index[few], epoch[few], history)
+        rows = most_free(self.estimates, index, epoch, history)
         free = history.at(epoch, rows)
         return [
             (i, f"most free: {f} on {self.names[row]}")
