@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
+from typing import Any
 
 import numpy as np
 
 from transfer_operator.api.enums import Preference
-from transfer_operator.scheduler.options import OptionCache, Ranking, Signature, signature_of
+from transfer_operator.scheduler.options import OptionCache, Ranking, Signature
 from transfer_operator.scheduler.types import JobRequest
 
 HEAD = 4  # options per job found up front: the runner-ups need RUNNER_UPS + 1, the regret two
@@ -46,30 +48,49 @@ class JobColumns:
 
     @classmethod
     def of(cls, jobs: Sequence[JobRequest]) -> JobColumns:
+        count = len(jobs)
+
+        def column(field: str) -> list[Any]:
+            return list(map(attrgetter(field), jobs))
+
+        # Signatures: first per distinct (GPU type, spot, preference) as given, then upper-cased.
+        given: dict[tuple[str | None, bool, Preference], int] = {}
+        given_index = [
+            given.setdefault(key, len(given))
+            for key in zip(column("gpu_type"), column("spot"), column("prefer"), strict=True)
+        ]
         signature_index: dict[Signature, int] = {}
-        region_index: dict[frozenset[str], int] = {frozenset(): 0}
-        signature = [signature_index.setdefault(signature_of(j), len(signature_index)) for j in jobs]
-        region_set = [region_index.setdefault(j.regions, len(region_index)) for j in jobs]
-        caps = [j.max_usd_per_gpu_hour for j in jobs]
-        budgets = [j.budget_usd for j in jobs]
+        signature_of_given = [
+            signature_index.setdefault((None if g is None else g.upper(), s, p), len(signature_index))
+            for g, s, p in given
+        ]
         prefer_index = {p: i for i, p in enumerate(PREFERENCES)}
+        region_index: dict[frozenset[str], int] = {frozenset(): 0}
+        region_set = [region_index.setdefault(r, len(region_index)) for r in column("regions")]
+        caps, budgets = column("max_usd_per_gpu_hour"), column("budget_usd")
+        has_cap = np.fromiter((c is not None for c in caps), dtype=bool, count=count)
+        has_budget = np.fromiter((b is not None for b in budgets), dtype=bool, count=count)
+        workers = np.array(column("workers"), dtype=np.int64)
+        gpus_per_worker = np.array(column("gpus_per_worker"), dtype=np.int64)
+        estimated_hours = np.array(column("estimated_hours"), dtype=float)
+        given_array = np.array(given_index, dtype=np.int64)
         return cls(
             jobs=jobs,
             signatures=list(signature_index),
-            signature=np.array(signature, dtype=np.int64),
+            signature=np.array(signature_of_given, dtype=np.int64)[given_array],
             region_sets=list(region_index),
             region_set=np.array(region_set, dtype=np.int64),
-            workers=np.array([j.workers for j in jobs], dtype=np.int64),
-            gpus_per_worker=np.array([j.gpus_per_worker for j in jobs], dtype=np.int64),
-            has_cap=np.array([c is not None for c in caps], dtype=bool),
-            cap=np.array([np.inf if c is None else c for c in caps], dtype=float),
-            has_budget=np.array([b is not None for b in budgets], dtype=bool),
-            budget_limit=np.array([np.inf if b is None else b * (1 + 1e-12) for b in budgets], dtype=float),
-            gang_hours=np.array([j.gang_gpus * j.estimated_hours for j in jobs], dtype=float),
-            estimated_hours=np.array([j.estimated_hours for j in jobs], dtype=float),
-            prefer=np.array([prefer_index[j.prefer] for j in jobs], dtype=np.int64),
-            priority=np.array([j.priority for j in jobs], dtype=np.int64),
-            created_at=np.array([j.created_at_s for j in jobs], dtype=float),
+            workers=workers,
+            gpus_per_worker=gpus_per_worker,
+            has_cap=has_cap,
+            cap=np.where(has_cap, np.array(caps, dtype=float), np.inf),  # None -> NaN -> inf
+            has_budget=has_budget,
+            budget_limit=np.where(has_budget, np.array(budgets, dtype=float) * (1 + 1e-12), np.inf),
+            gang_hours=(workers * gpus_per_worker).astype(float) * estimated_hours,
+            estimated_hours=estimated_hours,
+            prefer=np.array([prefer_index[p] for _, _, p in given], dtype=np.int64)[given_array],
+            priority=np.array(column("priority"), dtype=np.int64),
+            created_at=np.array(column("created_at_s"), dtype=float),
         )
 
 
@@ -150,14 +171,14 @@ class Estimates:
         codes = [tuple(sorted(regions[r] for r in s if r in regions)) for s in columns.region_sets]
         codes[0] = (len(regions),)
         self.region_codes = codes
-        self._code_matrix = np.full((len(codes), max(len(c) for c in codes)), -1, dtype=np.int64)
+        self.code_matrix = np.full((len(codes), max(len(c) for c in codes)), -1, dtype=np.int64)
         self._allowed = np.zeros((len(codes), len(regions) + 1), dtype=bool)  # (region set, region)
         for index, found in enumerate(codes):
-            self._code_matrix[index, : len(found)] = found
+            self.code_matrix[index, : len(found)] = found
             self._allowed[index, list(found)] = True
         self._allowed[0] = True
         head = self._heads()
-        counts = (head >= 0).sum(axis=1)
+        self.counts = counts = (head >= 0).sum(axis=1)  # options found per job, at most HEAD
         every = np.arange(len(jobs))
         regret = self.score(every, head[:, 1]) - self.score(every, head[:, 0])
         self.regret = np.where(counts >= 2, regret, np.inf)
@@ -210,7 +231,7 @@ class Estimates:
         """The (job, stream) pairs of these jobs whose stream is not empty, in the order of `jobs`:
         (index into `jobs`, stream)."""
         columns, streams = self.columns, self.streams
-        job_codes = self._code_matrix[columns.region_set[jobs]]
+        job_codes = self.code_matrix[columns.region_set[jobs]]
         row, column = np.nonzero(job_codes >= 0)
         stream = columns.signature[jobs[row]] * (streams.any_region + 1) + job_codes[row, column]
         present = streams.length[stream] > 0

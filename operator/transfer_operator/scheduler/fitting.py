@@ -39,7 +39,7 @@ def _workers_that_fit(
 class FitTracker:
     def __init__(self, table: PoolTable, capacities: Sequence[PoolCapacity], shapes: Sequence[Shape]):
         self.capacities = capacities
-        self.shapes = sorted(set(shapes))
+        self.shapes = list(shapes)  # distinct
         self.shape_index = {shape: index for index, shape in enumerate(self.shapes)}
         self.workers_of: dict[int, list[int]] = {}  # GPUs per worker -> workers of the shapes, ascending
         for workers, gpus in self.shapes:

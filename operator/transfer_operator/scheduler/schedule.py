@@ -31,9 +31,9 @@ from transfer_operator.api.enums import Preference, Reason, UtilizationPolicy
 from transfer_operator.scheduler.batch import Estimates
 from transfer_operator.scheduler.capacity import PoolCapacity, QuotaLedger, build_capacity
 from transfer_operator.scheduler.explain import explain_static_misfit
-from transfer_operator.scheduler.fitting import FitTracker
+from transfer_operator.scheduler.fitting import FitTracker, Shape
 from transfer_operator.scheduler.improve import Assignment, improve
-from transfer_operator.scheduler.options import JobOptions, OptionCache, RankingLists
+from transfer_operator.scheduler.options import JobOptions, OptionCache, RankingLists, Signature
 from transfer_operator.scheduler.pricing import Option
 from transfer_operator.scheduler.types import (
     Action,
@@ -52,6 +52,7 @@ from transfer_operator.scheduler.waiting import FreeHistory, most_free
 RUNNER_UPS = 3
 IMPROVE_MAX_JOBS = 300  # local search only for cycles this small (see improve.py)
 PREEMPTION_OPTIONS = 50  # a job that fits nowhere looks for victims on its best pools only
+WALK_CHUNK = 512  # jobs per NumPy check of which fit no pool
 
 
 def estimate_options(
@@ -72,8 +73,7 @@ def schedule(snapshot: ClusterSnapshot, pending: Sequence[JobRequest]) -> list[D
         return []
     with _collector_paused():
         cycle = Cycle(snapshot, pending)
-        for index in cycle.order:
-            cycle.decide(index)
+        cycle.walk()
         return cycle.decisions()
 
 
@@ -106,55 +106,69 @@ class Cycle:
         self.initial_free = np.array(self.free, dtype=np.int64)
         self.quota = QuotaLedger.build(snapshot.quotas, snapshot.allocations)
         self.estimates = estimates = Estimates(pending, self.cache)
+        columns = estimates.columns
         self.order: list[int] = estimates.order().tolist()
         self.head = estimates.head
         self.rankings = estimates.streams.rankings
-        self.signature: list[int] = estimates.columns.signature.tolist()
-        self.fit = FitTracker(
-            self.table,
-            self.capacities,
-            [
-                (j.workers, j.gpus_per_worker)
-                for j, h in zip(pending, self.head, strict=True)
-                if h and j.gpus_per_worker
-            ],
-        )
-        self.shape: list[int] = [
-            self.fit.shape_index.get((j.workers, j.gpus_per_worker), -1) for j in pending
+        self.signature: list[int] = columns.signature.tolist()
+        self.region_set: list[int] = columns.region_set.tolist()
+        self.region_codes: list[frozenset[int] | None] = [None] + [
+            frozenset(c) for c in estimates.region_codes[1:]
         ]
-        self.groups = self._groups()
-        self.region_codes = [
-            frozenset(codes) if j.regions else None
-            for j, codes in zip(
-                pending,
-                (estimates.region_codes[s] for s in estimates.columns.region_set.tolist()),
-                strict=True,
-            )
-        ]
+        # Jobs that need a pool with room: some option, and GPUs to place.
+        searchable = (estimates.counts > 0) & (columns.gpus_per_worker > 0)
+        shapes, shape = _shapes(columns.workers, columns.gpus_per_worker, searchable)
+        self.fit = FitTracker(self.table, self.capacities, shapes)
+        self.shape_of = shape
+        self.shape: list[int] = shape.tolist()
+        self.groups = self._group_matrix(columns.signatures, columns.signature, columns.region_set)
         # Only allocations from before this cycle can be preempted.
         self.lowest_priority = min((a.priority for a in snapshot.allocations), default=math.inf)
+        quotas = self.quota.quotas
+        has_quota = np.array([j.queue in quotas for j in pending], dtype=bool) if quotas else False
+        # A job that fits nowhere can wait without a second look, unless its quota or a
+        # preemption would change what it is told.
+        self.may_skip = searchable & ~has_quota & (columns.priority <= self.lowest_priority)
         self.held = list(snapshot.allocations)
         self.victims_taken: set[str] = set()
         self.admissions: list[tuple[int, int]] = []  # (pool row, GPUs), in order; epoch = how many
         self.chosen: dict[str, tuple[int, int]] = {}  # job key -> (job, ranking position)
         self.waiting: list[tuple[int, int]] = []  # (job, epoch) of jobs that fit no pool now
         self.decided: dict[int, Decision] = {}  # static misfits, quota waits, preemptions
-        self._regions_text: dict[frozenset[str], str] = {}
 
-    def _groups(self) -> list[tuple[int, ...]]:
-        """Per job: its (GPU type, region) groups in the fit tracker."""
+    def _group_matrix(
+        self, signatures: list[Signature], signature: np.ndarray, region_set: np.ndarray
+    ) -> np.ndarray:
+        """Per job: its (GPU type, region) groups in the fit tracker, -1 where none."""
         fit = self.fit
-        groups: list[tuple[int, ...]] = []
-        for job in self.jobs:
-            gpu = fit.any_type if job.gpu_type is None else fit.type_code.get(job.gpu_type.upper())
-            if gpu is None:
-                groups.append(())
-            elif job.regions:
-                regions = self.table.regions
-                groups.append(tuple(fit.group(gpu, regions[r]) for r in job.regions if r in regions))
-            else:
-                groups.append((fit.group(gpu, fit.regions),))
-        return groups
+        type_of_signature = np.array(
+            [fit.any_type if gpu is None else fit.type_code.get(gpu, -1) for gpu, _, _ in signatures],
+            dtype=np.int64,
+        )
+        job_type = type_of_signature[signature][:, None]
+        codes = self.estimates.code_matrix[region_set]
+        return np.where((codes >= 0) & (job_type >= 0), fit.group(job_type, codes), -1)
+
+    def walk(self) -> None:
+        """Decide every job in order. Per chunk of the order, the jobs that no pool can fit are
+        found with NumPy first: capacity only shrinks, so they still fit nowhere at their turn."""
+        order = self.order
+        for start in range(0, len(order), WALK_CHUNK):
+            chunk = order[start : start + WALK_CHUNK]
+            for index, fits_nowhere in zip(chunk, self._fit_nowhere(chunk), strict=True):
+                if fits_nowhere:
+                    self.waiting.append((index, len(self.admissions)))
+                else:
+                    self.decide(index)
+
+    def _fit_nowhere(self, chunk: list[int]) -> list[bool]:
+        jobs = np.array(chunk, dtype=np.int64)
+        may_skip = self.may_skip[jobs]
+        if not may_skip.any():
+            return [False] * len(chunk)
+        groups = self.groups[jobs]
+        alive = np.array(self.fit.alive)[np.maximum(self.shape_of[jobs], 0)[:, None], np.maximum(groups, 0)]
+        return (may_skip & ~((alive > 0) & (groups >= 0)).any(axis=1)).tolist()
 
     def decide(self, index: int) -> None:
         job = self.jobs[index]
@@ -189,7 +203,7 @@ class Cycle:
         if job.gpus_per_worker == 0:
             return self._best_of_ties(index, job, self.head[index][0])
         shape = self.shape[index]
-        if not self.fit.any_fits(shape, self.groups[index]):
+        if not self.fit.any_fits(shape, [g for g in self.groups[index].tolist() if g >= 0]):
             return None
         position = self._first_fitting(index, job, shape)
         return None if position is None else self._best_of_ties(index, job, position)
@@ -206,7 +220,7 @@ class Cycle:
             lists.usd,
             lists.cost_per_gpu_hour,
         )
-        codes = self.region_codes[index]
+        codes = self.region_codes[self.region_set[index]]
         cap = job.max_usd_per_gpu_hour
         limit = None if job.budget_usd is None else job.budget_usd * (1 + 1e-12)
         gang_hours = job.gang_gpus * job.estimated_hours
@@ -253,7 +267,7 @@ class Cycle:
 
     def _kept(self, index: int, job: JobRequest, lists: RankingLists, position: int) -> bool:
         """Whether the option passes the job's static limits (as JobOptions.keep)."""
-        codes = self.region_codes[index]
+        codes = self.region_codes[self.region_set[index]]
         if codes is not None and lists.region_code[position] not in codes:
             return False
         gpus = job.gpus_per_worker
@@ -296,8 +310,7 @@ class Cycle:
 
     def decisions(self) -> list[Decision]:
         decided = self.decided
-        for index, message in self._wait_messages():
-            decided[index] = self._wait(index, message)
+        decided.update(self._waits())
         if len(self.jobs) <= IMPROVE_MAX_JOBS and not self.victims_taken:
             chosen = {
                 key: (index, self.placements(index, (position,))[0])
@@ -314,35 +327,51 @@ class Cycle:
                 )
         return [decided[index] for index in self.order]
 
-    def _wait_messages(self) -> list[tuple[int, str]]:
-        """The most-free pool of each waiting job, as free capacity was when it was considered."""
+    def _waits(self) -> dict[int, Decision]:
+        """Decisions of the jobs that fit no pool: their best pools once capacity frees up, and the
+        pool with the most free GPUs among their options when they were considered."""
         if not self.waiting:
-            return []
+            return {}
         history = FreeHistory(self.initial_free, self.admissions)
-        index = np.array([i for i, _ in self.waiting], dtype=np.int64)
-        epoch = np.array([e for _, e in self.waiting], dtype=np.int64)
-        rows = most_free(self.estimates, index, epoch, history)
-        free = history.at(epoch, rows)
-        return [
-            (i, f"most free: {f} on {self.names[row]}")
-            for i, f, row in zip(index.tolist(), free.tolist(), rows.tolist(), strict=True)
-        ]
-
-    def _wait(self, index: int, most_free: str) -> Decision:
-        job = self.jobs[index]
-        runner_ups = tuple(self.placements(index, self.head[index][:RUNNER_UPS]))
-        best = runner_ups[0]
-        regions = self._regions_text.get(job.regions)
-        if regions is None:
-            regions = self._regions_text[job.regions] = ", ".join(sorted(job.regions)) or "any region"
-        message = (
-            f"no pool in {regions} has {job.workers} worker(s) x {job.gpus_per_worker} free "
-            f"{job.gpu_type or 'GPU'} ({best.gpus} GPUs); {most_free}; "
-            f"best pool when capacity frees up: {best.pool} (${best.usd_per_gpu_hour * best.gpus:.2f}/h)"
+        indices = np.array([i for i, _ in self.waiting], dtype=np.int64)
+        epochs = np.array([e for _, e in self.waiting], dtype=np.int64)
+        rows = most_free(self.estimates, indices, epochs, history)
+        free = history.at(epochs, rows)
+        pools, names, jobs, heads, rankings, signature = (
+            self.snapshot.pools,
+            self.names,
+            self.jobs,
+            self.head,
+            self.rankings,
+            self.signature,
         )
-        return new_decision(
-            job.key, Action.WAIT, Fit.NO_FIT, Reason.NO_FITTING_POOL, message, None, runner_ups
-        )
+        regions_text: dict[frozenset[str], str] = {}
+        decisions = {}
+        for index, most_free_gpus, row in zip(indices.tolist(), free.tolist(), rows.tolist(), strict=True):
+            job = jobs[index]
+            gpus = job.workers * job.gpus_per_worker
+            runner_ups = tuple(
+                _placements(
+                    pools,
+                    rankings[signature[index]].lists,
+                    heads[index][:RUNNER_UPS],
+                    job.estimated_hours,
+                    gpus,
+                )
+            )
+            best = runner_ups[0]
+            regions = regions_text.get(job.regions)
+            if regions is None:
+                regions = regions_text[job.regions] = ", ".join(sorted(job.regions)) or "any region"
+            message = (
+                f"no pool in {regions} has {job.workers} worker(s) x {job.gpus_per_worker} free "
+                f"{job.gpu_type or 'GPU'} ({gpus} GPUs); most free: {most_free_gpus} on {names[row]}; "
+                f"best pool when capacity frees up: {best.pool} (${best.usd_per_gpu_hour * gpus:.2f}/h)"
+            )
+            decisions[index] = new_decision(
+                job.key, Action.WAIT, Fit.NO_FIT, Reason.NO_FITTING_POOL, message, None, runner_ups
+            )
+        return decisions
 
     def _admitted(self, index: int, placement: Placement, head: list[Placement]) -> Decision:
         """`head` holds the placements of the job's first options (its runner-ups but the chosen one)."""
@@ -408,6 +437,19 @@ def _placements(
 def _differs(a: Placement, b: Placement) -> bool:
     # Cheap fields first; equal pool and class fall back to the full comparison.
     return a.pool != b.pool or a.price_class is not b.price_class or a != b
+
+
+def _shapes(
+    workers: np.ndarray, gpus_per_worker: np.ndarray, jobs: np.ndarray
+) -> tuple[list[Shape], np.ndarray]:
+    """The distinct gang shapes of the jobs selected by `jobs`, and per job its shape's index (-1 if
+    not selected)."""
+    shape = np.full(len(workers), -1, dtype=np.int64)
+    if not jobs.any():
+        return [], shape
+    width = int(gpus_per_worker[jobs].max()) + 1
+    distinct, shape[jobs] = np.unique(workers[jobs] * width + gpus_per_worker[jobs], return_inverse=True)
+    return [(int(key) // width, int(key) % width) for key in distinct], shape
 
 
 def _no_tie_after(lists: RankingLists, first: int, job: JobRequest, threshold: float) -> bool:
