@@ -22,6 +22,7 @@ from transfer_operator.scheduler.types import JobRequest
 
 HEAD = 4  # options per job found up front: the runner-ups need RUNNER_UPS + 1, the regret two
 FIRST_CHUNK = 16  # options per pair in the first round of a scan; each later round is 4x wider
+MAX_GANG_TABLES = 32  # distinct GPUs per worker up to which the gang check uses a table per size
 PREFERENCES = (Preference.CHEAPEST, Preference.FASTEST, Preference.BALANCED)
 
 
@@ -177,6 +178,12 @@ class Estimates:
             self.code_matrix[index, : len(found)] = found
             self._allowed[index, list(found)] = True
         self._allowed[0] = True
+        # Per distinct GPUs per worker: the workers each option's pool takes when empty.
+        sizes, size_of = np.unique(columns.gpus_per_worker, return_inverse=True)
+        self._size_of = size_of
+        self._largest_gang = (
+            np.stack([self._largest(int(g)) for g in sizes]) if len(sizes) <= MAX_GANG_TABLES else None
+        )
         head = self._heads()
         self.counts = counts = (head >= 0).sum(axis=1)  # options found per job, at most HEAD
         every = np.arange(len(jobs))
@@ -298,14 +305,24 @@ class Estimates:
     def passes(self, jobs: np.ndarray, option: np.ndarray) -> np.ndarray:
         """Gang size, price cap and budget of each job (a row) against options (its columns)."""
         columns, streams = self.columns, self.streams
-        gpus_per_worker = columns.gpus_per_worker[jobs][:, None]
-        per_node = streams.gpus_per_node[option] // np.maximum(gpus_per_worker, 1)
-        ok = (gpus_per_worker == 0) | (streams.nodes[option] * per_node >= columns.workers[jobs][:, None])
-        has_cap = columns.has_cap[jobs]
-        if has_cap.any():
-            ok &= ~has_cap[:, None] | (streams.usd[option] <= columns.cap[jobs][:, None])
-        has_budget = columns.has_budget[jobs]
-        if has_budget.any():
-            cost = streams.cost_per_gpu_hour[option] * columns.gang_hours[jobs][:, None]
-            ok &= ~has_budget[:, None] | (cost <= columns.budget_limit[jobs][:, None])
+        workers = columns.workers[jobs][:, None]
+        if self._largest_gang is not None:
+            ok = self._largest_gang[self._size_of[jobs][:, None], option] >= workers
+        else:
+            gpus_per_worker = columns.gpus_per_worker[jobs][:, None]
+            per_node = streams.gpus_per_node[option] // np.maximum(gpus_per_worker, 1)
+            ok = (gpus_per_worker == 0) | (streams.nodes[option] * per_node >= workers)
+        capped = np.flatnonzero(columns.has_cap[jobs])
+        if len(capped):
+            ok[capped] &= streams.usd[option[capped]] <= columns.cap[jobs[capped]][:, None]
+        budgeted = np.flatnonzero(columns.has_budget[jobs])
+        if len(budgeted):
+            cost = streams.cost_per_gpu_hour[option[budgeted]] * columns.gang_hours[jobs[budgeted]][:, None]
+            ok[budgeted] &= cost <= columns.budget_limit[jobs[budgeted]][:, None]
         return ok
+
+    def _largest(self, gpus_per_worker: int) -> np.ndarray:
+        streams = self.streams
+        if gpus_per_worker == 0:
+            return np.full(len(streams.nodes), np.iinfo(np.int64).max, dtype=np.int64)
+        return streams.nodes * (streams.gpus_per_node // gpus_per_worker)

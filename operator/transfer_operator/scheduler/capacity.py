@@ -48,12 +48,16 @@ class PoolCapacity:
         if gpus_per_worker == 0:
             return []
         histogram = self.nodes_with_free
+        levels = range(gpus_per_worker, self.gpus_per_node + 1)
+        if policy is UtilizationPolicy.SPREAD:
+            levels = levels[::-1]
         taken = []
         for _ in range(workers):
-            levels = range(gpus_per_worker, self.gpus_per_node + 1)
-            if policy is UtilizationPolicy.SPREAD:
-                levels = reversed(levels)  # type: ignore[assignment]
-            level = next(k for k in levels if histogram[k] > 0)
+            for level in levels:
+                if histogram[level] > 0:
+                    break
+            else:
+                raise ValueError(f"no node has {gpus_per_worker} free GPUs; check `fits` first")
             histogram[level] -= 1
             histogram[level - gpus_per_worker] += 1
             taken.append(level)

@@ -85,12 +85,14 @@ class FitTracker:
     def taken(self, row: int, levels: list[int], gpus_per_worker: int) -> None:
         """Workers of `gpus_per_worker` GPUs went to nodes of pool `row` that had `levels` free GPUs."""
         for gpus, shape_workers in self.workers_of.items():
+            change = 0
+            for level in levels:
+                change += (level - gpus_per_worker) // gpus - level // gpus
+            if not change:
+                continue
             fit = self.workers_that_fit[gpus]
             before = fit[row]
-            after = before + sum((level - gpus_per_worker) // gpus - level // gpus for level in levels)
-            if after == before:
-                continue
-            fit[row] = after
+            fit[row] = after = before + change
             self.fit_arrays[gpus][row] = after
             for workers in shape_workers:
                 if after < workers <= before:
