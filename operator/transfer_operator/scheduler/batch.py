@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 
 from transfer_operator.api.enums import Preference
-from transfer_operator.scheduler.options import OptionCache, Ranking, Signature
+from transfer_operator.scheduler.options import RUNNER_UPS, OptionCache, Ranking, Signature
 from transfer_operator.scheduler.types import JobRequest
 
-HEAD = 4  # options per job found up front: the runner-ups need RUNNER_UPS + 1, the regret two
+HEAD = RUNNER_UPS + 1  # options per job found up front: its runner-ups, whichever it takes
 FIRST_CHUNK = 16  # options per pair in the first round of a scan; each later round is 4x wider
 MAX_GANG_TABLES = 32  # distinct GPUs per worker up to which the gang check uses a table per size
 PREFERENCES = (Preference.CHEAPEST, Preference.FASTEST, Preference.BALANCED)

@@ -2,7 +2,8 @@
 
 A job's ranking depends only on its signature (GPU type, regions, spot, gang shape, preference):
 its hours and its GPU count scale every option alike. So the ranked options are computed once per
-signature and shared; each job then only applies its own max price and budget as masks.
+signature and shared; each job then only applies its own max price and budget as masks (here one
+job at a time; batch.py does the same for all pending jobs of a cycle at once).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from transfer_operator.scheduler.pricing import SPOT_RESTART_HOURS, Option, gpu_
 from transfer_operator.scheduler.types import JobRequest, Placement, PoolState
 
 CLASSES = (PriceClass.ON_DEMAND, PriceClass.SPOT)
+RUNNER_UPS = 3  # placements a decision lists besides its own
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,10 @@
       4. preempt    a job that fits nowhere names lower-priority victims whose eviction makes room;
       5. explain    every job left waiting gets a reason a user can act on.
 
-Estimating and ordering are done for all jobs at once (batch.py). The walk is per job, but it
-touches few options: a job whose (GPU type, region) groups have no pool left that fits its gang
-shape waits at once (fitting.py), and the wait messages are computed after the walk, in batches
-of jobs that saw the same free capacity.
+Steps 1-2 run for all jobs at once with NumPy (batch.py). Step 3 walks the jobs one by one, as
+admissions change what later jobs find, but a job touches few options: a job for whose GPU type
+and regions no pool is left that fits its gang waits at once (fitting.py), and the wait messages
+of step 5 are written after the walk, from a log of the admissions (waiting.py).
 
 Pure: the same input gives the same output; nothing here reads a clock or the cluster.
 """
@@ -33,7 +33,8 @@ from transfer_operator.scheduler.capacity import PoolCapacity, QuotaLedger, buil
 from transfer_operator.scheduler.explain import explain_static_misfit
 from transfer_operator.scheduler.fitting import FitTracker, Shape
 from transfer_operator.scheduler.improve import Assignment, improve
-from transfer_operator.scheduler.options import JobOptions, OptionCache, RankingLists, Signature
+from transfer_operator.scheduler.options import RUNNER_UPS, JobOptions, OptionCache, RankingLists, Signature
+from transfer_operator.scheduler.preemption import plan_preemption, preempt_decision
 from transfer_operator.scheduler.pricing import Option
 from transfer_operator.scheduler.types import (
     Action,
@@ -49,9 +50,7 @@ from transfer_operator.scheduler.types import (
 )
 from transfer_operator.scheduler.waiting import FreeHistory, most_free
 
-RUNNER_UPS = 3
 IMPROVE_MAX_JOBS = 300  # local search only for cycles this small (see improve.py)
-PREEMPTION_OPTIONS = 50  # a job that fits nowhere looks for victims on its best pools only
 WALK_CHUNK = 512  # jobs per NumPy check of which fit no pool
 
 
@@ -132,7 +131,7 @@ class Cycle:
         self.held = list(snapshot.allocations)
         self.victims_taken: set[str] = set()
         self.admissions: list[tuple[int, int]] = []  # (pool row, GPUs), in order; epoch = how many
-        self.chosen: dict[str, tuple[int, int]] = {}  # job key -> (job, ranking position)
+        self.admitted: list[tuple[int, int]] = []  # (job, ranking position of its option), in order
         self.waiting: list[tuple[int, int]] = []  # (job, epoch) of jobs that fit no pool now
         self.decided: dict[int, Decision] = {}  # static misfits, quota waits, preemptions
 
@@ -188,7 +187,7 @@ class Cycle:
             if preemption is not None:
                 option, victims = preemption
                 self.victims_taken.update(victims)
-                self.decided[index] = _preempt(entry, option, victims)
+                self.decided[index] = preempt_decision(entry, option, victims)
                 return
         if quota_problem is not None:
             self.decided[index] = Decision(
@@ -301,7 +300,7 @@ class Cycle:
                 )
             )
         self.admissions.append((row, job.gang_gpus))
-        self.chosen[job.key] = (index, position)
+        self.admitted.append((index, position))
 
     def placements(self, index: int, positions: Sequence[int]) -> list[Placement]:
         job = self.jobs[index]
@@ -309,22 +308,22 @@ class Cycle:
         return _placements(self.snapshot.pools, lists, positions, job.estimated_hours, job.gang_gpus)
 
     def decisions(self) -> list[Decision]:
+        """Every job's decision, in the order the jobs were considered."""
         decided = self.decided
         decided.update(self._waits())
         if len(self.jobs) <= IMPROVE_MAX_JOBS and not self.victims_taken:
-            chosen = {
-                key: (index, self.placements(index, (position,))[0])
-                for key, (index, position) in self.chosen.items()
-            }
-            for index, placement in self._improve(chosen).values():
+            for index, placement in self._improve():
                 decided[index] = self._admitted(index, placement, self.placements(index, self.head[index]))
         else:
-            for index, position in self.chosen.values():
+            for index, position in self.admitted:
                 head = self.head[index]
-                placements = self.placements(index, head if position in head else [*head, position])
-                decided[index] = self._admitted(
-                    index, placements[head.index(position) if position in head else -1], placements
-                )
+                if position in head:
+                    placements = self.placements(index, head)
+                    placement = placements[head.index(position)]
+                else:
+                    placements = self.placements(index, [*head, position])
+                    placement = placements.pop()
+                decided[index] = self._admitted(index, placement, placements)
         return [decided[index] for index in self.order]
 
     def _waits(self) -> dict[int, Decision]:
@@ -389,19 +388,22 @@ class Cycle:
             runner_ups,
         )
 
-    def _improve(self, chosen: dict[str, tuple[int, Placement]]) -> dict[str, tuple[int, Placement]]:
-        """Local search on a small cycle (improve.py), over the full options of every job."""
+    def _improve(self) -> list[tuple[int, Placement]]:
+        """Local search on a small cycle (improve.py), over the full options of every job.
+        Returns the admitted jobs and their placements; drops the waits it turned into admissions."""
         entries = {i: estimate_options(self.jobs[i], self.snapshot.pools, self.cache) for i in self.order}
-        options = {
-            key: (self.jobs[i], next(o for o in entries[i].options if o.placement == placement))
-            for key, (i, placement) in chosen.items()
-        }
+        chosen: dict[str, tuple[JobRequest, Option]] = {}
+        for index, position in self.admitted:
+            placement = self.placements(index, (position,))[0]
+            option = next(o for o in entries[index].options if o.placement == placement)
+            chosen[self.jobs[index].key] = (self.jobs[index], option)
         waits = {self.jobs[i].key: d for i, d in self.decided.items()}
-        entry_list = [entries[i] for i in self.order]
-        _improve_admissions(self.snapshot, entry_list, waits, options, self.capacity, self.quota)
+        _improve_admissions(
+            self.snapshot, [entries[i] for i in self.order], waits, chosen, self.capacity, self.quota
+        )
         self.decided = {i: d for i, d in self.decided.items() if self.jobs[i].key in waits}
         index_of = {self.jobs[i].key: i for i in self.order}
-        return {key: (index_of[key], option.placement) for key, (_, option) in options.items()}
+        return [(index_of[key], option.placement) for key, (_, option) in chosen.items()]
 
 
 def _placements(
@@ -498,106 +500,3 @@ def _improve_admissions(
     ]
     for key in improve(assignment, waiting, {e.job.key: e.options for e in estimated}, quota):
         del decisions[key]
-
-
-def _runner_ups(entry: JobOptions, chosen: Option) -> tuple[Placement, ...]:
-    others = []
-    for position in range(min(entry.count, RUNNER_UPS + 1)):
-        option = entry.option_at(position)
-        if option.placement != chosen.placement:
-            others.append(option.placement)
-    return tuple(others[:RUNNER_UPS])
-
-
-def _preempt(entry: JobOptions, option: Option, victims: tuple[str, ...]) -> Decision:
-    return Decision(
-        entry.job.key,
-        Action.PREEMPT,
-        Fit.PREEMPT,
-        Reason.PREEMPTING,
-        f"preempting {len(victims)} lower-priority job(s) on {option.placement.pool}: " + ", ".join(victims),
-        placement=option.placement,
-        victims=victims,
-        runner_ups=_runner_ups(entry, option),
-    )
-
-
-def plan_preemption(
-    entry: JobOptions,
-    snapshot: ClusterSnapshot,
-    held: list[Allocation],
-    quota: QuotaLedger,
-    victims_taken: set[str],
-) -> tuple[Option, tuple[str, ...]] | None:
-    """The cheapest option that fits once lower-priority jobs leave, and the fewest such jobs.
-
-    Candidates are lower-priority allocations on the option's pool or in the job's own queue,
-    evicted lowest priority first and newest first (they lose the least work), then pruned back
-    to a minimal set. Like Kueue, the preemptor is admitted in a later cycle, once they are gone.
-    """
-    job = entry.job
-    lower = [a for a in snapshot.allocations if a.priority < job.priority and a.job_key not in victims_taken]
-    if not lower:
-        return None
-    pools_by_name = {pool.name: pool for pool in snapshot.pools}
-    best: tuple[tuple[int, float, str], Option, tuple[str, ...]] | None = None
-    for position in range(min(entry.count, PREEMPTION_OPTIONS)):
-        option = entry.option_at(position)
-        pool_name = option.placement.pool
-        candidates = sorted(
-            (a for a in lower if a.pool == pool_name or a.queue == job.queue),
-            key=lambda a: (a.priority, -a.admitted_at_s, a.job_key),
-        )
-        pool = pools_by_name[pool_name]
-        victims = _minimal_victims(job, pool, candidates, held, snapshot.policy, quota)
-        if victims is None:
-            continue
-        key = (len(victims), option.score, pool_name)
-        if best is None or key < best[0]:
-            best = (key, option, victims)
-    if best is None:
-        return None
-    return best[1], best[2]
-
-
-def _fits_without(
-    job: JobRequest,
-    pool: PoolState,
-    removed: list[Allocation],
-    held: list[Allocation],
-    policy: UtilizationPolicy,
-    quota: QuotaLedger,
-) -> bool:
-    """Would the job fit on `pool` (and in its quota) if `removed` were evicted?
-    `held` is everything holding GPUs now, this cycle's admissions included."""
-    trial_quota = quota.copy()
-    for allocation in removed:
-        trial_quota.give_back(allocation.queue, allocation.gpus)
-    if trial_quota.why_not(job.queue, job.gang_gpus) is not None:
-        return False
-    removed_keys = {a.job_key for a in removed}
-    staying = [a for a in held if a.pool == pool.name and a.job_key not in removed_keys]
-    return build_capacity([pool], staying, policy)[pool.name].fits(job.workers, job.gpus_per_worker)
-
-
-def _minimal_victims(
-    job: JobRequest,
-    pool: PoolState,
-    candidates: list[Allocation],
-    held: list[Allocation],
-    policy: UtilizationPolicy,
-    quota: QuotaLedger,
-) -> tuple[str, ...] | None:
-    removed: list[Allocation] = []
-    for allocation in candidates:
-        removed.append(allocation)
-        if _fits_without(job, pool, removed, held, policy, quota):
-            break
-    else:
-        return None
-    # Prune: keep a victim only if the job no longer fits without evicting it.
-    for allocation in list(reversed(removed)):
-        trial = [a for a in removed if a is not allocation]
-        if _fits_without(job, pool, trial, held, policy, quota):
-            removed = trial
-    return tuple(sorted(a.job_key for a in removed))
