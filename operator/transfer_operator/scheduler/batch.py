@@ -3,8 +3,8 @@
 The options of a signature are ranked once (options.py). Here every signature's ranking is cut
 into *streams*: one per region, plus one for jobs that accept any region. Each (job, stream) pair
 is scanned in chunks, all pairs at once, for the options that pass the job's own limits (gang
-size, price cap, budget). Per job that gives its best few options in ranking order, and, for a
-job left waiting, its option on the pool with the most free GPUs.
+size, price cap, budget). Per job that gives its best few options in ranking order, which is all
+the walk needs up front; waiting.py runs the same scans over streams sorted by free GPUs.
 """
 
 from __future__ import annotations
