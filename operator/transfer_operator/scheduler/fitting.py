@@ -22,6 +22,7 @@ from transfer_operator.scheduler.capacity import PoolCapacity
 from transfer_operator.scheduler.options import PoolTable, Ranking
 
 Shape = tuple[int, int]  # (workers, GPUs per worker), GPUs per worker > 0
+FIRST_READ = 64  # ranking positions read at first per (signature, shape); each later read doubles them
 
 
 def _workers_that_fit(
@@ -71,7 +72,8 @@ class FitTracker:
             np.bincount(groups[(fit[gpus] >= workers) & table.open].ravel(), minlength=size).tolist()
             for workers, gpus in self.shapes
         ]
-        self._positions: dict[tuple[int, int], list[int]] = {}
+        self._positions: dict[tuple[int, int], list[int]] = {}  # (signature, shape) -> read so far
+        self._unread: dict[tuple[int, int], np.ndarray] = {}  # (signature, shape) -> not read yet
 
     def group(self, type_code: Any, region_code: Any) -> Any:
         """Index of a (GPU type, region) group; works on codes and on arrays of codes."""
@@ -101,15 +103,37 @@ class FitTracker:
                         alive[group] -= 1
 
     def fitting_positions(self, signature: int, ranking: Ranking, shape: int) -> list[int]:
-        """Ranking positions whose pool fitted the shape when first asked, best first. Positions
-        whose pool has stopped fitting since may still be in it; `drop_unfit` removes them."""
+        """The first ranking positions whose pool fits the shape, best first. Positions whose pool
+        has stopped fitting since may still be in it (`drop_unfit` removes them); `read_more`
+        appends the next ones."""
         key = (signature, shape)
         found = self._positions.get(key)
         if found is None:
-            workers, gpus = self.shapes[shape]
-            fit = self.fit_arrays[gpus][ranking.pool]
-            found = self._positions[key] = np.flatnonzero(fit >= workers).tolist()
+            self._unread[key] = np.flatnonzero(self._fits(ranking.pool, shape))
+            found = self._positions[key] = []
+            self.read_more(signature, ranking, shape, found)
         return found
+
+    def read_more(self, signature: int, ranking: Ranking, shape: int, positions: list[int]) -> bool:
+        """Append to `positions` the next chunk of positions whose pool fits the shape (as many as
+        it holds, at least FIRST_READ); False when there are none left."""
+        unread = self._unread[signature, shape]
+        while len(unread):
+            chunk, unread = (
+                unread[: max(FIRST_READ, len(positions))],
+                unread[max(FIRST_READ, len(positions)) :],
+            )
+            chunk = chunk[self._fits(ranking.pool[chunk], shape)]
+            if len(chunk):
+                self._unread[signature, shape] = unread
+                positions.extend(chunk.tolist())
+                return True
+        self._unread[signature, shape] = unread
+        return False
+
+    def _fits(self, rows: np.ndarray, shape: int) -> np.ndarray:
+        workers, gpus = self.shapes[shape]
+        return self.fit_arrays[gpus][rows] >= workers
 
     def drop_unfit(self, positions: list[int], end: int, pools: list[int], shape: int) -> None:
         """Drop the positions in positions[:end] whose pool no longer fits the shape."""

@@ -209,8 +209,9 @@ class Cycle:
 
     def _first_fitting(self, index: int, job: JobRequest, shape: int) -> int | None:
         signature = self.signature[index]
-        lists = self.rankings[signature].lists
-        positions = self.fit.fitting_positions(signature, self.rankings[signature], shape)
+        ranking = self.rankings[signature]
+        lists = ranking.lists
+        positions = self.fit.fitting_positions(signature, ranking, shape)
         fit = self.fit.workers_that_fit[job.gpus_per_worker]
         workers, pools, region, usd, cost = (
             job.workers,
@@ -223,21 +224,24 @@ class Cycle:
         cap = job.max_usd_per_gpu_hour
         limit = None if job.budget_usd is None else job.budget_usd * (1 + 1e-12)
         gang_hours = job.gang_gpus * job.estimated_hours
-        unfit = 0
+        unfit = scanned = 0
         found = None
-        end = len(positions)
-        for at, position in enumerate(positions):
-            if fit[pools[position]] < workers:
-                unfit += 1
-            elif (
-                (codes is None or region[position] in codes)
-                and (cap is None or usd[position] <= cap)
-                and (limit is None or cost[position] * gang_hours <= limit)
-            ):
-                found, end = position, at
+        while found is None:
+            for position in positions[scanned:] if scanned else positions:
+                if fit[pools[position]] < workers:
+                    unfit += 1
+                elif (
+                    (codes is None or region[position] in codes)
+                    and (cap is None or usd[position] <= cap)
+                    and (limit is None or cost[position] * gang_hours <= limit)
+                ):
+                    found = position
+                    break
+                scanned += 1
+            if found is None and not self.fit.read_more(signature, ranking, shape, positions):
                 break
         if unfit:
-            self.fit.drop_unfit(positions, end, pools, shape)
+            self.fit.drop_unfit(positions, scanned, pools, shape)
         return found
 
     def _best_of_ties(self, index: int, job: JobRequest, first: int) -> int:
