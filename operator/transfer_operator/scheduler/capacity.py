@@ -42,20 +42,27 @@ class PoolCapacity:
             return False
         return self.workers_that_fit(gpus_per_worker) >= workers
 
-    def take(self, workers: int, gpus_per_worker: int, policy: UtilizationPolicy) -> None:
+    def take(self, workers: int, gpus_per_worker: int, policy: UtilizationPolicy) -> list[int]:
         """Place the workers one by one: best fit (binpack) or emptiest node first (spread).
-        The caller checked `fits`."""
+        The caller checked `fits`. Returns the free GPUs of the node each worker went to, before."""
         if gpus_per_worker == 0:
-            return
+            return []
         histogram = self.nodes_with_free
+        levels = range(gpus_per_worker, self.gpus_per_node + 1)
+        if policy is UtilizationPolicy.SPREAD:
+            levels = levels[::-1]
+        taken = []
         for _ in range(workers):
-            levels = range(gpus_per_worker, self.gpus_per_node + 1)
-            if policy is UtilizationPolicy.SPREAD:
-                levels = reversed(levels)  # type: ignore[assignment]
-            level = next(k for k in levels if histogram[k] > 0)
+            for level in levels:
+                if histogram[level] > 0:
+                    break
+            else:
+                raise ValueError(f"no node has {gpus_per_worker} free GPUs; check `fits` first")
             histogram[level] -= 1
             histogram[level - gpus_per_worker] += 1
+            taken.append(level)
         self.free_gpus -= workers * gpus_per_worker
+        return taken
 
     def whole_free_nodes(self) -> int:
         return self.nodes_with_free[self.gpus_per_node]

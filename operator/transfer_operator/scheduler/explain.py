@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from transfer_operator.api.enums import Reason
-from transfer_operator.scheduler.options import CLASSES, PoolTable, Ranking
+from transfer_operator.scheduler.options import CLASSES, FleetFacts, PoolTable, Ranking
 from transfer_operator.scheduler.types import JobRequest
 
 
@@ -24,38 +24,53 @@ def _gang_fits(job: JobRequest, nodes: np.ndarray, gpus_per_node: np.ndarray) ->
 def explain_static_misfit(job: JobRequest, table: PoolTable, ranking: Ranking) -> tuple[Reason, str]:
     """Walk the static limits in the order a user would fix them; the first one that empties
     the candidate list is the reason. Reasons here need a spec change (or a new pool)."""
-    pools = table.pools
-    mask = np.ones(len(pools), dtype=bool) if job.gpu_type is None else table.gpu_type == job.gpu_type.upper()
-    if not mask.any():
-        offered = sorted({p.gpu_type for p in pools}) or ["none"]
+    return _limit_misfit(job, table.facts) or _price_misfit(job, table, ranking)
+
+
+def _limit_misfit(job: JobRequest, facts: FleetFacts) -> tuple[Reason, str] | None:
+    """The reason when GPU type, regions, cordons or the gang size leave no pool; None if some pool
+    passes them all (then the price cap or the budget is the reason)."""
+    gpu = None if job.gpu_type is None else job.gpu_type.upper()
+    served = facts.served.get(gpu)
+    if not served:
         return (
             Reason.INVALID_SPEC,
-            f"no GPUPool offers GPU type {job.gpu_type}; set resources.gpuType to one of: {', '.join(offered)}",
+            f"no GPUPool offers GPU type {job.gpu_type}; set resources.gpuType to one of: {', '.join(facts.offered)}",
         )
-    if job.regions:
-        in_regions = np.isin(table.region, list(job.regions))
-        if not (mask & in_regions).any():
-            served = sorted({pools[i].region for i in np.flatnonzero(mask)})
-            return (
-                Reason.INVALID_SPEC,
-                f"no {job.gpu_type or 'GPU'} pool in placement.regions [{', '.join(sorted(job.regions))}]; "
-                f"{job.gpu_type or 'GPUs'} are served in: {', '.join(served)}",
-            )
-        mask &= in_regions
-    if not (mask & table.open).any():
-        names = sorted(pools[i].name for i in np.flatnonzero(mask))
+    regions = [r for r in served if r in job.regions] if job.regions else served
+    if not regions:
+        return (
+            Reason.INVALID_SPEC,
+            f"no {job.gpu_type or 'GPU'} pool in placement.regions [{', '.join(sorted(job.regions))}]; "
+            f"{job.gpu_type or 'GPUs'} are served in: {', '.join(served)}",
+        )
+    if not any(facts.open_rows[gpu, region] for region in regions):
+        names = sorted(facts.pools[row].name for region in regions for row in facts.rows[gpu, region])
         return Reason.NO_FITTING_POOL, f"every {_where(job)} pool is cordoned: {', '.join(names)}"
-    mask &= table.open
-    if not (mask & _gang_fits(job, table.nodes, table.gpus_per_node)).any():
-        largest = max((pools[i] for i in np.flatnonzero(mask)), key=lambda p: p.capacity_gpus)
-        return (
-            Reason.INVALID_SPEC,
-            f"gang of {job.gang_gpus} GPUs ({job.workers} workers x {job.gpus_per_worker}) fits no "
-            f"{_where(job)} pool even when empty (largest: {largest.name} with {largest.nodes} nodes x "
-            f"{largest.gpus_per_node} GPUs); lower resources.workers or resources.gpusPerWorker",
-        )
-    # What is left is a price: options that pass every limit but the job's price cap and budget.
-    fitting = mask[ranking.pool] & _gang_fits(job, ranking.nodes, ranking.gpus_per_node)
+    if job.gpus_per_worker == 0 or any(
+        facts.largest_gang(gpu, region, job.gpus_per_worker) >= job.workers for region in regions
+    ):
+        return None
+    rows = sorted(
+        facts.largest_open[gpu, region] for region in regions if (gpu, region) in facts.largest_open
+    )
+    largest = max((facts.pools[row] for row in rows), key=lambda p: p.capacity_gpus)
+    return (
+        Reason.INVALID_SPEC,
+        f"gang of {job.gang_gpus} GPUs ({job.workers} workers x {job.gpus_per_worker}) fits no "
+        f"{_where(job)} pool even when empty (largest: {largest.name} with {largest.nodes} nodes x "
+        f"{largest.gpus_per_node} GPUs); lower resources.workers or resources.gpusPerWorker",
+    )
+
+
+def _price_misfit(job: JobRequest, table: PoolTable, ranking: Ranking) -> tuple[Reason, str]:
+    """What is left is a price: options that pass every limit but the job's price cap and budget."""
+    pools = table.pools
+    fitting = _gang_fits(job, ranking.nodes, ranking.gpus_per_node)
+    if job.regions:
+        allowed = np.zeros(len(table.regions), dtype=bool)
+        allowed[[code for region, code in table.regions.items() if region in job.regions]] = True
+        fitting &= allowed[ranking.region_code]
     positions = np.flatnonzero(fitting)
     usd = ranking.usd[positions]
     if job.max_usd_per_gpu_hour is not None:

@@ -2,11 +2,13 @@
 
 A job's ranking depends only on its signature (GPU type, regions, spot, gang shape, preference):
 its hours and its GPU count scale every option alike. So the ranked options are computed once per
-signature and shared; each job then only applies its own max price and budget as masks.
+signature and shared; each job then only applies its own max price and budget as masks (here one
+job at a time; batch.py does the same for all pending jobs of a cycle at once).
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -18,6 +20,7 @@ from transfer_operator.scheduler.pricing import SPOT_RESTART_HOURS, Option, gpu_
 from transfer_operator.scheduler.types import JobRequest, Placement, PoolState
 
 CLASSES = (PriceClass.ON_DEMAND, PriceClass.SPOT)
+RUNNER_UPS = 3  # placements a decision lists besides its own
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,50 @@ class PoolTable:
             regions=region_index,
         )
 
+    @cached_property
+    def facts(self) -> FleetFacts:
+        return FleetFacts(self.pools)
+
+
+class FleetFacts:
+    """Pools grouped by (GPU type, region), so that a job's static limits cost no scan of the fleet.
+    A GPU type of None stands for "any type"; types are upper case."""
+
+    def __init__(self, pools: Sequence[PoolState]):
+        self.pools = pools
+        self.offered = sorted({p.gpu_type for p in pools}) or ["none"]
+        rows: defaultdict[tuple[str | None, str], list[int]] = defaultdict(list)
+        for row, pool in enumerate(pools):
+            rows[pool.gpu_type.upper(), pool.region].append(row)
+            rows[None, pool.region].append(row)
+        self.rows = dict(rows)  # every pool, cordoned too; rows ascending
+        self.open_rows = {key: [r for r in found if not pools[r].cordoned] for key, found in rows.items()}
+        served: defaultdict[str | None, set[str]] = defaultdict(set)
+        for gpu, region in rows:
+            served[gpu].add(region)
+        self.served = {gpu: sorted(regions) for gpu, regions in served.items()}
+        # The first open pool with the most GPUs, per group.
+        self.largest_open = {
+            key: max(found, key=lambda r: pools[r].capacity_gpus)
+            for key, found in self.open_rows.items()
+            if found
+        }
+        self._largest_gang: dict[tuple[str | None, str, int], int] = {}
+
+    def largest_gang(self, gpu: str | None, region: str, gpus_per_worker: int) -> int:
+        """Most workers of `gpus_per_worker` GPUs that one empty open pool of the group can take."""
+        key = (gpu, region, gpus_per_worker)
+        found = self._largest_gang.get(key)
+        if found is None:
+            found = self._largest_gang[key] = max(
+                (
+                    self.pools[r].nodes * (self.pools[r].gpus_per_node // gpus_per_worker)
+                    for r in self.open_rows.get((gpu, region), ())
+                ),
+                default=-1,
+            )
+        return found
+
 
 @dataclass(frozen=True)
 class Ranking:
@@ -78,16 +125,58 @@ class Ranking:
     nodes: np.ndarray
     gpus_per_node: np.ndarray
 
+    def __len__(self) -> int:
+        return len(self.pool)
 
-def _signature(job: JobRequest) -> tuple[object, ...]:
+    @cached_property
+    def lists(self) -> RankingLists:
+        return RankingLists(
+            self.pool.tolist(),
+            [CLASSES[c] for c in self.price_class.tolist()],
+            self.usd.tolist(),
+            self.hours_per_hour.tolist(),
+            self.cost_per_gpu_hour.tolist(),
+            self.region_code.tolist(),
+            self.nodes.tolist(),
+            self.gpus_per_node.tolist(),
+            bool(
+                np.isfinite(self.cost_per_gpu_hour).all()
+                and (self.cost_per_gpu_hour >= 0).all()
+                and np.isfinite(self.hours_per_hour).all()
+                and (self.hours_per_hour >= 0).all()
+            ),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RankingLists:
+    """The same columns as Python lists: indexing a list is much cheaper than a NumPy scalar, and
+    arithmetic on its floats gives the same doubles as NumPy's."""
+
+    pool: list[int]
+    price_class: list[PriceClass]
+    usd: list[float]
+    hours_per_hour: list[float]
+    cost_per_gpu_hour: list[float]
+    region_code: list[int]
+    nodes: list[int]
+    gpus_per_node: list[int]
+    non_negative: bool  # every cost and hours finite and >= 0
+
+
+Signature = tuple[str | None, bool, Preference]  # (GPU type in upper case or None, spot, preference)
+
+
+def signature_of(job: JobRequest) -> Signature:
     """What the order of a job's options depends on; regions and gang size only filter it."""
     return (None if job.gpu_type is None else job.gpu_type.upper(), job.spot, job.prefer)
 
 
-def _rank(job: JobRequest, table: PoolTable) -> Ranking:
+def _rank(signature: Signature, table: PoolTable) -> Ranking:
+    gpu_type, spot, prefer = signature
     mask = table.open.copy()
-    if job.gpu_type is not None:
-        mask &= table.gpu_type == job.gpu_type.upper()
+    if gpu_type is not None:
+        mask &= table.gpu_type == gpu_type
     rows = np.flatnonzero(mask)
     pools, classes, usd, hours = (
         [rows],
@@ -95,7 +184,7 @@ def _rank(job: JobRequest, table: PoolTable) -> Ranking:
         [table.on_demand_usd[rows]],
         [1.0 / table.speed[rows]],
     )
-    if job.spot:
+    if spot:
         spot_rows = rows[~np.isnan(table.spot_usd[rows])]
         pools.append(spot_rows)
         classes.append(np.ones(len(spot_rows), dtype=np.int64))
@@ -106,9 +195,9 @@ def _rank(job: JobRequest, table: PoolTable) -> Ranking:
     usd_all = np.concatenate(usd)
     hours_all = np.concatenate(hours)
     cost = usd_all * hours_all
-    if job.prefer is Preference.FASTEST:
+    if prefer is Preference.FASTEST:
         keys = (cost, hours_all)
-    elif job.prefer is Preference.BALANCED:
+    elif prefer is Preference.BALANCED:
         keys = (hours_all, cost * hours_all)
     else:
         keys = (hours_all, cost)
@@ -191,13 +280,16 @@ class OptionCache:
 
     def __init__(self, pools: Sequence[PoolState]):
         self.table = PoolTable.of(pools)
-        self._rankings: dict[tuple[object, ...], Ranking] = {}
+        self._rankings: dict[Signature, Ranking] = {}
+
+    def ranking(self, signature: Signature) -> Ranking:
+        ranking = self._rankings.get(signature)
+        if ranking is None:
+            ranking = self._rankings[signature] = _rank(signature, self.table)
+        return ranking
 
     def estimate(self, job: JobRequest) -> JobOptions:
-        key = _signature(job)
-        ranking = self._rankings.get(key)
-        if ranking is None:
-            ranking = self._rankings[key] = _rank(job, self.table)
+        ranking = self.ranking(signature_of(job))
         keep = np.ones(len(ranking.pool), dtype=bool)
         if job.regions:
             allowed = np.zeros(len(self.table.regions) + 1, dtype=bool)

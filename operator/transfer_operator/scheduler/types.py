@@ -123,3 +123,78 @@ class Decision:
     placement: Placement | None = None
     victims: tuple[str, ...] = ()
     runner_ups: tuple[Placement, ...] = field(default=())
+
+
+# A frozen dataclass's __init__ sets each field through object.__setattr__. A large cycle builds
+# about four placements and one decision per job; these build the same objects by setting their
+# slots directly, about twice as fast.
+_new = object.__new__
+(
+    _set_pool,
+    _set_region,
+    _set_gpu_type,
+    _set_price_class,
+    _set_usd_per_gpu_hour,
+    _set_gpus,
+    _set_expected_hours,
+    _set_expected_cost_usd,
+    _set_zone,
+) = (getattr(Placement, f).__set__ for f in Placement.__dataclass_fields__)
+(
+    _set_job_key,
+    _set_action,
+    _set_fit,
+    _set_reason,
+    _set_message,
+    _set_placement,
+    _set_victims,
+    _set_runner_ups,
+) = (getattr(Decision, f).__set__ for f in Decision.__dataclass_fields__)
+
+
+def new_placement(
+    pool: str,
+    region: str,
+    gpu_type: str,
+    price_class: PriceClass,
+    usd_per_gpu_hour: float,
+    gpus: int,
+    expected_hours: float,
+    expected_cost_usd: float,
+    zone: str | None,
+) -> Placement:
+    """Placement(pool, region, gpu_type, price_class, usd_per_gpu_hour, gpus, expected_hours,
+    expected_cost_usd, zone), built faster."""
+    placement = _new(Placement)
+    _set_pool(placement, pool)
+    _set_region(placement, region)
+    _set_gpu_type(placement, gpu_type)
+    _set_price_class(placement, price_class)
+    _set_usd_per_gpu_hour(placement, usd_per_gpu_hour)
+    _set_gpus(placement, gpus)
+    _set_expected_hours(placement, expected_hours)
+    _set_expected_cost_usd(placement, expected_cost_usd)
+    _set_zone(placement, zone)
+    return placement
+
+
+def new_decision(
+    job_key: str,
+    action: Action,
+    fit: Fit,
+    reason: Reason,
+    message: str,
+    placement: Placement | None,
+    runner_ups: tuple[Placement, ...],
+) -> Decision:
+    """Decision(job_key, action, fit, reason, message, placement, (), runner_ups), built faster."""
+    decision = _new(Decision)
+    _set_job_key(decision, job_key)
+    _set_action(decision, action)
+    _set_fit(decision, fit)
+    _set_reason(decision, reason)
+    _set_message(decision, message)
+    _set_placement(decision, placement)
+    _set_victims(decision, ())
+    _set_runner_ups(decision, runner_ups)
+    return decision

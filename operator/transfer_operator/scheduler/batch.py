@@ -1,0 +1,328 @@
+"""The pending jobs of one cycle, estimated together with NumPy instead of one job at a time.
+
+The options of a signature are ranked once (options.py). Here every signature's ranking is cut
+into *streams*: one per region, plus one for jobs that accept any region. Each (job, stream) pair
+is scanned in chunks, all pairs at once, for the options that pass the job's own limits (gang
+size, price cap, budget). Per job that gives its best few options in ranking order, which is all
+the walk needs up front; waiting.py runs the same scans over streams sorted by free GPUs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from operator import attrgetter
+from typing import Any
+
+import numpy as np
+
+from transfer_operator.api.enums import Preference
+from transfer_operator.scheduler.options import RUNNER_UPS, OptionCache, Ranking, Signature
+from transfer_operator.scheduler.types import JobRequest
+
+HEAD = RUNNER_UPS + 1  # options per job found up front: its runner-ups, whichever it takes
+FIRST_CHUNK = 16  # options per pair in the first round of a scan; each later round is 4x wider
+MAX_GANG_TABLES = 32  # distinct GPUs per worker up to which the gang check uses a table per size
+PREFERENCES = (Preference.CHEAPEST, Preference.FASTEST, Preference.BALANCED)
+
+
+@dataclass(frozen=True)
+class JobColumns:
+    """The pending jobs as columns; row i is jobs[i]."""
+
+    jobs: Sequence[JobRequest]
+    signatures: list[Signature]
+    signature: np.ndarray  # index into `signatures`
+    region_sets: list[frozenset[str]]
+    region_set: np.ndarray  # index into `region_sets`; the empty set is "any region"
+    workers: np.ndarray
+    gpus_per_worker: np.ndarray
+    has_cap: np.ndarray
+    cap: np.ndarray
+    has_budget: np.ndarray
+    budget_limit: np.ndarray  # budget with the same rounding slack as JobOptions
+    gang_hours: np.ndarray  # gang GPUs x estimated hours
+    estimated_hours: np.ndarray
+    prefer: np.ndarray  # index into PREFERENCES
+    priority: np.ndarray
+    created_at: np.ndarray
+
+    @classmethod
+    def of(cls, jobs: Sequence[JobRequest]) -> JobColumns:
+        count = len(jobs)
+
+        def column(field: str) -> list[Any]:
+            return list(map(attrgetter(field), jobs))
+
+        # Signatures: first per distinct (GPU type, spot, preference) as given, then upper-cased.
+        given: dict[tuple[str | None, bool, Preference], int] = {}
+        given_index = [
+            given.setdefault(key, len(given))
+            for key in zip(column("gpu_type"), column("spot"), column("prefer"), strict=True)
+        ]
+        signature_index: dict[Signature, int] = {}
+        signature_of_given = [
+            signature_index.setdefault((None if g is None else g.upper(), s, p), len(signature_index))
+            for g, s, p in given
+        ]
+        prefer_index = {p: i for i, p in enumerate(PREFERENCES)}
+        region_index: dict[frozenset[str], int] = {frozenset(): 0}
+        region_set = [region_index.setdefault(r, len(region_index)) for r in column("regions")]
+        caps, budgets = column("max_usd_per_gpu_hour"), column("budget_usd")
+        has_cap = np.fromiter((c is not None for c in caps), dtype=bool, count=count)
+        has_budget = np.fromiter((b is not None for b in budgets), dtype=bool, count=count)
+        workers = np.array(column("workers"), dtype=np.int64)
+        gpus_per_worker = np.array(column("gpus_per_worker"), dtype=np.int64)
+        estimated_hours = np.array(column("estimated_hours"), dtype=float)
+        given_array = np.array(given_index, dtype=np.int64)
+        return cls(
+            jobs=jobs,
+            signatures=list(signature_index),
+            signature=np.array(signature_of_given, dtype=np.int64)[given_array],
+            region_sets=list(region_index),
+            region_set=np.array(region_set, dtype=np.int64),
+            workers=workers,
+            gpus_per_worker=gpus_per_worker,
+            has_cap=has_cap,
+            cap=np.where(has_cap, np.array(caps, dtype=float), np.inf),  # None -> NaN -> inf
+            has_budget=has_budget,
+            budget_limit=np.where(has_budget, np.array(budgets, dtype=float) * (1 + 1e-12), np.inf),
+            gang_hours=(workers * gpus_per_worker).astype(float) * estimated_hours,
+            estimated_hours=estimated_hours,
+            prefer=np.array([prefer_index[p] for _, _, p in given], dtype=np.int64)[given_array],
+            priority=np.array(column("priority"), dtype=np.int64),
+            created_at=np.array(column("created_at_s"), dtype=float),
+        )
+
+
+@dataclass(frozen=True)
+class Streams:
+    """The options of every signature of the cycle, concatenated, and cut into streams."""
+
+    rankings: list[Ranking]
+    offset: np.ndarray  # per signature: index of its first option
+    pool: np.ndarray  # option columns, signature after signature
+    usd: np.ndarray
+    cost_per_gpu_hour: np.ndarray
+    hours_per_hour: np.ndarray
+    nodes: np.ndarray
+    gpus_per_node: np.ndarray
+    region: np.ndarray
+    option_of: np.ndarray  # (signature, pool row, price class) -> option index, or -1
+    items: np.ndarray  # option indices, stream after stream, each stream in ranking order
+    start: np.ndarray  # per stream
+    length: np.ndarray
+    any_region: int  # stream of signature s and region code r: s * (any_region + 1) + r
+
+    @classmethod
+    def of(cls, rankings: list[Ranking], regions: int, pools: int) -> Streams:
+        sizes = np.array([len(r) for r in rankings], dtype=np.int64)
+        offset = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64)
+        signature = np.repeat(np.arange(len(rankings)), sizes)
+        region = _concat([r.region_code for r in rankings])
+        # Each option is in the stream of its region and in the stream of "any region".
+        stream_of_item = np.concatenate(
+            (signature * (regions + 1) + region, signature * (regions + 1) + regions)
+        )
+        option = np.tile(np.arange(len(signature)), 2)
+        order = np.argsort(stream_of_item, kind="stable")
+        length = np.bincount(stream_of_item, minlength=len(rankings) * (regions + 1))
+        pool = _concat([r.pool for r in rankings])
+        option_of = np.full((len(rankings), pools, 2), -1, dtype=np.int64)
+        option_of[signature, pool, _concat([r.price_class for r in rankings])] = np.arange(len(pool))
+        return cls(
+            rankings=rankings,
+            offset=offset,
+            pool=pool,
+            usd=_concat([r.usd for r in rankings], float),
+            cost_per_gpu_hour=_concat([r.cost_per_gpu_hour for r in rankings], float),
+            hours_per_hour=_concat([r.hours_per_hour for r in rankings], float),
+            nodes=_concat([r.nodes for r in rankings]),
+            gpus_per_node=_concat([r.gpus_per_node for r in rankings]),
+            region=region,
+            option_of=option_of,
+            items=option[order],
+            start=np.concatenate(([0], np.cumsum(length)[:-1])).astype(np.int64),
+            length=length,
+            any_region=regions,
+        )
+
+
+def _concat(arrays: list[np.ndarray], dtype: type = np.int64) -> np.ndarray:
+    return np.concatenate(arrays).astype(dtype) if arrays else np.zeros(0, dtype=dtype)
+
+
+def ranges(start: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """start[0] .. start[0] + length[0] - 1, then the same for every other range."""
+    total = int(length.sum())
+    shift = np.repeat(start - np.concatenate(([0], np.cumsum(length)[:-1])), length)
+    return np.arange(total, dtype=np.int64) + shift
+
+
+class Estimates:
+    """Every pending job's best options and regret, from one batch of NumPy work."""
+
+    def __init__(self, jobs: Sequence[JobRequest], cache: OptionCache):
+        self.columns = columns = JobColumns.of(jobs)
+        regions = cache.table.regions
+        self.streams = Streams.of(
+            [cache.ranking(s) for s in columns.signatures], len(regions), len(cache.table.pools)
+        )
+        # Per region set: the fleet's codes of its regions, or the "any region" column for set 0.
+        codes = [tuple(sorted(regions[r] for r in s if r in regions)) for s in columns.region_sets]
+        codes[0] = (len(regions),)
+        self.region_codes = codes
+        self.code_matrix = np.full((len(codes), max(len(c) for c in codes)), -1, dtype=np.int64)
+        self._allowed = np.zeros((len(codes), len(regions) + 1), dtype=bool)  # (region set, region)
+        for index, found in enumerate(codes):
+            self.code_matrix[index, : len(found)] = found
+            self._allowed[index, list(found)] = True
+        self._allowed[0] = True
+        # Per distinct GPUs per worker: the workers each option's pool takes when empty.
+        sizes, size_of = np.unique(columns.gpus_per_worker, return_inverse=True)
+        self._size_of = size_of
+        self._largest_gang = (
+            np.stack([self._largest(int(g)) for g in sizes]) if len(sizes) <= MAX_GANG_TABLES else None
+        )
+        head = self._heads()
+        self.counts = counts = (head >= 0).sum(axis=1)  # options found per job, at most HEAD
+        every = np.arange(len(jobs))
+        regret = self.score(every, head[:, 1]) - self.score(every, head[:, 0])
+        self.regret = np.where(counts >= 2, regret, np.inf)
+        self.head = [row[:count] for row, count in zip(head.tolist(), counts.tolist(), strict=True)]
+
+    def order(self) -> np.ndarray:
+        """Job indices by priority, then regret (both descending), then age, then key."""
+        columns = self.columns
+        keys = [j.key for j in columns.jobs]
+        key_rank = np.empty(len(keys), dtype=np.int64)
+        key_rank[sorted(range(len(keys)), key=keys.__getitem__)] = np.arange(len(keys))
+        return np.lexsort((key_rank, columns.created_at, -self.regret, -columns.priority))
+
+    def score(self, jobs: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """Scores of the jobs' options at these ranking positions, as JobOptions.score_at computes them."""
+        columns = self.columns
+        if not len(self.streams.pool):
+            return np.full(len(jobs), np.nan)
+        option = np.where(positions >= 0, self.streams.offset[columns.signature[jobs]] + positions, 0)
+        cost = self.streams.cost_per_gpu_hour[option] * columns.gang_hours[jobs]
+        hours = self.streams.hours_per_hour[option] * columns.estimated_hours[jobs]
+        prefer = columns.prefer[jobs]
+        return np.where(prefer == 1, hours * 1e6 + cost, np.where(prefer == 2, cost * hours, cost))
+
+    def sorted_streams(
+        self, streams: np.ndarray, free: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """These streams, each sorted by the free GPUs of its pools (descending), then by rank.
+        Returns the sorted option indices and, per entry of `streams`, its begin and length in them."""
+        used, local = np.unique(streams, return_inverse=True)
+        length = self.streams.length[used]
+        items = self.streams.items[ranges(self.streams.start[used], length)]
+        stream = np.repeat(np.arange(len(used)), length)
+        items = items[np.lexsort((items, -free[self.streams.pool[items]], stream))]
+        begin = np.concatenate(([0], np.cumsum(length)[:-1])).astype(np.int64)
+        return items, begin[local], length[local]
+
+    def options_on(self, jobs: np.ndarray, pools: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The options of jobs[k] on pool pools[k] that pass its limits and regions.
+        Returns (k, option index) pairs."""
+        columns, streams = self.columns, self.streams
+        options = streams.option_of[columns.signature[jobs], pools]  # (pairs, price classes)
+        valid = options >= 0
+        options = np.where(valid, options, 0)
+        region = self._allowed[columns.region_set[jobs][:, None], streams.region[options]]
+        k, price_class = np.nonzero(valid & region & self.passes(jobs, options))
+        return k, options[k, price_class]
+
+    def pairs(self, jobs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The (job, stream) pairs of these jobs whose stream is not empty, in the order of `jobs`:
+        (index into `jobs`, stream)."""
+        columns, streams = self.columns, self.streams
+        job_codes = self.code_matrix[columns.region_set[jobs]]
+        row, column = np.nonzero(job_codes >= 0)
+        stream = columns.signature[jobs[row]] * (streams.any_region + 1) + job_codes[row, column]
+        present = streams.length[stream] > 0
+        return row[present], stream[present]
+
+    def _heads(self) -> np.ndarray:
+        """Per job: ranking positions of its first HEAD options, -1 where it has fewer."""
+        columns, streams = self.columns, self.streams
+        count = len(columns.jobs)
+        pair_job, pair_stream = self.pairs(np.arange(count))  # row == job here
+        pair, option = self.scan(
+            pair_job, streams.start[pair_stream], streams.length[pair_stream], streams.items, HEAD
+        )
+        job = pair_job[pair]
+        position = option - streams.offset[columns.signature[job]]
+        order = np.lexsort((position, job))
+        job, position = job[order], position[order]
+        rank = np.arange(len(job)) - np.searchsorted(job, job)
+        head = np.full((count, HEAD), -1, dtype=np.int64)
+        first = rank < HEAD
+        head[job[first], rank[first]] = position[first]
+        return head
+
+    def scan(
+        self,
+        pair_job: np.ndarray,
+        begin: np.ndarray,
+        length: np.ndarray,
+        items: np.ndarray,
+        want: int,
+        counts: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """For every pair, the options of its stream, items[begin : begin + length], that pass the
+        job's limits, up to the `want`-th of them that `counts` (default: every one) accepts.
+        Returns (pair index, option index), by pair, in stream order."""
+        found_pair: list[np.ndarray] = []
+        found_option: list[np.ndarray] = []
+        count = np.zeros(len(pair_job), dtype=np.int64)
+        active = np.flatnonzero(length > 0)
+        done_columns, width = 0, FIRST_CHUNK
+        while len(active):
+            columns = done_columns + np.arange(width)
+            active_length = length[active]
+            valid = columns < active_length[:, None]
+            option = items[begin[active][:, None] + np.minimum(columns, active_length[:, None] - 1)]
+            passes = valid & self.passes(pair_job[active], option)
+            counted = passes if counts is None else passes & counts(active, option)
+            seen = np.cumsum(counted, axis=1) - counted  # counted options before this one
+            take = passes & (seen < (want - count[active])[:, None])
+            row, column = np.nonzero(take)
+            found_pair.append(active[row])
+            found_option.append(option[row, column])
+            count[active] += (take & counted).sum(axis=1)
+            done_columns += width
+            active = active[(count[active] < want) & (done_columns < active_length)]
+            width *= 4
+        if not found_pair:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        pair = np.concatenate(found_pair)
+        option = np.concatenate(found_option)
+        order = np.argsort(pair, kind="stable")
+        return pair[order], option[order]
+
+    def passes(self, jobs: np.ndarray, option: np.ndarray) -> np.ndarray:
+        """Gang size, price cap and budget of each job (a row) against options (its columns)."""
+        columns, streams = self.columns, self.streams
+        workers = columns.workers[jobs][:, None]
+        if self._largest_gang is not None:
+            ok = self._largest_gang[self._size_of[jobs][:, None], option] >= workers
+        else:
+            gpus_per_worker = columns.gpus_per_worker[jobs][:, None]
+            per_node = streams.gpus_per_node[option] // np.maximum(gpus_per_worker, 1)
+            ok = (gpus_per_worker == 0) | (streams.nodes[option] * per_node >= workers)
+        capped = np.flatnonzero(columns.has_cap[jobs])
+        if len(capped):
+            ok[capped] &= streams.usd[option[capped]] <= columns.cap[jobs[capped]][:, None]
+        budgeted = np.flatnonzero(columns.has_budget[jobs])
+        if len(budgeted):
+            cost = streams.cost_per_gpu_hour[option[budgeted]] * columns.gang_hours[jobs[budgeted]][:, None]
+            ok[budgeted] &= cost <= columns.budget_limit[jobs[budgeted]][:, None]
+        return ok
+
+    def _largest(self, gpus_per_worker: int) -> np.ndarray:
+        streams = self.streams
+        if gpus_per_worker == 0:
+            return np.full(len(streams.nodes), np.iinfo(np.int64).max, dtype=np.int64)
+        return streams.nodes * (streams.gpus_per_node // gpus_per_worker)
