@@ -104,24 +104,17 @@ def wait_for_metrics(timeout_s: float = 120.0) -> None:
 
 
 def start_operator(cluster: devcluster.Cluster, workdir: Path) -> subprocess.Popen[bytes]:
-    helm = cluster.bin_dir / "helm"
-    subprocess.run(
-        [
-            str(helm),
-            "upgrade",
-            "--install",
-            "transfer-operator",
-            str(ROOT / "charts/transfer-operator"),
-            "-n",
-            "transfer-system",
-            "--create-namespace",
-            "--set",
-            "replicas=0",
-            "--kubeconfig",
-            str(cluster.kubeconfig),
-        ],
-        check=True,
-        capture_output=True,
+    chart = str(ROOT / "charts/transfer-operator")
+    cluster.helm(
+        "upgrade",
+        "--install",
+        "transfer-operator",
+        chart,
+        "-n",
+        "transfer-system",
+        "--create-namespace",
+        "--set",
+        "replicas=0",
     )
     kubeconfig = cluster.service_account_kubeconfig(
         "transfer-operator", "transfer-system", workdir / "sa-kubeconfig", duration="4h"

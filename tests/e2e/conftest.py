@@ -175,41 +175,11 @@ class OperatorProcess:
 
 @pytest.fixture(scope="module")
 def chart(cluster: devcluster.Cluster) -> Iterator[None]:
-    helm = str(cluster.bin_dir / "helm")
-    env = cluster.env()
-    subprocess.run(
-        [
-            helm,
-            "upgrade",
-            "--install",
-            "transfer-operator",
-            str(CHART),
-            "-n",
-            RELEASE_NAMESPACE,
-            "--create-namespace",
-            "--set",
-            "replicas=0",
-            "--kubeconfig",
-            str(cluster.kubeconfig),
-        ],
-        check=True,
-        env=env,
-        capture_output=True,
-    )
+    """The chart's CRDs, RBAC and ServiceAccount (replicas=0: the tests run the operator)."""
+    install = ("upgrade", "--install", "transfer-operator", str(CHART), "-n", RELEASE_NAMESPACE)
+    cluster.helm(*install, "--create-namespace", "--set", "replicas=0")
     yield
-    subprocess.run(
-        [
-            helm,
-            "uninstall",
-            "transfer-operator",
-            "-n",
-            RELEASE_NAMESPACE,
-            "--kubeconfig",
-            str(cluster.kubeconfig),
-        ],
-        env=env,
-        capture_output=True,
-    )
+    cluster.helm("uninstall", "transfer-operator", "-n", RELEASE_NAMESPACE, check=False)
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import yaml
@@ -14,9 +13,7 @@ CHART = Path(__file__).resolve().parents[2] / "charts" / "transfer-operator"
 
 
 def helm(cluster: devcluster.Cluster, *args: str) -> str:
-    result = subprocess.run(
-        [str(cluster.bin_dir / "helm"), *args], capture_output=True, text=True, env=cluster.env()
-    )
+    result = cluster.helm(*args, check=False)
     assert result.returncode == 0, result.stderr
     return result.stdout
 

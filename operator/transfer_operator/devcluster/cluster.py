@@ -83,6 +83,14 @@ class Cluster:
             raise ClusterError(f"{' '.join(command[1:])} failed: {result.stderr.strip()}")
         return result
 
+    def helm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """The cached helm binary against this cluster."""
+        command = [str(self.bin_dir / "helm"), "--kubeconfig", str(self.kubeconfig), *args]
+        result = subprocess.run(command, capture_output=True, text=True, env=self.env())
+        if check and result.returncode != 0:
+            raise ClusterError(f"helm {' '.join(args)} failed: {result.stderr.strip()}")
+        return result
+
     def service_account_kubeconfig(
         self, service_account: str, namespace: str, path: Path, duration: str = "2h"
     ) -> Path:
