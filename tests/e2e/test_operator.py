@@ -253,7 +253,7 @@ def test_restart_mid_run_creates_no_second_rayjob(
     before = {job: rayjobs_of(job) for job in ("reviews-lora", "reviews-topk")}
     operator.kill(signal.SIGKILL)
     operator.start()
-    time.sleep(15)  # a few scheduling cycles and reconcile timers of the new process
+    time.sleep(15)  # a few scheduling cycles and a reconcile pass of the new process
     assert {job: rayjobs_of(job) for job in before} == before
     assert "Traceback" not in operator.log()
 

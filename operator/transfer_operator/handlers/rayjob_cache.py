@@ -1,6 +1,6 @@
 """The latest status of every RayJob the operator manages, fed by the RayJob watch.
 
-The reconcile timer of each running job reads it here instead of GETting its RayJob every
+The cycle's reconcile pass reads each running job's RayJob here instead of GETting it every
 interval: with thousands of jobs those GETs were most of the operator's API traffic. A miss (the
 watch has not delivered the object yet, or it is gone) falls back to a GET, so the cache only
 saves calls and never decides on its own that a RayJob is missing.
