@@ -21,7 +21,7 @@ from transfer_operator.engine.rayjob import checkpoint_storage, label_value, ray
 from transfer_operator.handlers.children import ensure_rayjob
 from transfer_operator.handlers.conditions import iso, phase_patch, upsert_condition
 from transfer_operator.handlers.context import Ctx
-from transfer_operator.handlers.fleet import Fleet, read_fleet
+from transfer_operator.handlers.fleet import Fleet, read_fleet, with_status
 from transfer_operator.handlers.running import reconcile_holding
 from transfer_operator.scheduler import Action, Decision, schedule
 from transfer_operator.scheduler.snapshot import requeue_backoff_s, snapshot_of
@@ -91,22 +91,10 @@ def release_lost_capacity(ctx: Ctx, fleet: Fleet, now: datetime) -> None:
             reason, message = node_loss.reason, f"{node_loss.detail} (pool {placement.pool})"
         else:
             continue
-        preempt(
-            ctx,
-            body,
-            job,
-            reason,
-            f"{message}; back in the queue, resuming from the last checkpoint",
-            now,
-            backoff=False,
-        )
+        message += "; back in the queue, resuming from the last checkpoint"
+        status = preempt(ctx, body, job, reason, message, now, backoff=False)
         metrics.FAILOVERS.labels(reason=reason.value).inc()
-        fleet.jobs[key] = (
-            body,
-            job.model_copy(
-                update={"status": job.status.model_copy(update={"phase": Phase.PREEMPTED, "placement": None})}
-            ),
-        )
+        fleet.jobs[key] = (body, with_status(job, status))
 
 
 def give_up_exhausted(ctx: Ctx, fleet: Fleet, now: datetime) -> None:
@@ -121,8 +109,7 @@ def give_up_exhausted(ctx: Ctx, fleet: Fleet, now: datetime) -> None:
         status = phase_patch(body.get("status") or {}, Phase.FAILED, Reason.MAX_ATTEMPTS, message, now)
         ctx.kube.patch_transferjob_status(job.metadata.namespace or "default", job.metadata.name, status)
         ctx.kube.post_event(body, "Warning", Reason.MAX_ATTEMPTS.value, message)
-        failed = job.status.model_copy(update={"phase": Phase.FAILED})
-        fleet.jobs[key] = (body, job.model_copy(update={"status": failed}))
+        fleet.jobs[key] = (body, with_status(job, status))
 
 
 def preempt(
@@ -134,9 +121,9 @@ def preempt(
     now: datetime,
     *,
     backoff: bool = True,
-) -> None:
+) -> dict[str, Any]:
     """Stop the job's RayJob and put it back in the queue (after a backoff, unless it lost its
-    pool: then it fails over at once); its checkpoints stay."""
+    pool: then it fails over at once); its checkpoints stay. Returns the status written."""
     namespace = job.metadata.namespace or "default"
     if job.status.ray_job_name:
         ctx.kube.delete_rayjob(namespace, job.status.ray_job_name)
@@ -147,6 +134,7 @@ def preempt(
     ctx.kube.patch_transferjob_status(namespace, job.metadata.name, status)
     ctx.kube.post_event(body, "Warning", reason.value, message)
     metrics.PREEMPTIONS.labels(reason=reason.value).inc()
+    return status
 
 
 def apply_decision(
@@ -201,24 +189,9 @@ def apply_decision(
     if decision.action is Action.PREEMPT:
         for victim_key in decision.victims:
             victim_body, victim = fleet.jobs[victim_key]
-            fleet.jobs[victim_key] = (
-                victim_body,
-                victim.model_copy(
-                    update={
-                        "status": victim.status.model_copy(
-                            update={"phase": Phase.PREEMPTED, "placement": None}
-                        )
-                    }
-                ),
-            )
-            preempt(
-                ctx,
-                victim_body,
-                victim,
-                Reason.PREEMPTED,
-                f"preempted by higher-priority {job.key}; back in the queue with its checkpoint",
-                now,
-            )
+            message = f"preempted by higher-priority {job.key}; back in the queue with its checkpoint"
+            status = preempt(ctx, victim_body, victim, Reason.PREEMPTED, message, now)
+            fleet.jobs[victim_key] = (victim_body, with_status(victim, status))
     # Waiting (or waiting for victims): write only what changed, to keep the API server quiet.
     ready = next((c for c in job.status.conditions if c.type == ConditionType.READY.value), None)
     if ready is not None and ready.reason == decision.reason.value and ready.message == decision.message:

@@ -10,7 +10,7 @@ from transfer_operator.handlers.context import Ctx
 from transfer_operator.handlers.rayjob_cache import RayJobCache
 
 from .fake_kube import FakeKube
-from .test_scheduling import NOW, a_job, a_pool, run_cycle, status_of
+from .test_scheduling import NOW, a_job, a_pool, ctx_with, run_cycle, status_of
 
 LATER = NOW + timedelta(seconds=15)  # past the 10 s reconcile interval
 RUNNING = {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"}
@@ -30,13 +30,8 @@ class CountingKube(FakeKube):
 
 
 def admitted(*jobs: dict[str, Any], pool_nodes: int = 1) -> tuple[Ctx, CountingKube]:
-    from transfer_operator.api.config import OperatorConfig
-
     kube = CountingKube()
-    kube.add(a_pool(nodes=pool_nodes))
-    for job in jobs or (a_job("a"),):
-        kube.add(job)
-    ctx = Ctx(kube=kube, config=OperatorConfig(), identity="test", lease_namespace="ns")  # type: ignore[arg-type]
+    ctx, _ = ctx_with(a_pool(nodes=pool_nodes), *(jobs or (a_job("a"),)), kube=kube)
     run_cycle(ctx, NOW)
     return ctx, kube
 

@@ -26,8 +26,8 @@ def a_job(name: str, gpus: int = 8, priority: int = 0, status: dict[str, Any] | 
     return {**job, "status": status or {}}
 
 
-def ctx_with(*objects: dict[str, Any]) -> tuple[Ctx, FakeKube]:
-    kube = FakeKube()
+def ctx_with(*objects: dict[str, Any], kube: FakeKube | None = None) -> tuple[Ctx, FakeKube]:
+    kube = kube or FakeKube()
     for obj in objects:
         kube.add(obj)
     return Ctx(kube=kube, config=OperatorConfig(), identity="test", lease_namespace="ns"), kube  # type: ignore[arg-type]
