@@ -22,7 +22,6 @@ from typing import Any
 
 import psutil
 import pytest
-import yaml
 
 from transfer_operator import devcluster
 from transfer_operator.api.manifests import transferjob_manifest
@@ -31,7 +30,6 @@ from transfer_operator.devcluster.nodes import KWOK_ANNOTATION, node_manifests
 from .conftest import EXAMPLES, MAX_NODES_PER_POOL, OperatorProcess, get_json, keep_ray_jobs_running, wait_for
 from .test_faults import invariant_violations, record
 
-ROOT = Path(__file__).resolve().parents[2]
 SPOT_TAINT = "transfer.dev/spot-interruption"
 
 
@@ -76,11 +74,10 @@ def nodes_of_job(cluster: devcluster.Cluster, namespace: str, name: str, attempt
 
 
 @pytest.fixture
-def fleet(cluster: devcluster.Cluster, pools: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+def fleet(cluster: devcluster.Cluster, pools: list[dict[str, Any]]) -> Iterator[None]:
     """The example pools; afterwards every node is as the dev cluster made it (Ready, untainted)."""
     cluster.kubectl("apply", "-f", str(EXAMPLES / "pools.yaml"))
-    example_pools = [p for p in yaml.safe_load_all((EXAMPLES / "pools.yaml").read_text()) if p]
-    yield example_pools
+    yield
     for node in node_manifests(pools, MAX_NODES_PER_POOL):
         name = node["metadata"]["name"]
         if cluster.kubectl("get", "node", name, check=False).returncode != 0:
@@ -158,7 +155,7 @@ def test_a_lost_node_sends_its_job_elsewhere(
     cluster: devcluster.Cluster,
     operator: OperatorProcess,
     namespace: str,
-    fleet: list[dict[str, Any]],
+    fleet: None,
     fault: Callable[[devcluster.Cluster, str], None],
     reason: str,
     leaves_pool: bool,
@@ -238,7 +235,7 @@ def test_an_interrupted_job_resumes_at_its_last_checkpoint_step(
     cluster: devcluster.Cluster,
     operator: OperatorProcess,
     namespace: str,
-    fleet: list[dict[str, Any]],
+    fleet: None,
     tmp_path: Path,
 ) -> None:
     storage = tmp_path / "checkpoints"
