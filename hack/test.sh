@@ -7,6 +7,14 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+phase_s=$(date +%s)
+phase_done() {  # CI prints how long each phase took
+  local now_s
+  now_s=$(date +%s)
+  echo "phase: $1 took $(( now_s - phase_s ))s"
+  phase_s=$now_s
+}
+
 python=${PYTHON:-python3.11}
 command -v "$python" >/dev/null || python=python3
 if [[ ! -x .venv/bin/python ]]; then
@@ -20,6 +28,7 @@ if (( ${#cpu_wheels[@]} )); then
   .venv/bin/python -m pip install --quiet "${cpu_wheels[@]}"
 fi
 .venv/bin/python -m pip install --quiet -e '.[all]'
+phase_done "python install"
 
 # A real Prometheus for the observability tests, from Debian's packages.
 if ! command -v prometheus >/dev/null; then
@@ -27,17 +36,21 @@ if ! command -v prometheus >/dev/null; then
   $sudo_ apt-get install -y -q prometheus >/dev/null || $sudo_ sh -c 'apt-get update -q && apt-get install -y -q prometheus' >/dev/null
 fi
 # Debian starts a packaged service where systemd runs; the tests start their own on loopback.
+phase_done "prometheus install"
 
-# The control plane binaries (kube-apiserver, etcd, kwok, KubeRay, helm): built once, cached.
-start_s=$(date +%s)
+# The control plane binaries (kube-apiserver, etcd, kwok, KubeRay, helm) and the S3 server
+# (SeaweedFS): built once from the Go module proxy, cached.
 bash hack/controlplane/build.sh >/dev/null
-echo "control plane binaries ready in $(( $(date +%s) - start_s ))s"
+phase_done "control plane binaries"
+bash hack/controlplane/build-component.sh seaweedfs >/dev/null
+phase_done "seaweedfs binary"
 
 export RAY_AUTH_MODE=disabled HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 set +e
 .venv/bin/python -m pytest -p no:cacheprovider --timeout=1800 "${@:-tests}"
 status=$?
 set -e
+phase_done "pytest"
 if (( status == 5 )); then
   echo "pytest collected no tests: that is a failure, not a pass" >&2
   exit 1

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from transfer_operator.api.clusters import TransferClusterSpec, TransferClusterStatus
 from transfer_operator.api.enums import GROUP, VERSION
 from transfer_operator.api.models import GPUPoolSpec, GPUPoolStatus, TransferJobSpec, TransferJobStatus
 
@@ -186,6 +187,7 @@ def transferjob_crd() -> dict[str, Any]:
             _column("Strategy", ".spec.strategy.type", priority=1),
             _column("Pool", ".status.placement.pool"),
             _column("Region", ".status.placement.region"),
+            _column("Cluster", ".status.placement.cluster"),
             _column("Price", ".status.placement.usdPerHour", "number", priority=1),
             _column("Cost", ".status.costSoFar", "number"),
             _column("Age", ".metadata.creationTimestamp", "date"),
@@ -205,6 +207,7 @@ def gpupool_crd() -> dict[str, Any]:
         categories=["transfer"],
         columns=[
             _column("Region", ".spec.region"),
+            _column("Cluster", ".spec.cluster"),
             _column("GPU", ".spec.gpuType"),
             _column("Nodes", ".spec.nodes", "integer"),
             _column("Free", ".status.freeGpus", "integer"),
@@ -216,8 +219,29 @@ def gpupool_crd() -> dict[str, Any]:
     )
 
 
+def transfercluster_crd() -> dict[str, Any]:
+    return _crd(
+        kind="TransferCluster",
+        plural="transferclusters",
+        singular="transfercluster",
+        short_names=["tc"],
+        scope="Cluster",
+        spec=TransferClusterSpec,
+        status=TransferClusterStatus,
+        categories=["transfer"],
+        columns=[
+            _column("Region", ".spec.region"),
+            _column("Reachable", ".status.reachable", "boolean"),
+            _column("Ready", '.status.conditions[?(@.type=="Ready")].status'),
+            _column("Version", ".status.serverVersion", priority=1),
+            _column("LastContact", ".status.lastContact", "date", priority=1),
+            _column("Age", ".metadata.creationTimestamp", "date"),
+        ],
+    )
+
+
 def all_crds() -> list[dict[str, Any]]:
-    return [transferjob_crd(), gpupool_crd()]
+    return [transferjob_crd(), gpupool_crd(), transfercluster_crd()]
 
 
 def render_crds_yaml() -> str:

@@ -334,6 +334,9 @@ class Condition(StatusModel):
 class PlacementStatus(StatusModel):
     pool: str
     region: str
+    cluster: str | None = Field(
+        default=None, description="The TransferCluster of the pool; empty: the local one."
+    )
     zone: str | None = None
     gpu_type: str
     price_class: PriceClass
@@ -405,6 +408,15 @@ class GPUPoolSpec(ApiModel):
     node_selector: Annotated[dict[str, str], Field(max_length=32)] = Field(default_factory=dict)
     tolerations: Annotated[list[Toleration], Field(max_length=32)] = Field(default_factory=list)
     cordoned: bool = False
+    cluster: Annotated[
+        str | None,
+        Field(
+            default=None,
+            pattern=NAME_PATTERN,
+            max_length=253,
+            description="The TransferCluster whose nodes these are; empty: the operator's own cluster.",
+        ),
+    ] = None
 
     @property
     def capacity_gpus(self) -> int:
@@ -417,7 +429,9 @@ class GPUPoolStatus(StatusModel):
     utilization: float = 0.0
     jobs: int = 0
     health: str = "Healthy"
-    lost_nodes: int = Field(default=0, description="Nodes NotReady or announced to go away; not counted as capacity.")
+    lost_nodes: int = Field(
+        default=0, description="Nodes NotReady or announced to go away; not counted as capacity."
+    )
 
 
 # --- Whole objects ----------------------------------------------------------------------

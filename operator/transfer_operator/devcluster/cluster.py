@@ -10,12 +10,10 @@ and `down` in another work.
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import time
@@ -31,6 +29,18 @@ import yaml
 from transfer_operator.devcluster import certs as certs_mod
 from transfer_operator.devcluster import nodes as nodes_mod
 from transfer_operator.devcluster.binaries import ensure_bin_dir, kubectl_path
+from transfer_operator.devcluster.processes import (
+    ProcessError,
+    ProcessRecord,
+    free_port,
+    is_alive,
+    log_tail,
+    reap,
+    signal_group,
+    spawn,
+    stop,
+    wait_for,
+)
 
 DEFAULT_STATE_DIR = Path.home() / ".cache" / "transfer-operator" / "dev-cluster"
 STATE_FILE = "state.json"
@@ -38,21 +48,12 @@ KUBECONFIG_FILE = "kubeconfig"
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 NODE_LEASE_DURATION_S = 40
-STOP_GRACE_S = 5.0
 
 Echo = Callable[[str], None]
 
 
-class ClusterError(RuntimeError):
+class ClusterError(ProcessError):
     pass
-
-
-@dataclass
-class ProcessRecord:
-    pid: int
-    # Start time of the process (clock ticks since boot): guards against a reused pid.
-    start_ticks: int
-    log: str
 
 
 @dataclass
@@ -151,85 +152,7 @@ def load(state_dir: Path = DEFAULT_STATE_DIR) -> Cluster | None:
     return Cluster.from_json(json.loads(path.read_text()))
 
 
-# --- processes ----------------------------------------------------------------------
-
-
-def _proc_stat(pid: int) -> list[str] | None:
-    try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    # Fields after "pid (comm)"; comm may contain spaces and parentheses.
-    return raw[raw.rindex(")") + 2 :].split()
-
-
-def _start_ticks(pid: int) -> int:
-    stat = _proc_stat(pid)
-    return int(stat[19]) if stat else 0
-
-
-def is_alive(record: ProcessRecord) -> bool:
-    stat = _proc_stat(record.pid)
-    return stat is not None and stat[0] != "Z" and int(stat[19]) == record.start_ticks
-
-
-def _reap(pid: int) -> None:
-    """Collect our own exited children so they do not linger as zombies."""
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
-
-
-def _spawn(name: str, argv: list[str], state_dir: Path, env: dict[str, str] | None = None) -> ProcessRecord:
-    log_path = state_dir / "logs" / f"{name}.log"
-    with log_path.open("ab") as log:
-        # Own session = own process group: down() kills the group, and the process
-        # outlives the `transferctl dev-cluster up` that started it.
-        process = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            cwd=state_dir,
-            env=env,
-            start_new_session=True,
-        )
-    return ProcessRecord(pid=process.pid, start_ticks=_start_ticks(process.pid), log=str(log_path))
-
-
-def _stop(record: ProcessRecord, grace_s: float = STOP_GRACE_S) -> None:
-    if not is_alive(record):
-        _reap(record.pid)
-        return
-    _signal_group(record.pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        _reap(record.pid)
-        if not is_alive(record):
-            return
-        time.sleep(0.05)
-    _signal_group(record.pid, signal.SIGKILL)
-    _reap(record.pid)
-
-
-def _signal_group(pid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pid, sig)
-
-
-def _log_tail(record: ProcessRecord, lines: int = 20) -> str:
-    try:
-        return "\n".join(Path(record.log).read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return ""
-
-
 # --- waiting ------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _http_ok(url: str, context: ssl.SSLContext | None = None, timeout_s: float = 2.0) -> bool:
@@ -257,24 +180,6 @@ def _insecure_ssl_context() -> ssl.SSLContext:
 def _healthz(port: int) -> Callable[[], bool]:
     context = _insecure_ssl_context()
     return lambda: _http_ok(f"https://127.0.0.1:{port}/healthz", context)
-
-
-def _wait_for(
-    what: str,
-    ready: Callable[[], bool],
-    timeout_s: float,
-    watch: ProcessRecord | None = None,
-    interval_s: float = 0.25,
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if ready():
-            return
-        if watch is not None and not is_alive(watch):
-            raise ClusterError(f"{what}: process exited; log tail:\n{_log_tail(watch)}")
-        time.sleep(interval_s)
-    tail = f"; log tail:\n{_log_tail(watch)}" if watch else ""
-    raise ClusterError(f"timed out after {timeout_s:.0f}s waiting for {what}{tail}")
 
 
 # --- configuration files --------------------------------------------------------------
@@ -429,7 +334,7 @@ def _kuberay_argv(cluster: Cluster) -> list[str]:
 def _start_component(
     cluster: Cluster, name: str, argv: list[str], env: dict[str, str] | None = None
 ) -> ProcessRecord:
-    record = _spawn(name, argv, cluster.state_dir, env)
+    record = spawn(name, argv, cluster.state_dir, env)
     cluster.processes[name] = record
     _save(cluster)  # so that down() finds it even if up() fails later
     return record
@@ -437,7 +342,7 @@ def _start_component(
 
 def _start_control_plane(cluster: Cluster, paths: certs_mod.CertPaths, timeout_s: float) -> None:
     etcd = _start_component(cluster, "etcd", _etcd_argv(cluster))
-    _wait_for(
+    wait_for(
         "etcd",
         lambda: _http_ok(f"http://127.0.0.1:{cluster.ports['etcd']}/health"),
         timeout_s,
@@ -445,7 +350,7 @@ def _start_control_plane(cluster: Cluster, paths: certs_mod.CertPaths, timeout_s
     )
     apiserver = _start_component(cluster, "kube-apiserver", _apiserver_argv(cluster, paths))
     admin_context = _admin_ssl_context(paths)
-    _wait_for(
+    wait_for(
         "kube-apiserver /readyz",
         lambda: _http_ok(f"{cluster.server}/readyz", admin_context),
         timeout_s,
@@ -455,9 +360,9 @@ def _start_control_plane(cluster: Cluster, paths: certs_mod.CertPaths, timeout_s
     scheduler = _start_component(cluster, "kube-scheduler", _scheduler_argv(cluster))
     _start_component(cluster, "kwok", _kwok_argv(cluster))
     for record, port_name in ((manager, "controller_manager"), (scheduler, "scheduler")):
-        _wait_for(f"{port_name} /healthz", _healthz(cluster.ports[port_name]), timeout_s, record)
+        wait_for(f"{port_name} /healthz", _healthz(cluster.ports[port_name]), timeout_s, record)
     # The serviceaccount controller creating `default` proves the controller-manager works.
-    _wait_for(
+    wait_for(
         "default ServiceAccount",
         lambda: cluster.kubectl("get", "serviceaccount", "default", check=False).returncode == 0,
         timeout_s,
@@ -484,7 +389,7 @@ def _create_nodes(cluster: Cluster, pools: list[dict[str, Any]], timeout_s: floa
             timeout_s=timeout_s + 10,
         )
     except (ClusterError, subprocess.TimeoutExpired) as error:
-        kwok_log = _log_tail(cluster.processes["kwok"])
+        kwok_log = log_tail(cluster.processes["kwok"])
         raise ClusterError(f"fake nodes not Ready ({error}); kwok log tail:\n{kwok_log}") from error
 
 
@@ -504,7 +409,7 @@ def _start_kuberay(cluster: Cluster, timeout_s: float) -> None:
     )
     operator = _start_component(cluster, "kuberay-operator", _kuberay_argv(cluster), env=cluster.env())
     url = f"http://127.0.0.1:{cluster.ports['kuberay_probe']}/readyz"
-    _wait_for("KubeRay operator /readyz", lambda: _http_ok(url), timeout_s, operator)
+    wait_for("KubeRay operator /readyz", lambda: _http_ok(url), timeout_s, operator)
 
 
 def _allocate_ports() -> dict[str, int]:
@@ -520,7 +425,7 @@ def _allocate_ports() -> dict[str, int]:
     )
     ports: dict[str, int] = {}
     while len(set(ports.values())) < len(names):
-        ports = {name: _free_port() for name in names}
+        ports = {name: free_port() for name in names}
     return ports
 
 
@@ -581,7 +486,7 @@ def down(state_dir: Path = DEFAULT_STATE_DIR) -> bool:
         return False
     # One at a time in reverse start order: the apiserver lingers when etcd goes first.
     for record in reversed(list(cluster.processes.values())):
-        _stop(record)
+        stop(record)
     _state_path(state_dir).unlink(missing_ok=True)
     return True
 
@@ -614,16 +519,16 @@ def restart(cluster: Cluster, component: str, *, down_s: float = 2.0, timeout_s:
     argv = Path(f"/proc/{record.pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
     environ = Path(f"/proc/{record.pid}/environ").read_bytes().rstrip(b"\0").split(b"\0")
     env = dict(item.decode().split("=", 1) for item in environ if b"=" in item)
-    _signal_group(record.pid, signal.SIGKILL)
+    signal_group(record.pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
     while is_alive(record) and time.monotonic() < deadline:
-        _reap(record.pid)
+        reap(record.pid)
         time.sleep(0.1)
     time.sleep(down_s)
-    cluster.processes[component] = _spawn(component, [a.decode() for a in argv], cluster.state_dir, env=env)
+    cluster.processes[component] = spawn(component, [a.decode() for a in argv], cluster.state_dir, env=env)
     _save(cluster)
     if component == "kube-apiserver":
-        _wait_for(
+        wait_for(
             "kube-apiserver /readyz after a restart",
             lambda: cluster.kubectl("get", "--raw", "/readyz", check=False).returncode == 0,
             timeout_s,

@@ -44,14 +44,20 @@ def test_schemas_are_structural():
 
 
 def test_printer_columns_and_validations():
-    transferjob, gpupool = all_crds()
+    transferjob, gpupool, transfercluster = all_crds()
     columns = {c["name"] for c in transferjob["spec"]["versions"][0]["additionalPrinterColumns"]}
-    assert {"Phase", "Pool", "Region", "Cost", "Age"} <= columns
+    assert {"Phase", "Pool", "Region", "Cluster", "Cost", "Age"} <= columns
+    pool_columns = {c["name"] for c in gpupool["spec"]["versions"][0]["additionalPrinterColumns"]}
+    assert {"Region", "Cluster", "GPU", "Free"} <= pool_columns
     spec = transferjob["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     assert spec["required"] == ["model", "dataset", "strategy"]
     assert spec["properties"]["strategy"]["x-kubernetes-validations"]
     assert spec["properties"]["strategy"]["properties"]["type"]["enum"][0] == "featureExtraction"
     assert spec["properties"]["trainer"]["properties"]["config"]["x-kubernetes-preserve-unknown-fields"]
     assert gpupool["spec"]["scope"] == "Cluster"
+    assert transfercluster["spec"]["scope"] == "Cluster"
+    cluster_spec = transfercluster["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert cluster_spec["required"] == ["kubeconfigSecretRef"]
+    assert cluster_spec["properties"]["clusterLostAfterSeconds"]["default"] == 60
     assert transferjob["spec"]["versions"][0]["subresources"] == {"status": {}}
-    assert [d["kind"] for d in yaml.safe_load_all(render_crds_yaml())] == ["CustomResourceDefinition"] * 2
+    assert [d["kind"] for d in yaml.safe_load_all(render_crds_yaml())] == ["CustomResourceDefinition"] * 3
