@@ -9,6 +9,7 @@ last checkpoint step.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -186,7 +187,8 @@ def run_rayjob_locally(
     """Run a RayJob's entrypoint with its runtime env, as the Ray head of its cluster would.
     This machine has no GPU: the only change is gpusPerWorker 0 in the job spec it reads."""
     spec = get_json(cluster, "rayjob", rayjob, "-n", namespace)["spec"]
-    env = json.loads(spec["runtimeEnvYAML"])["env_vars"]
+    env = secret_env(cluster, namespace, spec["rayClusterSpec"]["headGroupSpec"]["template"])
+    env.update(json.loads(spec["runtimeEnvYAML"])["env_vars"])
     job = json.loads(env["TRANSFER_JOB"])
     job["resources"]["gpusPerWorker"] = 0
     env["TRANSFER_JOB"] = json.dumps(job)
@@ -201,6 +203,15 @@ def run_rayjob_locally(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+
+
+def secret_env(cluster: devcluster.Cluster, namespace: str, template: dict[str, Any]) -> dict[str, str]:
+    """What the kubelet puts into the head container from its `envFrom` Secrets (e.g. storage keys)."""
+    env: dict[str, str] = {}
+    for source in template["spec"]["containers"][0].get("envFrom", []):
+        secret = get_json(cluster, "secret", source["secretRef"]["name"], "-n", namespace)
+        env.update({key: base64.b64decode(value).decode() for key, value in secret.get("data", {}).items()})
+    return env
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:

@@ -30,8 +30,10 @@ from transfer_operator.devcluster.processes import (
 COMPONENT = "seaweedfs"
 STATE_FILE = "objectstore.json"
 REGION = "us-east-1"  # SeaweedFS ignores it; SigV4 clients need one
-# Small volumes: the tests write megabytes, and SeaweedFS grows volumes as files, not up front.
-VOLUME_SIZE_LIMIT_MB = 256
+# SeaweedFS grows volume files as data comes (no preallocation); each bucket takes several
+# volumes at once, and full-model checkpoints are ~100 MB each: the volume count follows the free
+# disk (-volume.max=0) instead of the default 8, which a few checkpointed jobs fill.
+VOLUME_SIZE_LIMIT_MB = 1024
 PORT_NAMES = ("master", "master_grpc", "volume", "volume_grpc", "filer", "filer_grpc", "s3", "s3_grpc")
 
 
@@ -130,6 +132,7 @@ def _argv(weed: Path, data_dir: Path, config: Path, ports: dict[str, int]) -> li
         f"-master.port={ports['master']}",
         f"-master.port.grpc={ports['master_grpc']}",
         f"-master.volumeSizeLimitMB={VOLUME_SIZE_LIMIT_MB}",
+        "-volume.max=0",
         f"-volume.port={ports['volume']}",
         f"-volume.port.grpc={ports['volume_grpc']}",
         "-filer",

