@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from transfer_operator.devcluster import cluster as cluster_mod
+from transfer_operator.devcluster import fleet as fleet_mod
 from transfer_operator.devcluster.nodes import DEFAULT_MAX_NODES_PER_POOL, load_pools
 
 state_dir_option = click.option(
@@ -40,31 +41,55 @@ def dev_cluster() -> None:
     help="Cap on fake nodes per pool (pools may declare many more).",
 )
 @click.option("--no-kuberay", is_flag=True, help="Do not install KubeRay.")
+@click.option(
+    "--clusters",
+    type=click.IntRange(0, 8),
+    default=0,
+    show_default=True,
+    help="Worker clusters besides the management one (pools with spec.cluster go to theirs).",
+)
+@click.option("--no-s3", is_flag=True, help="Do not start the S3 store (SeaweedFS).")
 @click.option("--timeout", "timeout_s", type=float, default=180.0, show_default=True)
 @state_dir_option
 def up(
     pools_file: Path | None,
     max_nodes_per_pool: int,
     no_kuberay: bool,
+    clusters: int,
+    no_s3: bool,
     timeout_s: float,
     state_dir: Path,
 ) -> None:
-    """Start the cluster (building the binaries first if needed)."""
+    """Start the management cluster, its workers and the S3 store (building binaries if needed)."""
     pools = load_pools(pools_file) if pools_file else []
-    if cluster_mod.status(state_dir)["running"]:
+    if fleet_mod.status(state_dir)["running"]:
         click.echo(f"Already running in {state_dir} (run `down` first to change pools).", err=True)
     start_s = time.monotonic()
-    cluster = cluster_mod.up(
-        state_dir,
-        pools=pools,
-        max_nodes_per_pool=max_nodes_per_pool,
-        kuberay=not no_kuberay,
-        timeout_s=timeout_s,
-        echo=lambda message: click.echo(message, err=True),
-    )
+    try:
+        fleet = fleet_mod.up(
+            state_dir,
+            pools,
+            clusters=clusters,
+            s3=not no_s3,
+            max_nodes_per_pool=max_nodes_per_pool,
+            kuberay=not no_kuberay,
+            timeout_s=timeout_s,
+            echo=lambda message: click.echo(message, err=True),
+        )
+    except cluster_mod.ClusterError as error:
+        raise click.ClickException(str(error)) from None
+    cluster = fleet.management
     click.echo(f"Cluster up in {time.monotonic() - start_s:.1f}s: {cluster.server}")
     if cluster.nodes:
         click.echo(f"Fake GPU nodes: {', '.join(cluster.nodes)}")
+    for name, worker in fleet.workers.items():
+        nodes = f" ({', '.join(worker.nodes)})" if worker.nodes else ""
+        click.echo(f"Worker cluster {name}: {worker.server}{nodes}; TransferCluster {name} registered")
+    if fleet.store is not None:
+        click.echo(
+            f"S3 (SeaweedFS): {fleet.store.endpoint}, bucket {fleet_mod.STORAGE_BUCKET}; keys in Secret "
+            f"{fleet_mod.STORAGE_SECRET} ({', '.join(fleet_mod.STORAGE_NAMESPACES)}) of every cluster"
+        )
     click.echo(f"Logs: {cluster.state_dir / 'logs'}")
     click.echo(f"Kubeconfig: {cluster.kubeconfig}")
     click.echo(f"export KUBECONFIG={cluster.kubeconfig}")
@@ -74,7 +99,7 @@ def up(
 @state_dir_option
 def down(state_dir: Path) -> None:
     """Stop every process of the cluster."""
-    if cluster_mod.down(state_dir):
+    if fleet_mod.down(state_dir):
         click.echo("Cluster stopped.")
     else:
         click.echo(f"No cluster running in {state_dir}.")
@@ -85,7 +110,7 @@ def down(state_dir: Path) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 def status(state_dir: Path, as_json: bool) -> None:
     """Show whether the cluster and each component are running."""
-    info = cluster_mod.status(state_dir)
+    info = fleet_mod.status(state_dir)
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
@@ -96,5 +121,13 @@ def status(state_dir: Path, as_json: bool) -> None:
     click.echo(f"kubeconfig: {info['kubeconfig']}")
     for name, alive in info["components"].items():
         click.echo(f"  {name:<24} {'running' if alive else 'stopped'} (pid {info['pids'][name]})")
+    for worker, worker_info in info["workers"].items():
+        state = "running" if worker_info["running"] else "NOT running"
+        click.echo(f"worker {worker}: {worker_info.get('server', '-')} ({state})")
+    store = info["objectstore"]
+    if store is not None:
+        click.echo(
+            f"s3: {store['endpoint']} ({'running' if store['running'] else 'stopped'}, pid {store['pid']})"
+        )
     if not info["running"]:
         raise SystemExit(1)
