@@ -69,6 +69,11 @@ EVENTS_DROPPED = Counter(
     "Normal Kubernetes events not posted because they came faster than 10/s (warnings are never dropped).",
     ["reason"],
 )
+WATCH_RELISTS = Counter(
+    "transfer_watch_relists_total",
+    "Full relists of a watched kind after its watch expired (410 Gone); the first list is not counted.",
+    ["kind"],
+)
 RECONCILE_ERRORS = Counter("transfer_reconcile_errors_total", "Errors while reconciling.", ["stage"])
 
 
@@ -148,7 +153,7 @@ def initialize() -> None:
         FAILOVERS.labels(reason=reason.value)
     for result in ("admit", "preempt", "wait"):
         SCHEDULING_ATTEMPTS.labels(result=result)
-    for stage in ("cycle", "admit", "nodes", "reconcile"):
+    for stage in ("cycle", "admit", "nodes", "reconcile", "watch"):
         RECONCILE_ERRORS.labels(stage=stage)
 
 

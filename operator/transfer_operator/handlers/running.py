@@ -3,8 +3,9 @@ budget, suspend, and the RayJob (recreated if it never landed, mirrored, or lost
 
 One pass over the fleet the cycle has already read, instead of a kopf timer per job: with
 thousands of running jobs, per-object timers and their status writes were most of the
-operator's CPU and of its API traffic. RayJob status comes from the watch-fed cache; only
-misses go to the API server.
+operator's CPU and of its API traffic. RayJob status comes from the watch-fed index; only
+misses go to the API server. Between full passes the cycle mirrors the jobs whose RayJob the
+watch reported changed: this is the only path that mirrors RayJob status.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from transfer_operator.handlers.children import ensure_rayjob
 from transfer_operator.handlers.conditions import iso, phase_patch
 from transfer_operator.handlers.context import Ctx
 from transfer_operator.handlers.fleet import Fleet, with_status
+from transfer_operator.handlers.writes import delete_rayjob, write_job_status
 from transfer_operator.scheduler.snapshot import requeue_backoff_s
 
 log = logging.getLogger(__name__)
@@ -29,8 +31,6 @@ WRITE_CONCURRENCY = 16
 # status.costSoFar is written this often (and at every phase change); budgets are checked from
 # the computed total at every pass, so fewer writes cost no accuracy.
 COST_WRITE_INTERVAL_S = 300.0
-# More misses than this after a start (cold cache): one LIST of RayJobs instead of a GET each.
-MAX_GETS_PER_PASS = 20
 
 
 def accrue_cost(job: TransferJob, now: datetime) -> tuple[float, float]:
@@ -43,12 +43,18 @@ def accrue_cost(job: TransferJob, now: datetime) -> tuple[float, float]:
     return job.status.cost_so_far + added, added
 
 
-def reconcile_holding(ctx: Ctx, fleet: Fleet, now: datetime) -> None:
-    """Every job that holds GPUs, once; the fleet is updated with the phases that change."""
+def reconcile_holding(
+    ctx: Ctx, fleet: Fleet, now: datetime, *, only_rayjobs: set[tuple[str, str]] | None = None
+) -> None:
+    """Every job that holds GPUs (or those whose RayJob is in `only_rayjobs`), once; the fleet
+    is updated with the phases that change."""
     holding = [
         (key, body, job)
         for key, (body, job) in fleet.jobs.items()
-        if job.status.phase.holds_capacity and job.status.ray_job_name and job.status.placement
+        if job.status.phase.holds_capacity
+        and job.status.ray_job_name
+        and job.status.placement
+        and (only_rayjobs is None or (job.metadata.namespace or "default", job.status.ray_job_name) in only_rayjobs)
     ]
     rayjobs = current_rayjobs(ctx, [job for _, _, job in holding])
 
@@ -59,8 +65,7 @@ def reconcile_holding(ctx: Ctx, fleet: Fleet, now: datetime) -> None:
         try:
             status = reconcile_job(ctx, body, job, rayjobs.get(key), pool[1] if pool else None, now)
             if status:
-                namespace = job.metadata.namespace or "default"
-                ctx.kube.patch_transferjob_status(namespace, job.metadata.name, status)
+                write_job_status(ctx, body, status)
                 fleet.jobs[key] = (body, with_status(job, status))
         except Exception:  # one job's failure must not stop the pass
             log.exception("reconciling %s failed", key)
@@ -71,23 +76,17 @@ def reconcile_holding(ctx: Ctx, fleet: Fleet, now: datetime) -> None:
 
 
 def current_rayjobs(ctx: Ctx, jobs: list[TransferJob]) -> dict[str, dict[str, Any]]:
-    """Job key -> its current RayJob (name and status), for those that have one."""
+    """Job key -> its current RayJob (name and status), for those that have one: from the
+    watch-fed index; a miss is confirmed with a GET (the index never decides alone that a
+    RayJob is gone)."""
     found: dict[str, dict[str, Any]] = {}
-    misses: list[TransferJob] = []
     for job in jobs:
         namespace, name = job.metadata.namespace or "default", job.status.ray_job_name or ""
-        cached = ctx.rayjobs.get(namespace, name)
-        if cached is not None:
-            found[job.key] = cached
-        else:
-            misses.append(job)
-    listed = len(misses) > MAX_GETS_PER_PASS
-    if listed:
-        for listed_rayjob in ctx.kube.list_rayjobs():
-            ctx.rayjobs.observe(None, listed_rayjob)
-    for job in misses:
-        namespace, name = job.metadata.namespace or "default", job.status.ray_job_name or ""
-        rayjob = ctx.rayjobs.get(namespace, name) if listed else ctx.kube.get_rayjob(namespace, name)
+        rayjob = ctx.index.rayjobs.get((namespace, name))
+        if rayjob is None:
+            rayjob = ctx.kube.get_rayjob(namespace, name)
+            if rayjob is not None:
+                ctx.index.rayjobs.apply("ADDED", rayjob, mark=False)
         if rayjob is not None:
             found[job.key] = rayjob
     return found
@@ -108,7 +107,7 @@ def reconcile_job(
     rayjob_name = job.status.ray_job_name or ""
     assert job.status.placement is not None
     if job.spec.suspend:  # suspended while the cycle was admitting it
-        ctx.kube.delete_rayjob(namespace, rayjob_name)
+        delete_rayjob(ctx, namespace, rayjob_name)
         message = "spec.suspend is true; RayJob deleted, checkpoints kept"
         suspended = phase_patch(current, Phase.SUSPENDED, Reason.SUSPENDED, message, now)
         return {**suspended, "placement": None, **cost_fields(job, now)}
@@ -119,7 +118,7 @@ def reconcile_job(
         # Stop before the next pass would spend past the budget: never overspend.
         next_pass = job.status.placement.usd_per_hour * ctx.config.reconcile_interval_seconds / 3600.0
         if total + next_pass >= budget.max_dollars:
-            ctx.kube.delete_rayjob(namespace, rayjob_name)
+            delete_rayjob(ctx, namespace, rayjob_name)
             message = (
                 f"spent ${total:.2f} of the ${budget.max_dollars:.2f} budget (the next "
                 f"{ctx.config.reconcile_interval_seconds:g} s would pass it); stopped, checkpoint kept"
@@ -196,7 +195,7 @@ def mirror_patch(
         # The GPUs are released now: bill up to this moment.
         status.update(cost_fields(job, now))
     if mirrored.phase is Phase.PREEMPTED:
-        ctx.kube.delete_rayjob(job.metadata.namespace or "default", rayjob["metadata"]["name"])
+        delete_rayjob(ctx, job.metadata.namespace or "default", rayjob["metadata"]["name"])
         status["placement"] = None
         status["requeueAfter"] = iso(now + timedelta(seconds=requeue_backoff_s(job.status.attempts)))
         metrics.PREEMPTIONS.labels(reason=Reason.RAYJOB_LOST.value).inc()

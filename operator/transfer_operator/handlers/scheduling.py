@@ -23,6 +23,7 @@ from transfer_operator.handlers.conditions import iso, phase_patch, upsert_condi
 from transfer_operator.handlers.context import Ctx
 from transfer_operator.handlers.fleet import Fleet, read_fleet, with_status
 from transfer_operator.handlers.running import reconcile_holding
+from transfer_operator.handlers.writes import delete_rayjob, write_gpupool_status, write_job_status
 from transfer_operator.scheduler import Action, Decision, schedule
 from transfer_operator.scheduler.snapshot import requeue_backoff_s, snapshot_of
 
@@ -35,10 +36,16 @@ def run_cycle(ctx: Ctx, now: datetime) -> list[Decision]:
     started = time.perf_counter()
     with metrics.CYCLE_STAGE_DURATION.labels(stage="read").time():
         fleet = read_fleet(ctx)
-    if now.timestamp() - ctx.last_reconcile_s >= ctx.config.reconcile_interval_seconds:
-        with metrics.CYCLE_STAGE_DURATION.labels(stage="reconcile").time():
-            reconcile_holding(ctx, fleet, now)  # first: GPUs it frees are placed in this cycle
-        ctx.last_reconcile_s = now.timestamp()
+    changed_rayjobs = ctx.index.rayjobs.take_changed()
+    with metrics.CYCLE_STAGE_DURATION.labels(stage="reconcile").time():
+        # First: GPUs it frees are placed in this cycle. Every job that holds GPUs once per
+        # reconcile interval (cost, budget, a lost RayJob); in between, only those whose RayJob
+        # the watch reported changed (the one path that mirrors RayJob status).
+        if now.timestamp() - ctx.last_reconcile_s >= ctx.config.reconcile_interval_seconds:
+            reconcile_holding(ctx, fleet, now)
+            ctx.last_reconcile_s = now.timestamp()
+        elif changed_rayjobs:
+            reconcile_holding(ctx, fleet, now, only_rayjobs=changed_rayjobs)
     release_lost_capacity(ctx, fleet, now)
     give_up_exhausted(ctx, fleet, now)
     snapshot, pending = snapshot_of(
@@ -107,7 +114,7 @@ def give_up_exhausted(ctx: Ctx, fleet: Fleet, now: datetime) -> None:
             f"checkpoints kept at {job.status.last_checkpoint or '(none yet)'}; raise maxAttempts to retry"
         )
         status = phase_patch(body.get("status") or {}, Phase.FAILED, Reason.MAX_ATTEMPTS, message, now)
-        ctx.kube.patch_transferjob_status(job.metadata.namespace or "default", job.metadata.name, status)
+        write_job_status(ctx, body, status)
         ctx.kube.post_event(body, "Warning", Reason.MAX_ATTEMPTS.value, message)
         fleet.jobs[key] = (body, with_status(job, status))
 
@@ -126,12 +133,12 @@ def preempt(
     pool: then it fails over at once); its checkpoints stay. Returns the status written."""
     namespace = job.metadata.namespace or "default"
     if job.status.ray_job_name:
-        ctx.kube.delete_rayjob(namespace, job.status.ray_job_name)
+        delete_rayjob(ctx, namespace, job.status.ray_job_name)
     status = phase_patch(body.get("status") or {}, Phase.PREEMPTED, reason, message, now)
     status["placement"] = None
     delay_s = requeue_backoff_s(job.status.attempts) if backoff else 0.0
     status["requeueAfter"] = iso(now + timedelta(seconds=delay_s))
-    ctx.kube.patch_transferjob_status(namespace, job.metadata.name, status)
+    write_job_status(ctx, body, status)
     ctx.kube.post_event(body, "Warning", reason.value, message)
     metrics.PREEMPTIONS.labels(reason=reason.value).inc()
     return status
@@ -140,7 +147,6 @@ def preempt(
 def apply_decision(
     ctx: Ctx, fleet: Fleet, body: dict[str, Any], job: TransferJob, decision: Decision, now: datetime
 ) -> None:
-    namespace = job.metadata.namespace or "default"
     current = body.get("status") or {}
     if decision.action is Action.ADMIT:
         assert decision.placement is not None
@@ -165,7 +171,7 @@ def apply_decision(
             admittedAt=iso(now),
             costAccruedAt=iso(now),
         )
-        ctx.kube.patch_transferjob_status(namespace, job.metadata.name, status)
+        write_job_status(ctx, body, status)
         admitted = job.model_copy(
             update={
                 "status": job.status.model_copy(
@@ -209,7 +215,7 @@ def apply_decision(
     }
     if not current.get("phase"):
         status["phase"] = Phase.PENDING.value
-    ctx.kube.patch_transferjob_status(namespace, job.metadata.name, status)
+    write_job_status(ctx, body, status)
     if ready is None or ready.reason != decision.reason.value:
         kind = "Warning" if decision.reason in (Reason.INVALID_SPEC, Reason.BUDGET_TOO_LOW) else "Normal"
         ctx.kube.post_event(body, kind, decision.reason.value, decision.message)
@@ -237,14 +243,19 @@ def write_pool_status(ctx: Ctx, fleet: Fleet) -> None:
         metrics.record_pool(pool, allocated)
         old = body.get("status") or {}
         if any(old.get(k) != v for k, v in status.items()):
-            ctx.kube.patch_gpupool_status(name, status)
+            write_gpupool_status(ctx, name, status)
 
 
 async def scheduling_loop(ctx: Ctx, stopped: asyncio.Event) -> None:
-    """Run a cycle every `schedulingIntervalSeconds` while this replica holds the Lease."""
+    """Run a cycle every `schedulingIntervalSeconds` while this replica holds the Lease (and its
+    watch-fed index has listed every kind once)."""
     interval_s = ctx.config.scheduling_interval_seconds
     lease_s = max(15, int(interval_s * 5))
     while not stopped.is_set():
+        if not ctx.index.is_synced():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopped.wait(), timeout=0.2)
+            continue
         try:
             leader = await asyncio.to_thread(
                 ctx.kube.hold_lease, ctx.lease_namespace, LEASE_NAME, ctx.identity, lease_s

@@ -7,8 +7,8 @@ from typing import Any
 
 from transfer_operator.api.config import OperatorConfig
 from transfer_operator.api.manifests import gpupool_manifest, transferjob_manifest
+from transfer_operator.handlers import scheduling
 from transfer_operator.handlers.context import Ctx
-from transfer_operator.handlers.scheduling import run_cycle
 
 from .fake_kube import FakeKube
 
@@ -30,7 +30,15 @@ def ctx_with(*objects: dict[str, Any], kube: FakeKube | None = None) -> tuple[Ct
     kube = kube or FakeKube()
     for obj in objects:
         kube.add(obj)
-    return Ctx(kube=kube, config=OperatorConfig(), identity="test", lease_namespace="ns"), kube  # type: ignore[arg-type]
+    ctx = Ctx(kube=kube, config=OperatorConfig(), identity="test", lease_namespace="ns")  # type: ignore[arg-type]
+    ctx.index.connect(kube)
+    return ctx, kube
+
+
+def run_cycle(ctx: Ctx, now: datetime) -> list[Any]:
+    """The watches deliver what changed (in the operator they run in their own threads), then a cycle."""
+    ctx.index.step_all()
+    return scheduling.run_cycle(ctx, now)
 
 
 def status_of(kube: FakeKube, name: str) -> dict[str, Any]:
