@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections import Counter as Tally
 from collections.abc import Iterable
-from datetime import datetime
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
@@ -79,13 +78,6 @@ RECONCILE_ERRORS = Counter("transfer_reconcile_errors_total", "Errors while reco
 
 def serve(port: int, registry: CollectorRegistry = REGISTRY) -> None:
     start_http_server(port, registry=registry)
-
-
-def seconds_since(timestamp: str | None, now: datetime) -> float | None:
-    if not timestamp:
-        return None
-    then = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
-    return max(0.0, (now - then).total_seconds())
 
 
 def record_cycle(decisions: Iterable[Decision], fleet_jobs: Iterable[TransferJob], seconds: float) -> None:

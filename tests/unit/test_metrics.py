@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from transfer_operator import metrics
 from transfer_operator.api.validation import parse_transferjob
 from transfer_operator.dashboards import all_expressions
+from transfer_operator.engine.conditions import seconds_since
 
 METRIC_NAME = re.compile(r"\b((?:ray_)?transfer_[a-z0-9_]+)")
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
@@ -78,5 +79,5 @@ def test_per_job_series_follow_the_jobs_and_a_scrape_parses():
 
 def test_seconds_since():
     now = datetime(2026, 1, 1, 0, 1, tzinfo=UTC)
-    assert metrics.seconds_since("2026-01-01T00:00:00Z", now) == 60.0
-    assert metrics.seconds_since(None, now) is None
+    assert seconds_since("2026-01-01T00:00:00Z", now) == 60.0
+    assert seconds_since(None, now) is None

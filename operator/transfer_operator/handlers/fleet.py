@@ -6,8 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from transfer_operator.api.enums import Phase
-from transfer_operator.api.models import GPUPool, TransferJob
+from transfer_operator.api.models import GPUPool, TransferJob, TransferJobStatus
 from transfer_operator.engine.node_health import JobAttempt, NodeLoss, losses_by_job, lost_nodes_by_pool
 from transfer_operator.engine.rayjob import PoolPin
 from transfer_operator.handlers.context import Ctx
@@ -44,13 +43,13 @@ def read_node_health(ctx: Ctx, fleet: Fleet) -> None:
 
 
 def with_status(job: TransferJob, status: dict[str, Any]) -> TransferJob:
-    """`job` as the rest of the cycle must see it after `status` was written: phase, placement
-    and the requeue time (a job back in the queue must not be placed again before it)."""
-    update: dict[str, Any] = {}
-    if status.get("phase"):
-        update["phase"] = Phase(status["phase"])
-    if "placement" in status and status["placement"] is None:
-        update["placement"] = None
-    if status.get("requeueAfter"):
-        update["requeue_after"] = status["requeueAfter"]
-    return job.model_copy(update={"status": job.status.model_copy(update=update)}) if update else job
+    """`job` as the rest of the cycle must see it after the merge patch `status` was written
+    (phase, placement, attempts, the requeue time: a job back in the queue must not be placed
+    again before it)."""
+    merged = job.status.model_dump(by_alias=True, exclude_none=True, mode="json")
+    for key, value in status.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return job.model_copy(update={"status": TransferJobStatus.model_validate(merged)})

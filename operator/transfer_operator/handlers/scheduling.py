@@ -11,19 +11,18 @@ import contextlib
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime
 
 from transfer_operator import metrics
-from transfer_operator.api.enums import ConditionType, Phase, Reason
-from transfer_operator.api.models import PlacementStatus, TransferJob
+from transfer_operator.api.enums import Phase, Reason
+from transfer_operator.engine import transitions
+from transfer_operator.engine.conditions import seconds_since
 from transfer_operator.engine.rayjob import checkpoint_storage, label_value, rayjob_name
-from transfer_operator.handlers.children import ensure_rayjob
-from transfer_operator.handlers.conditions import iso, phase_patch, upsert_condition
 from transfer_operator.handlers.context import Ctx
-from transfer_operator.handlers.fleet import Fleet, read_fleet, with_status
+from transfer_operator.handlers.effects import perform
+from transfer_operator.handlers.fleet import Fleet, read_fleet
 from transfer_operator.handlers.running import reconcile_holding
-from transfer_operator.handlers.writes import delete_rayjob, write_gpupool_status, write_job_status
+from transfer_operator.handlers.writes import write_gpupool_status
 from transfer_operator.scheduler import Action, Decision, schedule
 from transfer_operator.scheduler.snapshot import requeue_backoff_s, snapshot_of
 
@@ -59,9 +58,8 @@ def run_cycle(ctx: Ctx, now: datetime) -> list[Decision]:
         decisions = schedule(snapshot, pending)
 
     def apply(decision: Decision) -> None:
-        body, job = fleet.jobs[decision.job_key]
         try:
-            apply_decision(ctx, fleet, body, job, decision, now)
+            apply_decision(ctx, fleet, decision, now)
         except Exception:  # one job's failure must not stop the cycle
             log.exception("applying the decision for %s failed", decision.job_key)
             metrics.RECONCILE_ERRORS.labels(stage="admit").inc()
@@ -99,9 +97,9 @@ def release_lost_capacity(ctx: Ctx, fleet: Fleet, now: datetime) -> None:
         else:
             continue
         message += "; back in the queue, resuming from the last checkpoint"
-        status = preempt(ctx, body, job, reason, message, now, backoff=False)
-        metrics.FAILOVERS.labels(reason=reason.value).inc()
-        fleet.jobs[key] = (body, with_status(job, status))
+        current = body.get("status") or {}
+        change = transitions.preempt(job, current, reason, message, now, requeue_after_s=0.0, failover=True)
+        fleet.jobs[key] = (body, perform(ctx, body, job, change))
 
 
 def give_up_exhausted(ctx: Ctx, fleet: Fleet, now: datetime) -> None:
@@ -109,116 +107,62 @@ def give_up_exhausted(ctx: Ctx, fleet: Fleet, now: datetime) -> None:
     for key, (body, job) in list(fleet.jobs.items()):
         if job.status.phase is not Phase.PREEMPTED or job.status.attempts < job.spec.max_attempts:
             continue
-        message = (
-            f"preempted after {job.status.attempts} of spec.maxAttempts={job.spec.max_attempts} placements; "
-            f"checkpoints kept at {job.status.last_checkpoint or '(none yet)'}; raise maxAttempts to retry"
-        )
-        status = phase_patch(body.get("status") or {}, Phase.FAILED, Reason.MAX_ATTEMPTS, message, now)
-        write_job_status(ctx, body, status)
-        ctx.kube.post_event(body, "Warning", Reason.MAX_ATTEMPTS.value, message)
-        fleet.jobs[key] = (body, with_status(job, status))
+        change = transitions.give_up(job, body.get("status") or {}, now)
+        fleet.jobs[key] = (body, perform(ctx, body, job, change))
 
 
-def preempt(
-    ctx: Ctx,
-    body: dict[str, Any],
-    job: TransferJob,
-    reason: Reason,
-    message: str,
-    now: datetime,
-    *,
-    backoff: bool = True,
-) -> dict[str, Any]:
-    """Stop the job's RayJob and put it back in the queue (after a backoff, unless it lost its
-    pool: then it fails over at once); its checkpoints stay. Returns the status written."""
-    namespace = job.metadata.namespace or "default"
-    if job.status.ray_job_name:
-        delete_rayjob(ctx, namespace, job.status.ray_job_name)
-    status = phase_patch(body.get("status") or {}, Phase.PREEMPTED, reason, message, now)
-    status["placement"] = None
-    delay_s = requeue_backoff_s(job.status.attempts) if backoff else 0.0
-    status["requeueAfter"] = iso(now + timedelta(seconds=delay_s))
-    write_job_status(ctx, body, status)
-    ctx.kube.post_event(body, "Warning", reason.value, message)
-    metrics.PREEMPTIONS.labels(reason=reason.value).inc()
-    return status
-
-
-def apply_decision(
-    ctx: Ctx, fleet: Fleet, body: dict[str, Any], job: TransferJob, decision: Decision, now: datetime
-) -> None:
-    current = body.get("status") or {}
+def apply_decision(ctx: Ctx, fleet: Fleet, decision: Decision, now: datetime) -> None:
     if decision.action is Action.ADMIT:
-        assert decision.placement is not None
-        placement = decision.placement
-        attempt = job.status.attempts + 1
-        name = rayjob_name(job.metadata.name, attempt)
-        status = phase_patch(current, Phase.ADMITTED, Reason.ADMITTED, decision.message, now)
-        status.update(
-            placement={
-                "pool": placement.pool,
-                "region": placement.region,
-                "zone": placement.zone,
-                "gpuType": placement.gpu_type,
-                "priceClass": placement.price_class.value,
-                "usdPerGpuHour": placement.usd_per_gpu_hour,
-                "usdPerHour": round(placement.usd_per_hour, 4),
-                "gpus": placement.gpus,
-            },
-            rayJobName=name,  # the child's name is in status before the child exists
-            lastCheckpoint=checkpoint_storage(job),
-            attempts=attempt,
-            admittedAt=iso(now),
-            costAccruedAt=iso(now),
-        )
-        write_job_status(ctx, body, status)
-        admitted = job.model_copy(
-            update={
-                "status": job.status.model_copy(
-                    update={
-                        "attempts": attempt,
-                        "phase": Phase.ADMITTED,
-                        "placement": PlacementStatus.model_validate(status["placement"]),
-                    }
-                )
-            }
-        )
-        fleet.jobs[job.key] = (body, admitted)  # this cycle's pool status counts it
-        pool = fleet.pools[placement.pool][1]
-        created = ensure_rayjob(ctx, body, admitted, placement.pool, pool, attempt, announce=False)
-        message = f"{decision.message}; created RayJob {name}" if created else decision.message
-        ctx.kube.post_event(body, "Normal", Reason.ADMITTED.value, message)
-        waited_s = metrics.seconds_since(job.metadata.creation_timestamp, now)
-        if waited_s is not None:
-            metrics.ADMISSION_LATENCY.observe(waited_s)
+        admit(ctx, fleet, decision, now)
         return
     if decision.action is Action.PREEMPT:
-        for victim_key in decision.victims:
-            victim_body, victim = fleet.jobs[victim_key]
-            message = f"preempted by higher-priority {job.key}; back in the queue with its checkpoint"
-            status = preempt(ctx, victim_body, victim, Reason.PREEMPTED, message, now)
-            fleet.jobs[victim_key] = (victim_body, with_status(victim, status))
-    # Waiting (or waiting for victims): write only what changed, to keep the API server quiet.
-    ready = next((c for c in job.status.conditions if c.type == ConditionType.READY.value), None)
-    if ready is not None and ready.reason == decision.reason.value and ready.message == decision.message:
-        return
-    status = {
-        "message": decision.message,
-        "conditions": upsert_condition(
-            list(current.get("conditions") or []),
-            ConditionType.READY,
-            False,
-            decision.reason,
-            decision.message,
-            now,
-        ),
+        preempt_victims(ctx, fleet, decision, now)
+    wait(ctx, fleet, decision, now)  # waiting, or waiting for the victims' GPUs
+
+
+def admit(ctx: Ctx, fleet: Fleet, decision: Decision, now: datetime) -> None:
+    body, job = fleet.jobs[decision.job_key]
+    assert decision.placement is not None
+    placement = decision.placement
+    wire = {
+        "pool": placement.pool,
+        "region": placement.region,
+        "zone": placement.zone,
+        "gpuType": placement.gpu_type,
+        "priceClass": placement.price_class.value,
+        "usdPerGpuHour": placement.usd_per_gpu_hour,
+        "usdPerHour": round(placement.usd_per_hour, 4),
+        "gpus": placement.gpus,
     }
-    if not current.get("phase"):
-        status["phase"] = Phase.PENDING.value
-    write_job_status(ctx, body, status)
-    if ready is None or ready.reason != decision.reason.value:
-        kind = "Warning" if decision.reason in (Reason.INVALID_SPEC, Reason.BUDGET_TOO_LOW) else "Normal"
-        ctx.kube.post_event(body, kind, decision.reason.value, decision.message)
+    name = rayjob_name(job.metadata.name, job.status.attempts + 1)
+    change = transitions.admit(
+        job, body.get("status") or {}, wire, name, checkpoint_storage(job), decision.message, now
+    )
+    fleet.jobs[job.key] = (body, perform(ctx, body, job, change, fleet.pools))  # pool status counts it
+    waited_s = seconds_since(job.metadata.creation_timestamp, now)
+    if waited_s is not None:
+        metrics.ADMISSION_LATENCY.observe(waited_s)
+
+
+def preempt_victims(ctx: Ctx, fleet: Fleet, decision: Decision, now: datetime) -> None:
+    for victim_key in decision.victims:
+        body, victim = fleet.jobs[victim_key]
+        message = f"preempted by higher-priority {decision.job_key}; back in the queue with its checkpoint"
+        change = transitions.preempt(
+            victim,
+            body.get("status") or {},
+            Reason.PREEMPTED,
+            message,
+            now,
+            requeue_after_s=requeue_backoff_s(victim.status.attempts),
+        )
+        fleet.jobs[victim_key] = (body, perform(ctx, body, victim, change))
+
+
+def wait(ctx: Ctx, fleet: Fleet, decision: Decision, now: datetime) -> None:
+    body, job = fleet.jobs[decision.job_key]
+    change = transitions.wait(job, body.get("status") or {}, decision.reason, decision.message, now)
+    fleet.jobs[decision.job_key] = (body, perform(ctx, body, job, change))
 
 
 def write_pool_status(ctx: Ctx, fleet: Fleet) -> None:

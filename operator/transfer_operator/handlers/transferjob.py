@@ -10,9 +10,11 @@ from typing import Any
 
 import kopf
 
-from transfer_operator.api.enums import GROUP, VERSION, ConditionType, Phase, Reason
+from transfer_operator import metrics
+from transfer_operator.api.enums import GROUP, VERSION, Phase
 from transfer_operator.api.validation import InvalidSpec, parse_transferjob
-from transfer_operator.handlers.conditions import phase_patch, upsert_condition
+from transfer_operator.engine import transitions
+from transfer_operator.engine.transitions import DeleteRayJob, Event, Transition
 from transfer_operator.handlers.context import Ctx
 from transfer_operator.handlers.writes import delete_rayjob
 
@@ -29,6 +31,22 @@ def _document(body: kopf.Body) -> dict[str, Any]:
     }
 
 
+def perform_in_handler(ctx: Ctx | None, body: kopf.Body, change: Transition, patch: kopf.Patch) -> None:
+    """A transition inside a kopf handler: the status goes through kopf's `patch` (applied when
+    the handler returns), deletions now, events through kopf."""
+    namespace = body.metadata.namespace or "default"
+    for effect in change.effects:
+        if isinstance(effect, DeleteRayJob) and ctx is not None:
+            delete_rayjob(ctx, namespace, effect.name)
+    patch.status.update(change.status)
+    for effect in change.effects:
+        if isinstance(effect, Event):
+            emit = kopf.warn if effect.type == "Warning" else kopf.info
+            emit(body, reason=effect.reason.value, message=effect.message)
+    if change.billed_usd > 0:
+        metrics.JOB_COST.labels(namespace=namespace).inc(change.billed_usd)
+
+
 @kopf.on.resume(GROUP, VERSION, "transferjobs", id="validate")
 @kopf.on.create(GROUP, VERSION, "transferjobs", id="validate")
 @kopf.on.update(GROUP, VERSION, "transferjobs", id="validate", field="spec")
@@ -36,39 +54,19 @@ def validate(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, memo: Any,
     """Semantic checks the CRD schema cannot express, and spec.suspend. A bad spec gets
     InvalidSpec, never a crash; a running job keeps running on the spec it started with."""
     now = datetime.now(UTC)
+    ctx: Ctx | None = getattr(memo, "ctx", None)
+    current = dict(status)
     phase = Phase(status.get("phase") or Phase.PENDING.value)
     try:
         job = parse_transferjob(_document(body))
     except InvalidSpec as error:
         message = "invalid spec: " + "; ".join(error.problems)
-        if phase.holds_capacity or phase.is_terminal:
-            conditions = upsert_condition(
-                list(status.get("conditions") or []),
-                ConditionType.READY,
-                False,
-                Reason.INVALID_SPEC,
-                message,
-                now,
-            )
-            patch.status.update(conditions=conditions, message=message)
-        else:
-            patch.status.update(phase_patch(dict(status), Phase.PENDING, Reason.INVALID_SPEC, message, now))
-        kopf.warn(body, reason=Reason.INVALID_SPEC.value, message=message)
+        generation = body.metadata.get("generation")
+        perform_in_handler(ctx, body, transitions.reject_spec(phase, current, message, now, generation), patch)
         return
     if job.spec.suspend and phase not in (Phase.SUSPENDED, Phase.SUCCEEDED, Phase.FAILED):
-        message = "spec.suspend is true"
-        if phase.holds_capacity and job.status.ray_job_name:
-            ctx: Ctx = memo.ctx
-            delete_rayjob(ctx, job.metadata.namespace or "default", job.status.ray_job_name)
-            message += "; RayJob deleted, checkpoints kept"
-        patch.status.update(phase_patch(dict(status), Phase.SUSPENDED, Reason.SUSPENDED, message, now))
-        patch.status["placement"] = None
-        return
-    if not job.spec.suspend and phase is Phase.SUSPENDED:
-        patch.status.update(
-            phase_patch(
-                dict(status), Phase.PENDING, Reason.NO_FITTING_POOL, "resumed; waiting for a pool", now
-            )
-        )
+        perform_in_handler(ctx, body, transitions.suspend(job, current, now), patch)
+    elif not job.spec.suspend and phase is Phase.SUSPENDED:
+        perform_in_handler(ctx, body, transitions.resume(job, current, now), patch)
     # A new job is left alone: no phase means Pending, and the scheduling cycle owns that status
     # (writing "Pending" here could land after the cycle's "Admitted" and undo it).
