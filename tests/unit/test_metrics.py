@@ -9,6 +9,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from transfer_operator import metrics
+from transfer_operator.api.manifests import transferjob_manifest
 from transfer_operator.api.validation import parse_transferjob
 from transfer_operator.dashboards import all_expressions
 from transfer_operator.engine.conditions import seconds_since
@@ -75,6 +76,18 @@ def test_per_job_series_follow_the_jobs_and_a_scrape_parses():
     families = {f.name: f for f in text_string_to_metric_families(generate_latest().decode())}
     assert not families["transfer_job_spent_dollars"].samples
     assert not families["transfer_spend_usd_per_hour"].samples
+
+
+def test_a_finished_jobs_series_are_removed():
+    def job(name: str, phase: str):
+        body = transferjob_manifest(name, namespace="ns")
+        return parse_transferjob({**body, "status": {"phase": phase, "costSoFar": 2.5}})
+
+    metrics.record_jobs([job("done", "Running"), job("other", "Pending")])
+    metrics.record_jobs([job("done", "Succeeded"), job("other", "Pending")])
+    families = {f.name: f for f in text_string_to_metric_families(generate_latest().decode())}
+    for name in ("transfer_job_spent_dollars", "transfer_job_phase"):
+        assert {s.labels["transferjob"] for s in families[name].samples} == {"other"}
 
 
 def test_seconds_since():

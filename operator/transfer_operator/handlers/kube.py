@@ -70,7 +70,7 @@ class TokenBucket:
                 now = time.monotonic()
                 self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
                 self.updated = now
-                if self.tokens >= 1:
+                if self.tokens >= 1 - 1e-9:  # tolerate float error of the refill
                     self.tokens -= 1
                     return
                 short_s = (1 - self.tokens) / self.rate if self.rate > 0 else 0.1

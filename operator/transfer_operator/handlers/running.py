@@ -11,6 +11,7 @@ watch reported changed: this is the only path that mirrors RayJob status.
 from __future__ import annotations
 
 import logging
+import math
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
@@ -31,6 +32,24 @@ WRITE_CONCURRENCY = 16
 # status.costSoFar is written this often (and at every phase change); budgets are checked from
 # the computed total at every pass, so fewer writes cost no accuracy.
 COST_WRITE_INTERVAL_S = 300.0
+# Cost writes of one full pass are capped at twice the even share (every job once per
+# COST_WRITE_INTERVAL_S), most overdue first: jobs admitted together (thousands in one cycle)
+# would otherwise all write their cost in the same pass, every 5 minutes, for ever.
+MIN_COST_WRITES_PER_PASS = 20
+
+
+def cost_writes_allowed(
+    holding: list[tuple[str, dict[str, Any], TransferJob]], now: datetime, reconcile_interval_s: float
+) -> set[str]:
+    """Keys of the jobs whose periodic cost write goes out in this pass."""
+    due = [
+        (job.status.cost_accrued_at or job.status.admitted_at or "", key)
+        for key, _, job in holding
+        if cost_write_due(job, now)
+    ]
+    even_share = len(holding) * reconcile_interval_s / COST_WRITE_INTERVAL_S
+    cap = max(MIN_COST_WRITES_PER_PASS, math.ceil(2 * even_share))
+    return {key for _, key in sorted(due)[:cap]}
 
 
 def reconcile_holding(
@@ -47,13 +66,22 @@ def reconcile_holding(
         and (only_rayjobs is None or (job.metadata.namespace or "default", job.status.ray_job_name) in only_rayjobs)
     ]
     rayjobs = current_rayjobs(ctx, [job for _, _, job in holding])
+    # Only full passes write the periodic cost, spread over passes; phase changes always bill.
+    billable = set() if only_rayjobs is not None else cost_writes_allowed(
+        holding, now, ctx.config.reconcile_interval_seconds
+    )
 
     def one(item: tuple[str, dict[str, Any], TransferJob]) -> None:
         key, body, job = item
         assert job.status.placement is not None
         pool = fleet.pools.get(job.status.placement.pool)
         try:
-            fleet.jobs[key] = (body, reconcile_job(ctx, fleet, body, job, rayjobs.get(key), pool[1] if pool else None, now))
+            fleet.jobs[key] = (
+                body,
+                reconcile_job(
+                    ctx, fleet, body, job, rayjobs.get(key), pool[1] if pool else None, now, bill=key in billable
+                ),
+            )
         except Exception:  # one job's failure must not stop the pass
             log.exception("reconciling %s failed", key)
             metrics.RECONCILE_ERRORS.labels(stage="reconcile").inc()
@@ -87,6 +115,8 @@ def reconcile_job(
     rayjob: dict[str, Any] | None,
     pool: GPUPool | None,
     now: datetime,
+    *,
+    bill: bool = True,
 ) -> TransferJob:
     """One job that holds GPUs, brought in step (suspend, budget, a lost or finished RayJob, cost);
     returns the job as the rest of the cycle must see it."""
@@ -118,7 +148,7 @@ def reconcile_job(
         return perform(ctx, body, job, transitions.lose_rayjob(job, current, now, requeue_after_s=backoff_s))
 
     change = transitions.mirror(job, current, rayjob.get("status"), now, requeue_after_s=backoff_s)
-    if not change and cost_write_due(job, now):
+    if not change and bill and cost_write_due(job, now):
         change = transitions.bill(job, now)
     return perform(ctx, body, job, change, fleet.pools)
 

@@ -100,3 +100,16 @@ def test_suspend_while_admitted_deletes_the_rayjob():
     run_cycle(ctx, LATER)
     assert status_of(kube, "a")["phase"] == "Suspended" and ("default", "a-a1") not in kube.rayjobs
 
+
+
+def test_cost_writes_of_jobs_admitted_together_are_spread_over_passes():
+    many = [a_job(f"j{i}", gpus=1) for i in range(30)]
+    ctx, kube = admitted(*many, pool_nodes=4)
+    for key in list(kube.rayjobs):
+        kube.rayjobs[key]["status"] = RUNNING
+    run_cycle(ctx, NOW + timedelta(seconds=2))  # mirrored: Running, no cost yet
+    run_cycle(ctx, NOW + timedelta(seconds=301))  # all 30 are due; at most 20 write
+    billed = [n for n in (f"j{i}" for i in range(30)) if "costSoFar" in status_of(kube, n)]
+    assert len(billed) == 20
+    run_cycle(ctx, NOW + timedelta(seconds=312))  # the next pass writes the rest
+    assert all("costSoFar" in status_of(kube, f"j{i}") for i in range(30))
