@@ -74,6 +74,10 @@ EVENTS_DROPPED = Counter(
     "Normal Kubernetes events not posted because they came faster than 10/s (warnings are never dropped).",
     ["reason"],
 )
+LEASE_RENEWALS_IN_CYCLE = Counter(
+    "transfer_lease_renewals_in_cycle_total",
+    "Scheduler Lease renewals made while a long cycle was still running.",
+)
 WATCH_RELISTS = Counter(
     "transfer_watch_relists_total",
     "Full relists of a watched kind after its watch expired (410 Gone); the first list is not counted.",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 from transfer_operator.api.config import OperatorConfig
@@ -17,3 +18,4 @@ class Ctx:
     lease_namespace: str
     index: FleetIndex = field(default_factory=FleetIndex)  # watch-fed; the cycle reads only this
     last_reconcile_s: float = 0.0  # when the cycle last reconciled the jobs that hold GPUs
+    lost_lease: threading.Event = field(default_factory=threading.Event)  # set: stop this cycle's writes

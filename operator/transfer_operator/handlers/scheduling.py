@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -58,6 +59,8 @@ def run_cycle(ctx: Ctx, now: datetime) -> list[Decision]:
         decisions = schedule(snapshot, pending)
 
     def apply(decision: Decision) -> None:
+        if ctx.lost_lease.is_set():
+            return  # another replica leads now: it decides again from what was written
         try:
             apply_decision(ctx, fleet, decision, now)
         except Exception:  # one job's failure must not stop the cycle
@@ -68,7 +71,8 @@ def run_cycle(ctx: Ctx, now: datetime) -> list[Decision]:
     with metrics.CYCLE_STAGE_DURATION.labels(stage="write").time():
         with ThreadPoolExecutor(max_workers=WRITE_CONCURRENCY) as pool:
             list(pool.map(apply, decisions))
-        write_pool_status(ctx, fleet)
+        if not ctx.lost_lease.is_set():
+            write_pool_status(ctx, fleet)
     metrics.record_cycle(
         decisions, fleet_jobs=[job for _, job in fleet.jobs.values()], seconds=time.perf_counter() - started
     )
@@ -190,22 +194,51 @@ def write_pool_status(ctx: Ctx, fleet: Fleet) -> None:
             write_gpupool_status(ctx, name, status)
 
 
+def lease_seconds(interval_s: float, last_cycle_s: float) -> int:
+    """The Lease outlives several cycles, and grows with the measured cycle time, so a slow cycle
+    (a big fleet) does not let the Lease lapse between two renewals."""
+    return max(15, int(interval_s * 5), math.ceil(3 * last_cycle_s))
+
+
+async def run_leading_cycle(ctx: Ctx, lease_s: int, renew_every_s: float) -> float:
+    """One cycle in a worker thread; the Lease is renewed every `renew_every_s` while it runs.
+    Losing the Lease mid-cycle stops the cycle's remaining writes (another replica leads now).
+    Returns the cycle's wall time."""
+    ctx.lost_lease.clear()
+    started = time.monotonic()
+    cycle = asyncio.ensure_future(asyncio.to_thread(run_cycle, ctx, datetime.now(UTC)))
+    while True:
+        done, _ = await asyncio.wait({cycle}, timeout=renew_every_s)
+        if done:
+            break
+        held = await asyncio.to_thread(
+            ctx.kube.hold_lease, ctx.lease_namespace, LEASE_NAME, ctx.identity, lease_s
+        )
+        metrics.LEASE_RENEWALS_IN_CYCLE.inc()
+        if not held and not ctx.lost_lease.is_set():
+            log.warning("lost the scheduler Lease during a cycle; its remaining writes are skipped")
+            ctx.lost_lease.set()
+    cycle.result()
+    return time.monotonic() - started
+
+
 async def scheduling_loop(ctx: Ctx, stopped: asyncio.Event) -> None:
     """Run a cycle every `schedulingIntervalSeconds` while this replica holds the Lease (and its
     watch-fed index has listed every kind once)."""
     interval_s = ctx.config.scheduling_interval_seconds
-    lease_s = max(15, int(interval_s * 5))
+    last_cycle_s = 0.0
     while not stopped.is_set():
         if not ctx.index.is_synced():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopped.wait(), timeout=0.2)
             continue
+        lease_s = lease_seconds(interval_s, last_cycle_s)
         try:
             leader = await asyncio.to_thread(
                 ctx.kube.hold_lease, ctx.lease_namespace, LEASE_NAME, ctx.identity, lease_s
             )
             if leader:
-                await asyncio.to_thread(run_cycle, ctx, datetime.now(UTC))
+                last_cycle_s = await run_leading_cycle(ctx, lease_s, renew_every_s=lease_s / 3)
         except Exception:
             log.exception("scheduling cycle failed; retrying")
             metrics.RECONCILE_ERRORS.labels(stage="cycle").inc()

@@ -217,3 +217,52 @@ def test_node_failover_can_be_turned_off():
     kube.nodes["eu-0"] = a_node("eu-0", "eu-a100", ready="False")
     run_cycle(ctx, NOW + timedelta(seconds=2))
     assert status_of(kube, "a")["attempts"] == 1
+
+
+def test_lease_grows_with_the_measured_cycle_time():
+    assert scheduling.lease_seconds(2.0, 0.5) == 15
+    assert scheduling.lease_seconds(2.0, 40.0) == 120
+
+
+def test_a_long_cycle_renews_the_lease_while_it_runs(monkeypatch):
+    import asyncio
+    import time as clock
+
+    ctx, kube = ctx_with(a_pool(), a_job("a"))
+    ctx.index.step_all()
+    renewals: list[int] = []
+    real_hold = kube.hold_lease
+
+    def hold(namespace: str, name: str, holder: str, duration_s: int) -> bool:
+        renewals.append(duration_s)
+        return real_hold(namespace, name, holder, duration_s)
+
+    real_run = scheduling.run_cycle
+
+    def slow_cycle(c: Ctx, now: datetime) -> list[Any]:
+        clock.sleep(0.35)
+        return real_run(c, now)
+
+    monkeypatch.setattr(kube, "hold_lease", hold)
+    monkeypatch.setattr(scheduling, "run_cycle", slow_cycle)
+    took_s = asyncio.run(scheduling.run_leading_cycle(ctx, 15, renew_every_s=0.1))
+    assert took_s >= 0.35 and len(renewals) >= 3
+    assert status_of(kube, "a")["phase"] == "Admitted"
+
+
+def test_losing_the_lease_mid_cycle_stops_its_writes(monkeypatch):
+    import asyncio
+    import time as clock
+
+    ctx, kube = ctx_with(a_pool(), a_job("a"))
+    ctx.index.step_all()
+    real_run = scheduling.run_cycle
+
+    def slow_cycle(c: Ctx, now: datetime) -> list[Any]:
+        clock.sleep(0.3)  # the Lease is renewed (and lost) meanwhile
+        return real_run(c, now)
+
+    monkeypatch.setattr(kube, "hold_lease", lambda *args: False)
+    monkeypatch.setattr(scheduling, "run_cycle", slow_cycle)
+    asyncio.run(scheduling.run_leading_cycle(ctx, 15, renew_every_s=0.05))
+    assert ctx.lost_lease.is_set() and not kube.rayjobs and "phase" not in status_of(kube, "a")
