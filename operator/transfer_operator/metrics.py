@@ -1,12 +1,13 @@
 """Prometheus collectors of the operator. Labels are bounded: phase, queue, pool, region,
 reason, result, namespace. The per-job gauges (`transfer_job_*`) carry the job's name; their
-series exist only while the TransferJob does, so their number is that of live jobs."""
+series exist only while the job is not finished (a Succeeded or Failed job's series are removed
+at the next cycle; its final cost stays in status.costSoFar), so their number is that of the
+jobs queued or running, not of every job ever run."""
 
 from __future__ import annotations
 
 from collections import Counter as Tally
 from collections.abc import Iterable
-from datetime import datetime
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
@@ -44,9 +45,11 @@ PREEMPTIONS = Counter("transfer_preemptions_total", "Jobs sent back to the queue
 FAILOVERS = Counter(
     "transfer_failovers_total", "Jobs that lost their pool or RayJob and went back to the queue.", ["reason"]
 )
-# Per-job series: bounded by the TransferJobs that exist; removed when a job is deleted.
+# Per-job series: bounded by the TransferJobs not finished; removed when a job finishes or is deleted.
 JOB_COST_SO_FAR = Gauge(
-    "transfer_job_spent_dollars", "Dollars a TransferJob has spent so far.", ["namespace", "transferjob"]
+    "transfer_job_spent_dollars",
+    "Dollars a queued or running TransferJob has spent so far (finished jobs: status.costSoFar).",
+    ["namespace", "transferjob"],
 )
 JOB_PRICE = Gauge(
     "transfer_job_usd_per_hour",
@@ -54,7 +57,9 @@ JOB_PRICE = Gauge(
     ["namespace", "transferjob", "pool", "region", "price_class"],
 )
 JOB_PHASE = Gauge(
-    "transfer_job_phase", "1 for the phase a TransferJob is in.", ["namespace", "transferjob", "phase"]
+    "transfer_job_phase",
+    "1 for the phase a queued or running TransferJob is in (finished jobs have no series).",
+    ["namespace", "transferjob", "phase"],
 )
 RAYJOB_CREATE_ERRORS = Counter("transfer_rayjob_create_errors_total", "RayJob creations that failed.")
 CYCLE_STAGE_DURATION = Histogram(
@@ -69,18 +74,20 @@ EVENTS_DROPPED = Counter(
     "Normal Kubernetes events not posted because they came faster than 10/s (warnings are never dropped).",
     ["reason"],
 )
+LEASE_RENEWALS_IN_CYCLE = Counter(
+    "transfer_lease_renewals_in_cycle_total",
+    "Scheduler Lease renewals made while a long cycle was still running.",
+)
+WATCH_RELISTS = Counter(
+    "transfer_watch_relists_total",
+    "Full relists of a watched kind after its watch expired (410 Gone); the first list is not counted.",
+    ["kind"],
+)
 RECONCILE_ERRORS = Counter("transfer_reconcile_errors_total", "Errors while reconciling.", ["stage"])
 
 
 def serve(port: int, registry: CollectorRegistry = REGISTRY) -> None:
     start_http_server(port, registry=registry)
-
-
-def seconds_since(timestamp: str | None, now: datetime) -> float | None:
-    if not timestamp:
-        return None
-    then = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
-    return max(0.0, (now - then).total_seconds())
 
 
 def record_cycle(decisions: Iterable[Decision], fleet_jobs: Iterable[TransferJob], seconds: float) -> None:
@@ -121,6 +128,8 @@ def record_jobs(jobs: Iterable[TransferJob]) -> None:
     phase: dict[tuple[str, ...], float] = {}
     spend: dict[tuple[str, str, str], float] = {}
     for job in jobs:
+        if job.status.phase.is_terminal:
+            continue  # bounded: finished jobs keep their figures in status, not in Prometheus
         namespace, name = job.metadata.namespace or "default", job.metadata.name
         cost[(namespace, name)] = job.status.cost_so_far
         phase[(namespace, name, job.status.phase.value)] = 1.0
@@ -148,7 +157,7 @@ def initialize() -> None:
         FAILOVERS.labels(reason=reason.value)
     for result in ("admit", "preempt", "wait"):
         SCHEDULING_ATTEMPTS.labels(result=result)
-    for stage in ("cycle", "admit", "nodes", "reconcile"):
+    for stage in ("cycle", "admit", "nodes", "reconcile", "watch"):
         RECONCILE_ERRORS.labels(stage=stage)
 
 

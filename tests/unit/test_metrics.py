@@ -9,8 +9,10 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from transfer_operator import metrics
+from transfer_operator.api.manifests import transferjob_manifest
 from transfer_operator.api.validation import parse_transferjob
 from transfer_operator.dashboards import all_expressions
+from transfer_operator.engine.conditions import seconds_since
 
 METRIC_NAME = re.compile(r"\b((?:ray_)?transfer_[a-z0-9_]+)")
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
@@ -76,7 +78,19 @@ def test_per_job_series_follow_the_jobs_and_a_scrape_parses():
     assert not families["transfer_spend_usd_per_hour"].samples
 
 
+def test_a_finished_jobs_series_are_removed():
+    def job(name: str, phase: str):
+        body = transferjob_manifest(name, namespace="ns")
+        return parse_transferjob({**body, "status": {"phase": phase, "costSoFar": 2.5}})
+
+    metrics.record_jobs([job("done", "Running"), job("other", "Pending")])
+    metrics.record_jobs([job("done", "Succeeded"), job("other", "Pending")])
+    families = {f.name: f for f in text_string_to_metric_families(generate_latest().decode())}
+    for name in ("transfer_job_spent_dollars", "transfer_job_phase"):
+        assert {s.labels["transferjob"] for s in families[name].samples} == {"other"}
+
+
 def test_seconds_since():
     now = datetime(2026, 1, 1, 0, 1, tzinfo=UTC)
-    assert metrics.seconds_since("2026-01-01T00:00:00Z", now) == 60.0
-    assert metrics.seconds_since(None, now) is None
+    assert seconds_since("2026-01-01T00:00:00Z", now) == 60.0
+    assert seconds_since(None, now) is None

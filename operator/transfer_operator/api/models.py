@@ -329,6 +329,9 @@ class Condition(StatusModel):
     reason: str
     message: str = ""
     last_transition_time: str | None = None
+    observed_generation: int | None = Field(
+        default=None, description="metadata.generation of the spec this condition was written for."
+    )
 
 
 class PlacementStatus(StatusModel):

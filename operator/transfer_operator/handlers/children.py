@@ -10,6 +10,7 @@ from transfer_operator.api.models import GPUPool, TransferJob
 from transfer_operator.engine.rayjob import PoolPin, render_rayjob
 from transfer_operator.handlers.context import Ctx
 from transfer_operator.handlers.kube import owner_reference
+from transfer_operator.handlers.writes import create_rayjob, delete_rayjob
 
 
 def ensure_rayjob(
@@ -30,7 +31,7 @@ def ensure_rayjob(
     name = manifest["metadata"]["name"]
     namespace = manifest["metadata"]["namespace"]
     try:
-        if ctx.kube.create_rayjob(manifest, owner_reference(body)):
+        if create_rayjob(ctx, manifest, owner_reference(body)):
             if announce:
                 ctx.kube.post_event(
                     body, "Normal", Reason.RAYJOB_CREATED.value, f"created RayJob {name} on {pool_name}"
@@ -41,7 +42,7 @@ def ensure_rayjob(
         existing = ctx.kube.get_rayjob(namespace, name) or {}
         owners = existing.get("metadata", {}).get("ownerReferences", [])
         if owners and all(o.get("uid") != body["metadata"]["uid"] for o in owners):
-            ctx.kube.delete_rayjob(namespace, name)
+            delete_rayjob(ctx, namespace, name)
         return False
     except Exception as error:
         metrics.RAYJOB_CREATE_ERRORS.inc()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 from transfer_operator.api.config import OperatorConfig
+from transfer_operator.handlers.informer import FleetIndex
 from transfer_operator.handlers.kube import Kube
-from transfer_operator.handlers.rayjob_cache import RayJobCache
 
 
 @dataclass
@@ -15,5 +16,6 @@ class Ctx:
     config: OperatorConfig
     identity: str
     lease_namespace: str
-    rayjobs: RayJobCache = field(default_factory=RayJobCache)
+    index: FleetIndex = field(default_factory=FleetIndex)  # watch-fed; the cycle reads only this
     last_reconcile_s: float = 0.0  # when the cycle last reconciled the jobs that hold GPUs
+    lost_lease: threading.Event = field(default_factory=threading.Event)  # set: stop this cycle's writes

@@ -1,20 +1,15 @@
-"""One cycle's view of the cluster: every GPUPool and TransferJob, parsed, and the lost nodes."""
+"""One cycle's view of the cluster, read from the watch-fed index: every GPUPool and TransferJob,
+parsed, and the lost nodes."""
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from transfer_operator import metrics
-from transfer_operator.api.enums import Phase
-from transfer_operator.api.models import GPUPool, TransferJob
-from transfer_operator.api.validation import InvalidSpec, parse_gpupool, parse_transferjob
+from transfer_operator.api.models import GPUPool, TransferJob, TransferJobStatus
 from transfer_operator.engine.node_health import JobAttempt, NodeLoss, losses_by_job, lost_nodes_by_pool
 from transfer_operator.engine.rayjob import PoolPin
 from transfer_operator.handlers.context import Ctx
-
-log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -26,21 +21,9 @@ class Fleet:
 
 
 def read_fleet(ctx: Ctx) -> Fleet:
-    pools: dict[str, tuple[dict[str, Any], GPUPool]] = {}
-    for body in ctx.kube.list_gpupools():
-        try:
-            pool = parse_gpupool(body)
-        except InvalidSpec as error:
-            log.warning("skipping GPUPool %s: %s", body["metadata"]["name"], error)
-            continue
-        pools[pool.metadata.name] = (body, pool)
-    jobs: dict[str, tuple[dict[str, Any], TransferJob]] = {}
-    for body in ctx.kube.list_transferjobs():
-        try:
-            job = parse_transferjob(body)
-        except InvalidSpec:
-            continue  # the validate handler has already told the user
-        jobs[job.key] = (body, job)
+    """The fleet from the watch-fed index: no API call."""
+    pools = {body["metadata"]["name"]: (body, pool) for body, pool in ctx.index.gpupools.values() if pool}
+    jobs = {job.key: (body, job) for body, job in ctx.index.transferjobs.values() if job}
     fleet = Fleet(pools, jobs)
     if ctx.config.node_failover:
         read_node_health(ctx, fleet)
@@ -48,17 +31,11 @@ def read_fleet(ctx: Ctx) -> Fleet:
 
 
 def read_node_health(ctx: Ctx, fleet: Fleet) -> None:
-    """Which pools lost nodes and which job attempts have pods on them. Without node access
-    (RBAC, a flaky read) the cycle goes on with pool-level failover only."""
-    try:
-        # Pods first: a node that joins between the two reads is then in the node list, so a pod
-        # bound to it is never mistaken for one on a vanished node.
-        pods = ctx.kube.list_job_pods()
-        nodes = ctx.kube.list_nodes()
-    except Exception as error:
-        log.warning("reading nodes and pods failed, node-level failover skipped this cycle: %s", error)
-        metrics.RECONCILE_ERRORS.labels(stage="nodes").inc()
-        return
+    """Which pools lost nodes and which job attempts have pods on them."""
+    # Pods first: a node that joins between the two reads is then in the node list, so a pod
+    # bound to it is never mistaken for one on a vanished node.
+    pods = ctx.index.pods.values()
+    nodes = ctx.index.nodes.values()
     selectors = {name: PoolPin.of(name, pool.spec).node_selector for name, (_, pool) in fleet.pools.items()}
     fleet.lost_nodes = lost_nodes_by_pool(nodes, selectors, ctx.config.interruption_taints)
     lost = {loss.node: loss for losses in fleet.lost_nodes.values() for loss in losses}
@@ -66,13 +43,13 @@ def read_node_health(ctx: Ctx, fleet: Fleet) -> None:
 
 
 def with_status(job: TransferJob, status: dict[str, Any]) -> TransferJob:
-    """`job` as the rest of the cycle must see it after `status` was written: phase, placement
-    and the requeue time (a job back in the queue must not be placed again before it)."""
-    update: dict[str, Any] = {}
-    if status.get("phase"):
-        update["phase"] = Phase(status["phase"])
-    if "placement" in status and status["placement"] is None:
-        update["placement"] = None
-    if status.get("requeueAfter"):
-        update["requeue_after"] = status["requeueAfter"]
-    return job.model_copy(update={"status": job.status.model_copy(update=update)}) if update else job
+    """`job` as the rest of the cycle must see it after the merge patch `status` was written
+    (phase, placement, attempts, the requeue time: a job back in the queue must not be placed
+    again before it)."""
+    merged = job.status.model_dump(by_alias=True, exclude_none=True, mode="json")
+    for key, value in status.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return job.model_copy(update={"status": TransferJobStatus.model_validate(merged)})

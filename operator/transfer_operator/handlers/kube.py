@@ -5,19 +5,23 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from kubernetes.watch.watch import iter_resp_lines
 
 from transfer_operator import metrics
 from transfer_operator.api.enums import GROUP, VERSION
-from transfer_operator.engine.rayjob import LABEL_MANAGED_BY, MANAGER, RAYJOB_API_VERSION
+from transfer_operator.engine.rayjob import RAYJOB_API_VERSION
+from transfer_operator.handlers.informer import Gone, Kind
 
 log = logging.getLogger(__name__)
 RAY_GROUP, RAY_VERSION = RAYJOB_API_VERSION.split("/")
@@ -29,7 +33,7 @@ def load_client_config() -> client.ApiClient:
         config.load_incluster_config(client_configuration=configuration)
     except config.ConfigException:
         config.load_kube_config(client_configuration=configuration)
-    configuration.connection_pool_maxsize = 32  # the cycle writes decisions in parallel
+    configuration.connection_pool_maxsize = 48  # the cycle writes decisions in parallel
     return client.ApiClient(configuration)
 
 
@@ -59,6 +63,32 @@ class TokenBucket:
             self.tokens -= 1
             return True
 
+    def wait(self) -> None:
+        """Take one, sleeping until one is there (client-go's QPS/burst limiter)."""
+        while True:
+            with self.lock:
+                now = time.monotonic()
+                self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+                self.updated = now
+                if self.tokens >= 1 - 1e-9:  # tolerate float error of the refill
+                    self.tokens -= 1
+                    return
+                short_s = (1 - self.tokens) / self.rate if self.rate > 0 else 0.1
+            time.sleep(short_s)
+
+
+# Every write of the operator (status patches, RayJob creates and deletes, events) waits for a
+# token: a cycle that admits thousands of jobs spreads its writes instead of bursting them. The
+# chart sets these (values `kubeClient.qps` / `kubeClient.burst`); reads are watches, not limited.
+DEFAULT_WRITE_QPS = 300.0
+DEFAULT_WRITE_BURST = 600
+
+
+def write_limiter_from_env() -> TokenBucket:
+    qps = float(os.environ.get("TRANSFER_KUBE_QPS") or DEFAULT_WRITE_QPS)
+    burst = int(os.environ.get("TRANSFER_KUBE_BURST") or DEFAULT_WRITE_BURST)
+    return TokenBucket(qps, max(1, burst))
+
 
 @dataclass
 class Kube:
@@ -66,6 +96,7 @@ class Kube:
     normal_events: TokenBucket = field(
         default_factory=lambda: TokenBucket(NORMAL_EVENTS_PER_SECOND, NORMAL_EVENT_BURST)
     )
+    writes: TokenBucket = field(default_factory=write_limiter_from_env)
 
     @property
     def custom(self) -> client.CustomObjectsApi:
@@ -85,35 +116,66 @@ class Kube:
                 return None
             raise
 
-    def list_transferjobs(self) -> list[dict[str, Any]]:
-        listed = cast(dict[str, Any], self.custom.list_cluster_custom_object(GROUP, VERSION, "transferjobs"))
-        return list(listed["items"])
-
-    def list_gpupools(self) -> list[dict[str, Any]]:
-        listed = cast(dict[str, Any], self.custom.list_cluster_custom_object(GROUP, VERSION, "gpupools"))
-        return list(listed["items"])
-
-    def patch_transferjob_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        self.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, "transferjobs", name, {"status": status}
+    def patch_transferjob_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+        """Merge-patch the status subresource; returns the object as written (for the index)."""
+        self.writes.wait()
+        return cast(
+            dict[str, Any],
+            self.custom.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, "transferjobs", name, {"status": status}
+            ),
         )
 
-    def patch_gpupool_status(self, name: str, status: dict[str, Any]) -> None:
-        self.custom.patch_cluster_custom_object_status(GROUP, VERSION, "gpupools", name, {"status": status})
+    def patch_gpupool_status(self, name: str, status: dict[str, Any]) -> dict[str, Any]:
+        self.writes.wait()
+        return cast(
+            dict[str, Any],
+            self.custom.patch_cluster_custom_object_status(GROUP, VERSION, "gpupools", name, {"status": status}),
+        )
+
+    # --- lists and watches (the informers' source) -----------------------------------------
+
+    def _list_call(self, kind: Kind, **params: Any) -> Any:
+        if kind.label_selector:
+            params["label_selector"] = kind.label_selector
+        if kind.group:
+            return self.custom.list_cluster_custom_object(
+                kind.group, kind.version, kind.plural, _preload_content=False, **params
+            )
+        core = client.CoreV1Api(self.api)
+        if kind.plural == "nodes":
+            return core.list_node(_preload_content=False, **params)
+        if kind.plural == "pods":
+            return core.list_pod_for_all_namespaces(_preload_content=False, **params)
+        raise ValueError(f"no list call for {kind.plural}")
+
+    def list_objects(self, kind: Kind) -> tuple[list[dict[str, Any]], str]:
+        """Every object of `kind` and the list's resourceVersion (a consistent read)."""
+        listed = json.loads(self._list_call(kind).data)
+        return list(listed.get("items") or []), str(listed["metadata"]["resourceVersion"])
+
+    def watch_objects(self, kind: Kind, resource_version: str, timeout_s: int) -> Iterator[dict[str, Any]]:
+        """Watch events after `resource_version`, with bookmarks, until the server ends the stream."""
+        try:
+            response = self._list_call(
+                kind,
+                watch=True,
+                resource_version=resource_version,
+                allow_watch_bookmarks=True,
+                timeout_seconds=timeout_s,
+                _request_timeout=(10, timeout_s + 30),
+            )
+        except ApiException as error:
+            if error.status == 410:
+                raise Gone(str(error.reason)) from error
+            raise
+        try:
+            for line in iter_resp_lines(response):
+                yield json.loads(line)
+        finally:
+            response.release_conn()
 
     # --- nodes and the jobs' pods (node-level failover) ------------------------------------
-
-    def list_nodes(self) -> list[dict[str, Any]]:
-        # resourceVersion=0: served from the API server's watch cache, not from etcd.
-        response: Any = client.CoreV1Api(self.api).list_node(resource_version="0", _preload_content=False)
-        return list(json.loads(response.data)["items"])
-
-    def list_job_pods(self) -> list[dict[str, Any]]:
-        """Every pod of every RayJob this operator created (they carry its managed-by label)."""
-        response: Any = client.CoreV1Api(self.api).list_pod_for_all_namespaces(
-            label_selector=f"{LABEL_MANAGED_BY}={MANAGER}", resource_version="0", _preload_content=False
-        )
-        return list(json.loads(response.data)["items"])
 
     # --- RayJobs ------------------------------------------------------------------------
 
@@ -129,31 +191,24 @@ class Kube:
                 return None
             raise
 
-    def list_rayjobs(self) -> list[dict[str, Any]]:
-        """Every RayJob this operator created (after a start, to fill the cache in one call)."""
-        listed = cast(
-            dict[str, Any],
-            self.custom.list_cluster_custom_object(
-                RAY_GROUP, RAY_VERSION, "rayjobs", label_selector=f"{LABEL_MANAGED_BY}={MANAGER}"
-            ),
-        )
-        return list(listed["items"])
-
-    def create_rayjob(self, manifest: dict[str, Any], owner: dict[str, Any]) -> bool:
-        """Create if absent; True when this call created it. The fixed name makes it idempotent."""
+    def create_rayjob(self, manifest: dict[str, Any], owner: dict[str, Any]) -> dict[str, Any] | None:
+        """Create if absent; the created object when this call created it, None when the name
+        was taken (409). The fixed name makes it idempotent."""
         manifest = {**manifest, "metadata": {**manifest["metadata"], "ownerReferences": [owner]}}
         namespace = manifest["metadata"]["namespace"]
+        self.writes.wait()
         try:
-            self.custom.create_namespaced_custom_object(
-                RAY_GROUP, RAY_VERSION, namespace, "rayjobs", manifest
+            return cast(
+                dict[str, Any],
+                self.custom.create_namespaced_custom_object(RAY_GROUP, RAY_VERSION, namespace, "rayjobs", manifest),
             )
-            return True
         except ApiException as error:
             if error.status == 409:
-                return False
+                return None
             raise
 
     def delete_rayjob(self, namespace: str, name: str) -> None:
+        self.writes.wait()
         try:
             self.custom.delete_namespaced_custom_object(
                 RAY_GROUP, RAY_VERSION, namespace, "rayjobs", name, propagation_policy="Background"
@@ -190,6 +245,7 @@ class Kube:
             reporting_component="transfer-operator",
             reporting_instance=socket.gethostname(),
         )
+        self.writes.wait()
         try:
             client.CoreV1Api(self.api).create_namespaced_event(namespace, event)
         except ApiException as error:  # events are best effort

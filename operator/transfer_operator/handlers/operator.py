@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import socket
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,9 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
         lease_namespace=os.environ.get("POD_NAMESPACE", "default"),
     )
     memo.ctx = ctx
+    memo.stop_watching = threading.Event()
+    ctx.index.connect(ctx.kube, nodes=config.node_failover)
+    ctx.index.start(memo.stop_watching)
     port = int(os.environ.get("TRANSFER_METRICS_PORT", "0"))
     metrics.initialize()
     if port:
@@ -46,6 +50,9 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
 
 @kopf.on.cleanup()
 async def stop(memo: Any, **_: Any) -> None:
+    watching = getattr(memo, "stop_watching", None)
+    if watching is not None:
+        watching.set()  # the watch threads are daemons; they end with their current stream
     event = getattr(memo, "stop_scheduling", None)
     task = getattr(memo, "scheduling_task", None)
     if event is not None and task is not None:

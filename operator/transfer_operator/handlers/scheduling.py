@@ -9,20 +9,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime
 
 from transfer_operator import metrics
-from transfer_operator.api.enums import ConditionType, Phase, Reason
-from transfer_operator.api.models import PlacementStatus, TransferJob
+from transfer_operator.api.enums import Phase, Reason
+from transfer_operator.engine import transitions
+from transfer_operator.engine.conditions import seconds_since
 from transfer_operator.engine.rayjob import checkpoint_storage, label_value, rayjob_name
-from transfer_operator.handlers.children import ensure_rayjob
-from transfer_operator.handlers.conditions import iso, phase_patch, upsert_condition
 from transfer_operator.handlers.context import Ctx
-from transfer_operator.handlers.fleet import Fleet, read_fleet, with_status
+from transfer_operator.handlers.effects import perform
+from transfer_operator.handlers.fleet import Fleet, read_fleet
 from transfer_operator.handlers.running import reconcile_holding
+from transfer_operator.handlers.writes import write_gpupool_status
 from transfer_operator.scheduler import Action, Decision, schedule
 from transfer_operator.scheduler.snapshot import requeue_backoff_s, snapshot_of
 
@@ -35,10 +36,16 @@ def run_cycle(ctx: Ctx, now: datetime) -> list[Decision]:
     started = time.perf_counter()
     with metrics.CYCLE_STAGE_DURATION.labels(stage="read").time():
         fleet = read_fleet(ctx)
-    if now.timestamp() - ctx.last_reconcile_s >= ctx.config.reconcile_interval_seconds:
-        with metrics.CYCLE_STAGE_DURATION.labels(stage="reconcile").time():
-            reconcile_holding(ctx, fleet, now)  # first: GPUs it frees are placed in this cycle
-        ctx.last_reconcile_s = now.timestamp()
+    changed_rayjobs = ctx.index.rayjobs.take_changed()
+    with metrics.CYCLE_STAGE_DURATION.labels(stage="reconcile").time():
+        # First: GPUs it frees are placed in this cycle. Every job that holds GPUs once per
+        # reconcile interval (cost, budget, a lost RayJob); in between, only those whose RayJob
+        # the watch reported changed (the one path that mirrors RayJob status).
+        if now.timestamp() - ctx.last_reconcile_s >= ctx.config.reconcile_interval_seconds:
+            reconcile_holding(ctx, fleet, now)
+            ctx.last_reconcile_s = now.timestamp()
+        elif changed_rayjobs:
+            reconcile_holding(ctx, fleet, now, only_rayjobs=changed_rayjobs)
     release_lost_capacity(ctx, fleet, now)
     give_up_exhausted(ctx, fleet, now)
     snapshot, pending = snapshot_of(
@@ -52,9 +59,10 @@ def run_cycle(ctx: Ctx, now: datetime) -> list[Decision]:
         decisions = schedule(snapshot, pending)
 
     def apply(decision: Decision) -> None:
-        body, job = fleet.jobs[decision.job_key]
+        if ctx.lost_lease.is_set():
+            return  # another replica leads now: it decides again from what was written
         try:
-            apply_decision(ctx, fleet, body, job, decision, now)
+            apply_decision(ctx, fleet, decision, now)
         except Exception:  # one job's failure must not stop the cycle
             log.exception("applying the decision for %s failed", decision.job_key)
             metrics.RECONCILE_ERRORS.labels(stage="admit").inc()
@@ -63,7 +71,8 @@ def run_cycle(ctx: Ctx, now: datetime) -> list[Decision]:
     with metrics.CYCLE_STAGE_DURATION.labels(stage="write").time():
         with ThreadPoolExecutor(max_workers=WRITE_CONCURRENCY) as pool:
             list(pool.map(apply, decisions))
-        write_pool_status(ctx, fleet)
+        if not ctx.lost_lease.is_set():
+            write_pool_status(ctx, fleet)
     metrics.record_cycle(
         decisions, fleet_jobs=[job for _, job in fleet.jobs.values()], seconds=time.perf_counter() - started
     )
@@ -92,9 +101,9 @@ def release_lost_capacity(ctx: Ctx, fleet: Fleet, now: datetime) -> None:
         else:
             continue
         message += "; back in the queue, resuming from the last checkpoint"
-        status = preempt(ctx, body, job, reason, message, now, backoff=False)
-        metrics.FAILOVERS.labels(reason=reason.value).inc()
-        fleet.jobs[key] = (body, with_status(job, status))
+        current = body.get("status") or {}
+        change = transitions.preempt(job, current, reason, message, now, requeue_after_s=0.0, failover=True)
+        fleet.jobs[key] = (body, perform(ctx, body, job, change))
 
 
 def give_up_exhausted(ctx: Ctx, fleet: Fleet, now: datetime) -> None:
@@ -102,117 +111,62 @@ def give_up_exhausted(ctx: Ctx, fleet: Fleet, now: datetime) -> None:
     for key, (body, job) in list(fleet.jobs.items()):
         if job.status.phase is not Phase.PREEMPTED or job.status.attempts < job.spec.max_attempts:
             continue
-        message = (
-            f"preempted after {job.status.attempts} of spec.maxAttempts={job.spec.max_attempts} placements; "
-            f"checkpoints kept at {job.status.last_checkpoint or '(none yet)'}; raise maxAttempts to retry"
-        )
-        status = phase_patch(body.get("status") or {}, Phase.FAILED, Reason.MAX_ATTEMPTS, message, now)
-        ctx.kube.patch_transferjob_status(job.metadata.namespace or "default", job.metadata.name, status)
-        ctx.kube.post_event(body, "Warning", Reason.MAX_ATTEMPTS.value, message)
-        fleet.jobs[key] = (body, with_status(job, status))
+        change = transitions.give_up(job, body.get("status") or {}, now)
+        fleet.jobs[key] = (body, perform(ctx, body, job, change))
 
 
-def preempt(
-    ctx: Ctx,
-    body: dict[str, Any],
-    job: TransferJob,
-    reason: Reason,
-    message: str,
-    now: datetime,
-    *,
-    backoff: bool = True,
-) -> dict[str, Any]:
-    """Stop the job's RayJob and put it back in the queue (after a backoff, unless it lost its
-    pool: then it fails over at once); its checkpoints stay. Returns the status written."""
-    namespace = job.metadata.namespace or "default"
-    if job.status.ray_job_name:
-        ctx.kube.delete_rayjob(namespace, job.status.ray_job_name)
-    status = phase_patch(body.get("status") or {}, Phase.PREEMPTED, reason, message, now)
-    status["placement"] = None
-    delay_s = requeue_backoff_s(job.status.attempts) if backoff else 0.0
-    status["requeueAfter"] = iso(now + timedelta(seconds=delay_s))
-    ctx.kube.patch_transferjob_status(namespace, job.metadata.name, status)
-    ctx.kube.post_event(body, "Warning", reason.value, message)
-    metrics.PREEMPTIONS.labels(reason=reason.value).inc()
-    return status
-
-
-def apply_decision(
-    ctx: Ctx, fleet: Fleet, body: dict[str, Any], job: TransferJob, decision: Decision, now: datetime
-) -> None:
-    namespace = job.metadata.namespace or "default"
-    current = body.get("status") or {}
+def apply_decision(ctx: Ctx, fleet: Fleet, decision: Decision, now: datetime) -> None:
     if decision.action is Action.ADMIT:
-        assert decision.placement is not None
-        placement = decision.placement
-        attempt = job.status.attempts + 1
-        name = rayjob_name(job.metadata.name, attempt)
-        status = phase_patch(current, Phase.ADMITTED, Reason.ADMITTED, decision.message, now)
-        status.update(
-            placement={
-                "pool": placement.pool,
-                "region": placement.region,
-                "zone": placement.zone,
-                "gpuType": placement.gpu_type,
-                "priceClass": placement.price_class.value,
-                "usdPerGpuHour": placement.usd_per_gpu_hour,
-                "usdPerHour": round(placement.usd_per_hour, 4),
-                "gpus": placement.gpus,
-            },
-            rayJobName=name,  # the child's name is in status before the child exists
-            lastCheckpoint=checkpoint_storage(job),
-            attempts=attempt,
-            admittedAt=iso(now),
-            costAccruedAt=iso(now),
-        )
-        ctx.kube.patch_transferjob_status(namespace, job.metadata.name, status)
-        admitted = job.model_copy(
-            update={
-                "status": job.status.model_copy(
-                    update={
-                        "attempts": attempt,
-                        "phase": Phase.ADMITTED,
-                        "placement": PlacementStatus.model_validate(status["placement"]),
-                    }
-                )
-            }
-        )
-        fleet.jobs[job.key] = (body, admitted)  # this cycle's pool status counts it
-        pool = fleet.pools[placement.pool][1]
-        created = ensure_rayjob(ctx, body, admitted, placement.pool, pool, attempt, announce=False)
-        message = f"{decision.message}; created RayJob {name}" if created else decision.message
-        ctx.kube.post_event(body, "Normal", Reason.ADMITTED.value, message)
-        waited_s = metrics.seconds_since(job.metadata.creation_timestamp, now)
-        if waited_s is not None:
-            metrics.ADMISSION_LATENCY.observe(waited_s)
+        admit(ctx, fleet, decision, now)
         return
     if decision.action is Action.PREEMPT:
-        for victim_key in decision.victims:
-            victim_body, victim = fleet.jobs[victim_key]
-            message = f"preempted by higher-priority {job.key}; back in the queue with its checkpoint"
-            status = preempt(ctx, victim_body, victim, Reason.PREEMPTED, message, now)
-            fleet.jobs[victim_key] = (victim_body, with_status(victim, status))
-    # Waiting (or waiting for victims): write only what changed, to keep the API server quiet.
-    ready = next((c for c in job.status.conditions if c.type == ConditionType.READY.value), None)
-    if ready is not None and ready.reason == decision.reason.value and ready.message == decision.message:
-        return
-    status = {
-        "message": decision.message,
-        "conditions": upsert_condition(
-            list(current.get("conditions") or []),
-            ConditionType.READY,
-            False,
-            decision.reason,
-            decision.message,
-            now,
-        ),
+        preempt_victims(ctx, fleet, decision, now)
+    wait(ctx, fleet, decision, now)  # waiting, or waiting for the victims' GPUs
+
+
+def admit(ctx: Ctx, fleet: Fleet, decision: Decision, now: datetime) -> None:
+    body, job = fleet.jobs[decision.job_key]
+    assert decision.placement is not None
+    placement = decision.placement
+    wire = {
+        "pool": placement.pool,
+        "region": placement.region,
+        "zone": placement.zone,
+        "gpuType": placement.gpu_type,
+        "priceClass": placement.price_class.value,
+        "usdPerGpuHour": placement.usd_per_gpu_hour,
+        "usdPerHour": round(placement.usd_per_hour, 4),
+        "gpus": placement.gpus,
     }
-    if not current.get("phase"):
-        status["phase"] = Phase.PENDING.value
-    ctx.kube.patch_transferjob_status(namespace, job.metadata.name, status)
-    if ready is None or ready.reason != decision.reason.value:
-        kind = "Warning" if decision.reason in (Reason.INVALID_SPEC, Reason.BUDGET_TOO_LOW) else "Normal"
-        ctx.kube.post_event(body, kind, decision.reason.value, decision.message)
+    name = rayjob_name(job.metadata.name, job.status.attempts + 1)
+    change = transitions.admit(
+        job, body.get("status") or {}, wire, name, checkpoint_storage(job), decision.message, now
+    )
+    fleet.jobs[job.key] = (body, perform(ctx, body, job, change, fleet.pools))  # pool status counts it
+    waited_s = seconds_since(job.metadata.creation_timestamp, now)
+    if waited_s is not None:
+        metrics.ADMISSION_LATENCY.observe(waited_s)
+
+
+def preempt_victims(ctx: Ctx, fleet: Fleet, decision: Decision, now: datetime) -> None:
+    for victim_key in decision.victims:
+        body, victim = fleet.jobs[victim_key]
+        message = f"preempted by higher-priority {decision.job_key}; back in the queue with its checkpoint"
+        change = transitions.preempt(
+            victim,
+            body.get("status") or {},
+            Reason.PREEMPTED,
+            message,
+            now,
+            requeue_after_s=requeue_backoff_s(victim.status.attempts),
+        )
+        fleet.jobs[victim_key] = (body, perform(ctx, body, victim, change))
+
+
+def wait(ctx: Ctx, fleet: Fleet, decision: Decision, now: datetime) -> None:
+    body, job = fleet.jobs[decision.job_key]
+    change = transitions.wait(job, body.get("status") or {}, decision.reason, decision.message, now)
+    fleet.jobs[decision.job_key] = (body, perform(ctx, body, job, change))
 
 
 def write_pool_status(ctx: Ctx, fleet: Fleet) -> None:
@@ -237,20 +191,54 @@ def write_pool_status(ctx: Ctx, fleet: Fleet) -> None:
         metrics.record_pool(pool, allocated)
         old = body.get("status") or {}
         if any(old.get(k) != v for k, v in status.items()):
-            ctx.kube.patch_gpupool_status(name, status)
+            write_gpupool_status(ctx, name, status)
+
+
+def lease_seconds(interval_s: float, last_cycle_s: float) -> int:
+    """The Lease outlives several cycles, and grows with the measured cycle time, so a slow cycle
+    (a big fleet) does not let the Lease lapse between two renewals."""
+    return max(15, int(interval_s * 5), math.ceil(3 * last_cycle_s))
+
+
+async def run_leading_cycle(ctx: Ctx, lease_s: int, renew_every_s: float) -> float:
+    """One cycle in a worker thread; the Lease is renewed every `renew_every_s` while it runs.
+    Losing the Lease mid-cycle stops the cycle's remaining writes (another replica leads now).
+    Returns the cycle's wall time."""
+    ctx.lost_lease.clear()
+    started = time.monotonic()
+    cycle = asyncio.ensure_future(asyncio.to_thread(run_cycle, ctx, datetime.now(UTC)))
+    while True:
+        done, _ = await asyncio.wait({cycle}, timeout=renew_every_s)
+        if done:
+            break
+        held = await asyncio.to_thread(
+            ctx.kube.hold_lease, ctx.lease_namespace, LEASE_NAME, ctx.identity, lease_s
+        )
+        metrics.LEASE_RENEWALS_IN_CYCLE.inc()
+        if not held and not ctx.lost_lease.is_set():
+            log.warning("lost the scheduler Lease during a cycle; its remaining writes are skipped")
+            ctx.lost_lease.set()
+    cycle.result()
+    return time.monotonic() - started
 
 
 async def scheduling_loop(ctx: Ctx, stopped: asyncio.Event) -> None:
-    """Run a cycle every `schedulingIntervalSeconds` while this replica holds the Lease."""
+    """Run a cycle every `schedulingIntervalSeconds` while this replica holds the Lease (and its
+    watch-fed index has listed every kind once)."""
     interval_s = ctx.config.scheduling_interval_seconds
-    lease_s = max(15, int(interval_s * 5))
+    last_cycle_s = 0.0
     while not stopped.is_set():
+        if not ctx.index.is_synced():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopped.wait(), timeout=0.2)
+            continue
+        lease_s = lease_seconds(interval_s, last_cycle_s)
         try:
             leader = await asyncio.to_thread(
                 ctx.kube.hold_lease, ctx.lease_namespace, LEASE_NAME, ctx.identity, lease_s
             )
             if leader:
-                await asyncio.to_thread(run_cycle, ctx, datetime.now(UTC))
+                last_cycle_s = await run_leading_cycle(ctx, lease_s, renew_every_s=lease_s / 3)
         except Exception:
             log.exception("scheduling cycle failed; retrying")
             metrics.RECONCILE_ERRORS.labels(stage="cycle").inc()

@@ -1,11 +1,18 @@
 """An in-memory stand-in for handlers.kube.Kube: the same methods over dicts, so the cycle's
-I/O logic is tested fast. The e2e suite runs the same code against a real API server."""
+I/O logic is tested fast. The e2e suite runs the same code against a real API server.
+
+Its watch is a diff: each call reports what changed since the last list or watch of that kind
+(ADDED, MODIFIED, DELETED, each with a new resourceVersion), so a test may change the dicts
+directly. `expire` makes the next watch of a kind answer 410 Gone."""
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from transfer_operator.handlers.informer import Gone, Kind
 
 
 def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
@@ -27,9 +34,67 @@ class FakeKube:
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
     pods: list[dict[str, Any]] = field(default_factory=list)
     lease_holder: str | None = None
+    version: int = 0
+    seen: dict[str, dict[tuple[str, str], dict[str, Any]]] = field(default_factory=dict)
+    expire: set[str] = field(default_factory=set)
+    lists: dict[str, int] = field(default_factory=dict)
+
+    written: dict[str, dict[str, Any]] = field(default_factory=dict)  # resourceVersion -> the object then
+
+    def _bump(self, obj: dict[str, Any]) -> dict[str, Any]:
+        self.version += 1
+        obj["metadata"]["resourceVersion"] = str(self.version)
+        self.written[str(self.version)] = copy.deepcopy(obj)
+        return obj
+
+    def _objects(self, kind: Kind) -> dict[tuple[str, str], dict[str, Any]]:
+        if kind.plural == "transferjobs":
+            return dict(self.transferjobs)
+        if kind.plural == "gpupools":
+            return {("", name): obj for name, obj in self.gpupools.items()}
+        if kind.plural == "rayjobs":
+            return dict(self.rayjobs)
+        if kind.plural == "nodes":
+            return {("", name): obj for name, obj in self.nodes.items()}
+        if kind.plural == "pods":
+            for i, pod in enumerate(self.pods):
+                pod["metadata"].setdefault("name", f"pod-{i}")
+            return {(p["metadata"].get("namespace", ""), p["metadata"]["name"]): p for p in self.pods}
+        raise ValueError(kind.plural)
+
+    def list_objects(self, kind: Kind) -> tuple[list[dict[str, Any]], str]:
+        self.lists[kind.plural] = self.lists.get(kind.plural, 0) + 1
+        objects = self._objects(kind)
+        for obj in objects.values():
+            obj["metadata"].setdefault("resourceVersion", "0")
+        self.seen[kind.plural] = copy.deepcopy(objects)
+        return [copy.deepcopy(o) for o in objects.values()], str(self.version)
+
+    def watch_objects(self, kind: Kind, resource_version: str, timeout_s: int) -> Iterator[dict[str, Any]]:
+        if kind.plural in self.expire:
+            self.expire.discard(kind.plural)
+            raise Gone("too old resource version")
+        before = self.seen.get(kind.plural, {})
+        now = self._objects(kind)
+        events: list[dict[str, Any]] = []
+        for key, obj in now.items():
+            old = before.get(key)
+            if old is None or old != obj:
+                if self.written.get(obj["metadata"].get("resourceVersion") or "") != obj:
+                    self._bump(obj)  # changed in place by a test
+                events.append({"type": "ADDED" if old is None else "MODIFIED", "object": copy.deepcopy(obj)})
+        for key, old in before.items():
+            if key not in now:
+                self.version += 1
+                gone = copy.deepcopy(old)
+                gone["metadata"]["resourceVersion"] = str(self.version)
+                events.append({"type": "DELETED", "object": gone})
+        self.seen[kind.plural] = copy.deepcopy(now)
+        events.append({"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": str(self.version)}}})
+        return iter(events)
 
     def add(self, obj: dict[str, Any]) -> None:
-        obj = copy.deepcopy(obj)
+        obj = self._bump(copy.deepcopy(obj))
         obj["metadata"].setdefault("uid", f"uid-{obj['metadata']['name']}")
         if obj["kind"] == "GPUPool":
             self.gpupools[obj["metadata"]["name"]] = obj
@@ -41,38 +106,30 @@ class FakeKube:
     def get_transferjob(self, namespace: str, name: str) -> dict[str, Any] | None:
         return copy.deepcopy(self.transferjobs.get((namespace, name)))
 
-    def list_transferjobs(self) -> list[dict[str, Any]]:
-        return [copy.deepcopy(o) for o in self.transferjobs.values()]
+    def patch_transferjob_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+        obj = self.transferjobs[(namespace, name)]
+        _merge(obj.setdefault("status", {}), status)
+        return copy.deepcopy(self._bump(obj))
 
-    def list_gpupools(self) -> list[dict[str, Any]]:
-        return [copy.deepcopy(o) for o in self.gpupools.values()]
-
-    def patch_transferjob_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
-        _merge(self.transferjobs[(namespace, name)].setdefault("status", {}), status)
-
-    def patch_gpupool_status(self, name: str, status: dict[str, Any]) -> None:
-        _merge(self.gpupools[name].setdefault("status", {}), status)
-
-    def list_nodes(self) -> list[dict[str, Any]]:
-        return [copy.deepcopy(o) for o in self.nodes.values()]
-
-    def list_job_pods(self) -> list[dict[str, Any]]:
-        return copy.deepcopy(self.pods)
+    def patch_gpupool_status(self, name: str, status: dict[str, Any]) -> dict[str, Any]:
+        obj = self.gpupools[name]
+        _merge(obj.setdefault("status", {}), status)
+        return copy.deepcopy(self._bump(obj))
 
     def get_rayjob(self, namespace: str, name: str) -> dict[str, Any] | None:
         return copy.deepcopy(self.rayjobs.get((namespace, name)))
 
-    def list_rayjobs(self) -> list[dict[str, Any]]:
-        return [copy.deepcopy(o) for o in self.rayjobs.values()]
-
-    def create_rayjob(self, manifest: dict[str, Any], owner: dict[str, Any]) -> bool:
+    def create_rayjob(self, manifest: dict[str, Any], owner: dict[str, Any]) -> dict[str, Any] | None:
         key = (manifest["metadata"]["namespace"], manifest["metadata"]["name"])
         if key in self.rayjobs:
-            return False
+            return None
         created = copy.deepcopy(manifest)
         created["metadata"]["ownerReferences"] = [owner]
-        self.rayjobs[key] = created
-        return True
+        self.rayjobs[key] = self._bump(created)
+        # As if the watch delivered ADDED at once (the index has it already): a later in-place
+        # change or deletion by a test is then reported.
+        self.seen.setdefault("rayjobs", {})[key] = copy.deepcopy(created)
+        return copy.deepcopy(created)
 
     def delete_rayjob(self, namespace: str, name: str) -> None:
         self.rayjobs.pop((namespace, name), None)

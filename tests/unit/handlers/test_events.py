@@ -31,3 +31,21 @@ def test_normal_events_beyond_the_bucket_are_dropped_and_counted(monkeypatch):
     kube.post_event(job, "Warning", "NodeLost", "node gone")
     assert posted == [("Normal", "Admitted"), ("Warning", "NodeLost")]
     assert dropped._value.get() - before == 2
+
+
+def test_writes_wait_for_the_bucket_instead_of_bursting(monkeypatch):
+    import time as clock
+
+    now = [100.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    monkeypatch.setattr(clock, "monotonic", lambda: now[0])
+    monkeypatch.setattr(clock, "sleep", sleep)
+    bucket = TokenBucket(rate=100.0, burst=2)
+    for _ in range(6):
+        bucket.wait()
+    assert abs(sum(slept) - 0.04) < 1e-6  # 2 at once, then 4 at 100/s

@@ -1,5 +1,5 @@
-"""The cycle's reconcile pass over jobs that hold GPUs: RayJob status from the watch cache (a
-miss GETs, many misses LIST once), cost, budget, suspend, a lost or never-created RayJob."""
+"""The cycle's reconcile pass over jobs that hold GPUs: RayJob status from the watch-fed index (a
+miss is confirmed by a GET), cost, budget, suspend, a lost or never-created RayJob."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from datetime import timedelta
 from typing import Any
 
 from transfer_operator.handlers.context import Ctx
-from transfer_operator.handlers.rayjob_cache import RayJobCache
 
 from .fake_kube import FakeKube
 from .test_scheduling import NOW, a_job, a_pool, ctx_with, run_cycle, status_of
@@ -18,15 +17,11 @@ RUNNING = {"jobDeploymentStatus": "Running", "jobStatus": "RUNNING"}
 
 class CountingKube(FakeKube):
     gets: int = 0
-    lists: int = 0
 
     def get_rayjob(self, namespace: str, name: str) -> dict[str, Any] | None:
         self.gets += 1
         return super().get_rayjob(namespace, name)
 
-    def list_rayjobs(self) -> list[dict[str, Any]]:
-        self.lists += 1
-        return super().list_rayjobs()
 
 
 def admitted(*jobs: dict[str, Any], pool_nodes: int = 1) -> tuple[Ctx, CountingKube]:
@@ -36,41 +31,26 @@ def admitted(*jobs: dict[str, Any], pool_nodes: int = 1) -> tuple[Ctx, CountingK
     return ctx, kube
 
 
-def test_cache_keeps_name_and_status_and_forgets_deleted():
-    cache = RayJobCache()
-    body = {
-        "metadata": {"name": "a-a1", "namespace": "ns", "labels": {"x": "y"}},
-        "spec": {"big": 1},
-        "status": RUNNING,
-    }
-    cache.observe(None, body)
-    assert cache.get("ns", "a-a1") == {"metadata": {"name": "a-a1", "namespace": "ns"}, "status": RUNNING}
-    cache.observe("DELETED", body)
-    assert cache.get("ns", "a-a1") is None and len(cache) == 0
-
-
-def test_mirrors_from_the_cache_without_a_get():
+def test_mirrors_a_changed_rayjob_in_the_next_cycle_without_a_get():
     ctx, kube = admitted()
-    ctx.rayjobs.observe("MODIFIED", {**kube.rayjobs[("default", "a-a1")], "status": RUNNING})
-    run_cycle(ctx, LATER)
+    kube.rayjobs[("default", "a-a1")]["status"] = RUNNING  # the watch reports it
+    run_cycle(ctx, NOW + timedelta(seconds=2))  # before the full pass is due
     assert status_of(kube, "a")["phase"] == "Running" and kube.gets == 0
 
 
-def test_a_miss_gets_and_many_misses_list_once():
+def test_a_miss_in_the_index_is_confirmed_with_a_get():
     ctx, kube = admitted()
     kube.rayjobs[("default", "a-a1")]["status"] = RUNNING
+    ctx.index.step_all()
+    ctx.index.rayjobs.items.pop(("default", "a-a1"))  # as if the watch had not delivered it
+    ctx.index.rayjobs.take_changed()
     run_cycle(ctx, LATER)
-    assert status_of(kube, "a")["phase"] == "Running" and (kube.gets, kube.lists) == (1, 0)
-
-    many = [a_job(f"j{i}", gpus=1) for i in range(30)]
-    ctx, kube = admitted(*many, pool_nodes=4)
-    run_cycle(ctx, LATER)
-    assert (kube.gets, kube.lists) == (0, 1)
+    assert status_of(kube, "a")["phase"] == "Running" and kube.gets == 1
+    assert ctx.index.rayjobs.get(("default", "a-a1")) is not None
 
 
-def test_reconciles_only_once_per_interval():
+def test_an_unchanged_rayjob_is_not_reconciled_between_passes():
     ctx, kube = admitted()
-    kube.rayjobs[("default", "a-a1")]["status"] = RUNNING
     run_cycle(ctx, NOW + timedelta(seconds=2))
     assert status_of(kube, "a")["phase"] == "Admitted" and kube.gets == 0
 
@@ -92,7 +72,7 @@ def test_budget_warns_then_stops_before_it_is_passed():
     # 8 GPUs at $3/h = $24/h: $0.40 in 60 s. Budget $1: warning at $0.80, stop before $1.
     job = a_job("a", budget={"maxDollars": 1.0}, resources={"workers": 1, "gpusPerWorker": 8, "estimatedHours": 0.02})
     ctx, kube = admitted(job)
-    ctx.rayjobs.observe(None, {**kube.rayjobs[("default", "a-a1")], "status": RUNNING})
+    kube.rayjobs[("default", "a-a1")]["status"] = RUNNING
     run_cycle(ctx, NOW + timedelta(seconds=60))
     assert status_of(kube, "a")["phase"] == "Running" and not status_of(kube, "a").get("budgetWarned")
     run_cycle(ctx, NOW + timedelta(seconds=125))  # $0.83
@@ -107,7 +87,7 @@ def test_budget_warns_then_stops_before_it_is_passed():
 
 def test_cost_is_written_every_few_minutes_not_every_pass():
     ctx, kube = admitted()
-    ctx.rayjobs.observe(None, {**kube.rayjobs[("default", "a-a1")], "status": RUNNING})
+    kube.rayjobs[("default", "a-a1")]["status"] = RUNNING
     run_cycle(ctx, LATER)
     assert "costSoFar" not in status_of(kube, "a")
     run_cycle(ctx, NOW + timedelta(seconds=301))
@@ -120,3 +100,16 @@ def test_suspend_while_admitted_deletes_the_rayjob():
     run_cycle(ctx, LATER)
     assert status_of(kube, "a")["phase"] == "Suspended" and ("default", "a-a1") not in kube.rayjobs
 
+
+
+def test_cost_writes_of_jobs_admitted_together_are_spread_over_passes():
+    many = [a_job(f"j{i}", gpus=1) for i in range(30)]
+    ctx, kube = admitted(*many, pool_nodes=4)
+    for key in list(kube.rayjobs):
+        kube.rayjobs[key]["status"] = RUNNING
+    run_cycle(ctx, NOW + timedelta(seconds=2))  # mirrored: Running, no cost yet
+    run_cycle(ctx, NOW + timedelta(seconds=301))  # all 30 are due; at most 20 write
+    billed = [n for n in (f"j{i}" for i in range(30)) if "costSoFar" in status_of(kube, n)]
+    assert len(billed) == 20
+    run_cycle(ctx, NOW + timedelta(seconds=312))  # the next pass writes the rest
+    assert all("costSoFar" in status_of(kube, f"j{i}") for i in range(30))

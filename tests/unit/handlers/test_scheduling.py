@@ -7,8 +7,8 @@ from typing import Any
 
 from transfer_operator.api.config import OperatorConfig
 from transfer_operator.api.manifests import gpupool_manifest, transferjob_manifest
+from transfer_operator.handlers import scheduling
 from transfer_operator.handlers.context import Ctx
-from transfer_operator.handlers.scheduling import run_cycle
 
 from .fake_kube import FakeKube
 
@@ -30,7 +30,15 @@ def ctx_with(*objects: dict[str, Any], kube: FakeKube | None = None) -> tuple[Ct
     kube = kube or FakeKube()
     for obj in objects:
         kube.add(obj)
-    return Ctx(kube=kube, config=OperatorConfig(), identity="test", lease_namespace="ns"), kube  # type: ignore[arg-type]
+    ctx = Ctx(kube=kube, config=OperatorConfig(), identity="test", lease_namespace="ns")  # type: ignore[arg-type]
+    ctx.index.connect(kube)
+    return ctx, kube
+
+
+def run_cycle(ctx: Ctx, now: datetime) -> list[Any]:
+    """The watches deliver what changed (in the operator they run in their own threads), then a cycle."""
+    ctx.index.step_all()
+    return scheduling.run_cycle(ctx, now)
 
 
 def status_of(kube: FakeKube, name: str) -> dict[str, Any]:
@@ -209,3 +217,52 @@ def test_node_failover_can_be_turned_off():
     kube.nodes["eu-0"] = a_node("eu-0", "eu-a100", ready="False")
     run_cycle(ctx, NOW + timedelta(seconds=2))
     assert status_of(kube, "a")["attempts"] == 1
+
+
+def test_lease_grows_with_the_measured_cycle_time():
+    assert scheduling.lease_seconds(2.0, 0.5) == 15
+    assert scheduling.lease_seconds(2.0, 40.0) == 120
+
+
+def test_a_long_cycle_renews_the_lease_while_it_runs(monkeypatch):
+    import asyncio
+    import time as clock
+
+    ctx, kube = ctx_with(a_pool(), a_job("a"))
+    ctx.index.step_all()
+    renewals: list[int] = []
+    real_hold = kube.hold_lease
+
+    def hold(namespace: str, name: str, holder: str, duration_s: int) -> bool:
+        renewals.append(duration_s)
+        return real_hold(namespace, name, holder, duration_s)
+
+    real_run = scheduling.run_cycle
+
+    def slow_cycle(c: Ctx, now: datetime) -> list[Any]:
+        clock.sleep(0.35)
+        return real_run(c, now)
+
+    monkeypatch.setattr(kube, "hold_lease", hold)
+    monkeypatch.setattr(scheduling, "run_cycle", slow_cycle)
+    took_s = asyncio.run(scheduling.run_leading_cycle(ctx, 15, renew_every_s=0.1))
+    assert took_s >= 0.35 and len(renewals) >= 3
+    assert status_of(kube, "a")["phase"] == "Admitted"
+
+
+def test_losing_the_lease_mid_cycle_stops_its_writes(monkeypatch):
+    import asyncio
+    import time as clock
+
+    ctx, kube = ctx_with(a_pool(), a_job("a"))
+    ctx.index.step_all()
+    real_run = scheduling.run_cycle
+
+    def slow_cycle(c: Ctx, now: datetime) -> list[Any]:
+        clock.sleep(0.3)  # the Lease is renewed (and lost) meanwhile
+        return real_run(c, now)
+
+    monkeypatch.setattr(kube, "hold_lease", lambda *args: False)
+    monkeypatch.setattr(scheduling, "run_cycle", slow_cycle)
+    asyncio.run(scheduling.run_leading_cycle(ctx, 15, renew_every_s=0.05))
+    assert ctx.lost_lease.is_set() and not kube.rayjobs and "phase" not in status_of(kube, "a")

@@ -1,0 +1,324 @@
+"""Watch-fed, in-memory indexes of the objects the scheduling cycle reads (informer-style).
+
+Each kind is LISTed once, then WATCHed from the list's resourceVersion with bookmarks; the stream
+is resumed from the last resourceVersion it delivered. A relist happens only when the API server
+answers 410 Gone (the resourceVersion fell out of its window). The cycle reads the stores, never
+the API server, and writes what it wrote back into them (`Store.apply` with the object the write
+returned), so the next cycle does not act on state the watch has not delivered yet.
+
+Why not kopf's `@kopf.index`: kopf pauses its watches on a replica that peering froze, but the
+Lease holder that runs the cycle may be such a replica; and its index is not writable, so the
+cycle's own writes could not be written through. See docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+from transfer_operator import metrics
+from transfer_operator.api.enums import GROUP, VERSION
+from transfer_operator.api.models import GPUPool, TransferJob
+from transfer_operator.api.validation import InvalidSpec, parse_gpupool, parse_transferjob
+from transfer_operator.engine.rayjob import LABEL_MANAGED_BY, MANAGER, RAYJOB_API_VERSION
+
+log = logging.getLogger(__name__)
+RAY_GROUP, RAY_VERSION = RAYJOB_API_VERSION.split("/")
+Key = tuple[str, str]  # (namespace or "", name)
+V = TypeVar("V")
+# A deleted key ignores events older than its deletion this long (a lagging watch must not
+# bring back an object the cycle has just deleted).
+TOMBSTONE_S = 300.0
+
+
+@dataclass(frozen=True)
+class Kind:
+    plural: str
+    group: str = ""  # "" is the core API group
+    version: str = "v1"
+    label_selector: str | None = None
+
+
+TRANSFERJOBS = Kind("transferjobs", GROUP, VERSION)
+GPUPOOLS = Kind("gpupools", GROUP, VERSION)
+RAYJOBS = Kind("rayjobs", RAY_GROUP, RAY_VERSION, f"{LABEL_MANAGED_BY}={MANAGER}")
+NODES = Kind("nodes")
+PODS = Kind("pods", label_selector=f"{LABEL_MANAGED_BY}={MANAGER}")
+
+
+class Gone(Exception):
+    """The watch's resourceVersion is too old (HTTP 410): list again."""
+
+
+class WatchSource(Protocol):
+    def list_objects(self, kind: Kind) -> tuple[list[dict[str, Any]], str]: ...
+
+    def watch_objects(self, kind: Kind, resource_version: str, timeout_s: int) -> Iterable[dict[str, Any]]:
+        """Raw watch events ({"type", "object"}) after `resource_version`; raises Gone on 410."""
+        ...
+
+
+def resource_version(body: dict[str, Any]) -> int:
+    """resourceVersions are opaque strings, but etcd's are integers; unparsable ones compare as 0."""
+    try:
+        return int((body.get("metadata") or {}).get("resourceVersion") or 0)
+    except ValueError:
+        return 0
+
+
+def key_of(body: dict[str, Any]) -> Key:
+    metadata = body.get("metadata") or {}
+    return (metadata.get("namespace") or "", metadata.get("name", ""))
+
+
+def slim(body: dict[str, Any]) -> dict[str, Any]:
+    """The body without managedFields and the last-applied annotation: the bulk of an object's
+    memory, and nothing the operator reads."""
+    metadata = dict(body.get("metadata") or {})
+    metadata.pop("managedFields", None)
+    annotations = metadata.get("annotations")
+    if annotations and "kubectl.kubernetes.io/last-applied-configuration" in annotations:
+        metadata["annotations"] = {
+            k: v for k, v in annotations.items() if k != "kubectl.kubernetes.io/last-applied-configuration"
+        }
+    return {**body, "metadata": metadata}
+
+
+@dataclass
+class Store(Generic[V]):
+    """Key -> (resourceVersion, value); `prepare` turns a body into what the cycle reads (parsed
+    once per change, not once per cycle)."""
+
+    prepare: Callable[[dict[str, Any]], V]
+    items: dict[Key, tuple[int, V]] = field(default_factory=dict)
+    tombstones: dict[Key, tuple[int, float]] = field(default_factory=dict)
+    changed: set[Key] = field(default_factory=set)  # keys changed since `take_changed`
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def apply(self, event_type: str, body: dict[str, Any], *, mark: bool = True) -> None:
+        """A watch event, or (mark=False) the object a write of the cycle returned."""
+        key, version = key_of(body), resource_version(body)
+        with self.lock:
+            stored = self.items.get(key)
+            if event_type == "DELETED":
+                if stored is None or version == 0 or version >= stored[0]:
+                    self.items.pop(key, None)
+                    self.tombstones[key] = (max(version, stored[0] if stored else 0), time.monotonic())
+                    if mark:
+                        self.changed.add(key)
+                return
+            if stored is not None and version and version <= stored[0]:
+                return  # what the cycle wrote through, or older
+            tomb = self.tombstones.get(key)
+            if tomb is not None:
+                if version <= tomb[0] and time.monotonic() - tomb[1] < TOMBSTONE_S:
+                    return
+                del self.tombstones[key]
+            value = self.prepare(body)
+            self.items[key] = (version, value)
+            if mark:
+                self.changed.add(key)
+
+    def delete(self, key: Key) -> None:
+        """The cycle deleted the object: forget it now, and ignore the watch's older news of it."""
+        with self.lock:
+            stored = self.items.pop(key, None)
+            self.tombstones[key] = (stored[0] if stored else 0, time.monotonic())
+
+    def replace(self, bodies: Iterable[dict[str, Any]]) -> None:
+        """A full list: objects absent from it are gone; a listed one older than ours stays ours."""
+        fresh: dict[Key, tuple[int, V]] = {}
+        prepared = [(key_of(b), resource_version(b), b) for b in bodies]
+        with self.lock:
+            old = self.items
+        for key, version, body in prepared:
+            stored = old.get(key)
+            if stored is not None and version and version <= stored[0]:
+                fresh[key] = stored
+            else:
+                fresh[key] = (version, self.prepare(body))
+        with self.lock:
+            self.changed |= set(old) ^ set(fresh) | {k for k in fresh if old.get(k) is not fresh[k]}
+            self.items = fresh
+            self.tombstones.clear()
+
+    def get(self, key: Key) -> V | None:
+        with self.lock:
+            stored = self.items.get(key)
+        return None if stored is None else stored[1]
+
+    def values(self) -> list[V]:
+        with self.lock:
+            return [value for _, value in self.items.values()]
+
+    def take_changed(self) -> set[Key]:
+        with self.lock:
+            changed, self.changed = self.changed, set()
+        return changed
+
+    def __len__(self) -> int:
+        with self.lock:
+            return len(self.items)
+
+
+@dataclass
+class Informer:
+    """LIST once, then WATCH from the last resourceVersion; relist only after 410 Gone."""
+
+    source: WatchSource
+    kind: Kind
+    store: Store[Any]
+    resource_version: str | None = None  # None: list next
+    watch_timeout_s: int = 60
+    synced: threading.Event = field(default_factory=threading.Event)
+
+    def step(self) -> None:
+        """One LIST (when needed) or one watch stream until the server closes it."""
+        if self.resource_version is None:
+            items, version = self.source.list_objects(self.kind)
+            self.store.replace(items)
+            self.resource_version = version
+            self.synced.set()
+            return
+        try:
+            for event in self.source.watch_objects(self.kind, self.resource_version, self.watch_timeout_s):
+                kind, obj = str(event.get("type")), event.get("object") or {}
+                if kind == "ERROR":
+                    if obj.get("code") == 410:
+                        raise Gone(obj.get("message", "410"))
+                    raise RuntimeError(f"watch of {self.kind.plural} failed: {obj.get('message')}")
+                version = str((obj.get("metadata") or {}).get("resourceVersion") or "")
+                if kind != "BOOKMARK":
+                    self.store.apply(kind, obj)
+                if version:
+                    self.resource_version = version
+        except Gone as error:
+            log.info("watch of %s expired (%s): listing again", self.kind.plural, error)
+            metrics.WATCH_RELISTS.labels(kind=self.kind.plural).inc()
+            self.resource_version = None
+
+    def run(self, stopped: threading.Event) -> None:
+        backoff_s = 1.0
+        while not stopped.is_set():
+            try:
+                self.step()
+                backoff_s = 1.0
+            except Exception as error:  # a broken stream resumes from the last resourceVersion
+                log.warning("watch of %s broke: %s; retrying in %.0f s", self.kind.plural, error, backoff_s)
+                metrics.RECONCILE_ERRORS.labels(stage="watch").inc()
+                stopped.wait(backoff_s)
+                backoff_s = min(30.0, backoff_s * 2)
+
+
+# --- what each store keeps ------------------------------------------------------------------
+
+ParsedJob = tuple[dict[str, Any], TransferJob | None]
+ParsedPool = tuple[dict[str, Any], GPUPool | None]
+
+
+def prepare_transferjob(body: dict[str, Any]) -> ParsedJob:
+    """The parsed job, and the body without its spec (the parsed job has it; the cycle reads the
+    body's metadata and status only)."""
+    body = slim(body)
+    try:
+        job = parse_transferjob(body)
+    except InvalidSpec:
+        job = None  # the validate handler has already told the user
+    return {k: v for k, v in body.items() if k != "spec"}, job
+
+
+def prepare_gpupool(body: dict[str, Any]) -> ParsedPool:
+    body = slim(body)
+    try:
+        return body, parse_gpupool(body)
+    except InvalidSpec as error:
+        log.warning("skipping GPUPool %s: %s", body["metadata"]["name"], error)
+        return body, None
+
+
+def prepare_rayjob(body: dict[str, Any]) -> dict[str, Any]:
+    """Name, owners and status are all the cycle reads of a RayJob."""
+    metadata = body.get("metadata") or {}
+    return {
+        "metadata": {
+            "name": metadata.get("name", ""),
+            "namespace": metadata.get("namespace") or "default",
+            "ownerReferences": metadata.get("ownerReferences") or [],
+        },
+        "status": dict(body.get("status") or {}),
+    }
+
+
+def prepare_node(body: dict[str, Any]) -> dict[str, Any]:
+    metadata = body.get("metadata") or {}
+    return {
+        "metadata": {"name": metadata.get("name", ""), "labels": metadata.get("labels") or {}},
+        "spec": {"taints": (body.get("spec") or {}).get("taints") or []},
+        "status": {"conditions": (body.get("status") or {}).get("conditions") or []},
+    }
+
+
+def prepare_pod(body: dict[str, Any]) -> dict[str, Any]:
+    metadata = body.get("metadata") or {}
+    return {
+        "metadata": {
+            "name": metadata.get("name", ""),
+            "namespace": metadata.get("namespace") or "default",
+            "labels": metadata.get("labels") or {},
+        },
+        "spec": {"nodeName": (body.get("spec") or {}).get("nodeName")},
+    }
+
+
+@dataclass
+class FleetIndex:
+    """The stores the cycle reads, and the informers that feed them."""
+
+    transferjobs: Store[ParsedJob] = field(default_factory=lambda: Store(prepare_transferjob))
+    gpupools: Store[ParsedPool] = field(default_factory=lambda: Store(prepare_gpupool))
+    rayjobs: Store[dict[str, Any]] = field(default_factory=lambda: Store(prepare_rayjob))
+    nodes: Store[dict[str, Any]] = field(default_factory=lambda: Store(prepare_node))
+    pods: Store[dict[str, Any]] = field(default_factory=lambda: Store(prepare_pod))
+    informers: list[Informer] = field(default_factory=list)
+
+    def connect(self, source: WatchSource, *, nodes: bool = True) -> None:
+        pairs: list[tuple[Kind, Store[Any]]] = [
+            (GPUPOOLS, self.gpupools),
+            (TRANSFERJOBS, self.transferjobs),
+            (RAYJOBS, self.rayjobs),
+        ]
+        if nodes:
+            pairs += [(PODS, self.pods), (NODES, self.nodes)]
+        self.informers = [Informer(source, kind, store) for kind, store in pairs]
+
+    def start(self, stopped: threading.Event) -> list[threading.Thread]:
+        threads = [
+            threading.Thread(target=i.run, args=(stopped,), name=f"watch-{i.kind.plural}", daemon=True)
+            for i in self.informers
+        ]
+        for thread in threads:
+            thread.start()
+        return threads
+
+    def wait_synced(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        return all(i.synced.wait(max(0.0, deadline - time.monotonic())) for i in self.informers)
+
+    def is_synced(self) -> bool:
+        return all(i.synced.is_set() for i in self.informers)
+
+    def step_all(self) -> None:
+        """Bring each informer up to date in this thread: a list when it has none, else one watch
+        (and a relist after 410). For a source whose watch returns at once (tests)."""
+        for informer in self.informers:
+            informer.step()
+            if informer.resource_version is None:
+                informer.step()
+
+    def sizes(self) -> Iterator[tuple[str, int]]:
+        for informer in self.informers:
+            yield informer.kind.plural, len(informer.store)

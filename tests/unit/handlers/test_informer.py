@@ -1,0 +1,84 @@
+"""The watch-fed index: one LIST per kind, then watches; a relist only after 410 Gone; the cycle's
+own writes are written through and a lagging watch never undoes them."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from transfer_operator import metrics
+from transfer_operator.handlers.informer import Store, prepare_rayjob, slim
+
+from .test_scheduling import NOW, a_job, a_pool, ctx_with, run_cycle, status_of
+
+
+def rayjob(name: str, version: int, phase: str = "") -> dict:
+    return {
+        "metadata": {"name": name, "namespace": "ns", "resourceVersion": str(version)},
+        "status": {"jobDeploymentStatus": phase} if phase else {},
+    }
+
+
+def test_cycles_list_each_kind_once_and_then_only_watch():
+    ctx, kube = ctx_with(a_pool(nodes=2), a_job("a"), a_job("b", gpus=1))
+    for i in range(5):
+        run_cycle(ctx, NOW + timedelta(seconds=2 * i))
+    assert set(kube.lists.values()) == {1}
+    assert set(kube.lists) == {"transferjobs", "gpupools", "rayjobs", "pods", "nodes"}
+    kube.add(a_job("c", gpus=1))  # a job created later arrives by the watch
+    run_cycle(ctx, NOW + timedelta(seconds=12))
+    assert status_of(kube, "c")["phase"] == "Admitted" and set(kube.lists.values()) == {1}
+
+
+def test_an_expired_watch_relists_once_and_loses_nothing():
+    ctx, kube = ctx_with(a_pool(), a_job("a"))
+    run_cycle(ctx, NOW)
+    relists = metrics.WATCH_RELISTS.labels(kind="transferjobs")
+    before = relists._value.get()
+    kube.expire.add("transferjobs")
+    kube.add(a_job("b", gpus=1, priority=1))
+    del kube.transferjobs[("default", "a")]
+    run_cycle(ctx, NOW + timedelta(seconds=2))
+    assert kube.lists["transferjobs"] == 2 and relists._value.get() - before == 1
+    assert [body["metadata"]["name"] for body, _ in ctx.index.transferjobs.values()] == ["b"]
+    assert status_of(kube, "b")["phase"] == "Admitted"
+
+
+def test_a_write_through_is_not_undone_by_a_lagging_event():
+    store = Store(prepare_rayjob)
+    store.apply("ADDED", rayjob("r", 5))
+    store.apply("MODIFIED", rayjob("r", 9, "Running"), mark=False)  # what the cycle's write returned
+    store.apply("MODIFIED", rayjob("r", 7, "Initializing"))  # the watch, behind
+    assert store.get(("ns", "r"))["status"] == {"jobDeploymentStatus": "Running"}
+    assert store.take_changed() == {("ns", "r")} and store.take_changed() == set()
+
+
+def test_a_deleted_object_is_not_brought_back_by_an_older_event_but_a_new_one_is_taken():
+    store = Store(prepare_rayjob)
+    store.apply("ADDED", rayjob("r", 5))
+    store.delete(("ns", "r"))
+    store.apply("MODIFIED", rayjob("r", 5, "Running"))
+    assert store.get(("ns", "r")) is None
+    store.apply("ADDED", rayjob("r", 12))  # created again under the same name
+    assert store.get(("ns", "r")) is not None
+
+
+def test_a_relist_keeps_newer_write_throughs_and_drops_what_is_gone():
+    store = Store(prepare_rayjob)
+    store.apply("ADDED", rayjob("old", 3))
+    store.apply("ADDED", rayjob("r", 9, "Running"), mark=False)
+    store.replace([rayjob("r", 8, "Initializing"), rayjob("new", 4)])
+    assert store.get(("ns", "old")) is None and store.get(("ns", "new")) is not None
+    assert store.get(("ns", "r"))["status"] == {"jobDeploymentStatus": "Running"}
+
+
+def test_slim_drops_managed_fields_and_the_last_applied_annotation():
+    body = {
+        "metadata": {
+            "name": "a",
+            "managedFields": [{"manager": "kubectl"}],
+            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{...}", "keep": "1"},
+        },
+        "spec": {"x": 1},
+    }
+    assert slim(body) == {"metadata": {"name": "a", "annotations": {"keep": "1"}}, "spec": {"x": 1}}
+    assert "managedFields" in body["metadata"]  # the input is left alone
