@@ -5,7 +5,15 @@ from __future__ import annotations
 import numpy as np
 
 from transfer_operator.api.enums import Reason
-from transfer_operator.scheduler.options import CLASSES, FleetFacts, PoolTable, Ranking
+from transfer_operator.scheduler.costmap import (
+    CLASSES,
+    FleetFacts,
+    PoolTable,
+    Ranking,
+    gang_fits_empty,
+    placement_cost,
+    within_price_cap,
+)
 from transfer_operator.scheduler.types import JobRequest
 
 
@@ -13,12 +21,6 @@ def _where(job: JobRequest) -> str:
     gpu = job.gpu_type or "GPU"
     regions = f" in {', '.join(sorted(job.regions))}" if job.regions else ""
     return f"{gpu}{regions}"
-
-
-def _gang_fits(job: JobRequest, nodes: np.ndarray, gpus_per_node: np.ndarray) -> np.ndarray:
-    if job.gpus_per_worker == 0:
-        return np.ones(len(nodes), dtype=bool)
-    return nodes * (gpus_per_node // job.gpus_per_worker) >= job.workers
 
 
 def explain_static_misfit(job: JobRequest, table: PoolTable, ranking: Ranking) -> tuple[Reason, str]:
@@ -66,16 +68,13 @@ def _limit_misfit(job: JobRequest, facts: FleetFacts) -> tuple[Reason, str] | No
 def _price_misfit(job: JobRequest, table: PoolTable, ranking: Ranking) -> tuple[Reason, str]:
     """What is left is a price: options that pass every limit but the job's price cap and budget."""
     pools = table.pools
-    fitting = _gang_fits(job, ranking.nodes, ranking.gpus_per_node)
-    if job.regions:
-        allowed = np.zeros(len(table.regions), dtype=bool)
-        allowed[[code for region, code in table.regions.items() if region in job.regions]] = True
-        fitting &= allowed[ranking.region_code]
+    fitting = gang_fits_empty(job.workers, job.gpus_per_worker, ranking.nodes, ranking.gpus_per_node)
+    fitting &= table.allowed_regions(job.regions)[ranking.region_code]
     positions = np.flatnonzero(fitting)
     usd = ranking.usd[positions]
     if job.max_usd_per_gpu_hour is not None:
         cheapest = positions[int(np.argmin(usd))]
-        affordable = positions[usd <= job.max_usd_per_gpu_hour]
+        affordable = positions[within_price_cap(usd, job.max_usd_per_gpu_hour)]
         if len(affordable) == 0:
             spot_hint = "" if job.spot else " or allow placement.spot"
             return (
@@ -88,7 +87,7 @@ def _price_misfit(job: JobRequest, table: PoolTable, ranking: Ranking) -> tuple[
     assert job.budget_usd is not None, "only the budget is left to exclude every option"
     best = positions[int(np.argmin(ranking.cost_per_gpu_hour[positions]))]
     hours = float(ranking.hours_per_hour[best]) * job.estimated_hours
-    cost = float(ranking.usd[best]) * job.gang_gpus * hours
+    cost = placement_cost(float(ranking.usd[best]), job.gang_gpus, hours)
     return (
         Reason.BUDGET_TOO_LOW,
         f"budget ${job.budget_usd:.2f} < ${cost:.2f}, the estimated cost on the cheapest fitting pool "

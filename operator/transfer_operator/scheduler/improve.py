@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from transfer_operator.api.enums import UtilizationPolicy
 from transfer_operator.scheduler.capacity import PoolCapacity, QuotaLedger, build_capacity
-from transfer_operator.scheduler.pricing import Option
+from transfer_operator.scheduler.options import Option
 from transfer_operator.scheduler.types import Allocation, JobRequest, PoolState
 
 MAX_ROUNDS = 4

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from transfer_operator.api.enums import Reason, UtilizationPolicy
+from transfer_operator.scheduler.batch import RUNNER_UPS
 from transfer_operator.scheduler.capacity import QuotaLedger, build_capacity
-from transfer_operator.scheduler.options import RUNNER_UPS, JobOptions
-from transfer_operator.scheduler.pricing import Option
+from transfer_operator.scheduler.options import JobOptions, Option
 from transfer_operator.scheduler.types import (
     Action,
     Allocation,

@@ -28,14 +28,23 @@ from contextlib import contextmanager
 import numpy as np
 
 from transfer_operator.api.enums import Preference, Reason, UtilizationPolicy
-from transfer_operator.scheduler.batch import Estimates
+from transfer_operator.scheduler.batch import RUNNER_UPS, Estimates
 from transfer_operator.scheduler.capacity import PoolCapacity, QuotaLedger, build_capacity
+from transfer_operator.scheduler.costmap import (
+    RankingLists,
+    Signature,
+    budget_limit,
+    gang_fits_empty,
+    placement_cost,
+    score,
+    within_budget,
+    within_price_cap,
+)
 from transfer_operator.scheduler.explain import explain_static_misfit
 from transfer_operator.scheduler.fitting import FitTracker, Shape
 from transfer_operator.scheduler.improve import Assignment, improve
-from transfer_operator.scheduler.options import RUNNER_UPS, JobOptions, OptionCache, RankingLists, Signature
+from transfer_operator.scheduler.options import JobOptions, Option, OptionCache
 from transfer_operator.scheduler.preemption import plan_preemption, preempt_decision
-from transfer_operator.scheduler.pricing import Option
 from transfer_operator.scheduler.types import (
     Action,
     Allocation,
@@ -222,7 +231,7 @@ class Cycle:
         )
         codes = self.region_codes[self.region_set[index]]
         cap = job.max_usd_per_gpu_hour
-        limit = None if job.budget_usd is None else job.budget_usd * (1 + 1e-12)
+        limit = None if job.budget_usd is None else budget_limit(job.budget_usd)
         gang_hours = job.gang_gpus * job.estimated_hours
         unfit = scanned = 0
         found = None
@@ -232,8 +241,8 @@ class Cycle:
                     unfit += 1
                 elif (
                     (codes is None or region[position] in codes)
-                    and (cap is None or usd[position] <= cap)
-                    and (limit is None or cost[position] * gang_hours <= limit)
+                    and (cap is None or within_price_cap(usd[position], cap))
+                    and (limit is None or within_budget(cost[position], gang_hours, limit))
                 ):
                     found = position
                     break
@@ -269,19 +278,19 @@ class Cycle:
         return (free if self.policy is UtilizationPolicy.BINPACK else -free), self.names[row]
 
     def _kept(self, index: int, job: JobRequest, lists: RankingLists, position: int) -> bool:
-        """Whether the option passes the job's static limits (as JobOptions.keep)."""
+        """Whether the option passes the job's static limits (the cost map's, as JobOptions.keep)."""
         codes = self.region_codes[self.region_set[index]]
         if codes is not None and lists.region_code[position] not in codes:
             return False
-        gpus = job.gpus_per_worker
-        if gpus and lists.nodes[position] * (lists.gpus_per_node[position] // gpus) < job.workers:
+        if not gang_fits_empty(job.workers, job.gpus_per_worker, lists.nodes[position], lists.gpus_per_node[position]):
             return False
-        if job.max_usd_per_gpu_hour is not None and not lists.usd[position] <= job.max_usd_per_gpu_hour:
+        cap = job.max_usd_per_gpu_hour
+        if cap is not None and not within_price_cap(lists.usd[position], cap):
             return False
-        if job.budget_usd is None:
-            return True
-        return lists.cost_per_gpu_hour[position] * (job.gang_gpus * job.estimated_hours) <= job.budget_usd * (
-            1 + 1e-12
+        return job.budget_usd is None or bool(
+            within_budget(
+                lists.cost_per_gpu_hour[position], job.gang_gpus * job.estimated_hours, budget_limit(job.budget_usd)
+            )
         )
 
     def _admit(self, index: int, job: JobRequest, position: int) -> None:
@@ -433,7 +442,7 @@ def _placements(
                 usd,
                 gpus,
                 hours,
-                usd * gpus * hours,
+                placement_cost(usd, gpus, hours),
                 pool.zone,
             )
         )
@@ -475,14 +484,10 @@ def _no_tie_after(lists: RankingLists, first: int, job: JobRequest, threshold: f
 
 
 def _score(lists: RankingLists, position: int, job: JobRequest) -> float:
-    """JobOptions.score_at, on the Python lists of a ranking."""
+    """The cost map's score of the job's option at this ranking position."""
     cost = lists.cost_per_gpu_hour[position] * (job.gang_gpus * job.estimated_hours)
     hours = lists.hours_per_hour[position] * job.estimated_hours
-    if job.prefer is Preference.FASTEST:
-        return hours * 1e6 + cost
-    if job.prefer is Preference.BALANCED:
-        return cost * hours
-    return cost
+    return float(score(cost, hours, job.prefer))
 
 
 def _improve_admissions(
