@@ -44,7 +44,7 @@ from transfer_operator.scheduler.explain import explain_static_misfit
 from transfer_operator.scheduler.fitting import FitTracker, Shape
 from transfer_operator.scheduler.improve import Assignment, improve
 from transfer_operator.scheduler.options import JobOptions, Option, OptionCache
-from transfer_operator.scheduler.preemption import plan_preemption, preempt_decision
+from transfer_operator.scheduler.preemption import Preemptor, preempt_decision
 from transfer_operator.scheduler.types import (
     Action,
     Allocation,
@@ -130,19 +130,19 @@ class Cycle:
         self.shape_of = shape
         self.shape: list[int] = shape.tolist()
         self.groups = self._group_matrix(columns.signatures, columns.signature, columns.region_set)
-        # Only allocations from before this cycle can be preempted.
-        self.lowest_priority = min((a.priority for a in snapshot.allocations), default=math.inf)
+        # Only allocations from before this cycle that hold GPUs can be preempted.
+        self.preemptor = Preemptor.of(snapshot)
+        self.lowest_priority = self.preemptor.lowest_priority
         quotas = self.quota.quotas
         has_quota = np.array([j.queue in quotas for j in pending], dtype=bool) if quotas else False
         # A job that fits nowhere can wait without a second look, unless its quota or a
         # preemption would change what it is told.
         self.may_skip = searchable & ~has_quota & (columns.priority <= self.lowest_priority)
-        self.held = list(snapshot.allocations)
-        self.victims_taken: set[str] = set()
         self.admissions: list[tuple[int, int]] = []  # (pool row, GPUs), in order; epoch = how many
         self.admitted: list[tuple[int, int]] = []  # (job, ranking position of its option), in order
         self.waiting: list[tuple[int, int]] = []  # (job, epoch) of jobs that fit no pool now
         self.decided: dict[int, Decision] = {}  # static misfits, quota waits, preemptions
+        self.misfits: dict[tuple[object, ...], tuple[Reason, str]] = {}  # request -> static reason
 
     def _group_matrix(
         self, signatures: list[Signature], signature: np.ndarray, region_set: np.ndarray
@@ -181,9 +181,7 @@ class Cycle:
     def decide(self, index: int) -> None:
         job = self.jobs[index]
         if not self.head[index]:
-            ranking = self.rankings[self.signature[index]]
-            reason, message = explain_static_misfit(job, self.table, ranking)
-            self.decided[index] = Decision(job.key, Action.WAIT, Fit.NO_FIT, reason, message)
+            self.decided[index] = self._static_misfit(index, job)
             return
         quota_problem = self.quota.why_not(job.queue, job.gang_gpus)
         position = None if quota_problem else self._choose(index, job)
@@ -191,11 +189,10 @@ class Cycle:
             self._admit(index, job, position)
             return
         if job.priority > self.lowest_priority:
-            entry = estimate_options(job, self.snapshot.pools, self.cache)
-            preemption = plan_preemption(entry, self.snapshot, self.held, self.quota, self.victims_taken)
+            entry = self.cache.estimate(job)
+            preemption = self.preemptor.plan(entry, self.quota)
             if preemption is not None:
                 option, victims = preemption
-                self.victims_taken.update(victims)
                 self.decided[index] = preempt_decision(entry, option, victims)
                 return
         if quota_problem is not None:
@@ -204,6 +201,23 @@ class Cycle:
             )
         else:
             self.waiting.append((index, len(self.admissions)))
+
+    def _static_misfit(self, index: int, job: JobRequest) -> Decision:
+        """A job no pool can ever take: explained once per distinct request in a cycle."""
+        request = (
+            self.signature[index],
+            job.regions,
+            job.workers,
+            job.gpus_per_worker,
+            job.max_usd_per_gpu_hour,
+            job.budget_usd,
+            job.estimated_hours,
+        )
+        found = self.misfits.get(request)
+        if found is None:
+            ranking = self.rankings[self.signature[index]]
+            found = self.misfits[request] = explain_static_misfit(job, self.table, ranking)
+        return Decision(job.key, Action.WAIT, Fit.NO_FIT, found[0], found[1])
 
     def _choose(self, index: int, job: JobRequest) -> int | None:
         """Ranking position of the best option whose pool can take the whole gang now; among
@@ -301,7 +315,7 @@ class Cycle:
             self.fit.taken(row, levels, job.gpus_per_worker)
         self.quota.take(job.queue, job.gang_gpus)
         if self.snapshot.allocations:
-            self.held.append(
+            self.preemptor.admitted(
                 Allocation(
                     job.key,
                     self.names[row],
@@ -324,7 +338,7 @@ class Cycle:
         """Every job's decision, in the order the jobs were considered."""
         decided = self.decided
         decided.update(self._waits())
-        if len(self.jobs) <= IMPROVE_MAX_JOBS and not self.victims_taken:
+        if len(self.jobs) <= IMPROVE_MAX_JOBS and not self.preemptor.taken:
             for index, placement in self._improve():
                 decided[index] = self._admitted(index, placement, self.placements(index, self.head[index]))
         else:
@@ -404,7 +418,7 @@ class Cycle:
     def _improve(self) -> list[tuple[int, Placement]]:
         """Local search on a small cycle (improve.py), over the full options of every job.
         Returns the admitted jobs and their placements; drops the waits it turned into admissions."""
-        entries = {i: estimate_options(self.jobs[i], self.snapshot.pools, self.cache) for i in self.order}
+        entries = {i: self.cache.estimate(self.jobs[i]) for i in self.order}
         chosen: dict[str, tuple[JobRequest, Option]] = {}
         for index, position in self.admitted:
             placement = self.placements(index, (position,))[0]
