@@ -26,8 +26,7 @@ from transfer_operator.scheduler.costmap import (
 from transfer_operator.scheduler.options import OptionCache
 from transfer_operator.scheduler.types import JobRequest
 
-RUNNER_UPS = 3  # placements a decision lists besides its own
-HEAD = RUNNER_UPS + 1  # options per job found up front: its runner-ups, whichever it takes
+HEAD = 2  # options per job found up front: its best (where it waits for) and the next (regret)
 FIRST_CHUNK = 16  # options per pair in the first round of a scan; each later round is 4x wider
 MAX_GANG_TABLES = 32  # distinct GPUs per worker up to which the gang check uses a table per size
 

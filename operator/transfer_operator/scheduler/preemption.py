@@ -18,7 +18,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from transfer_operator.api.enums import Reason, UtilizationPolicy
-from transfer_operator.scheduler.batch import RUNNER_UPS
 from transfer_operator.scheduler.capacity import QuotaLedger, build_capacity
 from transfer_operator.scheduler.options import JobOptions, Option
 from transfer_operator.scheduler.types import (
@@ -28,7 +27,6 @@ from transfer_operator.scheduler.types import (
     Decision,
     Fit,
     JobRequest,
-    Placement,
     PoolState,
 )
 
@@ -39,15 +37,6 @@ LINEAR_SEARCH = 64  # candidates up to which victims are added one by one; beyon
 
 def _victim_order(allocation: Allocation) -> tuple[int, float, str]:
     return (allocation.priority, -allocation.admitted_at_s, allocation.job_key)
-
-
-def runner_ups(entry: JobOptions, chosen: Option) -> tuple[Placement, ...]:
-    others = []
-    for position in range(min(entry.count, RUNNER_UPS + 1)):
-        option = entry.option_at(position)
-        if option.placement != chosen.placement:
-            others.append(option.placement)
-    return tuple(others[:RUNNER_UPS])
 
 
 def preempt_decision(entry: JobOptions, option: Option, victims: tuple[str, ...]) -> Decision:
@@ -61,7 +50,6 @@ def preempt_decision(entry: JobOptions, option: Option, victims: tuple[str, ...]
         + (f" and {len(victims) - NAMED_VICTIMS} more" if len(victims) > NAMED_VICTIMS else ""),
         placement=option.placement,
         victims=victims,
-        runner_ups=runner_ups(entry, option),
     )
 
 

@@ -79,7 +79,7 @@ def test_many_victims_are_found_by_bisection(monkeypatch):
 @pytest.mark.parametrize("count", [1, 500])
 def test_a_job_that_never_fits_is_explained_once(monkeypatch, count):
     explained = counting(
-        monkeypatch, importlib.import_module("transfer_operator.scheduler.schedule"), "explain_static_misfit"
+        monkeypatch, importlib.import_module("transfer_operator.scheduler.admit"), "explain_static_misfit"
     )
     jobs = [a_job(f"ns/huge-{i}", workers=100) for i in range(count)]
     decisions = schedule(snapshot_of(a_pool()), jobs)
