@@ -31,8 +31,7 @@ from fleet import FleetConfig, WorkloadConfig, generate_fleet, generate_jobs  # 
 from transfer_operator.api.enums import PriceClass, UtilizationPolicy  # noqa: E402
 from transfer_operator.scheduler import Action, Allocation, ClusterSnapshot, JobRequest, PoolState, schedule  # noqa: E402
 from transfer_operator.scheduler.capacity import PoolCapacity  # noqa: E402
-from transfer_operator.scheduler.fit import pool_matches  # noqa: E402
-from transfer_operator.scheduler.pricing import gpu_speed  # noqa: E402
+from transfer_operator.scheduler.costmap import gpu_speed, pool_matches  # noqa: E402
 
 CYCLE_H = 5 / 60  # one scheduling decision every 5 simulated minutes
 CHECKPOINT_EVERY_H = 0.25

@@ -1,4 +1,4 @@
-"""transferctl: run, validate, plan, render, crds, generate, operator, dev-cluster."""
+"""transferctl: run, validate, plan, explain, render, crds, generate, operator, dev-cluster."""
 
 from __future__ import annotations
 
@@ -151,6 +151,61 @@ def plan(files: tuple[Path, ...], pool_files: tuple[Path, ...], config_file: Pat
     if not pools:
         raise click.UsageError("no GPUPool found: pass --pools POOLS.yaml")
     print_plan(plan_decisions(jobs, pools, OperatorConfig.load(config_file)))
+
+
+@main.command()
+@click.argument("job_name")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--pools", "pool_files", multiple=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--config", "config_file", type=click.Path(exists=True, path_type=Path))
+@click.option("--options", "limit", default=5, show_default=True, help="Options to list.")
+def explain(
+    job_name: str, files: tuple[Path, ...], pool_files: tuple[Path, ...], config_file: Path | None, limit: int
+) -> None:
+    """Why JOB_NAME (name or namespace/name) runs where it would, or waits: the plan's decision
+    and the job's best options, with how many GPUs must free up on each before it fits."""
+    from transfer_operator.scheduler import Allocation
+    from transfer_operator.scheduler.explain import options_of
+
+    jobs, pools, problems = load_objects([*files, *pool_files])
+    for problem in problems:
+        console.print(f"[red]skipped[/red] {problem}", highlight=False)
+    matches = [j for j in jobs if job_name in (j.key, j.metadata.name)]
+    if len(matches) != 1:
+        raise click.UsageError(f"{len(matches)} TransferJobs match {job_name!r}; name one as namespace/name")
+    config = OperatorConfig.load(config_file)
+    snapshot, pending = snapshot_of(pools, jobs, config)
+    decisions = {d.job_key: d for d in schedule(snapshot, pending)}
+    target = matches[0]
+    decision = decisions.get(target.key)
+    if decision is None:
+        console.print(f"{target.key} is not queued (phase {target.status.phase.value})", highlight=False)
+        return
+    console.print(
+        f"{target.key}: {decision.action.value} ({decision.reason.value}): {decision.message}", highlight=False
+    )
+    request = next(r for r in pending if r.key == target.key)
+    held = [
+        Allocation(d.job_key, d.placement.pool, r.workers, r.gpus_per_worker)
+        for r in pending
+        if (d := decisions[r.key]).action is Action.ADMIT and d.placement is not None and r.key != target.key
+    ]
+    static, views = options_of(snapshot, request, held, limit)
+    if static is not None:
+        console.print(f"no pool can ever take it: {static[1]}", highlight=False)
+        return
+    table = Table(title=f"Best options of {target.key} (after the plan's other admissions)")
+    for column in ("pool", "region", "price class", "$/h", "est. cost", "free GPUs", "now"):
+        table.add_column(column)
+    for view in views:
+        p = view.placement
+        if view.fits_now:
+            now = "fits"
+        else:
+            now = f"once {view.short_gpus} GPUs free up" if view.short_gpus else "once whole nodes free up"
+        money = f"{p.usd_per_hour:.2f}", f"{p.expected_cost_usd:.2f}"
+        table.add_row(p.pool, p.region, p.price_class.value, *money, str(view.free_gpus), now)
+    console.print(table)
 
 
 @main.command()

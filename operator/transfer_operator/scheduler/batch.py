@@ -11,88 +11,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from operator import attrgetter
-from typing import Any
+from functools import cached_property
 
 import numpy as np
 
-from transfer_operator.api.enums import Preference
-from transfer_operator.scheduler.options import RUNNER_UPS, OptionCache, Ranking, Signature
+from transfer_operator.scheduler.costmap import (
+    JobColumns,
+    OptionColumns,
+    Ranking,
+    gang_table,
+    option_scores,
+    within_limits,
+)
+from transfer_operator.scheduler.options import OptionCache
 from transfer_operator.scheduler.types import JobRequest
 
-HEAD = RUNNER_UPS + 1  # options per job found up front: its runner-ups, whichever it takes
+HEAD = 2  # options per job found up front: its best (where it waits for) and the next (regret)
 FIRST_CHUNK = 16  # options per pair in the first round of a scan; each later round is 4x wider
 MAX_GANG_TABLES = 32  # distinct GPUs per worker up to which the gang check uses a table per size
-PREFERENCES = (Preference.CHEAPEST, Preference.FASTEST, Preference.BALANCED)
-
-
-@dataclass(frozen=True)
-class JobColumns:
-    """The pending jobs as columns; row i is jobs[i]."""
-
-    jobs: Sequence[JobRequest]
-    signatures: list[Signature]
-    signature: np.ndarray  # index into `signatures`
-    region_sets: list[frozenset[str]]
-    region_set: np.ndarray  # index into `region_sets`; the empty set is "any region"
-    workers: np.ndarray
-    gpus_per_worker: np.ndarray
-    has_cap: np.ndarray
-    cap: np.ndarray
-    has_budget: np.ndarray
-    budget_limit: np.ndarray  # budget with the same rounding slack as JobOptions
-    gang_hours: np.ndarray  # gang GPUs x estimated hours
-    estimated_hours: np.ndarray
-    prefer: np.ndarray  # index into PREFERENCES
-    priority: np.ndarray
-    created_at: np.ndarray
-
-    @classmethod
-    def of(cls, jobs: Sequence[JobRequest]) -> JobColumns:
-        count = len(jobs)
-
-        def column(field: str) -> list[Any]:
-            return list(map(attrgetter(field), jobs))
-
-        # Signatures: first per distinct (GPU type, spot, preference) as given, then upper-cased.
-        given: dict[tuple[str | None, bool, Preference], int] = {}
-        given_index = [
-            given.setdefault(key, len(given))
-            for key in zip(column("gpu_type"), column("spot"), column("prefer"), strict=True)
-        ]
-        signature_index: dict[Signature, int] = {}
-        signature_of_given = [
-            signature_index.setdefault((None if g is None else g.upper(), s, p), len(signature_index))
-            for g, s, p in given
-        ]
-        prefer_index = {p: i for i, p in enumerate(PREFERENCES)}
-        region_index: dict[frozenset[str], int] = {frozenset(): 0}
-        region_set = [region_index.setdefault(r, len(region_index)) for r in column("regions")]
-        caps, budgets = column("max_usd_per_gpu_hour"), column("budget_usd")
-        has_cap = np.fromiter((c is not None for c in caps), dtype=bool, count=count)
-        has_budget = np.fromiter((b is not None for b in budgets), dtype=bool, count=count)
-        workers = np.array(column("workers"), dtype=np.int64)
-        gpus_per_worker = np.array(column("gpus_per_worker"), dtype=np.int64)
-        estimated_hours = np.array(column("estimated_hours"), dtype=float)
-        given_array = np.array(given_index, dtype=np.int64)
-        return cls(
-            jobs=jobs,
-            signatures=list(signature_index),
-            signature=np.array(signature_of_given, dtype=np.int64)[given_array],
-            region_sets=list(region_index),
-            region_set=np.array(region_set, dtype=np.int64),
-            workers=workers,
-            gpus_per_worker=gpus_per_worker,
-            has_cap=has_cap,
-            cap=np.where(has_cap, np.array(caps, dtype=float), np.inf),  # None -> NaN -> inf
-            has_budget=has_budget,
-            budget_limit=np.where(has_budget, np.array(budgets, dtype=float) * (1 + 1e-12), np.inf),
-            gang_hours=(workers * gpus_per_worker).astype(float) * estimated_hours,
-            estimated_hours=estimated_hours,
-            prefer=np.array([prefer_index[p] for _, _, p in given], dtype=np.int64)[given_array],
-            priority=np.array(column("priority"), dtype=np.int64),
-            created_at=np.array(column("created_at_s"), dtype=float),
-        )
 
 
 @dataclass(frozen=True)
@@ -113,6 +49,10 @@ class Streams:
     start: np.ndarray  # per stream
     length: np.ndarray
     any_region: int  # stream of signature s and region code r: s * (any_region + 1) + r
+
+    @cached_property
+    def columns(self) -> OptionColumns:
+        return OptionColumns(self.usd, self.cost_per_gpu_hour, self.hours_per_hour, self.nodes, self.gpus_per_node)
 
     @classmethod
     def of(cls, rankings: list[Ranking], regions: int, pools: int) -> Streams:
@@ -179,11 +119,8 @@ class Estimates:
             self._allowed[index, list(found)] = True
         self._allowed[0] = True
         # Per distinct GPUs per worker: the workers each option's pool takes when empty.
-        sizes, size_of = np.unique(columns.gpus_per_worker, return_inverse=True)
-        self._size_of = size_of
-        self._largest_gang = (
-            np.stack([self._largest(int(g)) for g in sizes]) if len(sizes) <= MAX_GANG_TABLES else None
-        )
+        many_sizes = len(np.unique(columns.gpus_per_worker)) > MAX_GANG_TABLES
+        self._gang_table = None if many_sizes else gang_table(columns.gpus_per_worker, self.streams.columns)
         head = self._heads()
         self.counts = counts = (head >= 0).sum(axis=1)  # options found per job, at most HEAD
         every = np.arange(len(jobs))
@@ -200,15 +137,11 @@ class Estimates:
         return np.lexsort((key_rank, columns.created_at, -self.regret, -columns.priority))
 
     def score(self, jobs: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        """Scores of the jobs' options at these ranking positions, as JobOptions.score_at computes them."""
-        columns = self.columns
+        """Scores of the jobs' options at these ranking positions (-1: NaN)."""
         if not len(self.streams.pool):
             return np.full(len(jobs), np.nan)
-        option = np.where(positions >= 0, self.streams.offset[columns.signature[jobs]] + positions, 0)
-        cost = self.streams.cost_per_gpu_hour[option] * columns.gang_hours[jobs]
-        hours = self.streams.hours_per_hour[option] * columns.estimated_hours[jobs]
-        prefer = columns.prefer[jobs]
-        return np.where(prefer == 1, hours * 1e6 + cost, np.where(prefer == 2, cost * hours, cost))
+        option = np.where(positions >= 0, self.streams.offset[self.columns.signature[jobs]] + positions, 0)
+        return option_scores(self.columns, jobs, self.streams.columns, option)
 
     def sorted_streams(
         self, streams: np.ndarray, free: np.ndarray
@@ -303,26 +236,5 @@ class Estimates:
         return pair[order], option[order]
 
     def passes(self, jobs: np.ndarray, option: np.ndarray) -> np.ndarray:
-        """Gang size, price cap and budget of each job (a row) against options (its columns)."""
-        columns, streams = self.columns, self.streams
-        workers = columns.workers[jobs][:, None]
-        if self._largest_gang is not None:
-            ok = self._largest_gang[self._size_of[jobs][:, None], option] >= workers
-        else:
-            gpus_per_worker = columns.gpus_per_worker[jobs][:, None]
-            per_node = streams.gpus_per_node[option] // np.maximum(gpus_per_worker, 1)
-            ok = (gpus_per_worker == 0) | (streams.nodes[option] * per_node >= workers)
-        capped = np.flatnonzero(columns.has_cap[jobs])
-        if len(capped):
-            ok[capped] &= streams.usd[option[capped]] <= columns.cap[jobs[capped]][:, None]
-        budgeted = np.flatnonzero(columns.has_budget[jobs])
-        if len(budgeted):
-            cost = streams.cost_per_gpu_hour[option[budgeted]] * columns.gang_hours[jobs[budgeted]][:, None]
-            ok[budgeted] &= cost <= columns.budget_limit[jobs[budgeted]][:, None]
-        return ok
-
-    def _largest(self, gpus_per_worker: int) -> np.ndarray:
-        streams = self.streams
-        if gpus_per_worker == 0:
-            return np.full(len(streams.nodes), np.iinfo(np.int64).max, dtype=np.int64)
-        return streams.nodes * (streams.gpus_per_node // gpus_per_worker)
+        """The cost map's limits of each job (a row) against options (its columns)."""
+        return within_limits(self.columns, jobs, self.streams.columns, option, self._gang_table)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from transfer_operator.scheduler.capacity import PoolCapacity
-from transfer_operator.scheduler.options import PoolTable, Ranking
+from transfer_operator.scheduler.costmap import PoolTable, Ranking
 
 Shape = tuple[int, int]  # (workers, GPUs per worker), GPUs per worker > 0
 FIRST_READ = 64  # ranking positions read at first per (signature, shape); each later read doubles them

@@ -1,4 +1,4 @@
-"""Local search after the greedy pass: fit waiting jobs by moving admitted ones, then make
+"""Step 4 of a cycle where the exact path does not run: local search after the greedy pass: fit waiting jobs by moving admitted ones, then make
 admitted jobs cheaper by moves and swaps.
 
 Nothing admitted is ever dropped, so priorities hold: a move only relocates a job to another
@@ -9,11 +9,15 @@ regret order already does most of the work), keeping a 100k-job cycle fast.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from transfer_operator.api.enums import UtilizationPolicy
 from transfer_operator.scheduler.capacity import PoolCapacity, QuotaLedger, build_capacity
-from transfer_operator.scheduler.pricing import Option
-from transfer_operator.scheduler.types import Allocation, JobRequest, PoolState
+from transfer_operator.scheduler.options import Option
+from transfer_operator.scheduler.types import Allocation, JobRequest, Placement, PoolState
+
+if TYPE_CHECKING:
+    from transfer_operator.scheduler.admit import Walk
 
 MAX_ROUNDS = 4
 
@@ -161,3 +165,24 @@ def improve(
         if not changed:
             break
     return admitted
+
+
+def local_search(walk: Walk) -> dict[int, Placement]:
+    """Step 4 on a small cycle without the exact path: improve the walk's admissions (moves,
+    swaps, insertions) over the full options of every job. Returns every admitted job's placement."""
+    entries = {index: walk.cache.estimate(walk.jobs[index]) for index in walk.order}
+    chosen: dict[str, tuple[JobRequest, Option]] = {}
+    for index, position in walk.admitted:
+        placement = walk.placement(index, position)
+        option = next(o for o in entries[index].options if o.placement == placement)
+        chosen[walk.jobs[index].key] = (walk.jobs[index], option)
+    fixed: dict[str, list[Allocation]] = {}
+    for allocation in walk.snapshot.allocations:
+        fixed.setdefault(allocation.pool, []).append(allocation)
+    pools = {p.name: p for p in walk.snapshot.pools}
+    assignment = Assignment(pools, fixed, chosen, walk.capacity, walk.policy)
+    waits = {index for index, _ in walk.waiting}
+    waiting = [(walk.jobs[i], entries[i].options) for i in walk.order if i in waits and entries[i].options]
+    improve(assignment, waiting, {e.job.key: e.options for e in entries.values()}, walk.quota)
+    index_of = {walk.jobs[i].key: i for i in walk.order}
+    return {index_of[key]: option.placement for key, (_, option) in chosen.items()}

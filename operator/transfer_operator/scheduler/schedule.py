@@ -1,506 +1,112 @@
-"""One scheduling cycle: estimate every (job, pool) option, then admit jobs in order.
+"""One scheduling cycle, as five steps:
 
     schedule(snapshot, pending)
-      1. estimate   every job x pool x price class that passes the static limits
-                    (GPU type, region, cordon, gang size, max price, budget) -> ranked options;
-      2. order      jobs by priority, then by regret (what a job loses if its best pool is taken),
-                    then by age;
-      3. admit      walk the jobs, each taking its best option that fits the capacity and quota
-                    left in this cycle's snapshot (gang: all workers in one pool, or none);
-      4. preempt    a job that fits nowhere names lower-priority victims whose eviction makes room;
-      5. explain    every job left waiting gets a reason a user can act on.
+      1. estimate   the cost map for every pending job at once: each job's options that pass
+                    the static limits, ranked, its best two found (batch.py over costmap.py);
+      2. order      jobs by priority, then regret (what a job loses if its best pool is taken),
+                    then age, then key;
+      3. admit      walk the jobs in that order, each taking its best option that fits the capacity
+                    and quota left (gang: all workers in one pool, or none); a job that fits
+                    nowhere names lower-priority victims, or waits (admit.py, preemption.py);
+      4. solve      the exact optimum of the objective with HiGHS when the cycle is small enough
+                    for the time budget, warm-started from step 3 (solve.py); otherwise local
+                    search on small cycles (improve.py); otherwise step 3 stands;
+      5. explain    every job's decision, with a reason and a message (explain.py, waiting.py).
 
-Steps 1-2 run for all jobs at once with NumPy (batch.py). Step 3 walks the jobs one by one, as
-admissions change what later jobs find, but a job touches few options: a job for whose GPU type
-and regions no pool is left that fits its gang waits at once (fitting.py), and the wait messages
-of step 5 are written after the walk, from a log of the admissions (waiting.py).
+The objective (docs/scheduler.md#the-objective): strict priority tiers, then the most GPUs placed
+within a tier, then the least expected cost, then the utilization policy as tie-break.
 
-Pure: the same input gives the same output; nothing here reads a clock or the cluster.
+Pure: the same input gives the same output; nothing here reads a clock (the exact path's time
+budget aside: past it, the greedy answer stands) or the cluster.
 """
 
 from __future__ import annotations
 
-import gc
-import math
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
 
-import numpy as np
-
-from transfer_operator.api.enums import Preference, Reason, UtilizationPolicy
+from transfer_operator.scheduler.admit import Walk
 from transfer_operator.scheduler.batch import Estimates
-from transfer_operator.scheduler.capacity import PoolCapacity, QuotaLedger, build_capacity
-from transfer_operator.scheduler.explain import explain_static_misfit
-from transfer_operator.scheduler.fitting import FitTracker, Shape
-from transfer_operator.scheduler.improve import Assignment, improve
-from transfer_operator.scheduler.options import RUNNER_UPS, JobOptions, OptionCache, RankingLists, Signature
-from transfer_operator.scheduler.preemption import plan_preemption, preempt_decision
-from transfer_operator.scheduler.pricing import Option
-from transfer_operator.scheduler.types import (
-    Action,
-    Allocation,
-    ClusterSnapshot,
-    Decision,
-    Fit,
-    JobRequest,
-    Placement,
-    PoolState,
-    new_decision,
-    new_placement,
-)
-from transfer_operator.scheduler.waiting import FreeHistory, most_free
+from transfer_operator.scheduler.explain import Outcome, explain, explain_static_misfit
+from transfer_operator.scheduler.improve import local_search
+from transfer_operator.scheduler.options import JobOptions, OptionCache
+from transfer_operator.scheduler.types import ClusterSnapshot, Decision, JobRequest, Placement, PoolState
 
 IMPROVE_MAX_JOBS = 300  # local search only for cycles this small (see improve.py)
-WALK_CHUNK = 512  # jobs per NumPy check of which fit no pool
+EXACT_BUDGET_S = 0.2  # default time budget of the exact path; 0 turns it off
 
 
-def estimate_options(
-    job: JobRequest, pools: Sequence[PoolState], cache: OptionCache | None = None
-) -> JobOptions:
-    """The job's ranked options over `pools` (pass a shared cache when estimating many jobs)."""
-    cache = cache or OptionCache(pools)
-    entry = cache.estimate(job)
-    if entry.count == 0:
-        entry.static_reason = explain_static_misfit(job, cache.table, entry.ranking)
-    return entry
+class SolvePath(StrEnum):
+    """Which step 4 decided the cycle."""
+
+    NONE = "none"  # nothing pending
+    EXACT = "exact"  # HiGHS proved the objective's optimum
+    LOCAL_SEARCH = "localSearch"  # greedy walk, then local search
+    GREEDY = "greedy"  # greedy walk alone
+
+
+@dataclass(frozen=True)
+class CycleResult:
+    decisions: list[Decision]
+    path: SolvePath
+    detail: str = ""  # why the exact path did not run, when it did not
 
 
 def schedule(snapshot: ClusterSnapshot, pending: Sequence[JobRequest]) -> list[Decision]:
     """Decide for every pending job: admit it to a pool, preempt victims for it, or let it wait.
     Decisions come in the order the jobs were considered (priority first)."""
+    return schedule_cycle(snapshot, pending).decisions
+
+
+def schedule_cycle(
+    snapshot: ClusterSnapshot, pending: Sequence[JobRequest], *, exact_budget_s: float = EXACT_BUDGET_S
+) -> CycleResult:
+    """`schedule`, with which path decided the cycle; `exact_budget_s` bounds the exact path."""
     if not pending:
-        return []
-    with _collector_paused():
-        cycle = Cycle(snapshot, pending)
-        cycle.walk()
-        return cycle.decisions()
+        return CycleResult([], SolvePath.NONE)
+    cache = OptionCache(snapshot.pools)
+    estimates = Estimates(pending, cache)  # 1. estimate
+    order: list[int] = estimates.order().tolist()  # 2. order
+    walk = Walk(snapshot, pending, cache, estimates, order)  # 3. admit
+    walk.run()
+    outcome, path, detail = _solve(walk, exact_budget_s)  # 4. solve
+    return CycleResult(explain(walk, outcome), path, detail)  # 5. explain
 
 
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """A cycle builds a few objects per job and frees almost none before it returns, so the cyclic
-    garbage collector would only rescan them again and again (a fifth of a 100k-job cycle)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
+def _solve(walk: Walk, exact_budget_s: float) -> tuple[Outcome, SolvePath, str]:
+    if walk.preemptor.taken:
+        return greedy_outcome(walk), SolvePath.GREEDY, "preemption planned"
+    if len(walk.jobs) <= IMPROVE_MAX_JOBS:
+        return outcome_of(walk, local_search(walk)), SolvePath.LOCAL_SEARCH, ""
+    return greedy_outcome(walk), SolvePath.GREEDY, f"over {IMPROVE_MAX_JOBS} jobs"
 
 
-class Cycle:
-    """The state of one scheduling cycle; jobs are referred to by their index in `pending`."""
-
-    def __init__(self, snapshot: ClusterSnapshot, pending: Sequence[JobRequest]):
-        self.snapshot = snapshot
-        self.jobs = pending
-        self.policy = snapshot.policy
-        self.cache = OptionCache(snapshot.pools)
-        self.table = self.cache.table
-        self.names = [p.name for p in snapshot.pools]
-        self.capacity = build_capacity(snapshot.pools, snapshot.allocations, snapshot.policy)
-        self.capacities = [self.capacity[name] for name in self.names]
-        self.free = [c.free_gpus for c in self.capacities]
-        self.initial_free = np.array(self.free, dtype=np.int64)
-        self.quota = QuotaLedger.build(snapshot.quotas, snapshot.allocations)
-        self.estimates = estimates = Estimates(pending, self.cache)
-        columns = estimates.columns
-        self.order: list[int] = estimates.order().tolist()
-        self.head = estimates.head
-        self.rankings = estimates.streams.rankings
-        self.signature: list[int] = columns.signature.tolist()
-        self.region_set: list[int] = columns.region_set.tolist()
-        self.region_codes: list[frozenset[int] | None] = [None] + [
-            frozenset(c) for c in estimates.region_codes[1:]
-        ]
-        # Jobs that need a pool with room: some option, and GPUs to place.
-        searchable = (estimates.counts > 0) & (columns.gpus_per_worker > 0)
-        shapes, shape = _shapes(columns.workers, columns.gpus_per_worker, searchable)
-        self.fit = FitTracker(self.table, self.capacities, shapes)
-        self.shape_of = shape
-        self.shape: list[int] = shape.tolist()
-        self.groups = self._group_matrix(columns.signatures, columns.signature, columns.region_set)
-        # Only allocations from before this cycle can be preempted.
-        self.lowest_priority = min((a.priority for a in snapshot.allocations), default=math.inf)
-        quotas = self.quota.quotas
-        has_quota = np.array([j.queue in quotas for j in pending], dtype=bool) if quotas else False
-        # A job that fits nowhere can wait without a second look, unless its quota or a
-        # preemption would change what it is told.
-        self.may_skip = searchable & ~has_quota & (columns.priority <= self.lowest_priority)
-        self.held = list(snapshot.allocations)
-        self.victims_taken: set[str] = set()
-        self.admissions: list[tuple[int, int]] = []  # (pool row, GPUs), in order; epoch = how many
-        self.admitted: list[tuple[int, int]] = []  # (job, ranking position of its option), in order
-        self.waiting: list[tuple[int, int]] = []  # (job, epoch) of jobs that fit no pool now
-        self.decided: dict[int, Decision] = {}  # static misfits, quota waits, preemptions
-
-    def _group_matrix(
-        self, signatures: list[Signature], signature: np.ndarray, region_set: np.ndarray
-    ) -> np.ndarray:
-        """Per job: its (GPU type, region) groups in the fit tracker, -1 where none."""
-        fit = self.fit
-        type_of_signature = np.array(
-            [fit.any_type if gpu is None else fit.type_code.get(gpu, -1) for gpu, _, _ in signatures],
-            dtype=np.int64,
-        )
-        job_type = type_of_signature[signature][:, None]
-        codes = self.estimates.code_matrix[region_set]
-        return np.where((codes >= 0) & (job_type >= 0), fit.group(job_type, codes), -1)
-
-    def walk(self) -> None:
-        """Decide every job in order. Per chunk of the order, the jobs that no pool can fit are
-        found with NumPy first: capacity only shrinks, so they still fit nowhere at their turn."""
-        order = self.order
-        for start in range(0, len(order), WALK_CHUNK):
-            chunk = order[start : start + WALK_CHUNK]
-            for index, fits_nowhere in zip(chunk, self._fit_nowhere(chunk), strict=True):
-                if fits_nowhere:
-                    self.waiting.append((index, len(self.admissions)))
-                else:
-                    self.decide(index)
-
-    def _fit_nowhere(self, chunk: list[int]) -> list[bool]:
-        jobs = np.array(chunk, dtype=np.int64)
-        may_skip = self.may_skip[jobs]
-        if not may_skip.any():
-            return [False] * len(chunk)
-        groups = self.groups[jobs]
-        alive = np.array(self.fit.alive)[np.maximum(self.shape_of[jobs], 0)[:, None], np.maximum(groups, 0)]
-        return (may_skip & ~((alive > 0) & (groups >= 0)).any(axis=1)).tolist()
-
-    def decide(self, index: int) -> None:
-        job = self.jobs[index]
-        if not self.head[index]:
-            ranking = self.rankings[self.signature[index]]
-            reason, message = explain_static_misfit(job, self.table, ranking)
-            self.decided[index] = Decision(job.key, Action.WAIT, Fit.NO_FIT, reason, message)
-            return
-        quota_problem = self.quota.why_not(job.queue, job.gang_gpus)
-        position = None if quota_problem else self._choose(index, job)
-        if position is not None:
-            self._admit(index, job, position)
-            return
-        if job.priority > self.lowest_priority:
-            entry = estimate_options(job, self.snapshot.pools, self.cache)
-            preemption = plan_preemption(entry, self.snapshot, self.held, self.quota, self.victims_taken)
-            if preemption is not None:
-                option, victims = preemption
-                self.victims_taken.update(victims)
-                self.decided[index] = preempt_decision(entry, option, victims)
-                return
-        if quota_problem is not None:
-            self.decided[index] = Decision(
-                job.key, Action.WAIT, Fit.NO_FIT, Reason.QUOTA_EXCEEDED, quota_problem
-            )
-        else:
-            self.waiting.append((index, len(self.admissions)))
-
-    def _choose(self, index: int, job: JobRequest) -> int | None:
-        """Ranking position of the best option whose pool can take the whole gang now; among
-        options of equal score, the utilization policy decides."""
-        if job.gpus_per_worker == 0:
-            return self._best_of_ties(index, job, self.head[index][0])
-        shape = self.shape[index]
-        if not self.fit.any_fits(shape, [g for g in self.groups[index].tolist() if g >= 0]):
-            return None
-        position = self._first_fitting(index, job, shape)
-        return None if position is None else self._best_of_ties(index, job, position)
-
-    def _first_fitting(self, index: int, job: JobRequest, shape: int) -> int | None:
-        signature = self.signature[index]
-        ranking = self.rankings[signature]
-        lists = ranking.lists
-        positions = self.fit.fitting_positions(signature, ranking, shape)
-        fit = self.fit.workers_that_fit[job.gpus_per_worker]
-        workers, pools, region, usd, cost = (
-            job.workers,
-            lists.pool,
-            lists.region_code,
-            lists.usd,
-            lists.cost_per_gpu_hour,
-        )
-        codes = self.region_codes[self.region_set[index]]
-        cap = job.max_usd_per_gpu_hour
-        limit = None if job.budget_usd is None else job.budget_usd * (1 + 1e-12)
-        gang_hours = job.gang_gpus * job.estimated_hours
-        unfit = scanned = 0
-        found = None
-        while found is None:
-            for position in positions[scanned:] if scanned else positions:
-                if fit[pools[position]] < workers:
-                    unfit += 1
-                elif (
-                    (codes is None or region[position] in codes)
-                    and (cap is None or usd[position] <= cap)
-                    and (limit is None or cost[position] * gang_hours <= limit)
-                ):
-                    found = position
-                    break
-                scanned += 1
-            if found is None and not self.fit.read_more(signature, ranking, shape, positions):
-                break
-        if unfit:
-            self.fit.drop_unfit(positions, scanned, pools, shape)
-        return found
-
-    def _best_of_ties(self, index: int, job: JobRequest, first: int) -> int:
-        lists = self.rankings[self.signature[index]].lists
-        threshold = _score(lists, first, job) + 1e-9
-        if _no_tie_after(lists, first, job, threshold):
-            return first
-        best, best_key = first, self._tie_key(lists.pool[first])
-        for position in range(first + 1, len(lists.pool)):
-            if not self._kept(index, job, lists, position):
-                continue
-            if _score(lists, position, job) > threshold:
-                break
-            row = lists.pool[position]
-            if job.gpus_per_worker and self.fit.workers_that_fit[job.gpus_per_worker][row] < job.workers:
-                continue
-            key = self._tie_key(row)
-            if key < best_key:
-                best, best_key = position, key
-        return best
-
-    def _tie_key(self, row: int) -> tuple[int, str]:
-        # Binpack: fill the pool with the fewest free GPUs, keeping whole nodes free elsewhere.
-        free = self.free[row]
-        return (free if self.policy is UtilizationPolicy.BINPACK else -free), self.names[row]
-
-    def _kept(self, index: int, job: JobRequest, lists: RankingLists, position: int) -> bool:
-        """Whether the option passes the job's static limits (as JobOptions.keep)."""
-        codes = self.region_codes[self.region_set[index]]
-        if codes is not None and lists.region_code[position] not in codes:
-            return False
-        gpus = job.gpus_per_worker
-        if gpus and lists.nodes[position] * (lists.gpus_per_node[position] // gpus) < job.workers:
-            return False
-        if job.max_usd_per_gpu_hour is not None and not lists.usd[position] <= job.max_usd_per_gpu_hour:
-            return False
-        if job.budget_usd is None:
-            return True
-        return lists.cost_per_gpu_hour[position] * (job.gang_gpus * job.estimated_hours) <= job.budget_usd * (
-            1 + 1e-12
-        )
-
-    def _admit(self, index: int, job: JobRequest, position: int) -> None:
-        row = self.rankings[self.signature[index]].lists.pool[position]
-        levels = self.capacities[row].take(job.workers, job.gpus_per_worker, self.policy)
-        self.free[row] -= job.gang_gpus
-        if job.gpus_per_worker:
-            self.fit.taken(row, levels, job.gpus_per_worker)
-        self.quota.take(job.queue, job.gang_gpus)
-        if self.snapshot.allocations:
-            self.held.append(
-                Allocation(
-                    job.key,
-                    self.names[row],
-                    job.workers,
-                    job.gpus_per_worker,
-                    job.priority,
-                    job.queue,
-                    math.inf,
-                )
-            )
-        self.admissions.append((row, job.gang_gpus))
-        self.admitted.append((index, position))
-
-    def placements(self, index: int, positions: Sequence[int]) -> list[Placement]:
-        job = self.jobs[index]
-        lists = self.rankings[self.signature[index]].lists
-        return _placements(self.snapshot.pools, lists, positions, job.estimated_hours, job.gang_gpus)
-
-    def decisions(self) -> list[Decision]:
-        """Every job's decision, in the order the jobs were considered."""
-        decided = self.decided
-        decided.update(self._waits())
-        if len(self.jobs) <= IMPROVE_MAX_JOBS and not self.victims_taken:
-            for index, placement in self._improve():
-                decided[index] = self._admitted(index, placement, self.placements(index, self.head[index]))
-        else:
-            for index, position in self.admitted:
-                head = self.head[index]
-                if position in head:
-                    placements = self.placements(index, head)
-                    placement = placements[head.index(position)]
-                else:
-                    placements = self.placements(index, [*head, position])
-                    placement = placements.pop()
-                decided[index] = self._admitted(index, placement, placements)
-        return [decided[index] for index in self.order]
-
-    def _waits(self) -> dict[int, Decision]:
-        """Decisions of the jobs that fit no pool: their best pools once capacity frees up, and the
-        pool with the most free GPUs among their options when they were considered."""
-        if not self.waiting:
-            return {}
-        history = FreeHistory(self.initial_free, self.admissions)
-        indices = np.array([i for i, _ in self.waiting], dtype=np.int64)
-        epochs = np.array([e for _, e in self.waiting], dtype=np.int64)
-        rows = most_free(self.estimates, indices, epochs, history)
-        free = history.at(epochs, rows)
-        pools, names, jobs, heads, rankings, signature = (
-            self.snapshot.pools,
-            self.names,
-            self.jobs,
-            self.head,
-            self.rankings,
-            self.signature,
-        )
-        regions_text: dict[frozenset[str], str] = {}
-        decisions = {}
-        for index, most_free_gpus, row in zip(indices.tolist(), free.tolist(), rows.tolist(), strict=True):
-            job = jobs[index]
-            gpus = job.workers * job.gpus_per_worker
-            runner_ups = tuple(
-                _placements(
-                    pools,
-                    rankings[signature[index]].lists,
-                    heads[index][:RUNNER_UPS],
-                    job.estimated_hours,
-                    gpus,
-                )
-            )
-            best = runner_ups[0]
-            regions = regions_text.get(job.regions)
-            if regions is None:
-                regions = regions_text[job.regions] = ", ".join(sorted(job.regions)) or "any region"
-            message = (
-                f"no pool in {regions} has {job.workers} worker(s) x {job.gpus_per_worker} free "
-                f"{job.gpu_type or 'GPU'} ({gpus} GPUs); most free: {most_free_gpus} on {names[row]}; "
-                f"best pool when capacity frees up: {best.pool} (${best.usd_per_gpu_hour * gpus:.2f}/h)"
-            )
-            decisions[index] = new_decision(
-                job.key, Action.WAIT, Fit.NO_FIT, Reason.NO_FITTING_POOL, message, None, runner_ups
-            )
-        return decisions
-
-    def _admitted(self, index: int, placement: Placement, head: list[Placement]) -> Decision:
-        """`head` holds the placements of the job's first options (its runner-ups but the chosen one)."""
-        runner_ups = tuple(
-            [p for p in head[: RUNNER_UPS + 1] if p is not placement and _differs(p, placement)][:RUNNER_UPS]
-        )
-        return new_decision(
-            self.jobs[index].key,
-            Action.ADMIT,
-            Fit.FITS,
-            Reason.ADMITTED,
-            f"admitted to {placement.pool} ({placement.region}, {placement.price_class.value}, "
-            f"${placement.usd_per_gpu_hour * placement.gpus:.2f}/h, est. ${placement.expected_cost_usd:.2f})",
-            placement,
-            runner_ups,
-        )
-
-    def _improve(self) -> list[tuple[int, Placement]]:
-        """Local search on a small cycle (improve.py), over the full options of every job.
-        Returns the admitted jobs and their placements; drops the waits it turned into admissions."""
-        entries = {i: estimate_options(self.jobs[i], self.snapshot.pools, self.cache) for i in self.order}
-        chosen: dict[str, tuple[JobRequest, Option]] = {}
-        for index, position in self.admitted:
-            placement = self.placements(index, (position,))[0]
-            option = next(o for o in entries[index].options if o.placement == placement)
-            chosen[self.jobs[index].key] = (self.jobs[index], option)
-        waits = {self.jobs[i].key: d for i, d in self.decided.items()}
-        _improve_admissions(
-            self.snapshot, [entries[i] for i in self.order], waits, chosen, self.capacity, self.quota
-        )
-        self.decided = {i: d for i, d in self.decided.items() if self.jobs[i].key in waits}
-        index_of = {self.jobs[i].key: i for i in self.order}
-        return [(index_of[key], option.placement) for key, (_, option) in chosen.items()]
+def greedy_outcome(walk: Walk) -> Outcome:
+    """The walk's own admissions, with each waiting job's view as it was at its turn."""
+    admitted = [(index, walk.placement(index, position)) for index, position in walk.admitted]
+    return Outcome(admitted, walk.waiting, walk.admissions, walk.decided)
 
 
-def _placements(
-    pools: Sequence[PoolState],
-    lists: RankingLists,
-    positions: Sequence[int],
-    estimated_hours: float,
-    gpus: int,
-) -> list[Placement]:
-    """The placements of a job at these ranking positions (as JobOptions.option_at builds them)."""
-    out = []
-    rows, usds, hours_per_hour, classes = lists.pool, lists.usd, lists.hours_per_hour, lists.price_class
-    for position in positions:
-        pool = pools[rows[position]]
-        usd = usds[position]
-        hours = hours_per_hour[position] * estimated_hours
-        out.append(
-            new_placement(
-                pool.name,
-                pool.region,
-                pool.gpu_type,
-                classes[position],
-                usd,
-                gpus,
-                hours,
-                usd * gpus * hours,
-                pool.zone,
-            )
-        )
-    return out
+def outcome_of(walk: Walk, placements: dict[int, Placement]) -> Outcome:
+    """Step 4's admissions instead of the walk's: the jobs it leaves waiting are explained against
+    the capacity left after all of them."""
+    row_of = {name: row for row, name in enumerate(walk.names)}
+    admitted = [(index, placements[index]) for index in walk.order if index in placements]
+    admissions = [(row_of[p.pool], p.gpus) for _, p in admitted]
+    final = len(admissions)
+    waiting = [(index, final) for index, _ in walk.waiting if index not in placements]
+    decided = {index: d for index, d in walk.decided.items() if index not in placements}
+    return Outcome(admitted, waiting, admissions, decided)
 
 
-def _differs(a: Placement, b: Placement) -> bool:
-    # Cheap fields first; equal pool and class fall back to the full comparison.
-    return a.pool != b.pool or a.price_class is not b.price_class or a != b
-
-
-def _shapes(
-    workers: np.ndarray, gpus_per_worker: np.ndarray, jobs: np.ndarray
-) -> tuple[list[Shape], np.ndarray]:
-    """The distinct gang shapes of the jobs selected by `jobs`, and per job its shape's index (-1 if
-    not selected)."""
-    shape = np.full(len(workers), -1, dtype=np.int64)
-    if not jobs.any():
-        return [], shape
-    width = int(gpus_per_worker[jobs].max()) + 1
-    distinct, shape[jobs] = np.unique(workers[jobs] * width + gpus_per_worker[jobs], return_inverse=True)
-    return [(int(key) // width, int(key) % width) for key in distinct], shape
-
-
-def _no_tie_after(lists: RankingLists, first: int, job: JobRequest, threshold: float) -> bool:
-    """Whether no option ranked after `first` can score within `threshold`, judged from the next
-    position alone. It can when scores never fall along the ranking: `cheapest` ranks by cost,
-    `fastest` by hours (its score is hours x 1e6 plus a non-negative cost)."""
-    following = first + 1
-    if following >= len(lists.pool):
-        return True
-    if not lists.non_negative or job.estimated_hours < 0 or job.gang_gpus < 0:
-        return False
-    if job.prefer is Preference.CHEAPEST:
-        return _score(lists, following, job) > threshold
-    if job.prefer is Preference.FASTEST:
-        return lists.hours_per_hour[following] * job.estimated_hours * 1e6 > threshold
-    return False
-
-
-def _score(lists: RankingLists, position: int, job: JobRequest) -> float:
-    """JobOptions.score_at, on the Python lists of a ranking."""
-    cost = lists.cost_per_gpu_hour[position] * (job.gang_gpus * job.estimated_hours)
-    hours = lists.hours_per_hour[position] * job.estimated_hours
-    if job.prefer is Preference.FASTEST:
-        return hours * 1e6 + cost
-    if job.prefer is Preference.BALANCED:
-        return cost * hours
-    return cost
-
-
-def _improve_admissions(
-    snapshot: ClusterSnapshot,
-    estimated: list[JobOptions],
-    decisions: dict[str, Decision],
-    chosen: dict[str, tuple[JobRequest, Option]],
-    capacity: dict[str, PoolCapacity],
-    quota: QuotaLedger,
-) -> None:
-    fixed: dict[str, list[Allocation]] = {}
-    for allocation in snapshot.allocations:
-        fixed.setdefault(allocation.pool, []).append(allocation)
-    assignment = Assignment({p.name: p for p in snapshot.pools}, fixed, chosen, capacity, snapshot.policy)
-    waiting = [
-        (e.job, e.options)
-        for e in estimated
-        if e.job.key in decisions and decisions[e.job.key].reason is Reason.NO_FITTING_POOL and e.options
-    ]
-    for key in improve(assignment, waiting, {e.job.key: e.options for e in estimated}, quota):
-        del decisions[key]
+def estimate_options(
+    job: JobRequest, pools: Sequence[PoolState], cache: OptionCache | None = None
+) -> JobOptions:
+    """The job's ranked options over `pools`, with its static reason when it has none (pass a
+    shared cache when estimating many jobs)."""
+    cache = cache or OptionCache(pools)
+    entry = cache.estimate(job)
+    if entry.count == 0:
+        entry.static_reason = explain_static_misfit(job, cache.table, entry.ranking)
+    return entry

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 
 from transfer_operator.api.enums import Preference, PriceClass, Reason, UtilizationPolicy
@@ -122,11 +122,10 @@ class Decision:
     message: str
     placement: Placement | None = None
     victims: tuple[str, ...] = ()
-    runner_ups: tuple[Placement, ...] = field(default=())
 
 
 # A frozen dataclass's __init__ sets each field through object.__setattr__. A large cycle builds
-# about four placements and one decision per job; these build the same objects by setting their
+# a placement and a decision per job; these build the same objects by setting their
 # slots directly, about twice as fast.
 _new = object.__new__
 (
@@ -148,7 +147,6 @@ _new = object.__new__
     _set_message,
     _set_placement,
     _set_victims,
-    _set_runner_ups,
 ) = (getattr(Decision, f).__set__ for f in Decision.__dataclass_fields__)
 
 
@@ -185,9 +183,8 @@ def new_decision(
     reason: Reason,
     message: str,
     placement: Placement | None,
-    runner_ups: tuple[Placement, ...],
 ) -> Decision:
-    """Decision(job_key, action, fit, reason, message, placement, (), runner_ups), built faster."""
+    """Decision(job_key, action, fit, reason, message, placement), built faster."""
     decision = _new(Decision)
     _set_job_key(decision, job_key)
     _set_action(decision, action)
@@ -196,5 +193,4 @@ def new_decision(
     _set_message(decision, message)
     _set_placement(decision, placement)
     _set_victims(decision, ())
-    _set_runner_ups(decision, runner_ups)
     return decision

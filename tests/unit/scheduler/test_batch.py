@@ -147,6 +147,6 @@ def test_fast_constructors_build_equal_values():
     args = ("p", "eu-west", "A100", PriceClass.SPOT, 1.5, 8, 2.0, 24.0, "eu-west-1a")
     assert new_placement(*args) == Placement(*args)
     placement = Placement(*args)
-    made = new_decision("ns/j", Action.ADMIT, Fit.FITS, Reason.ADMITTED, "m", placement, (placement,))
-    assert made == Decision("ns/j", Action.ADMIT, Fit.FITS, Reason.ADMITTED, "m", placement, (), (placement,))
+    made = new_decision("ns/j", Action.ADMIT, Fit.FITS, Reason.ADMITTED, "m", placement)
+    assert made == Decision("ns/j", Action.ADMIT, Fit.FITS, Reason.ADMITTED, "m", placement, ())
     assert hash(new_placement(*args)) == hash(placement)

@@ -1,0 +1,126 @@
+"""Table cases per step of a cycle: estimate, order, admit, solve, explain."""
+
+from __future__ import annotations
+
+import pytest
+
+from transfer_operator.api.enums import Preference, Reason, UtilizationPolicy
+from transfer_operator.scheduler import Action, schedule
+from transfer_operator.scheduler.admit import Walk
+from transfer_operator.scheduler.batch import Estimates
+from transfer_operator.scheduler.explain import options_of
+from transfer_operator.scheduler.options import OptionCache
+from transfer_operator.scheduler.schedule import SolvePath, schedule_cycle
+
+from .builders import a_job, a_pool, held, snapshot_of
+
+POOLS = (
+    a_pool("cheap", usd=1.0, nodes=1),
+    a_pool("middle", usd=2.0, nodes=1),
+    a_pool("dear", usd=4.0, nodes=2, region="us-east"),
+)
+
+
+@pytest.mark.parametrize(
+    "job, want",
+    [
+        pytest.param(a_job(), ["cheap", "middle", "dear"], id="by-cost"),
+        pytest.param(a_job(regions=("us-east",)), ["dear"], id="regions-filter"),
+        pytest.param(a_job(workers=2), ["dear"], id="gang-against-empty-pool"),
+        pytest.param(a_job(max_usd=2.0), ["cheap", "middle"], id="price-cap"),
+        pytest.param(a_job(budget=8.0), ["cheap"], id="budget"),
+        pytest.param(a_job(gpu="H100"), [], id="gpu-type"),
+    ],
+)
+def test_estimate_keeps_the_options_within_the_limits(job, want):
+    estimates = Estimates([job], OptionCache(POOLS))
+    entry = OptionCache(POOLS).estimate(job)
+    assert [o.placement.pool for o in entry.options] == want
+    assert estimates.head[0] == entry.keep[:2].tolist()
+
+
+@pytest.mark.parametrize(
+    "jobs, want",
+    [
+        pytest.param([a_job("ns/a"), a_job("ns/b", priority=1)], ["ns/b", "ns/a"], id="priority-first"),
+        # a has a second choice ($8 dearer); b has one option only, so its regret is infinite.
+        pytest.param(
+            [a_job("ns/a", regions=("eu-west",)), a_job("ns/b", max_usd=1.5)],
+            ["ns/b", "ns/a"],
+            id="regret-infinite-with-one-option",
+        ),
+        pytest.param(
+            [a_job("ns/b", created=2), a_job("ns/a", created=1)], ["ns/a", "ns/b"], id="older-first"
+        ),
+    ],
+)
+def test_order(jobs, want):
+    estimates = Estimates(jobs, OptionCache(POOLS))
+    assert [jobs[i].key for i in estimates.order().tolist()] == want
+
+
+def walk_of(snapshot, jobs) -> Walk:
+    cache = OptionCache(snapshot.pools)
+    estimates = Estimates(jobs, cache)
+    walk = Walk(snapshot, jobs, cache, estimates, estimates.order().tolist())
+    walk.run()
+    return walk
+
+
+def test_admit_takes_capacity_for_later_jobs_and_sets_aside_jobs_that_fit_nowhere():
+    jobs = [
+        a_job("ns/a", created=0),
+        a_job("ns/b", created=1),
+        a_job("ns/c", created=2),
+        a_job("ns/d", created=3),
+    ]
+    walk = walk_of(snapshot_of(*POOLS), jobs)
+    placed = {jobs[i].key: walk.placement(i, p).pool for i, p in walk.admitted}
+    assert placed == {"ns/a": "cheap", "ns/b": "middle", "ns/c": "dear", "ns/d": "dear"}
+    walk = walk_of(snapshot_of(*POOLS), [*jobs, a_job("ns/e", created=4)])
+    assert [(i, epoch) for i, epoch in walk.waiting] == [(4, 4)]  # after the four admissions
+
+
+@pytest.mark.parametrize(
+    "count, allocations, budget, want",
+    [
+        pytest.param(3, (), 0.0, SolvePath.LOCAL_SEARCH, id="exact-off-small"),
+        pytest.param(400, (), 0.0, SolvePath.GREEDY, id="exact-off-large"),
+        pytest.param(3, (held("ns/low", "cheap", priority=0),), 0.2, SolvePath.GREEDY, id="preemption"),
+    ],
+)
+def test_solve_path(count, allocations, budget, want):
+    jobs = [a_job(f"ns/j{i}", priority=1, created=i) for i in range(count)]
+    if allocations:
+        jobs = [a_job("ns/hi", priority=5, regions=("eu-west",), workers=1, max_usd=1.0)]
+    result = schedule_cycle(snapshot_of(*POOLS, allocations=allocations), jobs, exact_budget_s=budget)
+    assert result.path is want
+
+
+def test_explain_says_where_a_waiting_job_would_run_and_what_must_free_up():
+    pools = (a_pool("eu", nodes=2, usd=1.0), a_pool("eu-dear", nodes=1, usd=2.0))
+    allocations = (held("ns/x", "eu", gpus=4), held("ns/y", "eu-dear", gpus=8))
+    decision = schedule(snapshot_of(*pools, allocations=allocations), [a_job(workers=2)])[0]
+    assert decision.reason is Reason.NO_FITTING_POOL
+    assert decision.message.endswith("would run on eu ($16.00/h) once 4 GPUs free up there")
+    _, views = options_of(snapshot_of(*pools, allocations=allocations), a_job(workers=2))
+    assert [(v.placement.pool, v.free_gpus, v.short_gpus, v.fits_now) for v in views] == [
+        ("eu", 12, 4, False)
+    ]
+
+
+def test_explain_fragmented_pool_names_the_nodes():
+    pools = (a_pool("eu", nodes=2, usd=1.0),)
+    allocations = (held("ns/x", "eu", gpus=4), held("ns/y", "eu", gpus=4, at=1))
+    snapshot = snapshot_of(*pools, allocations=allocations, policy=UtilizationPolicy.SPREAD)
+    decision = schedule(snapshot, [a_job()])[0]
+    assert decision.message.endswith("once 1 worker(s) x 8 GPUs fit on its nodes"), decision.message
+
+
+def test_preference_changes_the_ranking_not_the_limits():
+    pools = (a_pool("a100", usd=3.0), a_pool("h100", gpu="H100", usd=9.0))
+    cheapest = OptionCache(pools).estimate(a_job())
+    fastest = OptionCache(pools).estimate(a_job(prefer=Preference.FASTEST))
+    assert [o.placement.pool for o in cheapest.options] == ["a100", "h100"]
+    assert [o.placement.pool for o in fastest.options] == ["h100", "a100"]
+    assert schedule(snapshot_of(*pools), [a_job(prefer=Preference.FASTEST)])[0].action is Action.ADMIT
