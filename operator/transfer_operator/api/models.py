@@ -24,6 +24,7 @@ from transfer_operator.api.enums import (
 )
 
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$"
 MODEL_SOURCE_PATTERN = r"^(package|path|builtin):\S+$"
 GPU_TYPE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$"
@@ -36,7 +37,11 @@ def cel(rule: str, message: str) -> JsonDict:
 
 class ApiModel(BaseModel):
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", use_enum_values=False
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        use_enum_values=False,
+        allow_inf_nan=False,  # JSON, and so the API server, has no Infinity or NaN
     )
 
     def to_wire(self) -> dict[str, Any]:
@@ -45,7 +50,9 @@ class ApiModel(BaseModel):
 
 class StatusModel(ApiModel):
     # Status is written by the operator (and by kopf's bookkeeping); tolerate what we don't know.
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="ignore", allow_inf_nan=False
+    )
 
 
 # --- TransferJob spec -------------------------------------------------------------------
@@ -417,15 +424,18 @@ class GPUPoolStatus(StatusModel):
     utilization: float = 0.0
     jobs: int = 0
     health: str = "Healthy"
-    lost_nodes: int = Field(default=0, description="Nodes NotReady or announced to go away; not counted as capacity.")
+    lost_nodes: int = Field(
+        default=0, description="Nodes NotReady or announced to go away; not counted as capacity."
+    )
 
 
 # --- Whole objects ----------------------------------------------------------------------
 
 
 class ObjectMeta(StatusModel):
-    name: str
-    namespace: str | None = None
+    # The API server checks these for objects it stores; files read by the CLI need them too.
+    name: Annotated[str, Field(pattern=SUBDOMAIN_PATTERN, max_length=253)]
+    namespace: Annotated[str | None, Field(default=None, pattern=NAME_PATTERN, max_length=63)] = None
     uid: str | None = None
     generation: int | None = None
     creation_timestamp: str | None = None
