@@ -28,6 +28,8 @@ _KEPT_KEYS = {
     "maxLength",
     "minItems",
     "maxItems",
+    "minProperties",
+    "maxProperties",
     "pattern",
     "default",
     "format",

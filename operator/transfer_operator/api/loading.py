@@ -240,7 +240,10 @@ def load_documents(text: str, source: str) -> list[Any]:
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        raise LoadError(f"{source}: YAML error at {at}{error.problem or error.context}") from None
+        problem = str(error.problem or error.context)
+        if "nesting depth" in problem:  # libyaml's own limit (1000), met before ours in flow style
+            problem = f"nested deeper than {MAX_DEPTH} levels"
+        raise LoadError(f"{source}: YAML error at {at}{' '.join(problem.split())}") from None
     except yaml.YAMLError as error:
         raise LoadError(f"{source}: YAML error: {' '.join(str(error).split())}") from None
     except RecursionError:  # not expected: nothing here recurses; kept so nothing escapes

@@ -128,8 +128,6 @@ def semantic_problems(spec: TransferJobSpec) -> list[str]:
         problems.append(
             "spec.strategy.lora.targetModules is empty; name the modules to adapt, e.g. [query, value]"
         )
-    if spec.resources.gpus_per_worker == 0 and spec.placement.max_price_per_gpu_hour is not None:
-        problems.append("spec.placement.maxPricePerGpuHour is set but the job asks for no GPUs")
     # The CRD's CEL rules say the same to the API server; `transferctl validate` has none.
     if strategy.type is StrategyType.DISTILLATION and strategy.distillation is None:
         problems.append("spec.strategy.distillation (with a teacher) is required when type is distillation")
@@ -145,8 +143,6 @@ def semantic_problems(spec: TransferJobSpec) -> list[str]:
             "spec.strategy.layerLrDecay (discriminative learning rates) only applies to fineTune and "
             "progressiveUnfreezing"
         )
-    if spec.resources.gpu_type is not None and spec.resources.gpus_per_worker == 0:
-        problems.append("spec.resources.gpuType needs spec.resources.gpusPerWorker > 0")
     return problems
 
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
+
+import yaml
 
 from transfer_operator.api.models import GPUPoolSpec, TransferJob
 
@@ -41,14 +44,34 @@ class PoolPin:
         )
 
 
+_DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+
+
 def rayjob_name(job_name: str, attempt: int) -> str:
-    """Deterministic and short enough for KubeRay's derived names; one per attempt."""
+    """One name per (job, attempt), a DNS-1035 label (KubeRay names Services after it) short
+    enough for KubeRay's derived names, and never the name of another job's RayJob.
+
+    A job name that is such a label and short enough is kept (`reviews-a1`, at most MAX_NAME - 1
+    long); any other becomes `<head>-<sha256 of the whole name>-a<attempt>`, exactly MAX_NAME
+    long, so the two forms never meet, and two long names with the same head differ in at least
+    12 hex digits of their hashes.
+    """
     suffix = f"-a{attempt}"
-    if len(job_name) + len(suffix) <= MAX_NAME:
+    if _DNS_LABEL.match(job_name) and len(job_name) + len(suffix) < MAX_NAME:
         return job_name + suffix
-    digest = hashlib.sha1(job_name.encode()).hexdigest()[:6]
-    head = job_name[: MAX_NAME - len(suffix) - 7].rstrip("-")
-    return f"{head}-{digest}{suffix}"
+    return (
+        _hashed(re.sub(r"[^a-z0-9-]", "-", job_name.lower()), job_name, MAX_NAME - len(suffix), "j") + suffix
+    )
+
+
+def _hashed(head: str, whole: str, length: int, lead: str) -> str:
+    """`head`, cut, then `-` and the hex SHA-256 of `whole`: exactly `length` characters."""
+    digest = hashlib.sha256(whole.encode()).hexdigest()
+    if not head[:1].isalpha():
+        head = lead + head
+    head = head[: length - 13]  # at least 12 hex digits of the hash
+    return f"{head}-{digest[: length - len(head) - 1]}"
 
 
 def labels_for(job: TransferJob, pool: str, attempt: int) -> dict[str, str]:
@@ -61,7 +84,11 @@ def labels_for(job: TransferJob, pool: str, attempt: int) -> dict[str, str]:
 
 
 def label_value(value: str) -> str:
-    return value if len(value) <= 63 else value[:56] + "-" + hashlib.sha1(value.encode()).hexdigest()[:6]
+    """`value` as a label value, one to one: kept when it is one of at most 62 characters, else a
+    head and its SHA-256, exactly 63 (NetworkPolicies select a job's pods by this label)."""
+    if len(value) < 63 and _LABEL_VALUE.match(value):
+        return value
+    return _hashed(re.sub(r"[^A-Za-z0-9_.-]", "-", value), value, 63, "v")
 
 
 DEFAULT_STORAGE_ROOT = "/tmp/transfer-checkpoints"
@@ -90,6 +117,12 @@ def trainer_env(job: TransferJob, attempt: int) -> dict[str, str]:
     if job.status.last_checkpoint:
         env["TRANSFER_RESUME_FROM"] = job.status.last_checkpoint
     return env
+
+
+def render_runtime_env_yaml(runtime_env: dict[str, Any]) -> str:
+    """The runtime env as YAML (what the field's name says): the job spec inside TRANSFER_JOB is
+    JSON once, in a YAML string, not JSON escaped inside JSON."""
+    return yaml.safe_dump(runtime_env, sort_keys=True, width=float("inf"), allow_unicode=True)
 
 
 def _container(name: str, image: str, resources: dict[str, Any], job: TransferJob) -> dict[str, Any]:
@@ -144,7 +177,7 @@ def render_rayjob(
         },
         "spec": {
             "entrypoint": job.spec.trainer.entrypoint or TRAINER_ENTRYPOINT,
-            "runtimeEnvYAML": json.dumps(runtime_env, sort_keys=True),
+            "runtimeEnvYAML": render_runtime_env_yaml(runtime_env),
             "shutdownAfterJobFinishes": True,
             "ttlSecondsAfterFinished": ttl_seconds,
             "suspend": job.spec.suspend,
