@@ -11,11 +11,13 @@ import click
 import yaml
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from transfer_operator.api import loading
 from transfer_operator.api.config import OperatorConfig
 from transfer_operator.api.crd import render_crds_yaml
-from transfer_operator.api.models import GPUPool, TransferJob
-from transfer_operator.api.validation import InvalidSpec, parse_gpupool, parse_transferjob
+from transfer_operator.api.models import GPUPool, TransferJob, TransferJobStatus
+from transfer_operator.api.validation import InvalidSpec
 from transfer_operator.engine.rayjob import PoolPin, render_rayjob
 from transfer_operator.scheduler import Action, Decision, schedule
 from transfer_operator.scheduler.snapshot import snapshot_of
@@ -24,36 +26,16 @@ console = Console(width=None if sys.stdout.isatty() else 160)
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-def read_documents(paths: Iterable[Path]) -> list[tuple[Path, dict[str, Any]]]:
-    documents = []
-    for path in paths:
-        files = sorted(path.glob("*.yaml")) + sorted(path.glob("*.yml")) if path.is_dir() else [path]
-        for file in files:
-            for document in yaml.safe_load_all(file.read_text()):
-                if isinstance(document, dict):
-                    documents.append((file, document))
-    return documents
-
-
 def load_objects(paths: Iterable[Path]) -> tuple[list[TransferJob], list[GPUPool], list[str]]:
-    """TransferJobs and GPUPools from files or folders, with the problems of the bad ones."""
-    jobs: list[TransferJob] = []
-    pools: list[GPUPool] = []
-    problems: list[str] = []
-    for file, document in read_documents(paths):
-        kind = document.get("kind")
-        name = (document.get("metadata") or {}).get("name", "?")
-        try:
-            if kind == "TransferJob":
-                job = parse_transferjob(document)
-                if job.metadata.namespace is None:
-                    job.metadata.namespace = "default"
-                jobs.append(job)
-            elif kind == "GPUPool":
-                pools.append(parse_gpupool(document))
-        except InvalidSpec as error:
-            problems.extend(f"{file}: {kind}/{name}: {problem}" for problem in error.problems)
-    return jobs, pools, problems
+    """TransferJobs and GPUPools from files or folders, with the problems of the bad ones
+    (read with the safe loader: see api/loading.py)."""
+    loaded = loading.load_objects(list(paths))
+    return loaded.jobs, loaded.pools, loaded.problems
+
+
+def say(marker: str, style: str, text: str) -> None:
+    """One line whose user-given parts are never read as rich markup."""
+    console.print(Text.assemble((marker, style), " ", text), highlight=False, soft_wrap=True)
 
 
 @click.group()
@@ -85,7 +67,7 @@ def validate(files: tuple[Path, ...], pool_files: tuple[Path, ...]) -> None:
                 problems.append(f"TransferJob/{job.metadata.name}: {static[1]}")
     if problems:
         for problem in problems:
-            console.print(f"[red]✗[/red] {problem}", highlight=False)
+            say("✗", "red", problem)
         sys.exit(1)
     console.print(f"[green]✓[/green] {len(jobs)} TransferJob(s), {len(pools)} GPUPool(s) valid")
 
@@ -113,15 +95,15 @@ def print_plan(decisions: list[Decision]) -> None:
     for decision in decisions:
         placement = decision.placement
         if placement is None:
-            table.add_row(decision.job_key, decision.reason.value, "-", "-", "-", "-", "-", "-", "-")
+            table.add_row(Text(decision.job_key), decision.reason.value, "-", "-", "-", "-", "-", "-", "-")
             waiting.append(decision)
             continue
         table.add_row(
-            decision.job_key,
+            Text(decision.job_key),
             decision.action.value,
-            placement.pool,
-            placement.region,
-            f"{placement.gpus}x {placement.gpu_type}",
+            Text(placement.pool),
+            Text(placement.region),
+            Text(f"{placement.gpus}x {placement.gpu_type}"),
             placement.price_class.value,
             f"{placement.usd_per_hour:.2f}",
             f"{placement.expected_hours:.2f}",
@@ -131,7 +113,9 @@ def print_plan(decisions: list[Decision]) -> None:
             waiting.append(decision)
     console.print(table)
     for decision in waiting:
-        console.print(f"[yellow]{decision.job_key}[/yellow] waits: {decision.message}", highlight=False)
+        console.print(
+            Text.assemble((decision.job_key, "yellow"), f" waits: {decision.message}"), highlight=False
+        )
 
 
 @main.command()
@@ -147,10 +131,15 @@ def plan(files: tuple[Path, ...], pool_files: tuple[Path, ...], config_file: Pat
     """What-if: where each job would run, at what price, and why a job would wait."""
     jobs, pools, problems = load_objects([*files, *pool_files])
     for problem in problems:
-        console.print(f"[red]skipped[/red] {problem}", highlight=False)
+        say("skipped", "red", problem)
     if not pools:
         raise click.UsageError("no GPUPool found: pass --pools POOLS.yaml")
-    print_plan(plan_decisions(jobs, pools, OperatorConfig.load(config_file)))
+    try:
+        config = OperatorConfig.load(config_file)
+    except (loading.LoadError, InvalidSpec) as error:
+        say("✗", "red", f"{config_file}: {error}" if isinstance(error, InvalidSpec) else str(error))
+        sys.exit(1)
+    print_plan(plan_decisions(jobs, pools, config))
 
 
 @main.command()
@@ -214,12 +203,18 @@ def explain(
     "--pools", "pool_files", multiple=True, required=True, type=click.Path(exists=True, path_type=Path)
 )
 def render(file: Path, pool_files: tuple[Path, ...]) -> None:
-    """Print the RayJob the operator would create for each TransferJob in FILE."""
+    """Print the RayJob the operator would create for each TransferJob in FILE (whatever its
+    status says: it is planned as if it were queued now, for its next attempt)."""
     jobs, pools, problems = load_objects([file, *pool_files])
     if problems:
         for problem in problems:
-            console.print(f"[red]✗[/red] {problem}", highlight=False)
+            say("✗", "red", problem)
         sys.exit(1)
+    if not pools:
+        say("✗", "red", "no GPUPool found: pass --pools POOLS.yaml")
+        sys.exit(1)
+    attempts = {job.key: job.status.attempts + 1 for job in jobs}
+    jobs = [_as_queued(job) for job in jobs]
     by_name = {pool.metadata.name: pool for pool in pools}
     manifests = []
     for job, decision in zip(jobs, _decisions_in_job_order(jobs, pools), strict=True):
@@ -227,7 +222,8 @@ def render(file: Path, pool_files: tuple[Path, ...]) -> None:
             click.echo(f"{job.key} would wait: {decision.message}", err=True)
             continue
         pool = by_name[decision.placement.pool]
-        manifests.append(render_rayjob(job, PoolPin.of(pool.metadata.name, pool.spec), attempt=1))
+        pin = PoolPin.of(pool.metadata.name, pool.spec)
+        manifests.append(render_rayjob(job, pin, attempt=attempts[job.key]))
     click.echo(yaml.dump_all(manifests, Dumper=_NoAliasDumper, sort_keys=False), nl=False)
 
 
@@ -236,6 +232,12 @@ class _NoAliasDumper(yaml.SafeDumper):
 
     def ignore_aliases(self, data: Any) -> bool:
         return True
+
+
+def _as_queued(job: TransferJob) -> TransferJob:
+    """`job` as the scheduler sees it when it is queued again: only its checkpoint is kept."""
+    status = TransferJobStatus(last_checkpoint=job.status.last_checkpoint)
+    return job.model_copy(update={"status": status})
 
 
 def _decisions_in_job_order(jobs: list[TransferJob], pools: list[GPUPool]) -> list[Decision]:
@@ -327,8 +329,14 @@ def run(file: Path, runs_dir: Path, cpus: int | None, fresh: bool) -> None:
     jobs, _, problems = load_objects([file])
     if problems or not jobs:
         for problem in problems or [f"{file}: no TransferJob found"]:
-            console.print(f"[red]✗[/red] {problem}", highlight=False)
+            say("✗", "red", problem)
         sys.exit(1)
+    root = runs_dir.expanduser().resolve()
+    for job in jobs:
+        # Names are DNS names (no "/" nor ".."), so this holds; checked again because it must.
+        if not (root / job.metadata.name).resolve().is_relative_to(root):
+            say("✗", "red", f"{job.metadata.name}: its run directory would be outside {root}")
+            sys.exit(1)
     from transfer_trainers import SpecError
     from transfer_trainers.local import run_local
 
@@ -339,15 +347,12 @@ def run(file: Path, runs_dir: Path, cpus: int | None, fresh: bool) -> None:
                 job.spec.to_wire(), job.metadata.name, runs_dir=runs_dir, num_cpus=cpus, resume=not fresh
             )
         except SpecError as error:  # refused before Ray starts, naming the field
-            console.print(f"[red]✗[/red] {file}: {error}", highlight=False)
+            say("✗", "red", f"{file}: {error}")
             sys.exit(1)
         color = (
             "green" if result.status == "succeeded" else "yellow" if result.status == "interrupted" else "red"
         )
-        console.print(
-            f"[{color}]{result.status}[/{color}] {job.metadata.name}: {result.run_dir} {result.metrics}",
-            highlight=False,
-        )
+        say(result.status, color, f"{job.metadata.name}: {result.run_dir} {result.metrics}")
         failed |= result.status == "failed"
     sys.exit(1 if failed else 0)
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import psutil
 import pytest
+import yaml
 
 from transfer_operator import devcluster
 from transfer_operator.api.manifests import transferjob_manifest
@@ -188,7 +189,7 @@ def run_rayjob_locally(
     This machine has no GPU: the only change is gpusPerWorker 0 in the job spec it reads."""
     spec = get_json(cluster, "rayjob", rayjob, "-n", namespace)["spec"]
     env = secret_env(cluster, namespace, spec["rayClusterSpec"]["headGroupSpec"]["template"])
-    env.update(json.loads(spec["runtimeEnvYAML"])["env_vars"])
+    env.update(yaml.safe_load(spec["runtimeEnvYAML"])["env_vars"])
     job = json.loads(env["TRANSFER_JOB"])
     job["resources"]["gpusPerWorker"] = 0
     env["TRANSFER_JOB"] = json.dumps(job)

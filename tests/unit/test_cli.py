@@ -34,6 +34,7 @@ def test_validate_reports_reasons_and_exit_code(tmp_path):
     bad.write_text(
         yaml.safe_dump(
             {
+                "apiVersion": "transfer.dev/v1alpha1",
                 "kind": "TransferJob",
                 "metadata": {"name": "bad"},
                 "spec": {
@@ -63,3 +64,66 @@ def test_render_prints_rayjobs_pinned_to_the_chosen_pool():
 def test_crds_and_generate_check():
     assert "transferjobs.transfer.dev" in invoke("crds").output
     assert invoke("generate", "--check").exit_code == 0
+
+
+def write_job(tmp_path: Path, name: str = "j", **extra) -> Path:
+    document = yaml.safe_load((EXAMPLES / "lora-sentiment.yaml").read_text())
+    document["metadata"]["name"] = name
+    document.update(extra)
+    path = tmp_path / f"job-{len(list(tmp_path.iterdir()))}.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def test_user_strings_are_never_read_as_markup(tmp_path):
+    for name in ("[/]", "[bold red]x[/bold red]", "[link=http://x]y"):
+        result = CliRunner().invoke(main, ["validate", str(write_job(tmp_path, name))])
+        assert result.exit_code == 1 and isinstance(result.exception, SystemExit)  # not a traceback
+        assert f"TransferJob/{name}: metadata.name" in result.output, result.output
+    markup_file = tmp_path / "[red]x.yaml"
+    markup_file.write_text("a: b: c")
+    result = CliRunner().invoke(main, ["validate", str(markup_file)])
+    assert result.exit_code == 1 and "[red]x.yaml: YAML error at line 1, column 5" in result.output
+
+
+def test_render_plans_a_job_in_any_phase_for_its_next_attempt(tmp_path):
+    status = {
+        "phase": "Running",
+        "attempts": 2,
+        "lastCheckpoint": "/ckpt/x",
+        "placement": {
+            "pool": "gone",
+            "region": "r",
+            "gpuType": "A100",
+            "priceClass": "spot",
+            "usdPerGpuHour": 1.0,
+            "usdPerHour": 2.0,
+            "gpus": 2,
+        },
+    }
+    for phase in ("Running", "Succeeded", "Failed", "Suspended", "Admitted"):
+        path = write_job(tmp_path, f"j-{phase.lower()}", status={**status, "phase": phase})
+        result = CliRunner().invoke(main, ["render", str(path), "--pools", POOLS])
+        assert result.exit_code == 0, result.output
+        (rayjob,) = list(yaml.safe_load_all(result.output))
+        assert rayjob["metadata"]["name"] == f"j-{phase.lower()}-a3"
+
+
+def test_run_refuses_a_run_directory_outside_runs(tmp_path):
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    (runs / "j").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    result = CliRunner().invoke(
+        main, ["run", str(write_job(tmp_path / "runs", "j")), "--runs-dir", str(runs)]
+    )
+    assert result.exit_code == 1 and "its run directory would be outside" in result.output
+
+
+def test_plan_refuses_a_bad_config_in_one_line(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("schedulingIntervalSeconds: '2'\n")
+    jobs = str(EXAMPLES / "lora-sentiment.yaml")
+    result = CliRunner().invoke(main, ["plan", jobs, "--pools", POOLS, "--config", str(config)])
+    assert (
+        result.exit_code == 1 and "schedulingIntervalSeconds: Input should be a valid number" in result.output
+    )

@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import yaml
 from pydantic import Field
 
 from transfer_operator.api.enums import UtilizationPolicy
+from transfer_operator.api.loading import LoadError, load_file
 from transfer_operator.api.models import NAME_PATTERN, ApiModel
+from transfer_operator.api.validation import validate_wire
 
 # Taints that mean "this node is going away" on the common platforms: a job with a pod on such a
 # node fails over at once (SpotInterrupted), and the node no longer counts as capacity.
@@ -46,6 +47,10 @@ class OperatorConfig(ApiModel):
 
     @classmethod
     def load(cls, path: Path | None) -> OperatorConfig:
+        """The config in `path` (the defaults without one); LoadError or InvalidSpec, one line each."""
         if path is None or not path.exists():
             return cls()
-        return cls.model_validate(yaml.safe_load(path.read_text()) or {})
+        documents = [d.body for d in load_file(path) if d.body is not None]
+        if len(documents) > 1 or (documents and not isinstance(documents[0], dict)):
+            raise LoadError(f"{path}: expected one object of operator settings")
+        return validate_wire(cls, documents[0] if documents else {})

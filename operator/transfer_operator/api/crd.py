@@ -29,6 +29,8 @@ _KEPT_KEYS = {
     "maxLength",
     "minItems",
     "maxItems",
+    "minProperties",
+    "maxProperties",
     "pattern",
     "default",
     "format",

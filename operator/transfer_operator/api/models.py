@@ -8,9 +8,12 @@ checks what needs the fleet (pools) to decide.
 
 from __future__ import annotations
 
+import json
+import re
+from fractions import Fraction
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import JsonDict
 
@@ -24,6 +27,23 @@ from transfer_operator.api.enums import (
 )
 
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+MAX_CPU_PER_WORKER = "512"
+MAX_MEMORY_PER_WORKER = "16Ti"
+MAX_TRAINER_CONFIG_BYTES = 64 * 1024
+MAX_TRAINER_CONFIG_KEYS = 64
+_QUANTITY_SUFFIX = {
+    "": Fraction(1),
+    "m": Fraction(1, 1000),
+    "k": Fraction(10**3),
+    "M": Fraction(10**6),
+    "G": Fraction(10**9),
+    "T": Fraction(10**12),
+    "Ki": Fraction(2**10),
+    "Mi": Fraction(2**20),
+    "Gi": Fraction(2**30),
+    "Ti": Fraction(2**40),
+}
+SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$"
 MODEL_SOURCE_PATTERN = r"^(package|path|builtin):\S+$"
 GPU_TYPE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$"
@@ -34,9 +54,21 @@ def cel(rule: str, message: str) -> JsonDict:
     return {"rule": rule, "message": message}
 
 
+def parse_quantity(value: str) -> Fraction:
+    """A Kubernetes quantity of QUANTITY_PATTERN's form, exactly: "500m" -> 1/2, "16Gi" -> 2**34."""
+    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)(m|Ki|Mi|Gi|Ti|k|M|G|T)?", value)
+    if match is None:
+        raise ValueError(f"{value!r} is not a quantity")
+    return Fraction(match.group(1)) * _QUANTITY_SUFFIX[match.group(2) or ""]
+
+
 class ApiModel(BaseModel):
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", use_enum_values=False
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        use_enum_values=False,
+        allow_inf_nan=False,  # JSON, and so the API server, has no Infinity or NaN
     )
 
     def to_wire(self) -> dict[str, Any]:
@@ -45,7 +77,9 @@ class ApiModel(BaseModel):
 
 class StatusModel(ApiModel):
     # Status is written by the operator (and by kopf's bookkeeping); tolerate what we don't know.
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="ignore", allow_inf_nan=False
+    )
 
 
 # --- TransferJob spec -------------------------------------------------------------------
@@ -218,7 +252,9 @@ class TrainerSpec(ApiModel):
             description="Trainer plugin name (entry point group `transfer_trainers`).",
         ),
     ] = "text-classification"
-    image: Annotated[str, Field(max_length=512)] = "ghcr.io/transfer-operator/transfer-trainers:0.1.0"
+    image: Annotated[str, Field(min_length=1, max_length=512, pattern=r"^\S+$")] = (
+        "ghcr.io/transfer-operator/transfer-trainers:0.1.0"
+    )
     entrypoint: Annotated[
         str | None,
         Field(default=None, max_length=4096, description="Override the RayJob entrypoint (rarely needed)."),
@@ -226,10 +262,21 @@ class TrainerSpec(ApiModel):
     config: Annotated[
         dict[str, Any],
         Field(
-            description="Trainer-specific settings, validated against the trainer's own schema.",
+            max_length=MAX_TRAINER_CONFIG_KEYS,
+            description="Trainer-specific settings, validated against the trainer's own schema. At most "
+            f"{MAX_TRAINER_CONFIG_KEYS} keys (the API server checks) and {MAX_TRAINER_CONFIG_BYTES // 1024} "
+            "KiB as JSON (the operator checks: a CRD cannot measure a free-form object).",
             json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
         ),
     ] = Field(default_factory=dict)
+
+    @field_validator("config")
+    @classmethod
+    def _config_is_small(cls, config: dict[str, Any]) -> dict[str, Any]:
+        size = len(json.dumps(config, separators=(",", ":"), allow_nan=False).encode())
+        if size > MAX_TRAINER_CONFIG_BYTES:
+            raise ValueError(f"trainer.config is {size} bytes as JSON, more than {MAX_TRAINER_CONFIG_BYTES}")
+        return config
 
 
 class ResourcesSpec(ApiModel):
@@ -240,25 +287,55 @@ class ResourcesSpec(ApiModel):
         json_schema_extra={
             "x-kubernetes-validations": [
                 cel(
-                    "self.gpusPerWorker > 0 || !has(self.gpuType)",
-                    "resources.gpuType needs resources.gpusPerWorker > 0",
-                )
+                    f"quantity(self.cpuPerWorker).isGreaterThan(quantity('0')) && "
+                    f"quantity(self.cpuPerWorker).compareTo(quantity('{MAX_CPU_PER_WORKER}')) <= 0",
+                    f"resources.cpuPerWorker must be more than 0 and at most {MAX_CPU_PER_WORKER}",
+                ),
+                cel(
+                    f"quantity(self.memoryPerWorker).isGreaterThan(quantity('0')) && "
+                    f"quantity(self.memoryPerWorker).compareTo(quantity('{MAX_MEMORY_PER_WORKER}')) <= 0",
+                    f"resources.memoryPerWorker must be more than 0 and at most {MAX_MEMORY_PER_WORKER}",
+                ),
             ]
         },
     )
 
     workers: Annotated[int, Field(ge=1, le=4096, description="Ray Train workers: the gang.")] = 1
-    gpus_per_worker: Annotated[int, Field(ge=0, le=16)] = 1
+    gpus_per_worker: Annotated[
+        int,
+        Field(
+            ge=1,
+            le=16,
+            description="At least 1: every GPUPool is GPU capacity priced per GPU-hour, so a job without "
+            "GPUs could be neither placed within a quota nor charged (`transferctl run` uses the CPU "
+            "when there is no GPU).",
+        ),
+    ] = 1
     gpu_type: Annotated[
         str | None,
         Field(default=None, pattern=GPU_TYPE_PATTERN, description="e.g. A100; empty = any GPU type."),
     ] = None
-    cpu_per_worker: Annotated[str, Field(pattern=QUANTITY_PATTERN)] = "4"
-    memory_per_worker: Annotated[str, Field(pattern=QUANTITY_PATTERN)] = "16Gi"
+    cpu_per_worker: Annotated[
+        str, Field(pattern=QUANTITY_PATTERN, max_length=32, description=f"At most {MAX_CPU_PER_WORKER}.")
+    ] = "4"
+    memory_per_worker: Annotated[
+        str, Field(pattern=QUANTITY_PATTERN, max_length=32, description=f"At most {MAX_MEMORY_PER_WORKER}.")
+    ] = "16Gi"
     estimated_hours: Annotated[
         float,
         Field(gt=0, le=10000, description="Expected run time on an A100-class GPU; prices the placement."),
     ] = 1.0
+
+    @model_validator(mode="after")
+    def _quantities_in_bounds(self) -> ResourcesSpec:
+        # The CEL rules above say the same to the API server.
+        for wire, value, most in (
+            ("cpuPerWorker", self.cpu_per_worker, MAX_CPU_PER_WORKER),
+            ("memoryPerWorker", self.memory_per_worker, MAX_MEMORY_PER_WORKER),
+        ):
+            if not 0 < parse_quantity(value) <= parse_quantity(most):
+                raise ValueError(f"resources.{wire} must be more than 0 and at most {most}")
+        return self
 
     @property
     def gang_gpus(self) -> int:
@@ -271,12 +348,12 @@ class PlacementSpec(ApiModel):
         Field(max_length=64, description="Allowed regions; empty = any."),
     ] = Field(default_factory=list)
     spot: Annotated[bool, Field(description="Spot capacity allowed (cheaper, can be interrupted).")] = False
-    max_price_per_gpu_hour: Annotated[float | None, Field(default=None, gt=0)] = None
+    max_price_per_gpu_hour: Annotated[float | None, Field(default=None, gt=0, le=1000)] = None
     prefer: Preference = Preference.CHEAPEST
 
 
 class BudgetSpec(ApiModel):
-    max_dollars: Annotated[float, Field(gt=0, description="Stop the job before it spends more.")]
+    max_dollars: Annotated[float, Field(gt=0, le=1e9, description="Stop the job before it spends more.")]
 
 
 class CheckpointSpec(ApiModel):
@@ -408,7 +485,10 @@ class GPUPoolSpec(ApiModel):
     nodes: Annotated[int, Field(ge=0, le=100000)]
     gpus_per_node: Annotated[int, Field(ge=1, le=16)]
     pricing: PricingSpec
-    node_selector: Annotated[dict[str, str], Field(max_length=32)] = Field(default_factory=dict)
+    node_selector: Annotated[
+        dict[Annotated[str, Field(max_length=316)], Annotated[str, Field(max_length=63)]],
+        Field(max_length=32),
+    ] = Field(default_factory=dict)
     tolerations: Annotated[list[Toleration], Field(max_length=32)] = Field(default_factory=list)
     cordoned: bool = False
     cluster: Annotated[
@@ -441,8 +521,9 @@ class GPUPoolStatus(StatusModel):
 
 
 class ObjectMeta(StatusModel):
-    name: str
-    namespace: str | None = None
+    # The API server checks these for objects it stores; files read by the CLI need them too.
+    name: Annotated[str, Field(pattern=SUBDOMAIN_PATTERN, max_length=253)]
+    namespace: Annotated[str | None, Field(default=None, pattern=NAME_PATTERN, max_length=63)] = None
     uid: str | None = None
     generation: int | None = None
     creation_timestamp: str | None = None

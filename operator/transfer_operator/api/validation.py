@@ -1,13 +1,24 @@
-"""Parse TransferJob / GPUPool documents and check what the schema alone cannot say."""
+"""Parse TransferJob / GPUPool documents and check what the schema alone cannot say.
+
+Documents are validated as the API server validates them: from their JSON form, strictly (no
+`"4"` for an integer, no `"true"` for a boolean, no Infinity or NaN) and by their wire names
+only (`gpusPerWorker`; `gpus_per_worker` is an unknown field). Python code that builds models
+by their attribute names is unaffected.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import json
+import math
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from transfer_operator.api.enums import StrategyType
+from transfer_operator.api.enums import API_VERSION, StrategyType
 from transfer_operator.api.models import GPUPool, TransferJob, TransferJobSpec
+
+MAX_DEPTH = 100
+Model = TypeVar("Model", bound=BaseModel)
 
 
 class InvalidSpec(ValueError):
@@ -19,15 +30,70 @@ class InvalidSpec(ValueError):
 
 
 def _field_path(location: tuple[Any, ...]) -> str:
-    return ".".join(str(part) for part in location if not str(part).startswith("function-"))
+    parts = [printable(str(part)) for part in location if not str(part).startswith("function-")]
+    return ".".join(parts)
+
+
+def printable(text: str, limit: int = 80) -> str:
+    """`text` safe for one line of a terminal: control characters escaped, long text cut."""
+    if not text.isprintable():
+        text = text.encode("unicode_escape").decode("ascii")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def json_problems(document: Any) -> list[str]:
+    """What in `document` JSON (and so the API server) cannot carry, naming where: NaN or
+    Infinity, a key that is not a string, a value of no JSON type, nesting deeper than MAX_DEPTH."""
+    problems: list[str] = []
+    stack: list[tuple[Any, str, int]] = [(document, "", 0)]
+    while stack and len(problems) < 10:
+        value, path, depth = stack.pop()
+        where = path.lstrip(".") or "document"
+        if depth > MAX_DEPTH:
+            problems.append(f"{printable(where)}: nested deeper than {MAX_DEPTH} levels")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    problems.append(f"{printable(where)}: key {printable(repr(key))} is not a string")
+                    continue
+                stack.append((item, f"{path}.{key}", depth + 1))
+        elif isinstance(value, list):
+            stack.extend((item, f"{path}[{index}]", depth + 1) for index, item in enumerate(value))
+        elif isinstance(value, float) and not math.isfinite(value):
+            problems.append(f"{printable(where)}: {value} is not a number JSON can carry")
+        elif not isinstance(value, str | int | float | bool) and value is not None:
+            problems.append(f"{printable(where)}: a {type(value).__name__} is not a JSON value")
+    return problems
+
+
+def validate_wire(model: type[Model], document: dict[str, Any]) -> Model:
+    """`model` from a wire document, as strictly as the API server takes it, or InvalidSpec."""
+    problems = json_problems(document)
+    if problems:
+        raise InvalidSpec(problems)
+    try:
+        return model.model_validate_json(
+            json.dumps(document, allow_nan=False), strict=True, by_alias=True, by_name=False
+        )
+    except ValidationError as error:
+        raise InvalidSpec(format_errors(error)) from None
+
+
+def check_kind(document: dict[str, Any], kind: str) -> None:
+    """`document` says it is a `kind` of transfer.dev/v1alpha1 (or does not say)."""
+    found_kind, api_version = document.get("kind"), document.get("apiVersion")
+    if found_kind not in (None, kind):
+        raise InvalidSpec([f"kind: expected {kind}, got {printable(str(found_kind))}"])
+    if api_version not in (None, API_VERSION):
+        raise InvalidSpec([f"apiVersion: expected {API_VERSION}, got {printable(str(api_version))}"])
 
 
 def format_errors(error: ValidationError, prefix: str = "") -> list[str]:
     problems = []
-    for item in error.errors():
+    for item in error.errors(include_url=False, include_input=False):
         path = _field_path(item["loc"])
         where = f"{prefix}{path}" if path else prefix.rstrip(".") or "document"
-        problems.append(f"{where}: {item['msg']}")
+        problems.append(f"{where}: {printable(item['msg'], 200)}")
     return problems
 
 
@@ -62,8 +128,6 @@ def semantic_problems(spec: TransferJobSpec) -> list[str]:
         problems.append(
             "spec.strategy.lora.targetModules is empty; name the modules to adapt, e.g. [query, value]"
         )
-    if spec.resources.gpus_per_worker == 0 and spec.placement.max_price_per_gpu_hour is not None:
-        problems.append("spec.placement.maxPricePerGpuHour is set but the job asks for no GPUs")
     # The CRD's CEL rules say the same to the API server; `transferctl validate` has none.
     if strategy.type is StrategyType.DISTILLATION and strategy.distillation is None:
         problems.append("spec.strategy.distillation (with a teacher) is required when type is distillation")
@@ -79,21 +143,14 @@ def semantic_problems(spec: TransferJobSpec) -> list[str]:
             "spec.strategy.layerLrDecay (discriminative learning rates) only applies to fineTune and "
             "progressiveUnfreezing"
         )
-    if spec.resources.gpu_type is not None and spec.resources.gpus_per_worker == 0:
-        problems.append("spec.resources.gpuType needs spec.resources.gpusPerWorker > 0")
     return problems
 
 
 def parse_transferjob(document: dict[str, Any]) -> TransferJob:
     """A TransferJob from its YAML/JSON document, or InvalidSpec with every problem found."""
-    if document.get("kind") not in (None, "TransferJob"):
-        raise InvalidSpec([f"kind: expected TransferJob, got {document.get('kind')}"])
-    try:
-        job = TransferJob.model_validate(
-            {**document, "metadata": document.get("metadata") or {}, "status": document.get("status") or {}}
-        )
-    except ValidationError as error:
-        raise InvalidSpec(format_errors(error)) from None
+    document = _with_defaults(document)
+    check_kind(document, "TransferJob")
+    job = validate_wire(TransferJob, document)
     problems = semantic_problems(job.spec)
     if problems:
         raise InvalidSpec(problems)
@@ -101,16 +158,22 @@ def parse_transferjob(document: dict[str, Any]) -> TransferJob:
 
 
 def parse_gpupool(document: dict[str, Any]) -> GPUPool:
-    if document.get("kind") not in (None, "GPUPool"):
-        raise InvalidSpec([f"kind: expected GPUPool, got {document.get('kind')}"])
-    try:
-        pool = GPUPool.model_validate(
-            {**document, "metadata": document.get("metadata") or {}, "status": document.get("status") or {}}
-        )
-    except ValidationError as error:
-        raise InvalidSpec(format_errors(error)) from None
+    document = _with_defaults(document)
+    check_kind(document, "GPUPool")
+    pool = validate_wire(GPUPool, document)
     pricing = pool.spec.pricing
     if pricing.spot_per_gpu_hour is not None and pricing.spot_per_gpu_hour > pricing.on_demand_per_gpu_hour:
         # The CRD's CEL rule says the same to the API server.
         raise InvalidSpec(["spec.pricing.spotPerGpuHour must not exceed pricing.onDemandPerGpuHour"])
     return pool
+
+
+def _with_defaults(document: dict[str, Any]) -> dict[str, Any]:
+    """An empty metadata or status (`null` in YAML) counts as absent, as the API server takes it."""
+    if not isinstance(document, dict):
+        raise InvalidSpec([f"document: expected an object, got {type(document).__name__}"])
+    out = {
+        key: value for key, value in document.items() if not (key in ("status", "metadata") and value is None)
+    }
+    out.setdefault("metadata", {})
+    return out

@@ -3,23 +3,41 @@ clock, no environment reads. The handler adds the owner reference and applies it
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
 
+import yaml
+
 from transfer_operator.api.models import GPUPoolSpec, TransferJob
+from transfer_operator.engine.isolation import (
+    DASHBOARD_PORT,
+    GCS_PORT,
+    LABEL_JOB,
+    LABEL_MANAGED_BY,
+    MANAGER,
+    METRICS_PORT,
+    TOKEN_KEY,
+)
+from transfer_operator.engine.names import MAX_NAME, label_value, ray_token_secret_name, rayjob_name
+
+__all__ = [
+    "LABEL_JOB",
+    "MAX_NAME",
+    "PoolPin",
+    "label_value",
+    "rayjob_name",
+    "render_rayjob",
+    "trainer_env",
+]
 
 RAY_VERSION = "2.60.0"
 RAYJOB_API_VERSION = "ray.io/v1"
 DEFAULT_TTL_SECONDS = 3600
 TRAINER_ENTRYPOINT = "python -m transfer_trainers.launch"
-LABEL_JOB = "transfer.dev/job"
 LABEL_POOL = "transfer.dev/pool"
 LABEL_ATTEMPT = "transfer.dev/attempt"
-LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
-MANAGER = "transfer-operator"
-MAX_NAME = 47  # KubeRay appends suffixes to the RayCluster and pod names
+POD_IP_ENV = "TRANSFER_POD_IP"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,16 +59,6 @@ class PoolPin:
         )
 
 
-def rayjob_name(job_name: str, attempt: int) -> str:
-    """Deterministic and short enough for KubeRay's derived names; one per attempt."""
-    suffix = f"-a{attempt}"
-    if len(job_name) + len(suffix) <= MAX_NAME:
-        return job_name + suffix
-    digest = hashlib.sha1(job_name.encode()).hexdigest()[:6]
-    head = job_name[: MAX_NAME - len(suffix) - 7].rstrip("-")
-    return f"{head}-{digest}{suffix}"
-
-
 def labels_for(job: TransferJob, pool: str, attempt: int) -> dict[str, str]:
     return {
         LABEL_JOB: label_value(job.metadata.name),
@@ -58,10 +66,6 @@ def labels_for(job: TransferJob, pool: str, attempt: int) -> dict[str, str]:
         LABEL_ATTEMPT: str(attempt),
         LABEL_MANAGED_BY: MANAGER,
     }
-
-
-def label_value(value: str) -> str:
-    return value if len(value) <= 63 else value[:56] + "-" + hashlib.sha1(value.encode()).hexdigest()[:6]
 
 
 DEFAULT_STORAGE_ROOT = "/tmp/transfer-checkpoints"
@@ -84,7 +88,6 @@ def trainer_env(job: TransferJob, attempt: int) -> dict[str, str]:
         "TRANSFER_JOB_NAMESPACE": job.metadata.namespace or "default",
         "TRANSFER_ATTEMPT": str(attempt),
         "HF_HUB_OFFLINE": "1",
-        "RAY_AUTH_MODE": "disabled",
     }
     env["TRANSFER_STORAGE_PATH"] = checkpoint_storage(job)
     if job.status.last_checkpoint:
@@ -92,11 +95,33 @@ def trainer_env(job: TransferJob, attempt: int) -> dict[str, str]:
     return env
 
 
-def _container(name: str, image: str, resources: dict[str, Any], job: TransferJob) -> dict[str, Any]:
-    container: dict[str, Any] = {"name": name, "image": image, "resources": resources}
+def render_runtime_env_yaml(runtime_env: dict[str, Any]) -> str:
+    """The runtime env as YAML (what the field's name says): the job spec inside TRANSFER_JOB is
+    JSON once, in a YAML string, not JSON escaped inside JSON."""
+    return yaml.safe_dump(runtime_env, sort_keys=True, width=float("inf"), allow_unicode=True)
+
+
+def ray_auth_env(job: TransferJob) -> list[dict[str, Any]]:
+    """Ray token authentication: the mode, and the token from the job's own Secret."""
+    secret = {"name": ray_token_secret_name(job.metadata.name), "key": TOKEN_KEY}
+    return [
+        {"name": "RAY_AUTH_MODE", "value": "token"},
+        {"name": "RAY_AUTH_TOKEN", "valueFrom": {"secretKeyRef": secret}},
+    ]
+
+
+def _container(
+    name: str, image: str, resources: dict[str, Any], job: TransferJob, *, storage_credentials: bool
+) -> dict[str, Any]:
+    container: dict[str, Any] = {
+        "name": name,
+        "image": image,
+        "resources": resources,
+        "env": ray_auth_env(job),
+    }
     secret = job.spec.checkpoint.secret_ref
-    if secret is not None:
-        # Credentials reach the pods only as a reference, never as values.
+    if secret is not None and storage_credentials:
+        # Credentials reach the pods that write checkpoints only, and as a reference, never as values.
         container["envFrom"] = [{"secretRef": {"name": secret.name}}]
     return container
 
@@ -122,16 +147,22 @@ def render_rayjob(
     worker_limits: dict[str, Any] = {"cpu": resources.cpu_per_worker, "memory": resources.memory_per_worker}
     if resources.gpus_per_worker:
         worker_limits["nvidia.com/gpu"] = resources.gpus_per_worker
-    worker = _container("ray-worker", image, {"limits": worker_limits, "requests": dict(worker_limits)}, job)
+    worker_resources = {"limits": worker_limits, "requests": dict(worker_limits)}
+    worker = _container("ray-worker", image, worker_resources, job, storage_credentials=True)
     head_resources = {"cpu": "1", "memory": "2Gi"}
-    head = _container("ray-head", image, {"limits": head_resources, "requests": dict(head_resources)}, job)
+    head_limits = {"limits": head_resources, "requests": dict(head_resources)}
+    # The head runs the driver, which reads and writes the run's state in checkpoint storage.
+    head = _container("ray-head", image, head_limits, job, storage_credentials=True)
+    head["env"].append({"name": POD_IP_ENV, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}})
+    # No Ray Client port (10001): jobs are submitted through the dashboard's job API only.
     head["ports"] = [
-        {"containerPort": 6379, "name": "gcs-server"},
-        {"containerPort": 8265, "name": "dashboard"},
-        {"containerPort": 10001, "name": "client"},
-        {"containerPort": 8080, "name": "metrics"},
+        {"containerPort": GCS_PORT, "name": "gcs-server"},
+        {"containerPort": DASHBOARD_PORT, "name": "dashboard"},
+        {"containerPort": METRICS_PORT, "name": "metrics"},
     ]
-    submitter = _container("ray-job-submitter", image, {"limits": {"cpu": "500m", "memory": "512Mi"}}, job)
+    # The submitter only calls the job API: no storage credentials.
+    submitter_resources = {"limits": {"cpu": "500m", "memory": "512Mi"}}
+    submitter = _container("ray-job-submitter", image, submitter_resources, job, storage_credentials=False)
     runtime_env = {"env_vars": trainer_env(job, attempt)}
     return {
         "apiVersion": RAYJOB_API_VERSION,
@@ -144,15 +175,21 @@ def render_rayjob(
         },
         "spec": {
             "entrypoint": job.spec.trainer.entrypoint or TRAINER_ENTRYPOINT,
-            "runtimeEnvYAML": json.dumps(runtime_env, sort_keys=True),
+            "runtimeEnvYAML": render_runtime_env_yaml(runtime_env),
             "shutdownAfterJobFinishes": True,
             "ttlSecondsAfterFinished": ttl_seconds,
             "suspend": job.spec.suspend,
             "submitterPodTemplate": _pod_template(submitter, pin, labels, restart_policy="Never"),
             "rayClusterSpec": {
                 "rayVersion": RAY_VERSION,
+                # KubeRay >= 1.5: token auth from our Secret (KubeRay then generates none, puts the
+                # token on every Ray container and the submitter, and its dashboard client sends it).
+                "authOptions": {"mode": "token", "secretName": ray_token_secret_name(job.metadata.name)},
                 "headGroupSpec": {
-                    "rayStartParams": {"dashboard-host": "0.0.0.0", "num-gpus": "0"},
+                    # The dashboard (job API) listens on the pod's IP, which the head Service, the
+                    # submitter and KubeRay use, not on 0.0.0.0; Kubernetes expands $(VAR) in the
+                    # `ray start` args KubeRay builds. Health probes use the agent port (Ray >= 2.53).
+                    "rayStartParams": {"dashboard-host": f"$({POD_IP_ENV})", "num-gpus": "0"},
                     "template": _pod_template(head, pin, labels),
                 },
                 "workerGroupSpecs": [

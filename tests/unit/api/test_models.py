@@ -52,7 +52,7 @@ def test_defaults_and_camel_case_round_trip():
         pytest.param({"strategy": {"type": "magic"}}, "strategy.type", id="unknown-strategy"),
         pytest.param({"resources": {"workers": 0}}, "resources.workers", id="zero-workers"),
         pytest.param(
-            {"resources": {"gpuType": "A100", "gpusPerWorker": 0}}, "gpusPerWorker > 0", id="gpu-type-no-gpus"
+            {"resources": {"gpuType": "A100", "gpusPerWorker": 0}}, "gpusPerWorker", id="gpu-type-no-gpus"
         ),
         pytest.param({"model": {"source": "huggingface.co/x"}}, "model.source", id="bad-model-source"),
         pytest.param(

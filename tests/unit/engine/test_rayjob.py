@@ -2,14 +2,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from transfer_operator.api.models import GPUPool, TransferJob
 from transfer_operator.api.validation import parse_gpupool, parse_transferjob
-from transfer_operator.engine.rayjob import MAX_NAME, PoolPin, rayjob_name, render_rayjob
+from transfer_operator.engine.rayjob import MAX_NAME, PoolPin, label_value, rayjob_name, render_rayjob
 
 ROOT = Path(__file__).resolve().parents[3]
 GOLDEN = Path(__file__).parent / "golden"
@@ -70,7 +73,7 @@ def test_trainer_contract_is_in_the_runtime_env():
     job = example("lora-sentiment.yaml")
     job.status.last_checkpoint = "/ckpt/step-40"
     manifest = render_rayjob(job, PoolPin.of("eu-west-a100", pool("eu-west-a100").spec), attempt=3)
-    env = json.loads(manifest["spec"]["runtimeEnvYAML"])["env_vars"]
+    env = yaml.safe_load(manifest["spec"]["runtimeEnvYAML"])["env_vars"]
     assert json.loads(env["TRANSFER_JOB"])["strategy"]["lora"]["rank"] == 8
     assert env["TRANSFER_JOB_NAME"] == "reviews-lora"
     assert env["TRANSFER_RESUME_FROM"] == "/ckpt/step-40"
@@ -97,6 +100,43 @@ def test_rayjob_names_are_deterministic_and_short():
     assert len(rayjob_name(long_name, 12)) <= MAX_NAME
     assert rayjob_name("a" * 60, 1) != rayjob_name("a" * 59 + "b", 1)
     assert rayjob_name("short", 2) == "short-a2"
+
+
+def test_a_job_cannot_take_the_rayjob_name_of_another():
+    # The attack on the old scheme: name a job exactly what a long name was shortened to.
+    long_name = "team-a-" + "x" * 60
+    hashed = rayjob_name(long_name, 1)
+    assert rayjob_name(hashed.removesuffix("-a1"), 1) != hashed
+    # Names KubeRay could not use as a Service name are hashed too, never merely rewritten.
+    assert rayjob_name("a.b", 1) != rayjob_name("a-b", 1)
+    assert rayjob_name("a.b", 1) != rayjob_name(rayjob_name("a.b", 1).removesuffix("-a1"), 1)
+
+
+DNS_NAMES = st.from_regex(r"[a-z0-9]([-a-z0-9.]{0,80}[a-z0-9])?", fullmatch=True)
+RFC1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+
+@settings(max_examples=500, deadline=None)
+@given(first=DNS_NAMES, second=DNS_NAMES, attempts=st.tuples(st.integers(1, 100), st.integers(1, 100)))
+def test_rayjob_names_and_job_labels_are_one_to_one(first, second, attempts):
+    for name, attempt in ((first, attempts[0]), (second, attempts[1])):
+        rendered_name = rayjob_name(name, attempt)
+        assert RFC1035.match(rendered_name) and len(rendered_name) <= MAX_NAME
+        assert len(label_value(name)) <= 63
+    if (first, attempts[0]) != (second, attempts[1]):
+        assert rayjob_name(first, attempts[0]) != rayjob_name(second, attempts[1])
+    if first != second:
+        assert label_value(first) != label_value(second)
+
+
+def test_runtime_env_yaml_escapes_the_job_once():
+    job = example("lora-sentiment.yaml")
+    job.spec.trainer.config = {"quote": 'say "hi"', "path": "C:\\x", "apostrophe": "it's"}
+    manifest = render_rayjob(job, PoolPin.of("eu-west-a100", pool("eu-west-a100").spec), attempt=1)
+    text = manifest["spec"]["runtimeEnvYAML"]
+    assert '"model":{"source"' in text  # JSON inside JSON would escape every quote of the spec
+    spec = json.loads(yaml.safe_load(text)["env_vars"]["TRANSFER_JOB"])
+    assert spec["trainer"]["config"] == job.spec.trainer.config
 
 
 def test_render_is_deterministic():

@@ -1,0 +1,111 @@
+"""What keeps one job's Ray cluster to itself: the per-job Ray token Secret and NetworkPolicy.
+
+Builders only (no client, no randomness): the handler makes the token, adds the owner
+reference (the TransferJob, so both go with it) and applies them before the RayJob.
+
+- Ray token authentication: the RayJob names the Secret in `authOptions` (KubeRay >= 1.5 then
+  sets RAY_AUTH_MODE=token and RAY_AUTH_TOKEN from it on every Ray container and the submitter,
+  and its own dashboard client reads it); `render_rayjob` also sets both on our containers, so
+  the settings hold whatever KubeRay adds. Without the token, the GCS, the dashboard and the job
+  API answer nothing.
+- NetworkPolicy: the head's ports (and every other port of the job's pods) take connections
+  only from the job's own pods, the operators, and optionally Prometheus on the metrics port.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from transfer_operator.api.models import TransferJob
+from transfer_operator.engine.names import label_value, network_policy_name, ray_token_secret_name
+
+LABEL_JOB = "transfer.dev/job"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGER = "transfer-operator"
+TOKEN_KEY = "auth_token"  # the key KubeRay and Ray read
+DASHBOARD_PORT = 8265
+GCS_PORT = 6379
+METRICS_PORT = 8080
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{32,256}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """Pods outside the job that may reach its pods: those matching `pod_labels` in `namespace`,
+    on `ports` (every port when empty)."""
+
+    namespace: str
+    pod_labels: dict[str, str]
+    ports: tuple[int, ...] = field(default=())
+
+
+def default_peers(
+    operator_namespace: str, kuberay_namespace: str, prometheus_namespace: str | None = None
+) -> list[Peer]:
+    """The transfer operator and the KubeRay operator (which polls the job through the dashboard),
+    on the dashboard port; Prometheus, when given, on the metrics port."""
+    peers = [
+        Peer(operator_namespace, {"app.kubernetes.io/name": "transfer-operator"}, (DASHBOARD_PORT,)),
+        Peer(kuberay_namespace, {"app.kubernetes.io/name": "kuberay-operator"}, (DASHBOARD_PORT,)),
+    ]
+    if prometheus_namespace is not None:
+        peers.append(Peer(prometheus_namespace, {}, (METRICS_PORT,)))
+    return peers
+
+
+def _selector(job: TransferJob) -> dict[str, str]:
+    """The labels every pod of the job carries (see rayjob.labels_for)."""
+    return {LABEL_JOB: label_value(job.metadata.name), LABEL_MANAGED_BY: MANAGER}
+
+
+def render_ray_token_secret(job: TransferJob, token: str) -> dict[str, Any]:
+    """The Secret holding the job's Ray token (one for all its attempts). `token`: 32-256
+    URL-safe characters, e.g. `secrets.token_urlsafe(32)`."""
+    if not _TOKEN.match(token):
+        raise ValueError("a Ray token is 32-256 URL-safe characters")
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {
+            "name": ray_token_secret_name(job.metadata.name),
+            "namespace": job.metadata.namespace or "default",
+            "labels": _selector(job),
+        },
+        "type": "Opaque",
+        "immutable": True,
+        "stringData": {TOKEN_KEY: token},
+    }
+
+
+def render_network_policy(job: TransferJob, peers: Sequence[Peer]) -> dict[str, Any]:
+    """Ingress to the job's pods (head, workers, submitter) from the job's own pods on any port,
+    and from each of `peers` on its ports; nothing else. Egress is left open (storage, the API
+    server): the other jobs' policies refuse this job's pods."""
+    own = {"podSelector": {"matchLabels": _selector(job)}}
+    rules: list[dict[str, Any]] = [{"from": [own]}]
+    for peer in peers:
+        source = {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": peer.namespace}},
+            "podSelector": {"matchLabels": dict(peer.pod_labels)},
+        }
+        rule: dict[str, Any] = {"from": [source]}
+        if peer.ports:
+            rule["ports"] = [{"protocol": "TCP", "port": port} for port in peer.ports]
+        rules.append(rule)
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {
+            "name": network_policy_name(job.metadata.name),
+            "namespace": job.metadata.namespace or "default",
+            "labels": _selector(job),
+        },
+        "spec": {
+            "podSelector": {"matchLabels": _selector(job)},
+            "policyTypes": ["Ingress"],
+            "ingress": rules,
+        },
+    }
