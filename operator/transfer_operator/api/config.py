@@ -44,6 +44,8 @@ class OperatorConfig(ApiModel):
     interruption_taints: list[str] = Field(default_factory=lambda: list(DEFAULT_INTERRUPTION_TAINTS))
     # Watch nodes and the jobs' pods for NotReady, interruption taints and vanished nodes.
     node_failover: bool = True
+    # Where the KubeRay operator runs: its pods may reach a job's dashboard (per-job NetworkPolicy).
+    kuberay_namespace: Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)] = "kuberay-system"
 
     @classmethod
     def load(cls, path: Path | None) -> OperatorConfig:

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from transfer_operator import metrics
 from transfer_operator.api.enums import Reason
 from transfer_operator.api.models import GPUPool, TransferJob
+from transfer_operator.engine.isolation import default_peers, render_network_policy, render_ray_token_secret
 from transfer_operator.engine.rayjob import PoolPin, render_rayjob
 from transfer_operator.handlers.context import Ctx
 from transfer_operator.handlers.kube import owner_reference
 from transfer_operator.handlers.writes import create_rayjob, delete_rayjob
+
+
+def ensure_isolation(ctx: Ctx, body: dict[str, Any], job: TransferJob) -> None:
+    """The job's Ray token Secret and NetworkPolicy, before its RayJob names them. Both are owned
+    by the TransferJob (they go with it) and kept across attempts: a repeat is a 409, not a change."""
+    owner = owner_reference(body)
+    ctx.kube.create_owned(render_ray_token_secret(job, secrets.token_urlsafe(32)), owner)
+    peers = default_peers(ctx.lease_namespace, ctx.config.kuberay_namespace)
+    ctx.kube.create_owned(render_network_policy(job, peers), owner)
 
 
 def ensure_rayjob(
@@ -31,6 +42,7 @@ def ensure_rayjob(
     name = manifest["metadata"]["name"]
     namespace = manifest["metadata"]["namespace"]
     try:
+        ensure_isolation(ctx, body, job)
         if create_rayjob(ctx, manifest, owner_reference(body)):
             if announce:
                 ctx.kube.post_event(

@@ -207,6 +207,25 @@ class Kube:
                 return None
             raise
 
+    def create_owned(self, manifest: dict[str, Any], owner: dict[str, Any]) -> bool:
+        """Create a job's Secret or NetworkPolicy if absent (409 counts as there); True when created.
+        Create only: the operator never reads Secrets."""
+        manifest = {**manifest, "metadata": {**manifest["metadata"], "ownerReferences": [owner]}}
+        namespace = manifest["metadata"]["namespace"]
+        self.writes.wait()
+        try:
+            if manifest["kind"] == "Secret":
+                client.CoreV1Api(self.api).create_namespaced_secret(namespace, manifest)
+            elif manifest["kind"] == "NetworkPolicy":
+                client.NetworkingV1Api(self.api).create_namespaced_network_policy(namespace, manifest)
+            else:
+                raise ValueError(f"create_owned: unexpected kind {manifest['kind']}")
+        except ApiException as error:
+            if error.status == 409:
+                return False
+            raise
+        return True
+
     def delete_rayjob(self, namespace: str, name: str) -> None:
         self.writes.wait()
         try:

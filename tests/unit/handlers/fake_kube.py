@@ -38,6 +38,7 @@ class FakeKube:
     seen: dict[str, dict[tuple[str, str], dict[str, Any]]] = field(default_factory=dict)
     expire: set[str] = field(default_factory=set)
     lists: dict[str, int] = field(default_factory=dict)
+    owned: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
 
     written: dict[str, dict[str, Any]] = field(default_factory=dict)  # resourceVersion -> the object then
 
@@ -130,6 +131,14 @@ class FakeKube:
         # change or deletion by a test is then reported.
         self.seen.setdefault("rayjobs", {})[key] = copy.deepcopy(created)
         return copy.deepcopy(created)
+
+    def create_owned(self, manifest: dict[str, Any], owner: dict[str, Any]) -> bool:
+        meta = manifest["metadata"]
+        key = (manifest["kind"], meta["namespace"], meta["name"])
+        if key in self.owned:
+            return False
+        self.owned[key] = {**manifest, "metadata": {**meta, "ownerReferences": [owner]}}
+        return True
 
     def delete_rayjob(self, namespace: str, name: str) -> None:
         self.rayjobs.pop((namespace, name), None)
