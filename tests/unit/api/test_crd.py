@@ -44,7 +44,9 @@ def test_schemas_are_structural():
 
 
 def test_printer_columns_and_validations():
-    transferjob, gpupool = all_crds()
+    transferjob, gpupool, queue, priority_class = all_crds()
+    assert queue["spec"]["scope"] == priority_class["spec"]["scope"] == "Cluster"
+    assert "status" not in queue["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
     columns = {c["name"] for c in transferjob["spec"]["versions"][0]["additionalPrinterColumns"]}
     assert {"Phase", "Pool", "Region", "Cost", "Age"} <= columns
     spec = transferjob["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
@@ -54,4 +56,4 @@ def test_printer_columns_and_validations():
     assert spec["properties"]["trainer"]["properties"]["config"]["x-kubernetes-preserve-unknown-fields"]
     assert gpupool["spec"]["scope"] == "Cluster"
     assert transferjob["spec"]["versions"][0]["subresources"] == {"status": {}}
-    assert [d["kind"] for d in yaml.safe_load_all(render_crds_yaml())] == ["CustomResourceDefinition"] * 2
+    assert [d["kind"] for d in yaml.safe_load_all(render_crds_yaml())] == ["CustomResourceDefinition"] * 4
