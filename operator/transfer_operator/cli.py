@@ -223,7 +223,7 @@ def render(file: Path, pool_files: tuple[Path, ...]) -> None:
             continue
         pool = by_name[decision.placement.pool]
         pin = PoolPin.of(pool.metadata.name, pool.spec)
-        manifests.append(render_rayjob(job, pin, attempt=attempts[job.key]))
+        manifests.append(render_rayjob(job, pin, attempt=attempts[job.key], token_auth=True))
     click.echo(yaml.dump_all(manifests, Dumper=_NoAliasDumper, sort_keys=False), nl=False)
 
 

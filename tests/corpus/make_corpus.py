@@ -135,7 +135,7 @@ JOB_SCHEMA = [
 # them with InvalidSpec, and so does `transferctl validate`.
 JOB_OPERATOR = [
     ("trainer.config", {"blob": "x" * 70_000}, "more than 65536"),
-    ("trainer.config", {"deep": [[[[{"k": "v" * 1000}] * 20] * 4] * 4]}, "more than 65536"),
+    ("trainer.config", {"deep": [[[[{"k": "v" * 1000}] * 20] * 4]]}, "more than 65536"),
 ]
 # Only the operator can judge these: the schema accepts them.
 JOB_SEMANTIC = [

@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from transfer_operator.api.clusters import TransferClusterSpec, TransferClusterStatus
 from transfer_operator.api.enums import GROUP, VERSION
 from transfer_operator.api.models import GPUPoolSpec, GPUPoolStatus, TransferJobSpec, TransferJobStatus
+from transfer_operator.api.queues import TransferPriorityClassSpec, TransferQueueSpec
 
 # Keys of JSON Schema that Kubernetes' structural schema accepts as they are.
 _KEPT_KEYS = {
@@ -242,8 +243,54 @@ def transfercluster_crd() -> dict[str, Any]:
     )
 
 
+
+def transferqueue_crd() -> dict[str, Any]:
+    crd = _crd(
+        kind="TransferQueue",
+        plural="transferqueues",
+        singular="transferqueue",
+        short_names=["tq"],
+        scope="Cluster",
+        spec=TransferQueueSpec,
+        status=GPUPoolStatus,
+        categories=["transfer"],
+        columns=[
+            _column("Cohort", ".spec.cohort"),
+            _column("MaxPriority", ".spec.maxPriority", "integer"),
+            _column("Age", ".metadata.creationTimestamp", "date"),
+        ],
+    )
+    return _without_status(crd)
+
+
+def transferpriorityclass_crd() -> dict[str, Any]:
+    crd = _crd(
+        kind="TransferPriorityClass",
+        plural="transferpriorityclasses",
+        singular="transferpriorityclass",
+        short_names=["tpc"],
+        scope="Cluster",
+        spec=TransferPriorityClassSpec,
+        status=GPUPoolStatus,
+        categories=["transfer"],
+        columns=[
+            _column("Value", ".spec.value", "integer"),
+            _column("Age", ".metadata.creationTimestamp", "date"),
+        ],
+    )
+    return _without_status(crd)
+
+
+def _without_status(crd: dict[str, Any]) -> dict[str, Any]:
+    """Admin-owned settings: a spec, no status written by anyone."""
+    version = crd["spec"]["versions"][0]
+    version.pop("subresources")
+    version["schema"]["openAPIV3Schema"]["properties"].pop("status")
+    return crd
+
+
 def all_crds() -> list[dict[str, Any]]:
-    return [transferjob_crd(), gpupool_crd(), transfercluster_crd()]
+    return [transferjob_crd(), gpupool_crd(), transfercluster_crd(), transferqueue_crd(), transferpriorityclass_crd()]
 
 
 def render_crds_yaml() -> str:

@@ -388,6 +388,15 @@ class TransferJobSpec(ApiModel):
     queue: Annotated[
         str, Field(pattern=NAME_PATTERN, max_length=63, description="Queue whose GPU quota the job uses.")
     ] = "default"
+    priority_class_name: Annotated[
+        str | None,
+        Field(
+            default=None,
+            pattern=NAME_PATTERN,
+            max_length=63,
+            description="A TransferPriorityClass; its value replaces `priority` (see docs/security.md).",
+        ),
+    ] = None
     checkpoint: CheckpointSpec = Field(
         default_factory=CheckpointSpec, description="Where and how often the trainer checkpoints."
     )

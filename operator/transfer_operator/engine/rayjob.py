@@ -111,13 +111,19 @@ def ray_auth_env(job: TransferJob) -> list[dict[str, Any]]:
 
 
 def _container(
-    name: str, image: str, resources: dict[str, Any], job: TransferJob, *, storage_credentials: bool
+    name: str,
+    image: str,
+    resources: dict[str, Any],
+    job: TransferJob,
+    *,
+    storage_credentials: bool,
+    token_auth: bool,
 ) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": name,
         "image": image,
         "resources": resources,
-        "env": ray_auth_env(job),
+        "env": ray_auth_env(job) if token_auth else [],
     }
     secret = job.spec.checkpoint.secret_ref
     if secret is not None and storage_credentials:
@@ -138,9 +144,19 @@ def _pod_template(
 
 
 def render_rayjob(
-    job: TransferJob, pin: PoolPin, attempt: int, *, ttl_seconds: int = DEFAULT_TTL_SECONDS
+    job: TransferJob,
+    pin: PoolPin,
+    attempt: int,
+    *,
+    ttl_seconds: int = DEFAULT_TTL_SECONDS,
+    token_auth: bool = False,
 ) -> dict[str, Any]:
-    """The RayJob that runs `job` on the pool `pin`. Deterministic: the same input, the same bytes."""
+    """The RayJob that runs `job` on the pool `pin`. Deterministic: the same input, the same bytes.
+
+    `token_auth`: Ray token authentication from the job's Secret (engine/isolation.py). Pass True
+    only once that Secret exists: KubeRay's dashboard client (and so its RayJob finalizer) fails
+    without it. `transferctl render` shows it on; the handlers turn it on when they create the
+    Secret (docs/security.md)."""
     resources = job.spec.resources
     image = job.spec.trainer.image
     labels = labels_for(job, pin.name, attempt)
@@ -148,11 +164,13 @@ def render_rayjob(
     if resources.gpus_per_worker:
         worker_limits["nvidia.com/gpu"] = resources.gpus_per_worker
     worker_resources = {"limits": worker_limits, "requests": dict(worker_limits)}
-    worker = _container("ray-worker", image, worker_resources, job, storage_credentials=True)
+    worker = _container(
+        "ray-worker", image, worker_resources, job, storage_credentials=True, token_auth=token_auth
+    )
     head_resources = {"cpu": "1", "memory": "2Gi"}
     head_limits = {"limits": head_resources, "requests": dict(head_resources)}
     # The head runs the driver, which reads and writes the run's state in checkpoint storage.
-    head = _container("ray-head", image, head_limits, job, storage_credentials=True)
+    head = _container("ray-head", image, head_limits, job, storage_credentials=True, token_auth=token_auth)
     head["env"].append({"name": POD_IP_ENV, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}})
     # No Ray Client port (10001): jobs are submitted through the dashboard's job API only.
     head["ports"] = [
@@ -162,7 +180,9 @@ def render_rayjob(
     ]
     # The submitter only calls the job API: no storage credentials.
     submitter_resources = {"limits": {"cpu": "500m", "memory": "512Mi"}}
-    submitter = _container("ray-job-submitter", image, submitter_resources, job, storage_credentials=False)
+    submitter = _container(
+        "ray-job-submitter", image, submitter_resources, job, storage_credentials=False, token_auth=token_auth
+    )
     runtime_env = {"env_vars": trainer_env(job, attempt)}
     return {
         "apiVersion": RAYJOB_API_VERSION,
@@ -184,7 +204,11 @@ def render_rayjob(
                 "rayVersion": RAY_VERSION,
                 # KubeRay >= 1.5: token auth from our Secret (KubeRay then generates none, puts the
                 # token on every Ray container and the submitter, and its dashboard client sends it).
-                "authOptions": {"mode": "token", "secretName": ray_token_secret_name(job.metadata.name)},
+                **(
+                    {"authOptions": {"mode": "token", "secretName": ray_token_secret_name(job.metadata.name)}}
+                    if token_auth
+                    else {}
+                ),
                 "headGroupSpec": {
                     # The dashboard (job API) listens on the pod's IP, which the head Service, the
                     # submitter and KubeRay use, not on 0.0.0.0; Kubernetes expands $(VAR) in the

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import secrets
 from typing import Any
 
 from transfer_operator import metrics
 from transfer_operator.api.enums import Reason
 from transfer_operator.api.models import GPUPool, TransferJob
-from transfer_operator.engine.isolation import default_peers, render_network_policy, render_ray_token_secret
+from transfer_operator.engine.isolation import default_peers, render_network_policy
 from transfer_operator.engine.rayjob import PoolPin, render_rayjob
 from transfer_operator.handlers.context import Ctx
 from transfer_operator.handlers.kube import owner_reference
@@ -16,12 +15,12 @@ from transfer_operator.handlers.writes import create_rayjob, delete_rayjob
 
 
 def ensure_isolation(ctx: Ctx, body: dict[str, Any], job: TransferJob) -> None:
-    """The job's Ray token Secret and NetworkPolicy, before its RayJob names them. Both are owned
-    by the TransferJob (they go with it) and kept across attempts: a repeat is a 409, not a change."""
-    owner = owner_reference(body)
-    ctx.kube.create_owned(render_ray_token_secret(job, secrets.token_urlsafe(32)), owner)
+    """The job's NetworkPolicy, owned by the TransferJob and kept across attempts (a repeat is a
+    409). Ray token auth stays off (render_rayjob's default): KubeRay's RayJob finalizer reads the
+    token Secret, so a Secret owned by the TransferJob, collected with it, leaves the RayJob stuck
+    in deletion; the Secret must live as long as the last RayJob (docs/security.md)."""
     peers = default_peers(ctx.lease_namespace, ctx.config.kuberay_namespace)
-    ctx.kube.create_owned(render_network_policy(job, peers), owner)
+    ctx.kube.create_owned(render_network_policy(job, peers), owner_reference(body))
 
 
 def ensure_rayjob(

@@ -130,7 +130,9 @@ class Kube:
         self.writes.wait()
         return cast(
             dict[str, Any],
-            self.custom.patch_cluster_custom_object_status(GROUP, VERSION, "gpupools", name, {"status": status}),
+            self.custom.patch_cluster_custom_object_status(
+                GROUP, VERSION, "gpupools", name, {"status": status}
+            ),
         )
 
     # --- lists and watches (the informers' source) -----------------------------------------
@@ -200,7 +202,9 @@ class Kube:
         try:
             return cast(
                 dict[str, Any],
-                self.custom.create_namespaced_custom_object(RAY_GROUP, RAY_VERSION, namespace, "rayjobs", manifest),
+                self.custom.create_namespaced_custom_object(
+                    RAY_GROUP, RAY_VERSION, namespace, "rayjobs", manifest
+                ),
             )
         except ApiException as error:
             if error.status == 409:
@@ -208,16 +212,16 @@ class Kube:
             raise
 
     def create_owned(self, manifest: dict[str, Any], owner: dict[str, Any]) -> bool:
-        """Create a job's Secret or NetworkPolicy if absent (409 counts as there); True when created.
-        Create only: the operator never reads Secrets."""
+        """Create a job's NetworkPolicy if absent (409 counts as there); True when created."""
         manifest = {**manifest, "metadata": {**manifest["metadata"], "ownerReferences": [owner]}}
         namespace = manifest["metadata"]["namespace"]
         self.writes.wait()
         try:
-            if manifest["kind"] == "Secret":
-                client.CoreV1Api(self.api).create_namespaced_secret(namespace, manifest)
-            elif manifest["kind"] == "NetworkPolicy":
-                client.NetworkingV1Api(self.api).create_namespaced_network_policy(namespace, manifest)
+            if manifest["kind"] == "NetworkPolicy":
+                client.NetworkingV1Api(self.api).create_namespaced_network_policy(
+                    namespace,
+                    manifest,  # type: ignore[arg-type]  # the client takes plain dicts too
+                )
             else:
                 raise ValueError(f"create_owned: unexpected kind {manifest['kind']}")
         except ApiException as error:

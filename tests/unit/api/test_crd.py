@@ -44,7 +44,9 @@ def test_schemas_are_structural():
 
 
 def test_printer_columns_and_validations():
-    transferjob, gpupool, transfercluster = all_crds()
+    transferjob, gpupool, transfercluster, queue, priority_class = all_crds()
+    assert queue["spec"]["scope"] == priority_class["spec"]["scope"] == "Cluster"
+    assert "status" not in queue["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
     columns = {c["name"] for c in transferjob["spec"]["versions"][0]["additionalPrinterColumns"]}
     assert {"Phase", "Pool", "Region", "Cluster", "Cost", "Age"} <= columns
     pool_columns = {c["name"] for c in gpupool["spec"]["versions"][0]["additionalPrinterColumns"]}
@@ -60,4 +62,4 @@ def test_printer_columns_and_validations():
     assert cluster_spec["required"] == ["kubeconfigSecretRef"]
     assert cluster_spec["properties"]["clusterLostAfterSeconds"]["default"] == 60
     assert transferjob["spec"]["versions"][0]["subresources"] == {"status": {}}
-    assert [d["kind"] for d in yaml.safe_load_all(render_crds_yaml())] == ["CustomResourceDefinition"] * 3
+    assert [d["kind"] for d in yaml.safe_load_all(render_crds_yaml())] == ["CustomResourceDefinition"] * 5

@@ -32,7 +32,7 @@ def a_job(name: str = "reviews-lora", namespace: str = "team-a") -> TransferJob:
 
 def a_rayjob(job: TransferJob) -> dict:
     pools = [parse_gpupool(d) for d in yaml.safe_load_all((EXAMPLES / "pools.yaml").read_text())]
-    return render_rayjob(job, PoolPin.of(pools[0].metadata.name, pools[0].spec), attempt=1)
+    return render_rayjob(job, PoolPin.of(pools[0].metadata.name, pools[0].spec), attempt=1, token_auth=True)
 
 
 def containers(rayjob: dict) -> dict[str, dict]:
@@ -123,3 +123,12 @@ def test_secret_and_policy_names_are_valid_and_distinct(name):
     # A job cannot be named so that its Secret is another job's.
     long_one = ray_token_secret_name("a" * 253)
     assert ray_token_secret_name(long_one.removesuffix("-ray-token")) != long_one
+
+
+def test_without_the_secret_nothing_names_it():
+    # Until the handler has created the token Secret, the RayJob must not ask for it: KubeRay's
+    # dashboard client, and so its RayJob finalizer, would fail.
+    pools = [parse_gpupool(d) for d in yaml.safe_load_all((EXAMPLES / "pools.yaml").read_text())]
+    rayjob = render_rayjob(a_job(), PoolPin.of(pools[0].metadata.name, pools[0].spec), attempt=1)
+    assert "authOptions" not in rayjob["spec"]["rayClusterSpec"]
+    assert all(not c["env"] or "RAY_AUTH_TOKEN" not in str(c["env"]) for c in containers(rayjob).values())

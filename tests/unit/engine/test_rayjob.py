@@ -31,7 +31,9 @@ def pool(name: str) -> GPUPool:
 
 
 def rendered(job_file: str, pool_name: str, attempt: int = 1) -> dict:
-    return render_rayjob(example(job_file), PoolPin.of(pool_name, pool(pool_name).spec), attempt)
+    return render_rayjob(
+        example(job_file), PoolPin.of(pool_name, pool(pool_name).spec), attempt, token_auth=True
+    )
 
 
 @pytest.mark.parametrize(
@@ -72,7 +74,9 @@ def test_pins_every_pod_to_the_pool_and_sizes_the_gang():
 def test_trainer_contract_is_in_the_runtime_env():
     job = example("lora-sentiment.yaml")
     job.status.last_checkpoint = "/ckpt/step-40"
-    manifest = render_rayjob(job, PoolPin.of("eu-west-a100", pool("eu-west-a100").spec), attempt=3)
+    manifest = render_rayjob(
+        job, PoolPin.of("eu-west-a100", pool("eu-west-a100").spec), attempt=3, token_auth=True
+    )
     env = yaml.safe_load(manifest["spec"]["runtimeEnvYAML"])["env_vars"]
     assert json.loads(env["TRANSFER_JOB"])["strategy"]["lora"]["rank"] == 8
     assert env["TRANSFER_JOB_NAME"] == "reviews-lora"
@@ -88,7 +92,9 @@ def test_suspend_is_honoured_and_secrets_stay_references():
     job.spec.checkpoint.secret_ref = (
         type(job.spec.checkpoint).model_fields["secret_ref"].annotation.__args__[0](name="s3-creds")
     )
-    manifest = render_rayjob(job, PoolPin.of("eu-west-a100", pool("eu-west-a100").spec), attempt=1)
+    manifest = render_rayjob(
+        job, PoolPin.of("eu-west-a100", pool("eu-west-a100").spec), attempt=1, token_auth=True
+    )
     assert manifest["spec"]["suspend"] is True
     container = manifest["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]["containers"][0]
     assert container["envFrom"] == [{"secretRef": {"name": "s3-creds"}}]
@@ -132,7 +138,9 @@ def test_rayjob_names_and_job_labels_are_one_to_one(first, second, attempts):
 def test_runtime_env_yaml_escapes_the_job_once():
     job = example("lora-sentiment.yaml")
     job.spec.trainer.config = {"quote": 'say "hi"', "path": "C:\\x", "apostrophe": "it's"}
-    manifest = render_rayjob(job, PoolPin.of("eu-west-a100", pool("eu-west-a100").spec), attempt=1)
+    manifest = render_rayjob(
+        job, PoolPin.of("eu-west-a100", pool("eu-west-a100").spec), attempt=1, token_auth=True
+    )
     text = manifest["spec"]["runtimeEnvYAML"]
     assert '"model":{"source"' in text  # JSON inside JSON would escape every quote of the spec
     spec = json.loads(yaml.safe_load(text)["env_vars"]["TRANSFER_JOB"])

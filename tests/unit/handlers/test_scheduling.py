@@ -56,9 +56,8 @@ def test_admits_writes_status_before_the_rayjob_and_is_idempotent():
     rayjob = kube.rayjobs[("default", "a-a1")]
     assert rayjob["metadata"]["ownerReferences"][0]["uid"] == "uid-a"
     assert kube.gpupools["eu-a100"]["status"]["allocatedGpus"] == 8
-    token_secret = rayjob["spec"]["rayClusterSpec"]["authOptions"]["secretName"]
     isolation = {key: obj["metadata"]["ownerReferences"][0]["uid"] for key, obj in kube.owned.items()}
-    assert isolation == {("Secret", "default", token_secret): "uid-a", ("NetworkPolicy", "default", "a-ray"): "uid-a"}
+    assert isolation == {("NetworkPolicy", "default", "a-ray"): "uid-a"}
     run_cycle(ctx, NOW + timedelta(seconds=2))  # a second cycle changes nothing
     assert list(kube.rayjobs) == [("default", "a-a1")]
     assert status_of(kube, "a")["attempts"] == 1

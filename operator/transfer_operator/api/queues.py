@@ -1,0 +1,164 @@
+"""Queues and priorities as admin-owned, cluster-scoped objects, and which ones a job may use.
+
+    TransferQueue          nominal GPUs per GPU type, cohort, borrowing limit, the namespaces
+                           that may use it (a label selector), the highest priority it allows,
+                           and a default priority class
+    TransferPriorityClass  a named priority value
+
+Tenants may create TransferJobs but neither of these (RBAC). `resolve_queue` is the one rule:
+job + queues + classes + the job namespace's labels -> the effective queue and priority, or
+InvalidSpec naming the queues the namespace may use. Ours, not Kubernetes' PriorityClass: that
+one also orders and preempts pods in kube-scheduler, cluster-wide, and its values go to 1e9 with
+the system classes above; a job's priority here only orders jobs within the operator (Kueue's
+WorkloadPriorityClass is separate for the same reason). See docs/security.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import Field
+
+from transfer_operator.api.models import GPU_TYPE_PATTERN, NAME_PATTERN, ApiModel, ObjectMeta, StatusModel
+from transfer_operator.api.validation import InvalidSpec
+
+ANY_GPU_TYPE = "*"
+MAX_PRIORITY = 1_000_000
+
+
+class LabelSelectorRequirement(ApiModel):
+    key: Annotated[str, Field(min_length=1, max_length=316)]
+    operator: Annotated[str, Field(pattern=r"^(In|NotIn|Exists|DoesNotExist)$")]
+    values: Annotated[list[Annotated[str, Field(max_length=63)]], Field(max_length=64)] = Field(
+        default_factory=list
+    )
+
+
+class LabelSelector(ApiModel):
+    """Kubernetes' label selector; an empty one selects every namespace."""
+
+    match_labels: Annotated[
+        dict[Annotated[str, Field(max_length=316)], Annotated[str, Field(max_length=63)]],
+        Field(max_length=32),
+    ] = Field(default_factory=dict)
+    match_expressions: Annotated[list[LabelSelectorRequirement], Field(max_length=32)] = Field(
+        default_factory=list
+    )
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        if any(labels.get(key) != value for key, value in self.match_labels.items()):
+            return False
+        for requirement in self.match_expressions:
+            present = requirement.key in labels
+            value = labels.get(requirement.key)
+            if requirement.operator == "In" and value not in requirement.values:
+                return False
+            if requirement.operator == "NotIn" and present and value in requirement.values:
+                return False
+            if requirement.operator == "Exists" and not present:
+                return False
+            if requirement.operator == "DoesNotExist" and present:
+                return False
+        return True
+
+
+class TransferQueueSpec(ApiModel):
+    nominal_gpus: Annotated[
+        dict[
+            Annotated[str, Field(pattern=rf"^(\*|{GPU_TYPE_PATTERN[1:-1]})$")],
+            Annotated[int, Field(ge=0, le=10**6)],
+        ],
+        Field(
+            max_length=32,
+            description="GPUs the queue may use without borrowing, per GPU type; `*`: any type.",
+        ),
+    ] = Field(default_factory=dict)
+    cohort: Annotated[str | None, Field(default=None, pattern=NAME_PATTERN, max_length=63)] = None
+    borrowing_limit_gpus: Annotated[int | None, Field(default=None, ge=0, le=10**6)] = None
+    namespace_selector: LabelSelector = Field(
+        default_factory=LabelSelector, description="Namespaces whose TransferJobs may use this queue."
+    )
+    max_priority: Annotated[
+        int,
+        Field(
+            ge=-MAX_PRIORITY,
+            le=MAX_PRIORITY,
+            description="The highest priority a job of this queue may have.",
+        ),
+    ] = 0
+    default_priority_class: Annotated[
+        str | None, Field(default=None, pattern=NAME_PATTERN, max_length=63)
+    ] = None
+
+
+class TransferQueue(StatusModel):
+    api_version: str = "transfer.dev/v1alpha1"
+    kind: str = "TransferQueue"
+    metadata: ObjectMeta
+    spec: TransferQueueSpec
+
+
+class TransferPriorityClassSpec(ApiModel):
+    value: Annotated[int, Field(ge=-MAX_PRIORITY, le=MAX_PRIORITY)]
+    description: Annotated[str, Field(max_length=1024)] = ""
+
+
+class TransferPriorityClass(StatusModel):
+    api_version: str = "transfer.dev/v1alpha1"
+    kind: str = "TransferPriorityClass"
+    metadata: ObjectMeta
+    spec: TransferPriorityClassSpec
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    queue: str
+    priority: int
+
+
+def resolve_queue(
+    queue: str,
+    priority: int,
+    priority_class: str | None,
+    *,
+    namespace_labels: Mapping[str, str],
+    queues: Sequence[TransferQueue],
+    classes: Sequence[TransferPriorityClass],
+) -> Resolved:
+    """The queue and priority a job gets (its spec's `queue`, `priority`, `priorityClassName`),
+    or InvalidSpec saying which queues its namespace may use and what priority it may have.
+
+    Priority: the named class's value, else the queue's default class's, else `priority`; it may
+    not exceed the queue's maxPriority. With no TransferQueue at all, the job's values stand (the
+    operator config's quotas, as before queues were objects)."""
+    if not queues:
+        return Resolved(queue, priority)
+    allowed = sorted(q.metadata.name for q in queues if q.spec.namespace_selector.matches(namespace_labels))
+    allowed_text = ", ".join(allowed) if allowed else "none (ask the cluster admin for a TransferQueue)"
+    by_name = {q.metadata.name: q for q in queues}
+    chosen = by_name.get(queue)
+    if chosen is None:
+        raise InvalidSpec([f"spec.queue: no TransferQueue {queue}; this namespace may use: {allowed_text}"])
+    if queue not in allowed:
+        raise InvalidSpec(
+            [f"spec.queue: this namespace may not use TransferQueue {queue}; it may use: {allowed_text}"]
+        )
+    class_values = {c.metadata.name: c.spec.value for c in classes}
+    class_name = priority_class or chosen.spec.default_priority_class
+    if class_name is not None:
+        if class_name not in class_values:
+            known = ", ".join(sorted(class_values)) or "none"
+            raise InvalidSpec(
+                [f"spec.priorityClassName: no TransferPriorityClass {class_name}; there are: {known}"]
+            )
+        priority = class_values[class_name]
+    if priority > chosen.spec.max_priority:
+        raise InvalidSpec(
+            [
+                f"spec.priority: {priority} is above {chosen.spec.max_priority}, the highest TransferQueue "
+                f"{queue} allows; lower it or use a priority class of at most that value"
+            ]
+        )
+    return Resolved(queue, priority)
