@@ -275,7 +275,7 @@ def run(file: Path, runs_dir: Path, cpus: int | None, fresh: bool) -> None:
             console.print(f"[red]✗[/red] {problem}", highlight=False)
         sys.exit(1)
     from transfer_trainers import SpecError
-    from transfer_trainers.local import run_local
+    from transfer_trainers.local import run_local, verdict
 
     failed = False
     for job in jobs:
@@ -289,10 +289,7 @@ def run(file: Path, runs_dir: Path, cpus: int | None, fresh: bool) -> None:
         color = (
             "green" if result.status == "succeeded" else "yellow" if result.status == "interrupted" else "red"
         )
-        console.print(
-            f"[{color}]{result.status}[/{color}] {job.metadata.name}: {result.run_dir} {result.metrics}",
-            highlight=False,
-        )
+        console.print(f"[{color}]{result.status}[/{color}] {verdict(result)}", highlight=False)
         failed |= result.status == "failed"
     sys.exit(1 if failed else 0)
 
