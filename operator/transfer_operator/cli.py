@@ -338,7 +338,7 @@ def run(file: Path, runs_dir: Path, cpus: int | None, fresh: bool) -> None:
             say("✗", "red", f"{job.metadata.name}: its run directory would be outside {root}")
             sys.exit(1)
     from transfer_trainers import SpecError
-    from transfer_trainers.local import run_local
+    from transfer_trainers.local import run_local, verdict
 
     failed = False
     for job in jobs:
@@ -352,7 +352,7 @@ def run(file: Path, runs_dir: Path, cpus: int | None, fresh: bool) -> None:
         color = (
             "green" if result.status == "succeeded" else "yellow" if result.status == "interrupted" else "red"
         )
-        say(result.status, color, f"{job.metadata.name}: {result.run_dir} {result.metrics}")
+        say(result.status, color, verdict(result))
         failed |= result.status == "failed"
     sys.exit(1 if failed else 0)
 

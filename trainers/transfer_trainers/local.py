@@ -228,3 +228,27 @@ def run_local(
     if events:
         write_curves(events, run_dir / "curves.png", f"{name} ({prepared.job.strategy.type})")
     return result
+
+
+def verdict(result: RunResult) -> str:
+    """One line a user reads first: did the model learn, by how much, and where it went."""
+    if result.status != "succeeded":
+        hint = "run the same command again to resume" if result.status == "interrupted" else "see the error above"
+        return f"{result.name}: {result.status} ({result.error or 'no final report'}); {hint}"
+    m = result.metrics
+    where = f"model in {result.model_dir}" if result.model_dir else f"checkpoint {result.checkpoint}"
+    where += f", metrics in {result.run_dir / 'final_metrics.json'}"
+    acc, base = m.get("val_accuracy"), m.get("majority_accuracy")
+    if acc is None:
+        loss = m.get("val_loss", m.get("train_loss"))
+        return f"{result.name}: finished at step {m.get('step')} (loss {loss}); {where}"
+    line = f"{result.name}: validation accuracy {acc:.3f}"
+    if base is not None:
+        gain = (acc - base) * 100
+        learned = "it learned" if gain >= 5 else "it did NOT learn beyond the majority class"
+        line += f" vs {base:.3f} for always answering the majority class ({gain:+.1f} points: {learned})"
+    if m.get("zero_shot_accuracy") is not None:
+        line += f", {m['zero_shot_accuracy']:.3f} before training"
+    if m.get("wall_s") is not None:
+        line += f", {m['wall_s']:.0f} s of training"
+    return f"{line}; {where}"

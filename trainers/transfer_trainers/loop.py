@@ -62,10 +62,20 @@ def steps_per_epoch(n: int, batch_size: int, world: int) -> int:
     return max(1, math.ceil((n // world) / batch_size))
 
 
-def total_steps(n: int, batch_size: int, world: int, epochs: float, max_steps: int | None) -> int:
+DEFAULT_EPOCHS = 3.0
+MIN_DEFAULT_STEPS = 100  # without `epochs`, small data gets more passes (up to MAX_DEFAULT_EPOCHS)
+MAX_DEFAULT_EPOCHS = 20
+
+
+def total_steps(n: int, batch_size: int, world: int, epochs: float | None, max_steps: int | None) -> int:
+    """`maxSteps`, else `epochs` passes, else 3 passes raised to at least 100 steps (at most 20
+    passes): a few hundred labels at batch 16 are 20 steps an epoch, too few for a new head."""
+    spe = steps_per_epoch(n, batch_size, world)
     if max_steps:
         return max_steps
-    return max(1, math.ceil(epochs * steps_per_epoch(n, batch_size, world)))
+    if epochs is not None:
+        return max(1, math.ceil(epochs * spe))
+    return max(math.ceil(DEFAULT_EPOCHS * spe), min(MIN_DEFAULT_STEPS, MAX_DEFAULT_EPOCHS * spe))
 
 
 def lr_lambda(schedule: str, warmup_steps: int, total: int):
@@ -82,6 +92,15 @@ def lr_lambda(schedule: str, warmup_steps: int, total: int):
         return max(0.0, 1.0 - progress)
 
     return f
+
+
+def majority_accuracy(train_y: list[int], val_y: list[int]) -> float:
+    """Validation accuracy of always answering the most common training label: the bar a model
+    must clear to have learned anything from the inputs."""
+    if not train_y or not val_y:
+        return 0.0
+    majority = max(set(train_y), key=train_y.count)
+    return sum(1 for y in val_y if y == majority) / len(val_y)
 
 
 def trainable_counts(model: torch.nn.Module) -> tuple[int, int]:

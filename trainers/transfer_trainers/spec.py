@@ -97,7 +97,7 @@ class TrainerSpec(Wire):
 
 
 class TrainingSpec(Wire):
-    epochs: float = Field(3, gt=0)
+    epochs: float | None = Field(None, gt=0, description="default: 3, and at least 100 steps (see loop.total_steps)")
     max_steps: int | None = Field(None, gt=0)
     batch_size: int = Field(16, gt=0)
     learning_rate: float = Field(5e-5, gt=0)

@@ -38,13 +38,21 @@ def set_trainable(layers: list[nn.Module], head: nn.Module, top: int) -> None:
         p.requires_grad_(True)
 
 
+HEAD_LR_MULTIPLIER = 20.0  # a new head starts from random weights: 1-2 orders of magnitude above the backbone
+
+
+def head_lr(training: TrainingSpec) -> float:
+    """`headLearningRate`, else 20 x `learningRate`: a pre-trained backbone needs small steps, a
+    randomly initialised linear head at the backbone's LR barely moves in a short run."""
+    return training.head_learning_rate or training.learning_rate * HEAD_LR_MULTIPLIER
+
+
 def param_groups(
     layers: list[nn.Module], heads: list[nn.Module], strategy: StrategySpec, training: TrainingSpec
 ) -> list[dict]:
     """Optimizer groups over every parameter that may ever train; frozen ones get no grad and
     AdamW skips them, so progressive unfreezing needs no new optimizer."""
-    head_lr = training.head_learning_rate or training.learning_rate
-    groups = [{"params": [p for h in heads for p in h.parameters()], "lr": head_lr, "name": "head"}]
+    groups = [{"params": [p for h in heads for p in h.parameters()], "lr": head_lr(training), "name": "head"}]
     decay = strategy.layer_lr_decay or 1.0
     may_train = trainable_top_layers(strategy, len(layers), epoch=1e9)
     for depth, layer in enumerate(reversed(layers)):

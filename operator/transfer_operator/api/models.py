@@ -217,12 +217,16 @@ class StrategySpec(ApiModel):
 
 
 class TrainingSpec(ApiModel):
-    epochs: Annotated[float, Field(gt=0, le=1000)] = 3.0
+    epochs: Annotated[
+        float | None,
+        Field(default=None, gt=0, le=1000, description="Passes over the training data. Default: 3, raised to "
+              "at least 100 steps on small data (at most 20 passes)."),
+    ] = None
     max_steps: Annotated[int | None, Field(default=None, ge=1, description="Stop after N steps.")] = None
     batch_size: Annotated[int, Field(ge=1, le=65536, description="Per worker.")] = 16
     learning_rate: Annotated[float, Field(gt=0, le=10)] = 5e-5
     head_learning_rate: Annotated[
-        float | None, Field(default=None, gt=0, le=10, description="Defaults to learningRate.")
+        float | None, Field(default=None, gt=0, le=10, description="Defaults to 20 x learningRate (a new head).")
     ] = None
     weight_decay: Annotated[float, Field(ge=0, le=1)] = 0.01
     warmup_ratio: Annotated[float, Field(ge=0, lt=1)] = 0.06

@@ -238,6 +238,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     final = {"step": step, "epoch": step / spe, "train_loss": sum(losses) / len(losses) if losses else None,
              "val_loss": val_loss, "val_accuracy": val_acc, "trainable_params": n_trainable,
              "total_params": n_params, "early_stopped": early, "final": True,
+             "majority_accuracy": loop.majority_accuracy(train_y, val_y),
              "wall_s": time.perf_counter() - t_start, "labels": [str(x) for x in labels]}
     loop.report(final, snapshot(final=True), rank, export=export, config=config)
 

@@ -309,8 +309,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                           lora_dropout=st.lora.dropout, target_modules=list(st.lora.target_modules), bias="none")
         model.backbone = get_peft_model(backbone, lcfg)
         lora_params = [p for p in model.backbone.parameters() if p.requires_grad]
-        groups: list[dict[str, Any]] = [{"params": list(model.head.parameters()), "lr": tr.head_learning_rate or tr.learning_rate},
-                  {"params": lora_params, "lr": tr.learning_rate}]
+        groups: list[dict[str, Any]] = [{"params": list(model.head.parameters()), "lr": strategies.head_lr(tr)},
+                                        {"params": lora_params, "lr": tr.learning_rate}]
         layers: list[nn.Module] = []
     else:
         layers = backbone_layers(backbone)
@@ -487,6 +487,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     final = {"step": step, "epoch": step / spe, "train_loss": sum(losses) / len(losses) if losses else None,
              "val_loss": val_loss, "val_accuracy": val_acc, "trainable_params": n_trainable_final,
              "total_params": n_params, "early_stopped": early, "final": True,
+             "majority_accuracy": loop.majority_accuracy(train_y, val_y),
              "wall_s": time.perf_counter() - t_start, "labels": [str(x) for x in labels]}
     if target_y is not None:
         _, final["target_accuracy"] = evaluate(target_x[: cfg.max_eval_examples], target_y[: cfg.max_eval_examples])
