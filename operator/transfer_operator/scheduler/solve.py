@@ -44,10 +44,13 @@ def solve_exact(walk: Walk, budget_s: float) -> dict[int, Placement]:
     except ImportError as error:  # an operator dependency; `transferctl plan` may run without it
         raise NotSolved("highspy is not installed") from error
     candidates = [i for i in walk.order if walk.head[i]]  # every job with an option
-    entries = {i: walk.cache.estimate(walk.jobs[i]) for i in candidates}
+    if len(candidates) > MAX_OPTIONS:  # each has one option at least
+        raise NotSolved(f"over {MAX_OPTIONS} options")
+    entries = {}
     columns: list[tuple[int, int]] = []  # (job index, option position)
     for index in candidates:
-        columns.extend((index, k) for k in range(entries[index].count))
+        entries[index] = entry = walk.cache.estimate(walk.jobs[index])
+        columns.extend((index, k) for k in range(entry.count))
         if len(columns) > MAX_OPTIONS:
             raise NotSolved(f"over {MAX_OPTIONS} options")
     if not columns:
