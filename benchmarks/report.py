@@ -134,6 +134,12 @@ def main() -> None:
             f"![scale]({plot_scale(scale).relative_to('docs')})",
             "",
             scale_verdict(scale),
+            *(
+                [f"The 1-minute load average at the end of the run was {scale['load_average_1m_at_end']:.1f} on 2 cores",
+                 "(other agents' work): the absolute times are inflated several-fold; compare sizes, not runs.", ""]
+                if "load_average_1m_at_end" in scale
+                else []
+            ),
             "Time hardly grows with pools: options are ranked once per signature (GPU type, spot,",
             "preference), and the limits of all jobs (regions, gang size, price cap, budget) are applied",
             "together with NumPy (`scheduler/costmap.py`, `scheduler/batch.py`). It grows with jobs: the",

@@ -14,6 +14,7 @@ import argparse
 import gc
 import json
 import math
+import os
 import platform
 import sys
 import time
@@ -97,6 +98,7 @@ def main() -> None:
                 "rows": rows,
                 "slope_jobs": by_jobs,
                 "slope_pools": by_pools,
+                "load_average_1m_at_end": os.getloadavg()[0],
             },
             indent=2,
         )
