@@ -293,6 +293,32 @@ def main() -> None:
             "and cost writes spread over the interval instead of arriving together.",
             "",
         ]
+    watch = load("e2e_admission_watch.json")
+    if watch:
+        lines += [
+            "### Admission on the watch-fed read path (first run, not yet comparable)",
+            "",
+            "`python benchmarks/e2e_admission.py --jobs 1000 5000 --out docs/results/e2e_admission_watch.json`",
+            "after the read path moved to watches (issue #12). It ran while four other agents loaded this",
+            "2-core machine (load average 11), so wall-clock rates are not comparable with the table above;",
+            "what is: the `read` stage is now milliseconds (0.03 s at 5,000, was 3.7 s) instead of growing",
+            "with the fleet, and operator CPU fell (47 s at 5,000, was 79 s). The admission rate did not",
+            "improve: the `write` stage (a status patch and a RayJob create per admission, 16 writers) is",
+            "all of a cycle's time, so the API server's write latency on this loaded machine is the limit.",
+            "The side-by-side run against Kueue (issue #12, part 4) is not done.",
+            "",
+            *table(watch["rows"], columns),
+            "",
+            "| TransferJobs | cycles | read | reconcile | decide | write |",
+            "|---|---|---|---|---|---|",
+            *[
+                f"| {r['jobs']:,d} | {r['cycles']:.0f} | "
+                + " | ".join(f"{r['mean_stage_seconds'].get(k, 0.0):.3f}" for k in ("read", "reconcile", "decide", "write"))
+                + " |"
+                for r in watch["rows"]
+            ],
+            "",
+        ]
     memory = load("fleet_memory.json")
     if memory:
         lines += [
