@@ -11,8 +11,10 @@ disturbed by other work.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
+import os
 import platform
 import sys
 import time
@@ -34,7 +36,11 @@ def run_one(jobs: int, pools: int, measure_memory: bool) -> dict[str, float]:
     if measure_memory:
         tracemalloc.start()
     started = time.perf_counter()
-    decisions = schedule(snapshot, pending)
+    gc.disable()  # as the operator runs a cycle (handlers/scheduling.py collector_paused)
+    try:
+        decisions = schedule(snapshot, pending)
+    finally:
+        gc.enable()
     seconds = time.perf_counter() - started
     peak_mb = tracemalloc.get_traced_memory()[1] / 2**20 if measure_memory else float("nan")
     if measure_memory:
@@ -92,6 +98,7 @@ def main() -> None:
                 "rows": rows,
                 "slope_jobs": by_jobs,
                 "slope_pools": by_pools,
+                "load_average_1m_at_end": os.getloadavg()[0],
             },
             indent=2,
         )

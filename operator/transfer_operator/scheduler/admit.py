@@ -70,9 +70,12 @@ class Walk:
         self.free = [c.free_gpus for c in self.capacities]
         self.initial_free = np.array(self.free, dtype=np.int64)
         self.quota = QuotaLedger.build(snapshot.quotas, snapshot.allocations)
+        self.initial_quota = self.quota.copy()  # the walk takes from `quota` and `capacity`
+        self.initial_capacity = {name: c.copy() for name, c in self.capacity.items()}
         self.estimates = estimates
         columns = estimates.columns
         self.order = order
+        self.order_rank = {index: rank for rank, index in enumerate(order)}
         self.head = estimates.head
         self.rankings = estimates.streams.rankings
         self.signature: list[int] = columns.signature.tolist()

@@ -64,6 +64,70 @@ def solve_exact(pools: Sequence[PoolState], jobs: Sequence[JobRequest]) -> Exact
     return ExactResult(len(chosen), float(sum(costs[v] for v in chosen)), assignment)
 
 
+def _variables(pools: Sequence[PoolState], jobs: Sequence[JobRequest]) -> list[tuple[int, int, float]]:
+    return [
+        (j, option.pool_index, option.placement.expected_cost_usd)
+        for j, job in enumerate(jobs)
+        for option in estimate_options(job, pools).options
+    ]
+
+
+def _milp(pools, jobs, variables, objective, extra=()):  # type: ignore[no-untyped-def]
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
+    one_per_job = np.zeros((len(jobs), len(variables)))
+    per_pool = np.zeros((len(pools), len(variables)))
+    for v, (j, p, _) in enumerate(variables):
+        one_per_job[j, v] = 1.0
+        per_pool[p, v] = jobs[j].gang_gpus
+    capacity = np.array([pool.capacity_gpus for pool in pools], dtype=float)
+    constraints = [LinearConstraint(one_per_job, -np.inf, 1.0), LinearConstraint(per_pool, -np.inf, capacity), *extra]
+    result = milp(
+        objective,
+        constraints=constraints,
+        integrality=np.ones(len(variables)),
+        bounds=Bounds(0, 1),
+        options={"mip_rel_gap": 0.0},
+    )
+    if result.x is None:
+        raise RuntimeError(f"ILP failed: {result.message}")
+    return result.x
+
+
+def optimum_gpus_per_tier(pools: Sequence[PoolState], jobs: Sequence[JobRequest]) -> dict[int, int]:
+    """GPUs placed per priority at the lexicographic optimum (highest priority first), by scipy's
+    milp: a yardstick independent of solve.py."""
+    from scipy.optimize import LinearConstraint
+
+    variables = _variables(pools, jobs)
+    tiers = sorted({job.priority for job in jobs}, reverse=True)
+    out: dict[int, int] = {}
+    extra: list[LinearConstraint] = []
+    for tier in tiers:
+        weights = np.array([jobs[j].gang_gpus if jobs[j].priority == tier else 0.0 for j, _, _ in variables])
+        if not variables:
+            out[tier] = 0
+            continue
+        x = _milp(pools, jobs, variables, -weights, extra)
+        out[tier] = round(float(weights @ x))
+        extra.append(LinearConstraint(weights[None, :], out[tier] - 0.5, np.inf))
+    return out
+
+
+def same_set_cost(pools: Sequence[PoolState], jobs: Sequence[JobRequest], placed: set[str]) -> float:
+    """The least expected cost of placing exactly the jobs in `placed` (each on one of its options)."""
+    from scipy.optimize import LinearConstraint
+
+    chosen = [job for job in jobs if job.key in placed]
+    variables = _variables(pools, chosen)
+    costs = np.array([cost for _, _, cost in variables])
+    every = np.zeros((len(chosen), len(variables)))
+    for v, (j, _, _) in enumerate(variables):
+        every[j, v] = 1.0
+    x = _milp(pools, chosen, variables, costs, [LinearConstraint(every, 1.0, 1.0)])
+    return float(costs @ x)
+
+
 def random_small_instance(seed: int, max_nodes: int = 4) -> tuple[tuple[PoolState, ...], list[JobRequest]]:
     """A seeded instance of up to 50 jobs x 20 pools, workers of one GPU (so that counting GPUs
     per pool, as the ILP does, is exact)."""

@@ -31,6 +31,7 @@ from transfer_operator.scheduler.batch import Estimates
 from transfer_operator.scheduler.explain import Outcome, explain, explain_static_misfit
 from transfer_operator.scheduler.improve import local_search
 from transfer_operator.scheduler.options import JobOptions, OptionCache
+from transfer_operator.scheduler.solve import NotSolved, solve_exact
 from transfer_operator.scheduler.types import ClusterSnapshot, Decision, JobRequest, Placement, PoolState
 
 IMPROVE_MAX_JOBS = 300  # local search only for cycles this small (see improve.py)
@@ -75,11 +76,18 @@ def schedule_cycle(
 
 
 def _solve(walk: Walk, exact_budget_s: float) -> tuple[Outcome, SolvePath, str]:
-    if walk.preemptor.taken:
+    """The exact optimum within the budget; else local search on a small cycle; else the walk."""
+    if walk.preemptor.taken:  # victims must leave first; the preemptors are placed next cycle
         return greedy_outcome(walk), SolvePath.GREEDY, "preemption planned"
+    why = "exact path off"
+    if exact_budget_s > 0:
+        try:
+            return outcome_of(walk, solve_exact(walk, exact_budget_s)), SolvePath.EXACT, ""
+        except NotSolved as error:
+            why = str(error)
     if len(walk.jobs) <= IMPROVE_MAX_JOBS:
-        return outcome_of(walk, local_search(walk)), SolvePath.LOCAL_SEARCH, ""
-    return greedy_outcome(walk), SolvePath.GREEDY, f"over {IMPROVE_MAX_JOBS} jobs"
+        return outcome_of(walk, local_search(walk)), SolvePath.LOCAL_SEARCH, why
+    return greedy_outcome(walk), SolvePath.GREEDY, why
 
 
 def greedy_outcome(walk: Walk) -> Outcome:
@@ -95,7 +103,11 @@ def outcome_of(walk: Walk, placements: dict[int, Placement]) -> Outcome:
     admitted = [(index, placements[index]) for index in walk.order if index in placements]
     admissions = [(row_of[p.pool], p.gpus) for _, p in admitted]
     final = len(admissions)
-    waiting = [(index, final) for index, _ in walk.waiting if index not in placements]
+    dropped = [index for index, _ in walk.admitted if index not in placements]  # the solve may
+    waiting = sorted(
+        [(index, final) for index, _ in walk.waiting if index not in placements] + [(i, final) for i in dropped],
+        key=lambda wait: walk.order_rank[wait[0]],
+    )
     decided = {index: d for index, d in walk.decided.items() if index not in placements}
     return Outcome(admitted, waiting, admissions, decided)
 

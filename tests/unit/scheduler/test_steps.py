@@ -84,6 +84,7 @@ def test_admit_takes_capacity_for_later_jobs_and_sets_aside_jobs_that_fit_nowher
 @pytest.mark.parametrize(
     "count, allocations, budget, want",
     [
+        pytest.param(3, (), 0.2, SolvePath.EXACT, id="small-exact"),
         pytest.param(3, (), 0.0, SolvePath.LOCAL_SEARCH, id="exact-off-small"),
         pytest.param(400, (), 0.0, SolvePath.GREEDY, id="exact-off-large"),
         pytest.param(3, (held("ns/low", "cheap", priority=0),), 0.2, SolvePath.GREEDY, id="preemption"),

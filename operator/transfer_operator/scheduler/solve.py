@@ -1,0 +1,168 @@
+"""Step 4, the exact path: the objective's optimum over the cost map's options, with HiGHS.
+
+The objective, in order (docs/scheduler.md#the-objective):
+  1. strict priority tiers: for each priority, highest first, the most GPUs placed of that tier
+     (never fewer for a higher tier to place more of a lower one);
+  2. then the least expected cost (price x GPUs x expected hours, spot risk priced in), each
+     job's as its `placement.prefer` scores it (`cheapest`: the dollars themselves);
+  3. then the utilization policy: binpack prefers pools with fewer free GPUs, spread more.
+
+One binary per (job, option), at most one option per job, GPUs per pool within its free GPUs,
+and per queue within its quota (nominal, plus what its cohort lends, within its borrowing
+limit). Each level is one solve that keeps the levels before it at their optimum. The greedy
+walk's admissions are the warm start. The answer is then replayed on the node-level capacity
+and through the quota ledger in the walk's order; if either refuses it (GPUs counted per pool
+cannot see fragmentation across nodes), or HiGHS is missing, over the size bound or out of
+time, the greedy answer stands.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from transfer_operator.api.enums import UtilizationPolicy
+from transfer_operator.scheduler.types import Placement
+
+if TYPE_CHECKING:
+    from transfer_operator.scheduler.admit import Walk
+
+MAX_OPTIONS = 20_000  # (job, option) pairs up to which a solve fits the default budget
+
+
+class NotSolved(Exception):
+    """Why the exact path gave no answer; the greedy one stands."""
+
+
+def solve_exact(walk: Walk, budget_s: float) -> dict[int, Placement]:
+    """Every admitted job's placement at the objective's optimum. Raises NotSolved."""
+    deadline = time.perf_counter() + budget_s
+    try:
+        import highspy
+    except ImportError as error:  # an operator dependency; `transferctl plan` may run without it
+        raise NotSolved("highspy is not installed") from error
+    candidates = [i for i in walk.order if walk.head[i]]  # every job with an option
+    if len(candidates) > MAX_OPTIONS:  # each has one option at least
+        raise NotSolved(f"over {MAX_OPTIONS} options")
+    entries = {}
+    columns: list[tuple[int, int]] = []  # (job index, option position)
+    for index in candidates:
+        entries[index] = entry = walk.cache.estimate(walk.jobs[index])
+        columns.extend((index, k) for k in range(entry.count))
+        if len(columns) > MAX_OPTIONS:
+            raise NotSolved(f"over {MAX_OPTIONS} options")
+    if not columns:
+        raise NotSolved("no options")
+    options = [entries[i].option_at(k) for i, k in columns]
+    job_of = np.array([i for i, _ in columns])
+    gpus = np.array([walk.jobs[i].gang_gpus for i, _ in columns], dtype=float)
+    rows: list[tuple[float, float, list[int], list[float]]] = []
+    for index in candidates:  # at most one option per job
+        found = np.flatnonzero(job_of == index).tolist()
+        rows.append((0.0, 1.0, found, [1.0] * len(found)))
+    by_pool: dict[int, list[int]] = {}
+    for column, option in enumerate(options):
+        by_pool.setdefault(option.pool_index, []).append(column)
+    for row, found in by_pool.items():
+        rows.append((0.0, float(walk.initial_free[row]), found, gpus[found].tolist()))
+    rows.extend(_quota_rows(walk, columns, gpus))
+
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("mip_rel_gap", 0.0)
+    count = len(columns)
+    h.addVars(count, np.zeros(count), np.ones(count))
+    h.changeColsIntegrality(count, np.arange(count), np.array([highspy.HighsVarType.kInteger] * count))
+    for lower, upper, found, values in rows:
+        h.addRow(lower, upper, len(found), np.array(found, dtype=np.int32), np.array(values))
+    start = np.zeros(count)
+    chosen = {(i, walk.placement(i, p)) for i, p in walk.admitted}
+    for column, ((index, _), option) in enumerate(zip(columns, options, strict=True)):
+        start[column] = float((index, option.placement) in chosen)
+
+    priorities = sorted({walk.jobs[i].priority for i in candidates}, reverse=True)
+    costs = np.array([o.score for o in options])  # each job's cost as its `prefer` scores it
+    free = np.array([float(walk.initial_free[o.pool_index]) for o in options])
+    tie = free if walk.policy is UtilizationPolicy.BINPACK else -free
+    # Most GPUs of the tier, then (a zero-GPU job counts too) the most jobs: GPUs x (jobs + 1) + 1.
+    placed = -(gpus * (len(candidates) + 1) + 1)
+    levels = [np.where([walk.jobs[i].priority == p for i in job_of], placed, 0.0) for p in priorities]
+    levels += [costs, tie]
+    admitted = {index for index, _ in walk.admitted}
+    all_placed = [all(i in admitted for i in candidates if walk.jobs[i].priority == p) for p in priorities]
+    x = start
+    for level, weights in enumerate(levels):
+        if level < len(priorities) and all_placed[level]:
+            # The warm start places every job of this tier: nothing can beat it; keep it.
+            best = float(weights @ start)
+            nonzero = np.flatnonzero(weights).astype(np.int32)
+            h.addRow(-np.inf, best + 1e-9 * max(1.0, abs(best)) + 1e-9, len(nonzero), nonzero, weights[nonzero])
+            continue
+        remaining = deadline - time.perf_counter()
+        if remaining <= 0:
+            raise NotSolved("out of time")
+        h.setOptionValue("time_limit", remaining)
+        h.changeColsCost(count, np.arange(count), weights)
+        solution = highspy.HighsSolution()
+        solution.col_value = list(x)
+        h.setSolution(solution)
+        h.run()
+        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            raise NotSolved(f"HiGHS: {h.modelStatusToString(h.getModelStatus())}")
+        x = np.array(h.getSolution().col_value)
+        best = float(weights @ x)
+        if level < len(levels) - 1:  # keep this level at its optimum in the next ones
+            slack = 1e-9 * max(1.0, abs(best)) + 1e-9
+            nonzero = np.flatnonzero(weights).astype(np.int32)
+            h.addRow(-np.inf, best + slack, len(nonzero), nonzero, weights[nonzero])
+    picked = {int(job_of[c]): options[c].placement for c in np.flatnonzero(x > 0.5).tolist()}
+    _replay(walk, picked)
+    return picked
+
+
+def _quota_rows(
+    walk: Walk, columns: list[tuple[int, int]], gpus: np.ndarray
+) -> list[tuple[float, float, list[int], list[float]]]:
+    """GPUs per queue within its nominal quota left plus what it may borrow; per cohort within its
+    unused nominal GPUs. The ledger replay afterwards has the last word."""
+    ledger = walk.initial_quota
+    rows = []
+    cohorts: dict[str, list[int]] = {}
+    for name, quota in ledger.quotas.items():
+        found = [c for c, (i, _) in enumerate(columns) if walk.jobs[i].queue == name]
+        if not found:
+            continue
+        used = ledger.used_gpus.get(name, 0)
+        own = max(0, quota.nominal_gpus - used)
+        if quota.cohort is None:
+            borrow = 0.0
+        else:
+            cohorts.setdefault(quota.cohort, []).extend(found)
+            limit = quota.borrowing_limit_gpus
+            borrow = np.inf if limit is None else max(0, limit - max(0, used - quota.nominal_gpus))
+        rows.append((0.0, own + borrow, found, gpus[found].tolist()))
+    for cohort, found in cohorts.items():
+        members = [q for q in ledger.quotas.values() if q.cohort == cohort]
+        unused = sum(max(0, q.nominal_gpus - ledger.used_gpus.get(q.name, 0)) for q in members)
+        rows.append((0.0, float(unused), found, gpus[found].tolist()))
+    return rows
+
+
+def _replay(walk: Walk, picked: dict[int, Placement]) -> None:
+    """Place the answer on the node-level capacity (largest workers first) and through the quota
+    ledger (in the walk's order); raise NotSolved where either refuses it."""
+    capacity = {name: c.copy() for name, c in walk.initial_capacity.items()}
+    ledger = walk.initial_quota.copy()
+    by_size = sorted(picked, key=lambda i: (-walk.jobs[i].gpus_per_worker, walk.order_rank[i]))
+    for index in by_size:
+        job, pool = walk.jobs[index], capacity[picked[index].pool]
+        if not pool.fits(job.workers, job.gpus_per_worker):
+            raise NotSolved(f"{picked[index].pool} cannot hold the answer at node level")
+        pool.take(job.workers, job.gpus_per_worker, walk.policy)
+    for index in sorted(picked, key=walk.order_rank.__getitem__):
+        job = walk.jobs[index]
+        if ledger.why_not(job.queue, job.gang_gpus) is not None:
+            raise NotSolved(f"queue {job.queue} refuses the answer")
+        ledger.take(job.queue, job.gang_gpus)
