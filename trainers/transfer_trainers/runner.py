@@ -11,7 +11,7 @@ from typing import Any
 
 from transfer_trainers import registry
 from transfer_trainers.contract import Trainer
-from transfer_trainers.loop import META_FILE
+from transfer_trainers.loop import META_FILE, STATE_FILE
 from transfer_trainers.spec import JobSpec, SpecError, parse_job
 
 
@@ -39,6 +39,15 @@ def _fs(uri: str):
     return pafs.LocalFileSystem(), str(Path(uri.removeprefix("file://")).expanduser().resolve())
 
 
+def _complete(fs: Any, directory: str, meta: dict[str, Any]) -> bool:
+    """A checkpoint whose state file is all there (an upload cut off by a lost node or cluster
+    leaves a meta.json beside a short or missing state.pt)."""
+    expected = meta.get("state_bytes")
+    if expected is None:  # written before sizes were recorded
+        return True
+    return int(fs.get_file_info(f"{directory}/{STATE_FILE}").size or -1) == int(expected)
+
+
 def latest_checkpoint(storage_path: str) -> tuple[str, dict[str, Any]] | None:
     """The checkpoint with the highest step anywhere under `storage_path` (all attempts' runs)."""
     import pyarrow.fs as pafs
@@ -53,6 +62,8 @@ def latest_checkpoint(storage_path: str) -> tuple[str, dict[str, Any]] | None:
         with fs.open_input_stream(info.path) as f:
             meta = json.loads(f.read())
         directory = info.path.rsplit("/", 1)[0]
+        if not _complete(fs, directory, meta):
+            continue
         key = (int(meta.get("step", 0)), directory)
         if best is None or key > best[0]:
             best = (key, directory, meta)
