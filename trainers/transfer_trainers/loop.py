@@ -119,7 +119,7 @@ def autocast(enabled: bool):
 def save_state(directory: Path, state: dict[str, Any]) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     torch.save(state, directory / STATE_FILE)
-    meta = {k: state[k] for k in ("step", "seed", "epoch", "final") if k in state}
+    meta: dict[str, Any] = {k: state[k] for k in ("step", "seed", "epoch", "final") if k in state}
     # The upload of a checkpoint may be cut off between its files: resume checks this size.
     meta["state_bytes"] = (directory / STATE_FILE).stat().st_size
     (directory / META_FILE).write_text(json.dumps(meta))
