@@ -1,4 +1,5 @@
-"""transferctl: run, validate, plan, explain, render, crds, generate, operator, dev-cluster."""
+"""transferctl: run, validate, plan, explain, render, crds, generate, operator, dev-cluster, and a
+job's life on a cluster: get, describe, logs, cost, cancel, suspend, resume."""
 
 from __future__ import annotations
 
@@ -169,23 +170,27 @@ def explain(
     print_explanation(explanation, f"Best options of {target.key} (after the plan's other admissions)")
 
 
-def print_explanation(explanation: Explanation, title: str, current_pool: str | None = None) -> None:
+def print_explanation(explanation: Explanation, title: str, current: tuple[str, str] | None = None) -> None:
+    """The decision and the options table; `current`: (pool, price class) the job holds now."""
     decision = explanation.decision
     assert decision is not None
     console.print(
         Text(f"{explanation.job_key}: {decision.action.value} ({decision.reason.value}): {decision.message}")
     )
     if explanation.static is not None:
-        console.print(Text(f"no pool can ever take it: {explanation.static[1]}"))
+        if explanation.static[1] != decision.message:
+            console.print(Text(f"no pool can ever take it: {explanation.static[1]}"))
         return
     table = Table(title=title)
     for column in ("pool", "region", "price class", "$/h", "est. cost", "free GPUs", "now"):
         table.add_column(column)
     for view in explanation.options:
         p = view.placement
-        pool = f"{p.pool} (current)" if p.pool == current_pool else p.pool
+        pool = f"{p.pool} (current)" if (p.pool, p.price_class.value) == current else p.pool
         money = f"{p.usd_per_hour:.2f}", f"{p.expected_cost_usd:.2f}"
-        table.add_row(Text(pool), Text(p.region), p.price_class.value, *money, str(view.free_gpus), fit_text(view))
+        table.add_row(
+            Text(pool), Text(p.region), p.price_class.value, *money, str(view.free_gpus), fit_text(view)
+        )
     console.print(table)
 
 
@@ -367,7 +372,17 @@ def _attach_dev_cluster() -> None:
     main.add_command(dev_cluster, "dev-cluster")
 
 
+def _attach_cluster_commands() -> None:
+    try:
+        from transfer_operator.ctl.commands import COMMANDS
+    except ImportError:  # they need the operator extra (the kubernetes client)
+        return
+    for command in COMMANDS:
+        main.add_command(command)
+
+
 _attach_dev_cluster()
+_attach_cluster_commands()
 
 if __name__ == "__main__":
     main()

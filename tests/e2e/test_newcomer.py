@@ -1,7 +1,8 @@
 """The README's cluster section, run as a newcomer would: `dev-cluster up --with-operator`, then
 `kubectl apply -f manifests/examples/`, and every placed example goes Admitted -> Running ->
 Succeeded with cost accrued, through the real KubeRay driving a simulated Ray job
-(devcluster/raysim.py); an injected failure ends Failed. `down` stops the operator too."""
+(devcluster/raysim.py); an injected failure ends Failed. `down` stops the operator too. On the
+way, `transferctl get|describe|cost|suspend|resume|cancel|logs` as the kubeconfig's user."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import json
 import os
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,24 @@ def phases(cluster: devcluster.Cluster) -> dict[str, dict[str, Any]]:
     return {j["metadata"]["name"]: j.get("status") or {} for j in get_json(cluster, "transferjobs")["items"]}
 
 
+def record_phases(cluster: devcluster.Cluster, seen: dict[str, list[str]]) -> dict[str, dict[str, Any]]:
+    """Append each job's phase to its history when it changed; returns the statuses."""
+    statuses = phases(cluster)
+    for name, status in statuses.items():
+        history = seen.setdefault(name, [])
+        phase = status.get("phase") or "Pending"
+        if not history or history[-1] != phase:
+            history.append(phase)
+    return statuses
+
+
+def watch_phases(cluster: devcluster.Cluster, seen: dict[str, list[str]], stop: threading.Event) -> None:
+    """Every phase each job shows, in order (polled twice a second)."""
+    while not stop.is_set():
+        record_phases(cluster, seen)
+        stop.wait(0.5)
+
+
 def test_examples_run_to_succeeded_on_a_fresh_dev_cluster(tmp_path: Path) -> None:
     state_dir = tmp_path / "dev"
     transferctl(
@@ -56,24 +75,66 @@ def test_examples_run_to_succeeded_on_a_fresh_dev_cluster(tmp_path: Path) -> Non
         cluster.kubectl("apply", "-f", "-", input=json.dumps(failing))
 
         seen: dict[str, list[str]] = {}
-        deadline = time.monotonic() + 400
-        while time.monotonic() < deadline:
-            for name, status in phases(cluster).items():
-                history = seen.setdefault(name, [])
-                if not history or history[-1] != status.get("phase"):
-                    history.append(status.get("phase", "Pending"))
-            finished = [n for n, h in seen.items() if h[-1] in ("Succeeded", "Failed")]
-            if len(finished) == 5:  # reviews-distill waits for budget: see distill-big-gang.yaml
-                break
-            time.sleep(0.5)
-        final = phases(cluster)
-        for name in ("digits-features", "digits-progressive", "reviews-lora", "reviews-topk"):
+        watching = threading.Event()
+        watcher = threading.Thread(target=watch_phases, args=(cluster, seen, watching), daemon=True)
+        watcher.start()
+        kubeconfig = cluster.kubeconfig
+        ctl = lambda *args: transferctl(*args, kubeconfig=kubeconfig)  # noqa: E731
+        wait_for(
+            lambda: phases(cluster)["reviews-topk"].get("phase") == "Running", 120, "reviews-topk Running"
+        )
+        listing = ctl("get", "-o", "wide")
+        topk_line = next(line for line in listing.splitlines() if line.startswith("reviews-topk "))
+        assert "Running" in topk_line and "us-east-h100" in topk_line and "8x H100" in topk_line, listing
+        described = ctl("describe", "reviews-topk")
+        for part in (
+            "Placement: us-east-h100",
+            "(current)",
+            "Conditions",
+            "CreatedRayJobSubmitter",
+            "budget",
+        ):
+            assert part in described, described
+        assert "BudgetTooLow" in ctl("describe", "reviews-distill")
+        ctl("suspend", "reviews-topk")
+        wait_for(
+            lambda: phases(cluster)["reviews-topk"].get("phase") == "Suspended", 60, "reviews-topk Suspended"
+        )
+        ctl("resume", "reviews-topk")
+        wait_for(
+            lambda: (
+                (s := phases(cluster)["reviews-topk"]).get("attempts") == 2 and s.get("phase") == "Running"
+            ),
+            90,
+            "reviews-topk running its second attempt",
+        )
+        assert "cancelled" in ctl("cancel", "reviews-topk")
+        wait_for(lambda: "reviews-topk" not in phases(cluster), 60, "reviews-topk deleted")
+        logs = subprocess.run(
+            [sys.executable, "-m", "transfer_operator.cli", "logs", "reviews-lora"],
+            capture_output=True, text=True, env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+        )  # fmt: skip
+        assert logs.returncode == 1 and "kwok node" in logs.stderr, logs.stderr  # no container runs on kwok
+
+        def finished() -> bool:  # reviews-distill waits for budget: see distill-big-gang.yaml
+            return (
+                len([p for p in phases(cluster).values() if p.get("phase") in ("Succeeded", "Failed")]) == 4
+            )
+
+        wait_for(finished, 300, "the placed examples to finish")
+        watching.set()
+        watcher.join()
+        final = record_phases(cluster, seen)
+        for name in ("digits-features", "digits-progressive", "reviews-lora"):
             assert seen[name][-1] == "Succeeded", (name, seen[name], final[name])
-            assert "Running" in seen[name], (name, seen[name])
+            assert seen[name].index("Running") < seen[name].index("Succeeded"), seen[name]
             assert final[name]["costSoFar"] > 0
         assert seen["digits-fails"][-1] == "Failed"
         assert "simulated failure" in final["digits-fails"]["message"]
         assert final["reviews-distill"]["phase"] == "Pending"
+        by_pool = ctl("cost", "--by", "pool")
+        total = sum(s["costSoFar"] for s in final.values())
+        assert f"${total:.4f}" in by_pool or f"${total:,.2f}" in by_pool, (total, by_pool)
         # KubeRay's own state machine reached its end, not only our mirror of it.
         rayjob = final["reviews-lora"]["rayJobName"]
         wait_for(

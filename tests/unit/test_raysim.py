@@ -58,8 +58,15 @@ def test_submitters_leave_kwoks_pod_complete_stage_for_their_own() -> None:
     stages = {s["metadata"]["name"]: s for s in yaml.safe_load_all(render_stages(KWOK_FAST))}
     assert set(stages) == {"pod-ready", "pod-complete", "ray-submitter-succeed", "ray-submitter-fail"}
     complete = stages["pod-complete"]["spec"]["selector"]["matchExpressions"]
-    assert {"key": ".spec.containers.[].name", "operator": "NotIn", "values": [SUBMITTER_CONTAINER]} in complete
-    for name, code, phase in (("ray-submitter-succeed", "0", "Succeeded"), ("ray-submitter-fail", "1", "Failed")):
+    assert {
+        "key": ".spec.containers.[].name",
+        "operator": "NotIn",
+        "values": [SUBMITTER_CONTAINER],
+    } in complete
+    for name, code, phase in (
+        ("ray-submitter-succeed", "0", "Succeeded"),
+        ("ray-submitter-fail", "1", "Failed"),
+    ):
         spec = stages[name]["spec"]
         expressions = {e["key"]: e for e in spec["selector"]["matchExpressions"]}
         assert expressions[f'.metadata.annotations["{EXIT_CODE_ANNOTATION}"]']["values"] == [code]
@@ -110,12 +117,21 @@ def test_job_api_answers_from_the_submitter_pods() -> None:
     assert raysim.job_info(rayjob, [pod("Pending", None)]) is None
     running = raysim.job_info(rayjob, [pod("Running", START)])
     assert running is not None
-    assert (running["status"], running["job_id"], running["end_time"]) == ("RUNNING", "reviews-lora-a1-abcde", 0)
+    assert (running["status"], running["job_id"], running["end_time"]) == (
+        "RUNNING",
+        "reviews-lora-a1-abcde",
+        0,
+    )
     assert running["start_time"] == int(START.timestamp() * 1000)
     end = START + timedelta(seconds=30)
     done = raysim.job_info(rayjob, [pod("Succeeded", START, end)])
-    assert done is not None and done["status"] == "SUCCEEDED" and done["end_time"] == int(end.timestamp() * 1000)
-    retried = [pod("Failed", START, START + timedelta(seconds=5)), pod("Running", START + timedelta(seconds=15))]
+    assert (
+        done is not None and done["status"] == "SUCCEEDED" and done["end_time"] == int(end.timestamp() * 1000)
+    )
+    retried = [
+        pod("Failed", START, START + timedelta(seconds=5)),
+        pod("Running", START + timedelta(seconds=15)),
+    ]
     failed = raysim.job_info(rayjob, retried)
     assert failed is not None and failed["status"] == "FAILED"
     json.dumps(failed)  # what the HTTP handler sends

@@ -17,6 +17,7 @@ from transfer_operator.engine.rayjob import RAYJOB_API_VERSION
 RAY_GROUP, RAY_VERSION = RAYJOB_API_VERSION.split("/")
 SUBMITTER_CONTAINER = "ray-job-submitter"
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+KWOK_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 
 
 class CtlError(RuntimeError):
@@ -66,7 +67,9 @@ class JobClient:
 
     def job(self, namespace: str, name: str) -> dict[str, Any]:
         try:
-            return dict(self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "transferjobs", name))
+            return dict(
+                self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "transferjobs", name)
+            )
         except ApiException as error:
             raise _explain(error, f"TransferJob {namespace}/{name}") from None
 
@@ -118,7 +121,9 @@ class JobClient:
 
     def rayjob(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return dict(self.custom.get_namespaced_custom_object(RAY_GROUP, RAY_VERSION, namespace, "rayjobs", name))
+            return dict(
+                self.custom.get_namespaced_custom_object(RAY_GROUP, RAY_VERSION, namespace, "rayjobs", name)
+            )
         except ApiException as error:
             if error.status == 404:
                 return None
@@ -131,6 +136,14 @@ class JobClient:
             raise _explain(error, f"pods of RayJob {namespace}/{rayjob}") from None
         return sorted(self._plain(found)["items"], key=lambda p: p["metadata"]["creationTimestamp"])
 
+    def _on_kwok_node(self, namespace: str, pod: str) -> bool:
+        try:
+            node_name = self.core.read_namespaced_pod(pod, namespace).spec.node_name
+            node = self.core.read_node(node_name) if node_name else None
+        except ApiException:
+            return False
+        return bool(node and KWOK_NODE_ANNOTATION in (node.metadata.annotations or {}))
+
     def logs(self, namespace: str, pod: str, follow: bool) -> Iterator[str]:
         """The submitter container's log (`ray job submit` follows the driver's output)."""
         try:
@@ -138,6 +151,11 @@ class JobClient:
                 pod, namespace, container=SUBMITTER_CONTAINER, follow=follow, _preload_content=False
             )
         except ApiException as error:
+            if self._on_kwok_node(namespace, pod):
+                raise CtlError(
+                    f"pod {namespace}/{pod} runs on a kwok node, which runs no container and serves no log "
+                    "(the dev cluster simulates Ray jobs: see docs/controlplane.md#simulated-ray-jobs)"
+                ) from None
             raise _explain(error, f"log of pod {namespace}/{pod}") from None
         try:
             for chunk in response.stream(1024):

@@ -115,7 +115,13 @@ def job_row(job: dict[str, Any], now: datetime, *, wide: bool = False, namespace
 
 def conditions(job: dict[str, Any], now: datetime) -> list[list[str]]:
     return [
-        [c["type"], c["status"], c.get("reason", ""), since(c.get("lastTransitionTime"), now), c.get("message", "")]
+        [
+            c["type"],
+            c["status"],
+            c.get("reason", ""),
+            since(c.get("lastTransitionTime"), now),
+            c.get("message", ""),
+        ]
         for c in _status(job).get("conditions") or []
     ]
 

@@ -30,7 +30,6 @@ import yaml
 from transfer_operator.devcluster import certs as certs_mod
 from transfer_operator.devcluster import nodes as nodes_mod
 from transfer_operator.devcluster import raysim
-from transfer_operator.devcluster.stages import render_stages
 from transfer_operator.devcluster.binaries import ensure_bin_dir, kubectl_path
 from transfer_operator.devcluster.processes import (
     ProcessError,
@@ -44,6 +43,7 @@ from transfer_operator.devcluster.processes import (
     stop,
     wait_for,
 )
+from transfer_operator.devcluster.stages import render_stages
 
 DEFAULT_STATE_DIR = Path.home() / ".cache" / "transfer-operator" / "dev-cluster"
 STATE_FILE = "state.json"

@@ -24,7 +24,6 @@ import argparse
 import json
 import logging
 import threading
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -226,7 +225,9 @@ class Simulator:
             current = pod["metadata"].get("annotations") or {}
             if all(current.get(key) == value for key, value in wanted.items()):
                 continue
-            self.core.patch_namespaced_pod(pod["metadata"]["name"], namespace, {"metadata": {"annotations": wanted}})
+            self.core.patch_namespaced_pod(
+                pod["metadata"]["name"], namespace, {"metadata": {"annotations": wanted}}
+            )
             log.info("stamped %s/%s: %s", namespace, pod["metadata"]["name"], wanted)
             patched += 1
         return patched
