@@ -244,6 +244,7 @@ def crds() -> None:
 
 def generated_files() -> dict[Path, str]:
     """Every committed file that is generated, with what it must contain."""
+    from transfer_operator.api.chart_values import render_values_schema
     from transfer_operator.api.reference import render_api_reference
     from transfer_operator.dashboards import DASHBOARDS, render_dashboard
     from transfer_operator.metrics import render_metrics_reference
@@ -254,6 +255,7 @@ def generated_files() -> dict[Path, str]:
         Path("charts/transfer-operator/crds/transfer.dev.yaml"): crds,
         Path("docs/api.md"): render_api_reference(),
         Path("docs/metrics.md"): render_metrics_reference(),
+        Path("charts/transfer-operator/values.schema.json"): render_values_schema(),
     }
     for name, build in DASHBOARDS.items():
         files[Path("charts/transfer-operator/dashboards") / name] = render_dashboard(build())
@@ -263,7 +265,8 @@ def generated_files() -> dict[Path, str]:
 @main.command()
 @click.option("--check", is_flag=True, help="Fail when a committed file differs instead of writing.")
 def generate(check: bool) -> None:
-    """Write (or --check) the generated files: CRDs, docs/api.md, Grafana dashboards."""
+    """Write (or --check) the generated files: CRDs, docs/api.md, the chart's values schema,
+    Grafana dashboards."""
     stale = []
     for relative, content in generated_files().items():
         path = REPO_ROOT / relative

@@ -146,6 +146,7 @@ class OperatorProcess:
         self.name = name
         self.priority = priority
         self.metrics_port = free_port()
+        self.health_port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -163,7 +164,15 @@ class OperatorProcess:
             else ["--standalone"]
         )
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "transfer_operator.cli", "operator", *mode],
+            [
+                sys.executable,
+                "-m",
+                "transfer_operator.cli",
+                "operator",
+                *mode,
+                "--liveness",
+                f"http://127.0.0.1:{self.health_port}/healthz",
+            ],  # fmt: skip
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
