@@ -107,17 +107,11 @@ def test_a_digest_pins_every_image_of_the_chart(cluster: devcluster.Cluster) -> 
 
 
 def test_notes_say_how_to_check_the_install(cluster: devcluster.Cluster) -> None:
-    notes = helm(
-        cluster,
-        "template",
-        "transfer-operator",
-        str(CHART),
-        "-n",
-        "ops",
-        "--show-only",
-        "templates/NOTES.txt",
-    )
-    assert "helm test transfer-operator -n ops" in notes and "transferctl get" in notes
+    install = ("install", "transfer-operator", str(CHART), "-n", "ops", "--dry-run=client")
+    notes = helm(cluster, *install).split("NOTES:", 1)[1]
+    assert "helm test transfer-operator -n ops" in notes and "transferctl get" in notes, notes
+    without_pods = helm(cluster, *install, "--set", "replicas=0").split("NOTES:", 1)[1]
+    assert "replicas=0: the CRDs, RBAC" in without_pods, without_pods
 
 
 def test_the_helm_test_hook_checks_a_real_operators_endpoints(
