@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from kubernetes import client, config
@@ -63,19 +63,19 @@ class JobClient:
                 found = self.custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "transferjobs")
         except ApiException as error:
             raise _explain(error, "TransferJobs") from None
-        return list(found["items"])
+        return list(cast(dict[str, Any], found)["items"])
 
     def job(self, namespace: str, name: str) -> dict[str, Any]:
         try:
-            return dict(
-                self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "transferjobs", name)
-            )
+            found = self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "transferjobs", name)
+            return dict(cast(dict[str, Any], found))
         except ApiException as error:
             raise _explain(error, f"TransferJob {namespace}/{name}") from None
 
     def pools(self) -> list[dict[str, Any]]:
         try:
-            return list(self.custom.list_cluster_custom_object(GROUP, VERSION, "gpupools")["items"])
+            found = self.custom.list_cluster_custom_object(GROUP, VERSION, "gpupools")
+            return list(cast(dict[str, Any], found)["items"])
         except ApiException as error:
             raise _explain(error, "GPUPools") from None
 
@@ -112,18 +112,20 @@ class JobClient:
             return self
         try:
             registered = self.custom.get_cluster_custom_object(GROUP, VERSION, "transferclusters", cluster)
-            ref = registered["spec"]["kubeconfigSecretRef"]
+            ref = cast(dict[str, Any], registered)["spec"]["kubeconfigSecretRef"]
             secret = self.core.read_namespaced_secret(ref["name"], ref["namespace"])
         except ApiException as error:
             raise _explain(error, f"the kubeconfig of TransferCluster {cluster}") from None
-        kubeconfig = yaml.safe_load(base64.b64decode(secret.data[ref.get("key", "kubeconfig")]))
+        data = secret.data or {}
+        kubeconfig = yaml.safe_load(base64.b64decode(data[ref.get("key", "kubeconfig")]))
         return JobClient(api=config.new_client_from_config_dict(kubeconfig))
 
     def rayjob(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
-            return dict(
-                self.custom.get_namespaced_custom_object(RAY_GROUP, RAY_VERSION, namespace, "rayjobs", name)
+            found = self.custom.get_namespaced_custom_object(
+                RAY_GROUP, RAY_VERSION, namespace, "rayjobs", name
             )
+            return dict(cast(dict[str, Any], found))
         except ApiException as error:
             if error.status == 404:
                 return None
@@ -138,16 +140,16 @@ class JobClient:
 
     def _on_kwok_node(self, namespace: str, pod: str) -> bool:
         try:
-            node_name = self.core.read_namespaced_pod(pod, namespace).spec.node_name
-            node = self.core.read_node(node_name) if node_name else None
+            spec = self.core.read_namespaced_pod(pod, namespace).spec
+            node = self.core.read_node(spec.node_name) if spec and spec.node_name else None
         except ApiException:
             return False
-        return bool(node and KWOK_NODE_ANNOTATION in (node.metadata.annotations or {}))
+        return bool(node and node.metadata and KWOK_NODE_ANNOTATION in (node.metadata.annotations or {}))
 
     def logs(self, namespace: str, pod: str, follow: bool) -> Iterator[str]:
         """The submitter container's log (`ray job submit` follows the driver's output)."""
         try:
-            response = self.core.read_namespaced_pod_log(
+            response: Any = self.core.read_namespaced_pod_log(
                 pod, namespace, container=SUBMITTER_CONTAINER, follow=follow, _preload_content=False
             )
         except ApiException as error:

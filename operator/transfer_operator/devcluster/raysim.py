@@ -27,7 +27,7 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import yaml
@@ -171,7 +171,8 @@ class Simulator:
         from kubernetes.client.exceptions import ApiException
 
         try:
-            return dict(self.custom.get_namespaced_custom_object("ray.io", "v1", namespace, "rayjobs", name))
+            found = self.custom.get_namespaced_custom_object("ray.io", "v1", namespace, "rayjobs", name)
+            return dict(cast(dict[str, Any], found))
         except ApiException as error:
             if error.status == 404:
                 return None
@@ -191,7 +192,7 @@ class Simulator:
             if error.status == 404:  # a worker cluster has no TransferJobs
                 return {}
             raise
-        return dict(job["metadata"].get("annotations") or {})
+        return dict(cast(dict[str, Any], job)["metadata"].get("annotations") or {})
 
     def _pods(self, namespace: str, job_name: str) -> list[dict[str, Any]]:
         pods = self.core.list_namespaced_pod(namespace, label_selector=f"{JOB_NAME_LABEL}={job_name}")
@@ -244,7 +245,7 @@ class Simulator:
 
     def find_rayjob(self, namespace: str, job_id: str) -> dict[str, Any] | None:
         rayjobs = self.custom.list_namespaced_custom_object("ray.io", "v1", namespace, "rayjobs")
-        for rayjob in rayjobs["items"]:
+        for rayjob in cast(dict[str, Any], rayjobs)["items"]:
             if (rayjob.get("status") or {}).get("jobId") == job_id:
                 return dict(rayjob)
         return None
