@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 from transfer_operator import metrics
+from transfer_operator.api.clusters import TransferCluster
 from transfer_operator.api.enums import GROUP, VERSION
 from transfer_operator.api.models import GPUPool, TransferJob
 from transfer_operator.api.validation import InvalidSpec, parse_gpupool, parse_transferjob
@@ -45,6 +46,7 @@ class Kind:
 
 TRANSFERJOBS = Kind("transferjobs", GROUP, VERSION)
 GPUPOOLS = Kind("gpupools", GROUP, VERSION)
+TRANSFERCLUSTERS = Kind("transferclusters", GROUP, VERSION)
 RAYJOBS = Kind("rayjobs", RAY_GROUP, RAY_VERSION, f"{LABEL_MANAGED_BY}={MANAGER}")
 NODES = Kind("nodes")
 PODS = Kind("pods", label_selector=f"{LABEL_MANAGED_BY}={MANAGER}")
@@ -218,6 +220,7 @@ class Informer:
 
 ParsedJob = tuple[dict[str, Any], TransferJob | None]
 ParsedPool = tuple[dict[str, Any], GPUPool | None]
+ParsedCluster = tuple[dict[str, Any], TransferCluster | None]
 
 
 def prepare_transferjob(body: dict[str, Any]) -> ParsedJob:
@@ -237,6 +240,15 @@ def prepare_gpupool(body: dict[str, Any]) -> ParsedPool:
         return body, parse_gpupool(body)
     except InvalidSpec as error:
         log.warning("skipping GPUPool %s: %s", body["metadata"]["name"], error)
+        return body, None
+
+
+def prepare_transfercluster(body: dict[str, Any]) -> ParsedCluster:
+    body = slim(body)
+    try:
+        return body, TransferCluster.model_validate(body)
+    except ValueError as error:
+        log.warning("skipping TransferCluster %s: %s", body["metadata"]["name"], error)
         return body, None
 
 
@@ -283,6 +295,7 @@ class FleetIndex:
     rayjobs: Store[dict[str, Any]] = field(default_factory=lambda: Store(prepare_rayjob))
     nodes: Store[dict[str, Any]] = field(default_factory=lambda: Store(prepare_node))
     pods: Store[dict[str, Any]] = field(default_factory=lambda: Store(prepare_pod))
+    transferclusters: Store[ParsedCluster] = field(default_factory=lambda: Store(prepare_transfercluster))
     informers: list[Informer] = field(default_factory=list)
 
     def connect(self, source: WatchSource, *, nodes: bool = True) -> None:
@@ -290,6 +303,7 @@ class FleetIndex:
             (GPUPOOLS, self.gpupools),
             (TRANSFERJOBS, self.transferjobs),
             (RAYJOBS, self.rayjobs),
+            (TRANSFERCLUSTERS, self.transferclusters),
         ]
         if nodes:
             pairs += [(PODS, self.pods), (NODES, self.nodes)]
