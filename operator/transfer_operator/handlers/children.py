@@ -48,7 +48,7 @@ def ensure_finalizer(ctx: Ctx, body: dict[str, Any]) -> None:
     if FINALIZER in finalizers:
         return
     written = ctx.kube.set_finalizers(
-        metadata.get("namespace") or "default", metadata["name"], [*finalizers, FINALIZER], ""
+        metadata.get("namespace") or "default", metadata["name"], [*finalizers, FINALIZER]
     )
     metadata["finalizers"] = [*finalizers, FINALIZER]
     if written:

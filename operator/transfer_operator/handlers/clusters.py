@@ -222,7 +222,7 @@ def finalize_deleted(ctx: Ctx, jobs: dict[str, tuple[dict[str, Any], TransferJob
             continue
         remaining = [f for f in finalizers if f != FINALIZER]
         try:
-            ctx.kube.set_finalizers(metadata.get("namespace") or "default", metadata["name"], remaining, "")
+            ctx.kube.set_finalizers(metadata.get("namespace") or "default", metadata["name"], remaining)
         except Exception as error:  # noqa: BLE001 - the next cycle tries again
             log.warning("removing the finalizer of %s failed: %s", key, error)
 

@@ -291,17 +291,13 @@ class Kube:
             if error.status != 409:
                 raise
 
-    def set_finalizers(
-        self, namespace: str, name: str, finalizers: list[str], resource_version: str
-    ) -> dict[str, Any]:
-        """Replace a TransferJob's finalizers; the resourceVersion makes a concurrent change a 409."""
+    def set_finalizers(self, namespace: str, name: str, finalizers: list[str]) -> dict[str, Any]:
+        """Replace a TransferJob's finalizers (a merge patch: no other controller sets any on it)."""
         self.writes.wait()
-        patch = {"metadata": {"finalizers": finalizers, "resourceVersion": resource_version}}
+        patch = {"metadata": {"finalizers": finalizers}}
         return cast(
             dict[str, Any],
-            self.custom.patch_namespaced_custom_object(
-                GROUP, VERSION, namespace, "transferjobs", name, patch
-            ),
+            self.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "transferjobs", name, patch),
         )
 
     def patch_transfercluster_status(self, name: str, status: dict[str, Any]) -> None:
