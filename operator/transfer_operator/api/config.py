@@ -32,6 +32,17 @@ class QueueConfig(ApiModel):
     borrowing_limit_gpus: Annotated[int | None, Field(default=None, ge=0)] = None
 
 
+class StorageConfig(ApiModel):
+    """Shared checkpoint storage for jobs without their own spec.checkpoint.uri (engine/storage.py)."""
+
+    checkpoint_root: Annotated[
+        str | None, Field(default=None, pattern=r"^(s3|gs|gcs|abfs|hdfs)://[^/]+(/.*)?$", max_length=512)
+    ] = None
+    # A Secret of that name in the job's namespace (in every cluster) holds the storage
+    # credentials as env (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...): created by the admin.
+    credentials_secret: Annotated[str | None, Field(default=None, pattern=NAME_PATTERN, max_length=253)] = None
+
+
 class OperatorConfig(ApiModel):
     utilization_policy: UtilizationPolicy = UtilizationPolicy.BINPACK
     scheduling_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 2.0
@@ -46,6 +57,7 @@ class OperatorConfig(ApiModel):
     node_failover: bool = True
     # Where the KubeRay operator runs: its pods may reach a job's dashboard (per-job NetworkPolicy).
     kuberay_namespace: Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)] = "kuberay-system"
+    storage: StorageConfig = Field(default_factory=StorageConfig)
 
     @classmethod
     def load(cls, path: Path | None) -> OperatorConfig:

@@ -450,6 +450,9 @@ class TransferJobStatus(StatusModel):
     last_checkpoint: str | None = Field(
         default=None, description="Checkpoint storage the next attempt resumes from (the latest in it)."
     )
+    last_cluster: str | None = Field(
+        default=None, description="The TransferCluster of the latest attempt; empty: the local one."
+    )
     requeue_after: str | None = None
     budget_warned: bool = False
     message: str | None = None

@@ -165,6 +165,7 @@ def admit(
     status = _phase(job, current, Phase.ADMITTED, Reason.ADMITTED, message, now)
     status.update(
         placement=placement,
+        lastCluster=placement.get("cluster"),
         rayJobName=rayjob_name,  # the child's name is in status before the child exists
         lastCheckpoint=checkpoint,
         attempts=attempt,

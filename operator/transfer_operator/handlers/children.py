@@ -9,6 +9,7 @@ from transfer_operator.api.enums import Reason
 from transfer_operator.api.models import GPUPool, TransferJob
 from transfer_operator.engine.isolation import default_peers, render_network_policy
 from transfer_operator.engine.rayjob import PoolPin, render_rayjob
+from transfer_operator.engine.storage import with_storage_defaults
 from transfer_operator.handlers.clusters import FINALIZER
 from transfer_operator.handlers.context import Ctx
 from transfer_operator.handlers.kube import owner_reference
@@ -68,6 +69,7 @@ def ensure_rayjob(
     """Create the attempt's RayJob unless it exists, in the pool's cluster; True when this call
     created it. `announce` posts a RayJobCreated event (admission folds it into its own event:
     one write fewer)."""
+    job = with_storage_defaults(job, ctx.config.storage)
     manifest = render_rayjob(
         job, PoolPin.of(pool_name, pool.spec), attempt, ttl_seconds=ctx.config.rayjob_ttl_seconds
     )

@@ -21,6 +21,7 @@ from transfer_operator.api.enums import Phase, Reason
 from transfer_operator.engine import transitions
 from transfer_operator.engine.conditions import seconds_since
 from transfer_operator.engine.rayjob import checkpoint_storage, label_value, rayjob_name
+from transfer_operator.engine.storage import starts_over, with_storage_defaults
 from transfer_operator.handlers.clusters import (
     finalize_deleted,
     lost_reason,
@@ -175,9 +176,10 @@ def admit(ctx: Ctx, fleet: Fleet, decision: Decision, now: datetime) -> None:
     assert decision.placement is not None
     placement = decision.placement
     pool_entry = fleet.pools.get(placement.pool)
+    cluster = pool_entry[1].spec.cluster if pool_entry else None
     wire = {
         "pool": placement.pool,
-        "cluster": pool_entry[1].spec.cluster if pool_entry else None,
+        "cluster": cluster,
         "region": placement.region,
         "zone": placement.zone,
         "gpuType": placement.gpu_type,
@@ -187,9 +189,10 @@ def admit(ctx: Ctx, fleet: Fleet, decision: Decision, now: datetime) -> None:
         "gpus": placement.gpus,
     }
     name = rayjob_name(job.metadata.name, job.status.attempts + 1)
-    change = transitions.admit(
-        job, body.get("status") or {}, wire, name, checkpoint_storage(job), decision.message, now
-    )
+    stored = with_storage_defaults(job, ctx.config.storage)
+    fresh = starts_over(stored, cluster)
+    message = f"{decision.message}; {fresh}" if fresh else decision.message
+    change = transitions.admit(job, body.get("status") or {}, wire, name, checkpoint_storage(stored), message, now)
     fleet.jobs[job.key] = (body, perform(ctx, body, job, change, fleet.pools))  # pool status counts it
     waited_s = seconds_since(job.metadata.creation_timestamp, now)
     if waited_s is not None:
