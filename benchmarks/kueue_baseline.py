@@ -9,7 +9,9 @@ creates its Workload, reserves quota in a ClusterQueue whose ResourceFlavors are
 node labels. No KubeRay operator runs, so admitted RayJobs stay idle, as ours do.
 
 No webhooks are registered with the API server (the RayJobs are created already suspended, as
-Kueue's defaulting webhook would make them); the webhook server gets a throwaway certificate.
+Kueue's defaulting webhook would make them); the webhook server gets a throwaway certificate, and
+so does the metrics server, at the path Kueue reads it from without its internal cert management
+(/etc/kueue/metrics/certs, written only when absent). The visibility API server is off.
 """
 
 from __future__ import annotations
@@ -45,17 +47,28 @@ def binary() -> Path:
     return ensure_component("kueue") / "kueue"
 
 
+METRICS_CERT_DIR = Path("/etc/kueue/metrics/certs")
+
+
+def throwaway_cert(directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=kueue"]
+        + ["-keyout", str(directory / "tls.key"), "-out", str(directory / "tls.crt")],
+        check=True,
+        capture_output=True,
+    )
+
+
 def configuration(workdir: Path, qps: float, burst: int) -> Path:
     """Kueue's Configuration: leader election off, only the RayJob integration, the same client
     QPS/burst as our operator (Kueue's default is 50/100), webhook server on a throwaway cert."""
     cert_dir = workdir / "kueue-certs"
-    cert_dir.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=kueue"]
-        + ["-keyout", str(cert_dir / "tls.key"), "-out", str(cert_dir / "tls.crt")],
-        check=True,
-        capture_output=True,
-    )
+    throwaway_cert(cert_dir)
+    # Without its internal cert management Kueue reads its metrics server's certificate from this
+    # fixed path (cmd/kueue/main.go); a throwaway one, only if none is there.
+    if not (METRICS_CERT_DIR / "tls.crt").is_file():
+        throwaway_cert(METRICS_CERT_DIR)
     config = {
         "apiVersion": "config.kueue.x-k8s.io/v1beta2",
         "kind": "Configuration",
@@ -153,7 +166,12 @@ def _pool_spec(pool: dict[str, Any]) -> Any:
 def start(cluster: devcluster.Cluster, workdir: Path, config: Path) -> subprocess.Popen[bytes]:
     env = {"KUBECONFIG": str(cluster.kubeconfig), "PATH": "/usr/bin:/bin"}
     process = subprocess.Popen(
-        [str(binary()), f"--config={config}", "--zap-log-level=error"],
+        [
+            str(binary()),
+            f"--config={config}",
+            "--feature-gates=VisibilityOnDemand=false",
+            "--zap-log-level=error",
+        ],
         env=env,
         stdout=(workdir / "kueue.log").open("ab"),
         stderr=subprocess.STDOUT,
