@@ -1,13 +1,21 @@
 """TransferJobs admitted per second through the real API server, with the operator running as
-the chart's ServiceAccount.
+the chart's ServiceAccount, beside Kueue admitting the equivalent RayJobs on the same control
+plane.
 
-    python benchmarks/e2e_admission.py --jobs 1000 5000 10000
+    python benchmarks/e2e_admission.py --jobs 1000 10000            # ours and Kueue, backlog
+    python benchmarks/e2e_admission.py --jobs 1000 --mode stream    # admission while creating
+    python benchmarks/e2e_admission.py --jobs 1000 --no-kueue
 
-For each size: a fresh namespace, N TransferJobs created as fast as the client can, then wait
-until every one is Admitted (status.admittedAt, written by the operator, and the API server's
-creationTimestamp give the latency). GPUPools in three regions hold enough GPUs for all. The
-KubeRay CRDs are installed but no KubeRay operator runs: the RayJobs are created and stay idle,
-so the figure is the operator's own admission rate. Reports CPU seconds of the operator and of
+For each size and system: a fresh namespace and N workloads (TransferJobs for ours; for Kueue the
+RayJob our operator renders for each, suspended, with the queue-name label: kueue_baseline.py).
+`--mode backlog` (default) creates all N with the controller stopped, then starts it: admitted/s
+is N over the time from its start to the last admission, and the latencies count from its start
+(or the object's creation, if later). `--mode stream` starts the controller first and creates
+the N as fast as the client can (16 threads): latencies count from creation, and the admitted/s
+cannot exceed the creation rate. GPUPools in three regions hold enough GPUs for all (Kueue: a
+ResourceFlavor per pool with its GPUs as quota). The KubeRay CRDs are installed but no KubeRay
+operator runs: the RayJobs stay idle, so the figure is the admission rate itself. Both
+controllers get the same client QPS/burst. Reports CPU seconds of the controller and of
 kube-apiserver.
 """
 
@@ -23,11 +31,14 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import kueue_baseline  # noqa: E402  (benchmarks/ is on the path when run as a script)
 from prometheus_client.parser import text_string_to_metric_families
 
 from transfer_operator import devcluster
@@ -62,10 +73,6 @@ def job(name: str, i: int) -> dict[str, Any]:
         resources={"workers": 1 + i % 4, "gpusPerWorker": 1, "estimatedHours": 0.5},
         placement={"spot": i % 2 == 0},
     )
-
-
-def all_jobs(custom: Any) -> list[dict[str, Any]]:
-    return list(custom.list_cluster_custom_object("transfer.dev", "v1alpha1", "transferjobs")["items"])
 
 
 def parse_time(value: str) -> float:
@@ -103,139 +110,275 @@ def wait_for_metrics(timeout_s: float = 120.0) -> None:
             time.sleep(1)
 
 
-def start_operator(cluster: devcluster.Cluster, workdir: Path) -> subprocess.Popen[bytes]:
-    chart = str(ROOT / "charts/transfer-operator")
-    cluster.helm(
-        "upgrade",
-        "--install",
-        "transfer-operator",
-        chart,
-        "-n",
-        "transfer-system",
-        "--create-namespace",
-        "--set",
-        "replicas=0",
-    )
-    kubeconfig = cluster.service_account_kubeconfig(
-        "transfer-operator", "transfer-system", workdir / "sa-kubeconfig", duration="4h"
-    )
-    env = {
-        **os.environ,
-        "KUBECONFIG": str(kubeconfig),
-        "POD_NAMESPACE": "transfer-system",
-        "TRANSFER_METRICS_PORT": str(METRICS_PORT),
+@dataclass
+class Operator:
+    """Our operator as the chart's ServiceAccount, outside a pod (stopped and started per size)."""
+
+    cluster: devcluster.Cluster
+    workdir: Path
+    kubeconfig: Path
+    qps: float
+    burst: int
+
+    @classmethod
+    def install(cls, cluster: devcluster.Cluster, workdir: Path, qps: float, burst: int) -> Operator:
+        chart = str(ROOT / "charts/transfer-operator")
+        cluster.helm(
+            "upgrade", "--install", "transfer-operator", chart, "-n", "transfer-system",
+            "--create-namespace", "--set", "replicas=0",
+        )  # fmt: skip
+        kubeconfig = cluster.service_account_kubeconfig(
+            "transfer-operator", "transfer-system", workdir / "sa-kubeconfig", duration="4h"
+        )
+        return cls(cluster, workdir, kubeconfig, qps, burst)
+
+    def start(self) -> subprocess.Popen[bytes]:
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "POD_NAMESPACE": "transfer-system",
+            "TRANSFER_METRICS_PORT": str(METRICS_PORT),
+            "TRANSFER_KUBE_QPS": str(self.qps),
+            "TRANSFER_KUBE_BURST": str(self.burst),
+        }
+        return subprocess.Popen(
+            [sys.executable, "-m", "transfer_operator.cli", "operator", "--standalone"],
+            env=env,
+            stdout=(self.workdir / "operator.log").open("ab"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def create_all(create: Callable[[int], Any], count: int) -> float:
+    started = time.time()
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(create, range(count)))
+    return time.time() - started
+
+
+def summarize(
+    times: list[tuple[float, float]], count: int, since: float, extra: dict[str, Any]
+) -> dict[str, Any]:
+    """times: (created, admitted) of each admitted object; `since`: when the clock starts (the
+    controller's start in backlog mode, the first creation in stream mode)."""
+    latencies = sorted(admitted - max(created, since) for created, admitted in times)
+    last = max(admitted for _, admitted in times)
+    return {
+        "jobs": count,
+        "admitted": len(times),
+        "admitted_per_second": len(times) / max(1.0, last - since),
+        "latency_p50_s": statistics.median(latencies),
+        "latency_p99_s": latencies[int(0.99 * (len(latencies) - 1))],
+        **extra,
     }
-    return subprocess.Popen(
-        [sys.executable, "-m", "transfer_operator.cli", "operator", "--standalone"],
-        env=env,
-        stdout=(workdir / "operator.log").open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
 
 
-def run_size(
-    cluster: devcluster.Cluster, operator_pid: int, apiserver_pid: int, count: int
-) -> dict[str, float]:
+def wait_admitted(
+    list_times: Callable[[], list[tuple[float, float]]], count: int, timeout_s: float = 3600
+) -> list[tuple[float, float]]:
+    deadline = time.time() + timeout_s
+    while True:
+        times = list_times()
+        if len(times) >= count or time.time() > deadline:
+            return times
+        time.sleep(2)
+
+
+def run_ours(
+    cluster: devcluster.Cluster, operator: Operator, apiserver_pid: int, count: int, mode: str
+) -> dict[str, Any]:
     from kubernetes import client, config
 
     api_client = config.new_client_from_config(str(cluster.kubeconfig))
     custom = client.CustomObjectsApi(api_client)
     namespace = f"bench-{count}-{int(time.time())}"
     client.CoreV1Api(api_client).create_namespace({"metadata": {"name": namespace}})
-    cpu_before = cpu_seconds(operator_pid), cpu_seconds(apiserver_pid)
-    stages_before = stage_seconds()
-    started = time.time()
-    with ThreadPoolExecutor(16) as pool:
-        list(
-            pool.map(
-                lambda i: custom.create_namespaced_custom_object(
-                    "transfer.dev", "v1alpha1", namespace, "transferjobs", job(f"tj-{i}", i)
-                ),
-                range(count),
-            )
+
+    def create(i: int) -> Any:
+        return custom.create_namespaced_custom_object(
+            "transfer.dev", "v1alpha1", namespace, "transferjobs", job(f"tj-{i}", i)
         )
-    created_s = time.time() - started
-    while True:
-        items = custom.list_namespaced_custom_object("transfer.dev", "v1alpha1", namespace, "transferjobs")[
-            "items"
+
+    created_at: dict[str, float] = {}
+
+    def admitted_times() -> list[tuple[float, float]]:
+        """(created, admitted): admitted is when its RayJob landed in the API server, not the
+        cycle's `status.admittedAt` (the cycle's start: a cycle's writes take longer)."""
+        if len(created_at) < count:
+            for tj in custom.list_namespaced_custom_object(
+                "transfer.dev", "v1alpha1", namespace, "transferjobs"
+            )["items"]:
+                created_at[tj["metadata"]["name"]] = parse_time(tj["metadata"]["creationTimestamp"])
+        rayjobs = custom.list_namespaced_custom_object("ray.io", "v1", namespace, "rayjobs")["items"]
+        return [
+            (created_at[owner], parse_time(r["metadata"]["creationTimestamp"]))
+            for r in rayjobs
+            if (owner := kueue_baseline.owner_name(r)) in created_at
         ]
-        admitted = [i for i in items if (i.get("status") or {}).get("admittedAt")]
-        if len(admitted) == count or time.time() - started > 3600:
-            break
-        time.sleep(2)
-    cpu_after = cpu_seconds(operator_pid), cpu_seconds(apiserver_pid)
-    stages_after = stage_seconds()
-    # Mean seconds per cycle of each stage during this size (reconcile runs every 10 s, not every cycle).
-    stages = {
-        stage: round(
-            (total - stages_before.get(stage, (0.0, 0.0))[0])
-            / max(1.0, count - stages_before.get(stage, (0.0, 0.0))[1]),
-            3,
-        )
-        for stage, (total, count) in stages_after.items()
-    }
-    cycles = stages_after.get("read", (0.0, 0.0))[1] - stages_before.get("read", (0.0, 0.0))[1]
+
+    api_before = cpu_seconds(apiserver_pid)
+    if mode == "backlog":
+        created_s = create_all(create, count)
+        started = time.time()
+        process = operator.start()
+    else:
+        process = operator.start()
+        wait_for_metrics()
+        started = time.time()
+        created_s = create_all(create, count)
+    try:
+        times = wait_admitted(admitted_times, count)
+        stages = stage_seconds()
+        operator_cpu = cpu_seconds(process.pid)
+    finally:
+        stop(process)
     rayjobs = custom.list_namespaced_custom_object("ray.io", "v1", namespace, "rayjobs")["items"]
-    latencies = sorted(
-        parse_time(i["status"]["admittedAt"]) - parse_time(i["metadata"]["creationTimestamp"])
-        for i in admitted
+    policies = client.NetworkingV1Api(api_client).list_namespaced_network_policy(namespace).items
+    cycles = stages.get("read", (0.0, 0.0))[1]
+    return summarize(
+        times,
+        count,
+        started,
+        {
+            "system": "transfer-operator",
+            "mode": mode,
+            "create_seconds": created_s,
+            "controller_cpu_s": operator_cpu,
+            "apiserver_cpu_s": cpu_seconds(apiserver_pid) - api_before,
+            "objects_per_workload": len(rayjobs) / count,  # 1.0: no RayJob missing or doubled
+            "networkpolicies_per_job": len(policies) / count,
+            "cycles": cycles,
+            # Mean seconds per cycle of each stage (reconcile runs every 10 s, not every cycle).
+            "mean_stage_seconds": {k: round(v[0] / max(1.0, v[1]), 3) for k, v in stages.items()},
+        },
     )
-    first = min(parse_time(i["metadata"]["creationTimestamp"]) for i in items)
-    last = max(parse_time(i["status"]["admittedAt"]) for i in admitted)
-    return {
-        "jobs": count,
-        "admitted": len(admitted),
-        "create_seconds": created_s,
-        "admitted_per_second": len(admitted) / max(1.0, last - first),
-        "latency_p50_s": statistics.median(latencies),
-        "latency_p99_s": latencies[int(0.99 * (len(latencies) - 1))],
-        "operator_cpu_s": cpu_after[0] - cpu_before[0],
-        "apiserver_cpu_s": cpu_after[1] - cpu_before[1],
-        "wall_s": time.time() - started,
-        "rayjobs_per_transferjob": len(rayjobs) / count,  # 1.0: no duplicates
-        "cycles": cycles,
-        "mean_stage_seconds": stages,
-        "jobs_in_cluster": len(all_jobs(custom)),
-    }
+
+
+def run_kueue(
+    cluster: devcluster.Cluster, workdir: Path, kueue_config: Path, apiserver_pid: int, count: int, mode: str
+) -> dict[str, Any]:
+    from kubernetes import client, config
+
+    api_client = config.new_client_from_config(str(cluster.kubeconfig))
+    custom = client.CustomObjectsApi(api_client)
+    namespace = f"kueue-{count}-{int(time.time())}"
+    client.CoreV1Api(api_client).create_namespace({"metadata": {"name": namespace}})
+    kueue_baseline.local_queue(cluster, namespace)
+
+    def create(i: int) -> Any:
+        transferjob = job(f"tj-{i}", i)
+        transferjob["metadata"]["namespace"] = namespace
+        rayjob = kueue_baseline.equivalent_rayjob(transferjob, POOLS[0])
+        return custom.create_namespaced_custom_object("ray.io", "v1", namespace, "rayjobs", rayjob)
+
+    def admitted_times() -> list[tuple[float, float]]:
+        """(created, admitted): admitted is when Kueue's update unsuspending the RayJob landed."""
+        rayjobs = custom.list_namespaced_custom_object("ray.io", "v1", namespace, "rayjobs")["items"]
+        times = []
+        for rayjob in rayjobs:
+            admitted = kueue_baseline.unsuspended_at(rayjob)
+            if admitted is not None:
+                times.append((parse_time(rayjob["metadata"]["creationTimestamp"]), parse_time(admitted)))
+        return times
+
+    api_before = cpu_seconds(apiserver_pid)
+    if mode == "backlog":
+        created_s = create_all(create, count)
+        started = time.time()
+        process = kueue_baseline.start(cluster, workdir, kueue_config)
+    else:
+        process = kueue_baseline.start(cluster, workdir, kueue_config)
+        started = time.time()
+        created_s = create_all(create, count)
+    try:
+        times = wait_admitted(admitted_times, count)
+        kueue_cpu = cpu_seconds(process.pid)
+    finally:
+        stop(process)
+    workloads = custom.list_namespaced_custom_object(
+        kueue_baseline.GROUP, kueue_baseline.API, namespace, "workloads"
+    )["items"]
+    return summarize(
+        times,
+        count,
+        started,
+        {
+            "system": f"kueue {kueue_baseline.VERSION}",
+            "mode": mode,
+            "create_seconds": created_s,
+            "controller_cpu_s": kueue_cpu,
+            "apiserver_cpu_s": cpu_seconds(apiserver_pid) - api_before,
+            "objects_per_workload": len(workloads) / count,  # Workloads per RayJob: 1.0
+        },
+    )
+
+
+HEADER = (
+    f"{'system':<20}{'mode':>8}{'jobs':>7}{'admitted/s':>12}{'p50 s':>8}{'p99 s':>8}"
+    f"{'ctl CPU s':>10}{'api CPU s':>10}{'obj/job':>8}"
+)
+
+
+def line(row: dict[str, Any]) -> str:
+    return (
+        f"{row['system']:<20}{row['mode']:>8}{row['jobs']:>7}{row['admitted_per_second']:>12.1f}"
+        f"{row['latency_p50_s']:>8.1f}{row['latency_p99_s']:>8.1f}{row['controller_cpu_s']:>10.1f}"
+        f"{row['apiserver_cpu_s']:>10.1f}{row['objects_per_workload']:>8.3f}"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--jobs", type=int, nargs="+", default=[1000, 5000, 10000])
+    parser.add_argument("--jobs", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--mode", choices=["backlog", "stream"], default="backlog")
+    parser.add_argument("--no-kueue", action="store_true", help="only ours")
+    parser.add_argument("--qps", type=float, default=600.0, help="both controllers' client QPS")
+    parser.add_argument("--burst", type=int, default=1200, help="both controllers' client burst")
     parser.add_argument("--out", type=Path, default=Path("docs/results/e2e_admission.json"))
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="e2e-admission-"))
+    kueue_config = None
+    if not args.no_kueue:
+        kueue_baseline.binary()  # built once from the Go module proxy, before any clock starts
+        kueue_config = kueue_baseline.configuration(workdir, args.qps, args.burst)
     cluster = devcluster.up(workdir / "cluster", pools=[], kuberay=False)
-    operator = None
     try:
-        crds = cluster.bin_dir / "crds" / "kuberay"
-        cluster.kubectl("apply", "--server-side", "-f", str(crds))
-        operator = start_operator(cluster, workdir)  # helm installs our CRDs first
+        cluster.kubectl("apply", "--server-side", "-f", str(cluster.bin_dir / "crds" / "kuberay"))
+        operator = Operator.install(cluster, workdir, args.qps, args.burst)  # helm installs our CRDs first
         cluster.kubectl("apply", "-f", "-", input="\n---\n".join(json.dumps(p) for p in POOLS))
+        if kueue_config is not None:
+            kueue_baseline.install(cluster, POOLS)
         apiserver_pid = cluster.pids["kube-apiserver"]
-        wait_for_metrics()
-        rows = []
-        print(
-            f"{'jobs':>7}{'admitted/s':>12}{'p50 s':>8}{'p99 s':>8}{'op CPU s':>10}{'api CPU s':>10}{'wall s':>8}"
-        )
+        rows: list[dict[str, Any]] = []
+        print(HEADER, flush=True)
         for count in args.jobs:
-            row = run_size(cluster, operator.pid, apiserver_pid, count)
-            rows.append(row)
-            print(
-                f"{count:>7}{row['admitted_per_second']:>12.1f}{row['latency_p50_s']:>8.1f}"
-                f"{row['latency_p99_s']:>8.1f}{row['operator_cpu_s']:>10.1f}{row['apiserver_cpu_s']:>10.1f}"
-                f"{row['wall_s']:>8.0f}  rayjobs/tj={row['rayjobs_per_transferjob']:.3f}"
-                f"  cycles={row['cycles']:.0f} mean stage s={row['mean_stage_seconds']}",
-                flush=True,
-            )
+            rows.append(run_ours(cluster, operator, apiserver_pid, count, args.mode))
+            print(line(rows[-1]), f" stages={rows[-1]['mean_stage_seconds']}", flush=True)
+            if kueue_config is not None:
+                rows.append(run_kueue(cluster, workdir, kueue_config, apiserver_pid, count, args.mode))
+                print(line(rows[-1]), flush=True)
+                ratio = rows[-2]["admitted_per_second"] / max(1e-9, rows[-1]["admitted_per_second"])
+                print(f"{'':<20}{'':>8}{count:>7}  ours / Kueue admitted/s = {ratio:.2f}", flush=True)
             args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps({"rows": rows}, indent=2))  # after each size: partial runs count
+            record = {"machine": machine(), "qps": args.qps, "burst": args.burst, "rows": rows}
+            args.out.write_text(json.dumps(record, indent=2))  # after each size: partial runs count
         print(f"wrote {args.out}")
     finally:
-        if operator is not None:
-            os.killpg(operator.pid, signal.SIGTERM)
         devcluster.down(workdir / "cluster")
+
+
+def machine() -> dict[str, Any]:
+    return {"cpus": os.cpu_count(), "load_average": os.getloadavg()}
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ HOW = {
     "operator SIGKILL at a random point": "SIGKILL of the operator process 0.3-4 s after each start, then a final start",
     "two operator replicas at once": "two processes with kopf peering (priorities 100, 99) and the scheduler Lease",
     "kube-apiserver SIGKILL and restart mid-run": "SIGKILL of kube-apiserver, restarted 2 s later; a new job created after",
+    "watch expiry (410 Gone: etcd compacted, API server restarted)": "operator SIGSTOPped; a job created, one deleted, etcd compacted to its revision, kube-apiserver restarted; SIGCONT: every watch resumes from a gone resourceVersion",
     "node NotReady under a running job": "kwok stops heartbeating the job's nodes (annotation removed), Ready=False",
     "spot interruption taint on a job's node": "taint transfer.dev/spot-interruption on the job's nodes",
     "node deleted under a running job": "kubectl delete node on the job's nodes",

@@ -305,7 +305,7 @@ def main() -> None:
             "with the fleet, and operator CPU fell (47 s at 5,000, was 79 s). The admission rate did not",
             "improve: the `write` stage (a status patch and a RayJob create per admission, 16 writers) is",
             "all of a cycle's time, so the API server's write latency on this loaded machine is the limit.",
-            "The side-by-side run against Kueue (issue #12, part 4) is not done.",
+            "The side-by-side run against Kueue: next section.",
             "",
             *table(watch["rows"], columns),
             "",
@@ -319,6 +319,9 @@ def main() -> None:
             ],
             "",
         ]
+    beside_kueue = Path("docs/results/e2e_admission_kueue.md")  # written with the runs it reports
+    if beside_kueue.exists():
+        lines += [*beside_kueue.read_text().rstrip().splitlines(), ""]
     memory = load("fleet_memory.json")
     if memory:
         lines += [

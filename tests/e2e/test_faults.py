@@ -8,16 +8,19 @@ names a JSON file to append the results to (benchmarks/reliability_report.py ren
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import random
 import signal
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from transfer_operator import devcluster
 from transfer_operator.api.manifests import transferjob_manifest
@@ -214,4 +217,93 @@ def test_apiserver_restart_mid_run(
     finally:
         operator.kill(signal.SIGTERM)
     record("kube-apiserver SIGKILL and restart mid-run", 1, violations, recovery_s)
+    assert violations == {"lost": [], "duplicated": {}, "wrong": {}}
+
+
+def etcd_compact(cluster: devcluster.Cluster) -> int:
+    """Compact etcd's history up to its current revision (through etcd's HTTP gateway): a watch
+    from any older resourceVersion can only be answered with 410 Gone."""
+    base = f"http://127.0.0.1:{cluster.ports['etcd']}/v3/kv"
+
+    def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        request = urllib.request.Request(f"{base}/{path}", data=json.dumps(body).encode(), method="POST")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return dict(json.loads(response.read()))
+
+    revision = int(post("range", {"key": base64.b64encode(b"/").decode(), "limit": 1})["header"]["revision"])
+    post("compaction", {"revision": str(revision), "physical": True})
+    return revision
+
+
+def relists(operator: OperatorProcess, kind: str) -> float:
+    url = f"http://127.0.0.1:{operator.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "transfer_watch_relists_total" and sample.labels.get("kind") == kind:
+                return sample.value
+    return 0.0
+
+
+def pool_accounting_errors(cluster: devcluster.Cluster, namespace: str) -> dict[str, tuple[int, int]]:
+    """Pools whose status.allocatedGpus differs from the GPUs of the jobs holding them: a job the
+    index lost or kept after its deletion shows here. pool -> (status, from the jobs)."""
+    held: dict[str, int] = {}
+    for job in get_json(cluster, "transferjobs", "-A")["items"]:
+        status = job.get("status") or {}
+        if status.get("phase") in HOLDING and status.get("placement"):
+            pool = status["placement"]["pool"]
+            held[pool] = held.get(pool, 0) + int(status["placement"]["gpus"])
+    errors = {}
+    for pool in get_json(cluster, "gpupools")["items"]:
+        name = pool["metadata"]["name"]
+        written = int((pool.get("status") or {}).get("allocatedGpus", 0))
+        if written != held.get(name, 0):
+            errors[name] = (written, held.get(name, 0))
+    return errors
+
+
+def test_watch_expiry_relists_without_losing_or_doubling(
+    cluster: devcluster.Cluster, namespace: str, jobs: list[str], sa_kubeconfig: Path, tmp_path: Path
+) -> None:
+    """The operator's watches expire while it is frozen (SIGSTOP): a job is created and another
+    deleted, etcd is compacted to its current revision and the API server restarted (its new watch
+    cache starts there), so every watch resumes from a resourceVersion that is gone: 410, relist.
+    Afterwards the new job is admitted, the deleted one's GPUs are free, nothing lost or doubled."""
+    from transfer_operator.devcluster.cluster import restart
+
+    operator = OperatorProcess(sa_kubeconfig, tmp_path / "operator.log")
+    operator.start()
+    assert operator.process is not None
+    try:
+        settle(cluster, namespace, jobs)
+        wait_for(lambda: not pool_accounting_errors(cluster, namespace), 60, "the pools' status to settle")
+        before = relists(operator, "transferjobs")
+        started = time.monotonic()
+        os.killpg(operator.process.pid, signal.SIGSTOP)
+        try:
+            late = a_job("during-expiry", gpus=1, priority=50)
+            cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(late))
+            cluster.kubectl("delete", "transferjob", jobs[0], "-n", namespace, "--wait=false")
+            etcd_compact(cluster)
+            restart(cluster, "kube-apiserver")
+        finally:
+            os.killpg(operator.process.pid, signal.SIGCONT)
+        wait_for(lambda: relists(operator, "transferjobs") > before, 120, "a relist after 410 Gone")
+
+        def caught_up() -> bool:
+            status = get_json(cluster, "transferjob", "during-expiry", "-n", namespace).get("status") or {}
+            return status.get("phase") in HOLDING
+
+        wait_for(caught_up, 180, "the job created while the watch was gone to be admitted")
+        names = [*jobs[1:], "during-expiry"]
+        settle(cluster, namespace, names)
+        recovery_s = time.monotonic() - started
+        wait_for(lambda: not pool_accounting_errors(cluster, namespace), 60, "pool status = the jobs' GPUs")
+        violations = invariant_violations(cluster, namespace, names)
+        assert operator.process.poll() is None, "the operator must survive"
+    finally:
+        operator.kill(signal.SIGTERM)
+    record("watch expiry (410 Gone: etcd compacted, API server restarted)", 1, violations, recovery_s)
     assert violations == {"lost": [], "duplicated": {}, "wrong": {}}
