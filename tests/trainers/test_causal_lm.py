@@ -130,6 +130,15 @@ def test_sft_trains_and_exports(strategy, tiny_llama: Path, tmp_path: Path, ray_
     assert (result.model_dir / ("adapter" if strategy["type"] == "lora" else "model")).is_dir()
     answers = sft.generate(model, tok, [[{"role": "user", "content": "Item 1 is green. Which colour is it?"}]], 2)
     assert isinstance(answers[0], str)
+    if strategy["type"] == "lora":  # what a user types to try the model
+        from click.testing import CliRunner
+
+        from transfer_operator.cli import main
+
+        out = CliRunner().invoke(main, ["predict", str(result.model_dir), "Item 1 is green. Which colour is it?",
+                                        "--max-new-tokens", "2"])
+        assert out.exit_code == 0, out.output
+        assert "Item 1 is green" in out.output and "→" in out.output
 
 
 def test_resume_continues_where_it_stopped(tiny_llama: Path, tmp_path: Path, ray_session):

@@ -7,6 +7,8 @@
   a previous run (runs/<name>/model, recognised by transfer_model.json).
 - `hf:<org>/<name>[@revision]`  a Hugging Face Hub repo through huggingface_hub's cache
   (HF_HUB_CACHE; HF_HUB_OFFLINE=1 resolves from the cache only; HF_TOKEN for private repos).
+- `s3://<bucket>/<dir>`  a model folder in an S3-compatible store, downloaded into
+  TRANSFER_CACHE/s3/ (endpoint and keys from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...).
 - `builtin:digits-cnn`  handled by the image-classification recipe.
 """
 
@@ -38,12 +40,16 @@ def resolve_model(source: str, field: str = "spec.model.source") -> ModelRef:
     """Like `resolve_model_dir`, but a package or directory holding one `.gguf` file (and no
     config.json) resolves to that file."""
     try:
-        return ModelRef(resolve_model_dir(source, field))
+        directory = resolve_model_dir(source, field)
     except SpecError as exc:
         gguf = _gguf_in(source)
         if gguf is None:
             raise exc from None
         return gguf
+    ggufs = sorted(directory.glob("*.gguf"))
+    if not (directory / "config.json").exists() and len(ggufs) == 1:  # e.g. a GGUF folder fetched from s3://
+        return ModelRef(directory, ggufs[0].name)
+    return ModelRef(directory)
 
 
 def _gguf_in(source: str) -> ModelRef | None:
@@ -84,12 +90,14 @@ def resolve_model_dir(source: str, field: str = "spec.model.source") -> Path:
         return min(candidates, key=lambda p: len(p.parts))
     if source.startswith("hf:"):
         return _resolve_hub(source.removeprefix("hf:"), field)
+    if source.startswith("s3://"):
+        return _fetch_s3(source, field)
     if source.startswith("builtin:"):
         raise SpecError(field, f"{source!r} is a built-in model of another trainer; text models come "
                                f"from package:<dist> or path:/dir")
     path = Path(source.removeprefix("path:").removeprefix("file://")).expanduser()
     if "://" in source.removeprefix("file://"):
-        raise SpecError(field, f"{source!r}: remote models are not fetched; bake them into the image "
+        raise SpecError(field, f"{source!r}: only s3:// is fetched; bake other remote models into the image "
                                f"or mount them and use path:/dir")
     if not path.is_dir():
         raise SpecError(field, f"model directory {str(path)!r} does not exist")
@@ -97,6 +105,23 @@ def resolve_model_dir(source: str, field: str = "spec.model.source") -> Path:
         raise SpecError(field, f"{str(path)!r} has no config.json (nor {EXPORT_MARKER}); "
                                f"point at a Hugging Face model directory")
     return path
+
+
+def _fetch_s3(uri: str, field: str) -> Path:
+    """Download the model folder at s3://bucket/dir (pyarrow S3, endpoint and keys from the
+    environment) into the trainer's cache, TRANSFER_CACHE/s3/<bucket>/<dir>."""
+    from transfer_trainers import storage
+    from transfer_trainers.datasets import CACHE
+
+    local = CACHE / "s3" / uri.removeprefix("s3://").strip("/")
+    try:
+        if not storage.is_dir(uri):
+            raise SpecError(field, f"{uri} is not a folder in the object store (check the bucket, the key and "
+                                   "AWS_ENDPOINT_URL)")
+        storage.download_dir(uri, local)
+    except OSError as exc:
+        raise SpecError(field, f"cannot read {uri}: {exc}") from None
+    return local
 
 
 def _resolve_hub(ref: str, field: str) -> Path:

@@ -376,7 +376,9 @@ def load_output(directory: Path) -> tuple[Any, Any, dict[str, Any]]:
     if meta["format"] == "adapter":
         from peft import PeftModel
 
-        base = load_model(ModelRef(Path(meta["base_dir"]), meta.get("gguf_file")))
+        local = ModelRef(Path(meta["base_dir"]), meta.get("gguf_file"))
+        # The base where the run found it (same machine), else resolved again from its source.
+        base = load_model(local if local.directory.is_dir() else resolve_model(meta["base"]))
         model: Any = PeftModel.from_pretrained(base, directory / "adapter")
     else:
         model = AutoModelForCausalLM.from_pretrained(directory / "model", dtype=torch.float32)
