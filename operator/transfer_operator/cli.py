@@ -1,5 +1,5 @@
-"""transferctl: run, validate, plan, explain, render, crds, generate, operator, dev-cluster, and a
-job's life on a cluster: get, describe, logs, cost, cancel, suspend, resume."""
+"""transferctl: run, predict, validate, plan, explain, render, crds, generate, operator, dev-cluster,
+and a job's life on a cluster: get, describe, logs, cost, cancel, suspend, resume."""
 
 from __future__ import annotations
 
@@ -349,6 +349,23 @@ def run(file: Path, runs_dir: Path, cpus: int | None, fresh: bool) -> None:
         say(result.status, color, verdict(result))
         failed |= result.status == "failed"
     sys.exit(1 if failed else 0)
+
+
+@main.command()
+@click.argument("source")
+@click.argument("texts", nargs=-1, required=True)
+@click.option("--max-new-tokens", type=int, default=32, show_default=True, help="Causal LMs: answer length.")
+def predict(source: str, texts: tuple[str, ...], max_new_tokens: int) -> None:
+    """Answer TEXTS with a trained model: a run's model directory or a spec.output.uri (local or s3://)."""
+    from transfer_trainers.predict import predict as answer
+
+    try:
+        answers = answer(source, list(texts), max_new_tokens=max_new_tokens)
+    except (FileNotFoundError, OSError) as error:
+        say("✗", "red", f"{source}: {error}")
+        sys.exit(1)
+    for text, reply in zip(texts, answers, strict=True):
+        console.print(f"[bold]{text}[/bold]\n  → {reply}")
 
 
 @main.command("dashboard-snapshot")

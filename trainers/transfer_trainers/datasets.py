@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from transfer_trainers import storage
 from transfer_trainers.spec import DatasetSpec, SpecError
 
 CACHE = Path(os.environ.get("TRANSFER_CACHE", Path.home() / ".cache" / "transfer-operator"))
@@ -98,12 +99,7 @@ def digits(classes: range) -> list[dict[str, Any]]:
 
 
 def _read_table(uri: str, fmt: str | None) -> list[dict[str, Any]]:
-    import pyarrow.fs as pafs
-
-    if "://" in uri and not uri.startswith("file://"):
-        fs, path = pafs.FileSystem.from_uri(uri)
-    else:
-        fs, path = pafs.LocalFileSystem(), uri.removeprefix("file://")
+    fs, path = storage.filesystem(uri)
     fmt = fmt or Path(path).suffix.lstrip(".").replace("json", "jsonl").replace("jsonll", "jsonl")
     with fs.open_input_file(path) as f:
         if fmt == "csv":
@@ -123,24 +119,30 @@ def _read_table(uri: str, fmt: str | None) -> list[dict[str, Any]]:
     return table.to_pylist()
 
 
-def _exists(uri: str) -> bool:
+_exists = storage.exists
+_is_dir = storage.is_dir
+
+
+def fingerprint(ds: DatasetSpec) -> str:
+    """sha256 of the data a job reads (the file, a directory's files in name order, or a built-in
+    corpus's recorded digest), for the output manifest."""
     import pyarrow.fs as pafs
 
-    if "://" in uri and not uri.startswith("file://"):
-        fs, path = pafs.FileSystem.from_uri(uri)
-    else:
-        fs, path = pafs.LocalFileSystem(), uri.removeprefix("file://")
-    return fs.get_file_info(path).type != pafs.FileType.NotFound
-
-
-def _is_dir(uri: str) -> bool:
-    import pyarrow.fs as pafs
-
-    if "://" in uri and not uri.startswith("file://"):
-        fs, path = pafs.FileSystem.from_uri(uri)
-    else:
-        fs, path = pafs.LocalFileSystem(), uri.removeprefix("file://")
-    return fs.get_file_info(path).type == pafs.FileType.Directory
+    if ds.uri.startswith("builtin:"):
+        known = {"builtin:rotten-tomatoes": ROTTEN_TOMATOES.sha256, "builtin:tweets": TWEETS.sha256}
+        return known.get(ds.uri, ds.uri)
+    fs, path = storage.filesystem(ds.uri)
+    info = fs.get_file_info(path)
+    files = [info] if info.type == pafs.FileType.File else sorted(
+        (i for i in fs.get_file_info(pafs.FileSelector(path, recursive=True)) if i.type == pafs.FileType.File),
+        key=lambda i: i.path)
+    digest = hashlib.sha256()
+    for i in files:
+        digest.update(i.path.removeprefix(path).encode())
+        with fs.open_input_stream(i.path) as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+    return digest.hexdigest()
 
 
 def load_rows(ds: DatasetSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:

@@ -58,7 +58,15 @@ def main(env: dict[str, str] | None = None) -> int:
     if result.error:
         print(f"training failed: {result.error}", file=sys.stderr)
         return 1
-    print(json.dumps({"final_metrics": result.metrics, "checkpoint": result.checkpoint.path if result.checkpoint else None}))
+    output = None
+    if prepared.job.output is not None and result.checkpoint is not None:
+        from pathlib import Path
+
+        with result.checkpoint.as_directory() as d:
+            if (Path(d) / "model").is_dir():
+                output = runner.publish_output(prepared.job, Path(d) / "model", dict(result.metrics or {}))
+    print(json.dumps({"final_metrics": result.metrics, "checkpoint": result.checkpoint.path if result.checkpoint else None,
+                      "output": output}))
     return 0
 
 

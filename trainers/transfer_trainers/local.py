@@ -36,6 +36,7 @@ class RunResult:
     checkpoint: str | None = None
     resumed_from_step: int | None = None
     error: str | None = None
+    output: dict[str, Any] | None = None  # manifest.json written to spec.output.uri
 
 
 def _start_ray(num_cpus: int | None) -> bool:
@@ -80,7 +81,8 @@ def write_curves(events: list[dict[str, Any]], out: Path, title: str) -> None:
     if evals:
         es = sorted(evals)
         ax1.plot(es, [evals[s]["val_loss"] for s in es], "o-", label="validation loss")
-        ax2.plot(es, [evals[s]["val_accuracy"] for s in es], "o-", color="C2")
+        acc = [s for s in es if "val_accuracy" in evals[s]]  # causal LMs: only the final evaluation
+        ax2.plot(acc, [evals[s]["val_accuracy"] for s in acc], "o-", color="C2")
     ax1.set_xlabel("step")
     ax1.set_title("loss")
     ax1.legend()
@@ -225,6 +227,8 @@ def run_local(
                     shutil.rmtree(run_dir / "model", ignore_errors=True)
                     shutil.copytree(Path(d) / "model", run_dir / "model")
                     result.model_dir = run_dir / "model"
+        if result.model_dir is not None and prepared.job.output is not None:
+            result.output = runner.publish_output(prepared.job, result.model_dir, metrics)
     if events:
         write_curves(events, run_dir / "curves.png", f"{name} ({prepared.job.strategy.type})")
     return result
@@ -237,6 +241,8 @@ def verdict(result: RunResult) -> str:
         return f"{result.name}: {result.status} ({result.error or 'no final report'}); {hint}"
     m = result.metrics
     where = f"model in {result.model_dir}" if result.model_dir else f"checkpoint {result.checkpoint}"
+    if result.output:
+        where += f" and {result.output['uri']}"
     where += f", metrics in {result.run_dir / 'final_metrics.json'}"
     acc, base = m.get("val_accuracy"), m.get("majority_accuracy")
     if acc is None:

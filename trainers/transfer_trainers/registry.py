@@ -14,6 +14,7 @@ from transfer_trainers.contract import ENTRY_POINT_GROUP, Trainer, TrainerError
 BUILTINS: dict[str, str] = {
     "text-classification": "transfer_trainers.recipes.text_classification:TRAINER",
     "image-classification": "transfer_trainers.recipes.image_classification:TRAINER",
+    "causal-lm": "transfer_trainers.recipes.causal_lm:TRAINER",
 }
 
 

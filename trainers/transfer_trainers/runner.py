@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from transfer_trainers import registry
+from transfer_trainers import registry, storage
 from transfer_trainers.contract import Trainer
 from transfer_trainers.loop import META_FILE, STATE_FILE
 from transfer_trainers.spec import JobSpec, SpecError, parse_job
@@ -31,12 +31,8 @@ def prepare(spec: dict[str, Any], *, use_gpu: bool | None = None) -> Prepared:
     return Prepared(job, trainer)
 
 
-def _fs(uri: str):
-    import pyarrow.fs as pafs
-
-    if "://" in uri and not uri.startswith("file://"):
-        return pafs.FileSystem.from_uri(uri)
-    return pafs.LocalFileSystem(), str(Path(uri.removeprefix("file://")).expanduser().resolve())
+def _fs(uri: str) -> tuple[Any, str]:
+    return storage.filesystem(uri)
 
 
 def _complete(fs: Any, directory: str, meta: dict[str, Any]) -> bool:
@@ -109,6 +105,39 @@ def run_job(
         ),
     )
     return trainer.fit()
+
+
+MANIFEST_FILE = "manifest.json"
+MANIFEST_METRICS = ("step", "epoch", "train_loss", "val_loss", "val_accuracy", "zero_shot_accuracy",
+                    "majority_accuracy", "trainable_params", "total_params", "wall_s", "peak_rss_mb")
+
+
+def publish_output(job: JobSpec, model_dir: Path, metrics: dict[str, Any]) -> dict[str, Any] | None:
+    """Write the exported model and manifest.json to `spec.output.uri` (local path or s3://).
+
+    The manifest says what the model is (base model, trainer, strategy, format), how it did
+    (final metrics) and what it learned from (dataset URI and sha256). None without spec.output.
+    """
+    if job.output is None:
+        return None
+    from transfer_trainers import datasets
+    from transfer_trainers.sources import EXPORT_MARKER
+
+    exported = json.loads((model_dir / EXPORT_MARKER).read_text()) if (model_dir / EXPORT_MARKER).exists() else {}
+    manifest = {
+        "uri": job.output.uri,
+        "format": exported.get("format") or ("adapter" if exported.get("lora") else "full"),
+        "base_model": job.model.source,
+        "trainer": job.trainer.name,
+        "strategy": job.strategy.type,
+        "metrics": {k: metrics[k] for k in MANIFEST_METRICS if metrics.get(k) is not None},
+        "data": {"uri": job.dataset.uri, "sha256": datasets.fingerprint(job.dataset),
+                 "max_examples": job.dataset.max_examples},
+    }
+    uri = job.output.uri.rstrip("/")
+    storage.upload_dir(model_dir, uri)
+    storage.write_bytes(f"{uri}/{MANIFEST_FILE}", json.dumps(manifest, indent=2).encode())
+    return manifest
 
 
 def package_pythonpath() -> None:

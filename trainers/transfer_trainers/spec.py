@@ -22,7 +22,7 @@ class StrictWire(BaseModel):
     model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
 
 
-Task = Literal["textClassification", "imageClassification", "tabularClassification"]
+Task = Literal["textClassification", "imageClassification", "tabularClassification", "causalLM"]
 
 
 class ModelSpec(Wire):
@@ -127,6 +127,11 @@ class CheckpointSpec(Wire):
     keep: int = Field(2, gt=0)
 
 
+class OutputSpec(Wire):
+    uri: str = Field(min_length=1)
+    format: Literal["adapter", "merged", "full"] | None = None  # default: adapter under lora, else full
+
+
 class JobSpec(Wire):
     model: ModelSpec
     dataset: DatasetSpec
@@ -135,6 +140,7 @@ class JobSpec(Wire):
     training: TrainingSpec = Field(default_factory=TrainingSpec)
     resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
+    output: OutputSpec | None = None
 
 
 class SpecError(ValueError):

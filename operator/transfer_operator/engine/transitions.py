@@ -26,6 +26,7 @@ from typing import Any
 from transfer_operator.api.enums import ConditionType, Phase, Reason
 from transfer_operator.api.models import TransferJob
 from transfer_operator.engine.conditions import iso, seconds_since, upsert_condition
+from transfer_operator.engine.outputs import outputs_status
 from transfer_operator.engine.status import mirror_rayjob_status
 
 Status = Mapping[str, Any]
@@ -278,10 +279,17 @@ def lose_rayjob(job: TransferJob, current: Status, now: datetime, *, requeue_aft
 
 
 def mirror(
-    job: TransferJob, current: Status, rayjob_status: Mapping[str, Any] | None, now: datetime, *, requeue_after_s: float
+    job: TransferJob,
+    current: Status,
+    rayjob_status: Mapping[str, Any] | None,
+    now: datetime,
+    *,
+    requeue_after_s: float,
+    manifest: Mapping[str, Any] | None = None,
 ) -> Transition:
     """The RayJob's status -> Running, Succeeded, Failed, Suspended or Preempted (KubeRay lost the
-    machines). Nothing while KubeRay has not reported, or when nothing changed."""
+    machines). Nothing while KubeRay has not reported, or when nothing changed. On Succeeded,
+    `status.outputs` and `status.metrics` from the trainer's output `manifest` (engine/outputs.py)."""
     if not rayjob_status:
         return NOTHING
     mirrored = mirror_rayjob_status(dict(rayjob_status))
@@ -292,6 +300,8 @@ def mirror(
             job, current, mirrored.reason, mirrored.message, now, requeue_after_s=requeue_after_s, failover=True
         )
     status = _phase(job, current, mirrored.phase, mirrored.reason, mirrored.message, now)
+    if mirrored.phase is Phase.SUCCEEDED:
+        status.update(outputs_status(job, manifest))
     added = 0.0
     if not mirrored.phase.holds_capacity:  # the GPUs are released now: bill up to this moment
         cost, added = _bill(job, now)

@@ -26,6 +26,7 @@ from transfer_operator.handlers.clusters import usable
 from transfer_operator.handlers.context import Ctx
 from transfer_operator.handlers.effects import perform
 from transfer_operator.handlers.fleet import Fleet
+from transfer_operator.handlers.outputs import read_manifest
 from transfer_operator.scheduler.snapshot import requeue_backoff_s
 
 log = logging.getLogger(__name__)
@@ -168,7 +169,10 @@ def reconcile_job(
             return job
         return perform(ctx, body, job, transitions.lose_rayjob(job, current, now, requeue_after_s=backoff_s))
 
-    change = transitions.mirror(job, current, rayjob.get("status"), now, requeue_after_s=backoff_s)
+    rayjob_status = rayjob.get("status") or {}
+    done = rayjob_status.get("jobStatus") == "SUCCEEDED" and job.status.phase is not Phase.SUCCEEDED
+    change = transitions.mirror(job, current, rayjob_status, now, requeue_after_s=backoff_s,
+                                manifest=read_manifest(job) if done else None)
     if not change and bill and cost_write_due(job, now):
         change = transitions.bill(job, now)
     return perform(ctx, body, job, change, fleet.pools)

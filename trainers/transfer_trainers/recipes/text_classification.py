@@ -137,6 +137,10 @@ def validate(job: JobSpec) -> None:
         err = exc.errors()[0]
         raise TrainerError("spec.trainer.config." + ".".join(map(str, err["loc"])),
                            "unknown option" if err["type"] == "extra_forbidden" else err["msg"]) from None
+    exported_as = "adapter" if job.strategy.type == "lora" else "full"
+    if job.output is not None and job.output.format not in (None, exported_as):
+        raise TrainerError("spec.output.format", f"{NAME} exports {exported_as} under {job.strategy.type}; "
+                                                 f"set format: {exported_as} or leave it out")
     model_dir = resolve_model_dir(job.model.source)
     if (model_dir / EXPORT_MARKER).exists():
         raise TrainerError("spec.model.source", "is an exported classifier; start from the base model "
@@ -380,7 +384,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         out.mkdir(parents=True, exist_ok=True)
         meta = {"trainer": NAME, "labels": labels, "pooling": cfg.pooling, "base": str(model_dir),
                 "num_layers": model.backbone.config.num_hidden_layers if st.type != "lora" else num_layers,
-                "lora": st.type == "lora", "strategy": st.type}
+                "lora": st.type == "lora", "strategy": st.type, "format": "adapter" if st.type == "lora" else "full"}
         if st.type == "lora":
             model.backbone.save_pretrained(out / "adapter")
         else:
