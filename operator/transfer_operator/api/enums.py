@@ -40,6 +40,12 @@ class PriceClass(StrEnum):
     SPOT = "spot"
 
 
+class Provisioner(StrEnum):
+    """The node provisioner that buys and releases an elastic pool's nodes."""
+
+    KARPENTER = "karpenter"
+
+
 class Phase(StrEnum):
     PENDING = "Pending"
     ADMITTED = "Admitted"
@@ -89,6 +95,11 @@ class Reason(StrEnum):
     RAYJOB_LOST = "RayJobLost"
     NODE_LOST = "NodeLost"
     SPOT_INTERRUPTED = "SpotInterrupted"
+    # GPUPool Ready=False: the pool counts only its ready nodes until the fix.
+    NODE_POOL_NOT_FOUND = "NodePoolNotFound"
+    INVALID_SCALING = "InvalidScaling"
+    PROVISIONER_NOT_INSTALLED = "ProvisionerNotInstalled"
+    POOL_READY = "PoolReady"
 
 
 class UtilizationPolicy(StrEnum):
