@@ -85,9 +85,13 @@ def build_capacity(
         placeable = min(allocation.workers, pool.workers_that_fit(allocation.gpus_per_worker))
         bought = to_buy.get(allocation.pool)
         if bought is not None and placeable < allocation.workers:
-            # A gang runs on one row (elastic.py): all of it on the nodes bought, if they take it.
+            # A gang runs on one row (elastic.py): all of it on the nodes bought if they take it;
+            # else (the ready nodes changed since) what is left of it there, so no GPU goes uncounted.
             if bought.workers_that_fit(allocation.gpus_per_worker) >= allocation.workers:
                 pool, placeable = bought, allocation.workers
+            else:
+                rest = min(allocation.workers - placeable, bought.workers_that_fit(allocation.gpus_per_worker))
+                bought.take(rest, allocation.gpus_per_worker, policy)
         pool.take(placeable, allocation.gpus_per_worker, policy)
     return capacity
 

@@ -17,7 +17,8 @@ def seconds_of(timestamp: str | None) -> float:
 def pool_state_of(pool: GPUPool, lost_nodes: int = 0, scaling_ready: bool = True) -> PoolState:
     """The pool as the scheduler sees it; nodes that are NotReady or going away are not capacity.
     An elastic pool adds its provisioned Ready nodes (status.nodes.ready) and, while its scaling is
-    Ready, the nodes its provisioner may still buy (maxNodes less those ready)."""
+    Ready (engine/elastic_pool.py), the nodes its provisioner may still buy (maxNodes less those
+    ready)."""
     spec = pool.spec
     provisioned = pool.status.nodes.ready if pool.status.nodes is not None else 0
     provisionable, startup_hours = 0, 0.0
