@@ -78,6 +78,16 @@ def schedule_cycle(
     if not pending:
         return CycleResult([], SolvePath.NONE)
     cache = OptionCache(snapshot.pools)
+    result = _elastic_cycle(snapshot, pending, cache, exact_budget_s)
+    if any(pool.parent is not None for pool in snapshot.pools):
+        result = dataclasses.replace(result, decisions=to_pools(result.decisions))
+    return result
+
+
+def _elastic_cycle(
+    snapshot: ClusterSnapshot, pending: Sequence[JobRequest], cache: OptionCache, exact_budget_s: float
+) -> CycleResult:
+    """The cycle; with elastic gangs, two: placements name snapshot rows (not pools) here."""
     if not any(job.elastic for job in pending):
         return _cycle(snapshot, pending, cache, exact_budget_s)
     # Elastic gangs (elastic.py): sized to the free capacity, then the waiting ones to what is left.
@@ -112,10 +122,7 @@ def _cycle(
     walk = Walk(snapshot, pending, cache, estimates, order)  # 3. admit
     walk.run()
     outcome, path, detail = _solve(walk, exact_budget_s)  # 4. solve
-    decisions = explain(walk, outcome)  # 5. explain
-    if any(pool.parent is not None for pool in snapshot.pools):
-        decisions = to_pools(decisions)
-    return CycleResult(decisions, path, detail)
+    return CycleResult(explain(walk, outcome), path, detail)  # 5. explain
 
 
 def _sized(job: JobRequest, cache: OptionCache, capacity: dict[str, PoolCapacity]) -> JobRequest:

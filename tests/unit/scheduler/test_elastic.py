@@ -119,6 +119,7 @@ def test_admissions_never_exceed_ready_plus_buyable_nodes_and_respect_gang_range
     # A job on nodes to buy only when the ready nodes could not take it at that size.
     ready_gpus = sum(d.placement.gpus for d in admitted if d.placement and d.placement.expected_hours == 1.0)
     assert ready_gpus <= ready * 8
+    assert sum(d.placement.gpus for d in admitted if d.placement) - ready_gpus <= to_buy * 8
 
 
 def _pool(scaling: dict | None, ready: int = 0) -> GPUPool:
