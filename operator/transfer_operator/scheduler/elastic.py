@@ -32,10 +32,12 @@ def split_provisionable(pools: Sequence[PoolState]) -> tuple[PoolState, ...]:
     """Each elastic pool as its ready row and its row of nodes still to buy, sorted by name."""
     rows: list[PoolState] = []
     for pool in pools:
-        if pool.provisionable_nodes <= 0 or pool.parent is not None:
+        if pool.parent is not None:
             rows.append(pool)
             continue
-        rows.append(dataclasses.replace(pool, provisionable_nodes=0, startup_hours=0.0))
+        rows.append(dataclasses.replace(pool, provisionable_nodes=0, startup_hours=0.0))  # ready now
+        if pool.provisionable_nodes <= 0:
+            continue
         rows.append(
             dataclasses.replace(
                 pool,

@@ -112,7 +112,7 @@ class ClusterSnapshot:
     policy: UtilizationPolicy = UtilizationPolicy.BINPACK
 
     def __post_init__(self) -> None:
-        if any(pool.provisionable_nodes for pool in self.pools):
+        if any(pool.provisionable_nodes or (pool.startup_hours and pool.parent is None) for pool in self.pools):
             from transfer_operator.scheduler.elastic import split_provisionable
 
             object.__setattr__(self, "pools", split_provisionable(self.pools))
