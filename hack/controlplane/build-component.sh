@@ -5,7 +5,8 @@
 # and prints that directory as the last line of stdout (progress goes to stderr).
 #
 # A component is a folder components/<name>/ with a wrapper go.mod (+ go.sum) and a
-# component.env naming VERSION, MODULE, PACKAGE and OUTPUT.
+# component.env naming VERSION, MODULE, PACKAGE and OUTPUT (and GOTOOLCHAIN when the module
+# needs a newer Go than the machine's).
 #
 #   build-component.sh seaweedfs                   # S3 server for the dev cluster and the tests
 #   build-component.sh seaweedfs --print-bin-dir   # where it goes; no build
@@ -17,6 +18,7 @@ component_dir="$here/components/$name"
 [[ -f "$component_dir/component.env" ]] || { echo "build-component.sh: no component $name" >&2; exit 2; }
 # shellcheck disable=SC1091
 source "$component_dir/component.env"
+[[ -z "${GOTOOLCHAIN:-}" ]] || export GOTOOLCHAIN
 
 cache_root=${TRANSFER_OPERATOR_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/transfer-operator}
 key_hash=$(cat "$component_dir"/component.env "$component_dir"/go.mod | sha256sum | cut -c1-10)

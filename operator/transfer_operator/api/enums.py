@@ -47,6 +47,12 @@ class PriceClass(StrEnum):
     SPOT = "spot"
 
 
+class Provisioner(StrEnum):
+    """The node provisioner that buys and releases an elastic pool's nodes."""
+
+    KARPENTER = "karpenter"
+
+
 class Phase(StrEnum):
     PENDING = "Pending"
     ADMITTED = "Admitted"
@@ -105,6 +111,11 @@ class Reason(StrEnum):
     KUBECONFIG_INVALID = "KubeconfigInvalid"
     SECRET_OUTSIDE_NAMESPACE = "SecretOutsideOperatorNamespace"
     KUBERAY_MISSING = "KubeRayMissing"
+    # GPUPool Ready=False: the pool counts only its ready nodes until the fix.
+    NODE_POOL_NOT_FOUND = "NodePoolNotFound"
+    INVALID_SCALING = "InvalidScaling"
+    PROVISIONER_NOT_INSTALLED = "ProvisionerNotInstalled"
+    POOL_READY = "PoolReady"
 
 
 class UtilizationPolicy(StrEnum):

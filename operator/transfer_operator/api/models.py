@@ -23,6 +23,7 @@ from transfer_operator.api.enums import (
     Phase,
     Preference,
     PriceClass,
+    Provisioner,
     StrategyType,
     Task,
 )
@@ -303,11 +304,37 @@ class ResourcesSpec(ApiModel):
                     f"quantity(self.memoryPerWorker).compareTo(quantity('{MAX_MEMORY_PER_WORKER}')) <= 0",
                     f"resources.memoryPerWorker must be more than 0 and at most {MAX_MEMORY_PER_WORKER}",
                 ),
+                cel(
+                    "has(self.minWorkers) == has(self.maxWorkers)",
+                    "resources.minWorkers and resources.maxWorkers go together (an elastic gang); "
+                    "set neither for a fixed gang of `workers`",
+                ),
+                cel(
+                    "!has(self.minWorkers) || self.minWorkers <= self.maxWorkers",
+                    "resources.minWorkers must not exceed resources.maxWorkers",
+                ),
             ]
         },
     )
 
-    workers: Annotated[int, Field(ge=1, le=4096, description="Ray Train workers: the gang.")] = 1
+    workers: Annotated[
+        int,
+        Field(ge=1, le=4096, description="Ray Train workers: the gang (fixed; see minWorkers/maxWorkers)."),
+    ] = 1
+    min_workers: Annotated[
+        int | None,
+        Field(
+            default=None,
+            ge=1,
+            le=4096,
+            description="An elastic gang: the fewest workers the job may start with (with maxWorkers; "
+            "`workers` is then unused). The scheduler admits it at any size in the range.",
+        ),
+    ] = None
+    max_workers: Annotated[
+        int | None,
+        Field(default=None, ge=1, le=4096, description="An elastic gang: the most workers it may hold."),
+    ] = None
     gpus_per_worker: Annotated[
         int,
         Field(
@@ -344,9 +371,26 @@ class ResourcesSpec(ApiModel):
                 raise ValueError(f"resources.{wire} must be more than 0 and at most {most}")
         return self
 
+    @model_validator(mode="after")
+    def _worker_range(self) -> ResourcesSpec:
+        # The CEL rules above say the same to the API server.
+        if (self.min_workers is None) != (self.max_workers is None):
+            raise ValueError("resources.minWorkers and resources.maxWorkers go together (an elastic gang)")
+        if self.min_workers is not None and self.max_workers is not None and self.min_workers > self.max_workers:
+            raise ValueError("resources.minWorkers must not exceed resources.maxWorkers")
+        return self
+
+    @property
+    def worker_range(self) -> tuple[int, int]:
+        """(fewest, most) workers the gang may run with; a fixed gang is (workers, workers)."""
+        if self.min_workers is not None and self.max_workers is not None:
+            return self.min_workers, self.max_workers
+        return self.workers, self.workers
+
     @property
     def gang_gpus(self) -> int:
-        return self.workers * self.gpus_per_worker
+        """GPUs of the largest gang the job may hold."""
+        return self.worker_range[1] * self.gpus_per_worker
 
 
 class PlacementSpec(ApiModel):
@@ -514,6 +558,58 @@ class PricingSpec(ApiModel):
     ] = 0.0
 
 
+class NodePoolRef(ApiModel):
+    name: Annotated[str, Field(pattern=SUBDOMAIN_PATTERN, max_length=253)]
+
+
+DEFAULT_NODE_STARTUP_SECONDS = 300
+
+
+class ScalingSpec(ApiModel):
+    """An elastic pool: a node provisioner buys nodes for it on demand and releases idle ones."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel("self.maxNodes >= self.minNodes", "scaling.maxNodes must be at least scaling.minNodes"),
+            ]
+        },
+    )
+
+    provisioner: Provisioner = Provisioner.KARPENTER
+    node_pool_ref: NodePoolRef | None = Field(
+        default=None,
+        description="The Karpenter NodePool that buys this pool's nodes. Empty: the operator generates one "
+        "named after the pool (the pool's GPU type, nodeSelector labels and tolerations as taints, "
+        "`karpenter.sh/capacity-type` spot when the pool sells spot, limits from maxNodes).",
+    )
+    min_nodes: Annotated[
+        int, Field(ge=0, le=100000, description="Provisioned nodes kept even when idle (the warm floor).")
+    ] = 0
+    max_nodes: Annotated[
+        int, Field(ge=0, le=100000, description="Most nodes the provisioner may buy for the pool.")
+    ]
+    node_startup_seconds: Annotated[
+        int,
+        Field(
+            ge=0,
+            le=86400,
+            description="How long a bought node takes to become ready. A placement on nodes still to be "
+            "bought is that much later (`prefer: fastest` and expected hours see it).",
+        ),
+    ] = DEFAULT_NODE_STARTUP_SECONDS
+
+    @model_validator(mode="after")
+    def _range(self) -> ScalingSpec:
+        # The CEL rule above says the same to the API server.
+        if self.max_nodes < self.min_nodes:
+            raise ValueError("scaling.maxNodes must be at least scaling.minNodes")
+        return self
+
+
 class GPUPoolSpec(ApiModel):
     model_config = ConfigDict(
         alias_generator=to_camel,
@@ -551,10 +647,23 @@ class GPUPoolSpec(ApiModel):
             description="The TransferCluster whose nodes these are; empty: the operator's own cluster.",
         ),
     ] = None
+    scaling: ScalingSpec | None = Field(
+        default=None,
+        description="Elastic supply: a provisioner buys up to maxNodes more nodes on demand; `nodes` are "
+        "then the ones that exist without it (often 0).",
+    )
 
     @property
     def capacity_gpus(self) -> int:
         return self.nodes * self.gpus_per_node
+
+
+class PoolNodesStatus(StatusModel):
+    ready: int = Field(default=0, description="Provisioned nodes that are Ready: counted as capacity.")
+    provisioning: int = Field(default=0, description="Bought (a NodeClaim exists), not Ready yet.")
+    requested: int = Field(default=0, description="Nodes the admitted jobs need beyond the ready ones.")
+    bought: int = Field(default=0, description="Nodes bought for the pool since the operator started.")
+    released: int = Field(default=0, description="Nodes released (consolidated away) since then.")
 
 
 class GPUPoolStatus(StatusModel):
@@ -565,6 +674,10 @@ class GPUPoolStatus(StatusModel):
     health: str = "Healthy"
     lost_nodes: int = Field(
         default=0, description="Nodes NotReady or announced to go away; not counted as capacity."
+    )
+    nodes: PoolNodesStatus | None = Field(default=None, description="An elastic pool's provisioned nodes.")
+    conditions: list[Condition] = Field(
+        default_factory=list, description="Ready=False with the reason and the fix when scaling cannot work."
     )
 
 
@@ -591,6 +704,16 @@ class TransferJob(StatusModel):
     @property
     def key(self) -> str:
         return f"{self.metadata.namespace or 'default'}/{self.metadata.name}"
+
+    @property
+    def held_workers(self) -> int:
+        """Workers the job was admitted with: an elastic gang holds the size its placement states;
+        a fixed gang (or one not placed yet) its largest."""
+        fewest, most = self.spec.resources.worker_range
+        placement = self.status.placement
+        if placement is None or fewest == most:
+            return most
+        return max(fewest, min(most, placement.gpus // self.spec.resources.gpus_per_worker))
 
 
 class GPUPool(StatusModel):

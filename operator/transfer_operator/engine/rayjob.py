@@ -82,8 +82,11 @@ def checkpoint_storage(job: TransferJob) -> str:
 
 def trainer_env(job: TransferJob, attempt: int) -> dict[str, str]:
     """The contract with the trainer image (see docs/trainers.md): everything it needs, as env."""
+    # The trainer runs as many workers as the job was admitted with (an elastic gang's size).
+    sized = job.spec.resources.model_copy(update={"workers": job.held_workers})
+    spec = job.spec.model_copy(update={"resources": sized})
     env = {
-        "TRANSFER_JOB": json.dumps(job.spec.to_wire(), sort_keys=True, separators=(",", ":")),
+        "TRANSFER_JOB": json.dumps(spec.to_wire(), sort_keys=True, separators=(",", ":")),
         "TRANSFER_JOB_NAME": job.metadata.name,
         "TRANSFER_JOB_NAMESPACE": job.metadata.namespace or "default",
         "TRANSFER_ATTEMPT": str(attempt),
@@ -158,6 +161,7 @@ def render_rayjob(
     without it. `transferctl render` shows it on; the handlers turn it on when they create the
     Secret (docs/security.md)."""
     resources = job.spec.resources
+    workers = job.held_workers
     image = job.spec.trainer.image
     labels = labels_for(job, pin.name, attempt)
     worker_limits: dict[str, Any] = {"cpu": resources.cpu_per_worker, "memory": resources.memory_per_worker}
@@ -219,9 +223,9 @@ def render_rayjob(
                 "workerGroupSpecs": [
                     {
                         "groupName": "workers",
-                        "replicas": resources.workers,
-                        "minReplicas": resources.workers,
-                        "maxReplicas": resources.workers,
+                        "replicas": workers,
+                        "minReplicas": workers,
+                        "maxReplicas": workers,
                         "rayStartParams": {},
                         "template": _pod_template(worker, pin, labels),
                     }

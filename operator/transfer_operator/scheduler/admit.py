@@ -65,6 +65,7 @@ class Walk:
         self.cache = cache
         self.table = self.cache.table
         self.names = [p.name for p in snapshot.pools]
+        self.startup = [p.startup_hours for p in snapshot.pools]
         self.capacity = build_capacity(snapshot.pools, snapshot.allocations, snapshot.policy)
         self.capacities = [self.capacity[name] for name in self.names]
         self.free = [c.free_gpus for c in self.capacities]
@@ -246,10 +247,11 @@ class Walk:
                 best, best_key = position, key
         return best
 
-    def _tie_key(self, row: int) -> tuple[int, str]:
-        # Binpack: fill the pool with the fewest free GPUs, keeping whole nodes free elsewhere.
+    def _tie_key(self, row: int) -> tuple[float, int, str]:
+        # Nodes that exist before nodes to buy (elastic.py); then binpack: fill the pool with the
+        # fewest free GPUs, keeping whole nodes free elsewhere.
         free = self.free[row]
-        return (free if self.policy is UtilizationPolicy.BINPACK else -free), self.names[row]
+        return self.startup[row], (free if self.policy is UtilizationPolicy.BINPACK else -free), self.names[row]
 
     def _kept(self, index: int, job: JobRequest, lists: RankingLists, position: int) -> bool:
         """Whether the option passes the job's static limits (the cost map's, as JobOptions.keep)."""
@@ -318,7 +320,7 @@ def _placements(
                 classes[position],
                 usd,
                 gpus,
-                hours,
+                hours + pool.startup_hours,
                 placement_cost(usd, gpus, hours),
                 pool.zone,
             )

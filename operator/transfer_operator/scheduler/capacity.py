@@ -73,13 +73,25 @@ def build_capacity(
 ) -> dict[str, PoolCapacity]:
     """Capacity left after the jobs already admitted. An allocation on an unknown pool (the pool
     was deleted) holds nothing; one that no longer fits (the pool shrank) takes what is left."""
+    pools = list(pools)
     capacity = {pool.name: PoolCapacity.empty(pool) for pool in pools}
+    # An elastic pool's allocations fill its ready nodes first, then the nodes bought for them.
+    to_buy = {pool.parent: capacity[pool.name] for pool in pools if pool.parent is not None}
     ordered = sorted(allocations, key=lambda a: (-a.gpus_per_worker, a.admitted_at_s, a.job_key))
     for allocation in ordered:
         pool = capacity.get(allocation.pool)
         if pool is None or allocation.gpus_per_worker == 0:
             continue
         placeable = min(allocation.workers, pool.workers_that_fit(allocation.gpus_per_worker))
+        bought = to_buy.get(allocation.pool)
+        if bought is not None and placeable < allocation.workers:
+            # A gang runs on one row (elastic.py): all of it on the nodes bought if they take it;
+            # else (the ready nodes changed since) what is left of it there, so no GPU goes uncounted.
+            if bought.workers_that_fit(allocation.gpus_per_worker) >= allocation.workers:
+                pool, placeable = bought, allocation.workers
+            else:
+                rest = min(allocation.workers - placeable, bought.workers_that_fit(allocation.gpus_per_worker))
+                bought.take(rest, allocation.gpus_per_worker, policy)
         pool.take(placeable, allocation.gpus_per_worker, policy)
     return capacity
 

@@ -14,20 +14,30 @@ def seconds_of(timestamp: str | None) -> float:
     return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
-def pool_state_of(pool: GPUPool, lost_nodes: int = 0) -> PoolState:
-    """The pool as the scheduler sees it; nodes that are NotReady or going away are not capacity."""
+def pool_state_of(pool: GPUPool, lost_nodes: int = 0, scaling_ready: bool = True) -> PoolState:
+    """The pool as the scheduler sees it; nodes that are NotReady or going away are not capacity.
+    An elastic pool adds its provisioned Ready nodes (status.nodes.ready) and, while its scaling is
+    Ready (engine/elastic_pool.py), the nodes its provisioner may still buy (maxNodes less those
+    ready)."""
     spec = pool.spec
+    provisioned = pool.status.nodes.ready if pool.status.nodes is not None else 0
+    provisionable, startup_hours = 0, 0.0
+    if spec.scaling is not None and scaling_ready:
+        provisionable = max(0, spec.scaling.max_nodes - provisioned)
+        startup_hours = spec.scaling.node_startup_seconds / 3600
     return PoolState(
         name=pool.metadata.name,
         region=spec.region,
         zone=spec.zone,
         gpu_type=spec.gpu_type,
-        nodes=max(0, spec.nodes - lost_nodes),
+        nodes=max(0, spec.nodes + provisioned - lost_nodes),
         gpus_per_node=spec.gpus_per_node,
         on_demand_usd_per_gpu_hour=spec.pricing.on_demand_per_gpu_hour,
         spot_usd_per_gpu_hour=spec.pricing.spot_per_gpu_hour,
         spot_interruptions_per_hour=spec.pricing.spot_interruption_rate,
         cordoned=spec.cordoned,
+        provisionable_nodes=0 if spec.cordoned else provisionable,
+        startup_hours=startup_hours,
     )
 
 
@@ -36,9 +46,11 @@ def job_request_of(job: TransferJob) -> JobRequest:
     budget_left = None
     if spec.budget is not None:
         budget_left = max(0.0, spec.budget.max_dollars - job.status.cost_so_far)
+    fewest, most = spec.resources.worker_range
     return JobRequest(
         key=job.key,
-        workers=spec.resources.workers,
+        workers=most,
+        min_workers=fewest if fewest < most else None,
         gpus_per_worker=spec.resources.gpus_per_worker,
         gpu_type=spec.resources.gpu_type,
         regions=frozenset(spec.placement.regions),
@@ -61,9 +73,10 @@ def allocation_of(job: TransferJob) -> Allocation | None:
     return Allocation(
         job_key=job.key,
         pool=placement.pool,
-        workers=job.spec.resources.workers,
+        workers=job.held_workers,
         gpus_per_worker=job.spec.resources.gpus_per_worker,
         priority=job.spec.priority,
         queue=job.spec.queue,
         admitted_at_s=seconds_of(job.status.admitted_at),
     )
+

@@ -75,7 +75,7 @@ class JobOptions:
             price_class=CLASSES[int(self.ranking.price_class[index])],
             usd_per_gpu_hour=usd,
             gpus=job.gang_gpus,
-            expected_hours=hours,
+            expected_hours=hours + pool.startup_hours,  # a node to buy starts later, at no charge
             expected_cost_usd=placement_cost(usd, job.gang_gpus, hours),
         )
         return Option(row, placement, self.score_at(position))

@@ -22,17 +22,28 @@ budget aside: past it, the greedy answer stands) or the cluster.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
 from transfer_operator.scheduler.admit import Walk
 from transfer_operator.scheduler.batch import Estimates
+from transfer_operator.scheduler.capacity import PoolCapacity, build_capacity
+from transfer_operator.scheduler.elastic import most_workers, sized, to_pools
 from transfer_operator.scheduler.explain import Outcome, explain, explain_static_misfit
 from transfer_operator.scheduler.improve import local_search
 from transfer_operator.scheduler.options import JobOptions, OptionCache
 from transfer_operator.scheduler.solve import NotSolved, solve_exact
-from transfer_operator.scheduler.types import ClusterSnapshot, Decision, JobRequest, Placement, PoolState
+from transfer_operator.scheduler.types import (
+    Action,
+    Allocation,
+    ClusterSnapshot,
+    Decision,
+    JobRequest,
+    Placement,
+    PoolState,
+)
 
 IMPROVE_MAX_JOBS = 300  # local search only for cycles this small (see improve.py)
 EXACT_BUDGET_S = 0.2  # default time budget of the exact path; 0 turns it off
@@ -67,12 +78,68 @@ def schedule_cycle(
     if not pending:
         return CycleResult([], SolvePath.NONE)
     cache = OptionCache(snapshot.pools)
+    result = _elastic_cycle(snapshot, pending, cache, exact_budget_s)
+    if any(pool.parent is not None for pool in snapshot.pools):
+        result = dataclasses.replace(result, decisions=to_pools(result.decisions))
+    return result
+
+
+def _elastic_cycle(
+    snapshot: ClusterSnapshot, pending: Sequence[JobRequest], cache: OptionCache, exact_budget_s: float
+) -> CycleResult:
+    """The cycle; with elastic gangs, two: placements name snapshot rows (not pools) here."""
+    if not any(job.elastic for job in pending):
+        return _cycle(snapshot, pending, cache, exact_budget_s)
+    # Elastic gangs (elastic.py): sized to the free capacity, then the waiting ones to what is left.
+    capacity = build_capacity(snapshot.pools, snapshot.allocations, snapshot.policy)
+    first = _cycle(snapshot, [_sized(job, cache, capacity) for job in pending], cache, exact_budget_s)
+    waiting = {d.job_key for d in first.decisions if d.action is Action.WAIT}
+    retry_of = {job.key: job for job in pending if job.elastic and job.key in waiting}
+    if not retry_of:
+        return first
+    gpus_per_worker = {job.key: job.gpus_per_worker for job in pending}
+    held = [
+        Allocation(d.job_key, d.placement.pool, d.placement.gpus // g, g)
+        for d in first.decisions
+        if d.action is Action.ADMIT and d.placement is not None and (g := gpus_per_worker[d.job_key]) > 0
+    ]
+    after = dataclasses.replace(snapshot, allocations=(*snapshot.allocations, *held))
+    left = build_capacity(after.pools, after.allocations, after.policy)
+    resized = [_sized(job, cache, left) for job in retry_of.values()]
+    resized = [job for job, old in zip(resized, retry_of.values(), strict=True) if job.workers != old.workers]
+    if not resized:
+        return first
+    second = {d.job_key: d for d in _cycle(after, resized, cache, exact_budget_s).decisions}
+    decisions = [second.get(d.job_key, d) if d.job_key in retry_of else d for d in first.decisions]
+    return CycleResult(decisions, first.path, first.detail)
+
+
+def _cycle(
+    snapshot: ClusterSnapshot, pending: Sequence[JobRequest], cache: OptionCache, exact_budget_s: float
+) -> CycleResult:
     estimates = Estimates(pending, cache)  # 1. estimate
     order: list[int] = estimates.order().tolist()  # 2. order
     walk = Walk(snapshot, pending, cache, estimates, order)  # 3. admit
     walk.run()
     outcome, path, detail = _solve(walk, exact_budget_s)  # 4. solve
     return CycleResult(explain(walk, outcome), path, detail)  # 5. explain
+
+
+def _sized(job: JobRequest, cache: OptionCache, capacity: dict[str, PoolCapacity]) -> JobRequest:
+    """An elastic job at the most workers that fit now (min_workers when none does: it waits, or
+    preempts, at its smallest)."""
+    if not job.elastic or job.min_workers is None:
+        return job
+    smallest = sized(job, job.min_workers)
+    entry = cache.estimate(smallest)
+    # (row, $/GPU-hour, run hours: the expected cost's hours, without the nodes' start-up)
+    options = [
+        (p.pool, p.usd_per_gpu_hour, p.expected_cost_usd / p.usd_per_hour)
+        for p in (o.placement for o in entry.options)
+        if p.usd_per_hour > 0
+    ]
+    workers = most_workers(job, options, capacity)
+    return smallest if workers is None else sized(job, workers)
 
 
 def _solve(walk: Walk, exact_budget_s: float) -> tuple[Outcome, SolvePath, str]:

@@ -34,10 +34,21 @@ class PoolState:
     spot_interruptions_per_hour: float = 0.0
     zone: str | None = None
     cordoned: bool = False
+    # An elastic pool: nodes its provisioner may still buy, and how long one takes to be ready.
+    # A snapshot splits such a pool into two rows (elastic.py): its ready nodes, and the nodes to
+    # buy as a row of its own named PROVISIONABLE_SUFFIX after the pool, with `parent` set.
+    provisionable_nodes: int = 0
+    startup_hours: float = 0.0
+    parent: str | None = None
 
     @property
     def capacity_gpus(self) -> int:
         return self.nodes * self.gpus_per_node
+
+    @property
+    def pool_name(self) -> str:
+        """The GPUPool this row is of."""
+        return self.parent or self.name
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +66,15 @@ class JobRequest:
     queue: str = "default"
     created_at_s: float = 0.0
     prefer: Preference = Preference.CHEAPEST
+    min_workers: int | None = None  # an elastic gang: any size in [min_workers, workers]
 
     @property
     def gang_gpus(self) -> int:
         return self.workers * self.gpus_per_worker
+
+    @property
+    def elastic(self) -> bool:
+        return self.min_workers is not None and self.min_workers < self.workers
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +110,12 @@ class ClusterSnapshot:
     allocations: tuple[Allocation, ...] = ()
     quotas: tuple[QueueQuota, ...] = ()
     policy: UtilizationPolicy = UtilizationPolicy.BINPACK
+
+    def __post_init__(self) -> None:
+        if any(pool.provisionable_nodes or (pool.startup_hours and pool.parent is None) for pool in self.pools):
+            from transfer_operator.scheduler.elastic import split_provisionable
+
+            object.__setattr__(self, "pools", split_provisionable(self.pools))
 
 
 @dataclass(frozen=True, slots=True)
