@@ -5,8 +5,10 @@ when it comes back no second live RayJob of a job exists anywhere."""
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from .conftest import (
     keep_ray_jobs_running,
     wait_for,
 )
+from .test_faults import record
 
 POOLS = Path(__file__).resolve().parents[2] / "manifests" / "multicluster" / "pools.yaml"
 NAMESPACE = "mc"
@@ -212,3 +215,84 @@ def test_jobs_are_dispatched_deleted_and_moved_on_cluster_loss(
             "token"
         ]
         assert token not in operator.log()
+
+
+LOSSES = int(os.environ.get("TRANSFER_CLUSTER_LOSSES", "2"))
+
+
+def live_attempts(fleet: fleet_mod.Fleet, job: str) -> list[tuple[str, str]]:
+    """(cluster, RayJob) of every live RayJob of `job` in every worker."""
+    return [
+        (cluster, name)
+        for cluster, worker in fleet.workers.items()
+        for name, rayjob in rayjobs_in(worker).items()
+        if rayjob["metadata"]["labels"].get("transfer.dev/origin-name") == job
+    ]
+
+
+def test_repeated_worker_cluster_losses_lose_and_double_nothing(
+    fleet: fleet_mod.Fleet, operator: OperatorProcess
+) -> None:
+    """Kill the API server of the worker that holds both jobs, LOSSES times (alternating as the
+    jobs move): every time both jobs are re-placed in the other worker, and once the lost one is
+    back each job has exactly one live RayJob, the one its status names."""
+    jobs = ["roam-a", "roam-b"]
+    for job in jobs:
+        apply_job(fleet, job, ["eu-west", "us-east"])
+    violations: dict[str, list[str]] = {"lost": [], "duplicated": [], "wrong": []}
+    recoveries: list[float] = []
+    for run in range(LOSSES):
+        where = {job: placed_in(fleet, job, status_of(fleet, job).get("attempts") or 1) for job in jobs}
+        victim = where[jobs[0]]
+        attempts = {job: status_of(fleet, job)["attempts"] for job in jobs}
+        started = time.monotonic()
+        restart = threading.Thread(
+            target=cluster_mod.restart, args=(fleet.workers[victim], "kube-apiserver"), kwargs={"down_s": 20}
+        )
+        restart.start()
+        try:
+            for job in jobs:
+                if where[job] != victim:
+                    continue
+                try:
+                    moved = wait_for(
+                        lambda j=job: (
+                            (s := status_of(fleet, j)).get("attempts", 0) > attempts[j]
+                            and (s.get("placement") or {}).get("cluster")
+                        ),
+                        120,
+                        f"{job} re-placed after losing {victim} (run {run})",
+                    )
+                except AssertionError:
+                    violations["lost"].append(f"run {run}: {job}")
+                    continue
+                if moved == victim:
+                    violations["wrong"].append(f"run {run}: {job} placed in the lost cluster")
+            recoveries.append(time.monotonic() - started)
+        finally:
+            restart.join()
+
+        def settled() -> bool:
+            return all(
+                live_attempts(fleet, j)
+                == [((s := status_of(fleet, j))["placement"]["cluster"], s["rayJobName"])]
+                for j in jobs
+            )
+
+        try:
+            wait_for(settled, 120, f"one live RayJob per job after {victim} returned (run {run})")
+        except AssertionError:
+            for job in jobs:
+                if len(live_attempts(fleet, job)) > 1:
+                    violations["duplicated"].append(f"run {run}: {job}: {live_attempts(fleet, job)}")
+                else:
+                    violations["wrong"].append(f"run {run}: {job}: {live_attempts(fleet, job)}")
+        wait_for(
+            lambda v=victim: (get_json(fleet.management, "transfercluster", v).get("status") or {}).get(
+                "reachable"
+            ),
+            60,
+            f"{victim} reachable again",
+        )
+    record("worker cluster loss (kube-apiserver SIGKILL)", LOSSES, violations, max(recoveries, default=0.0))
+    assert violations == {"lost": [], "duplicated": [], "wrong": []}
