@@ -81,6 +81,11 @@ LEASE_RENEWALS_IN_CYCLE = Counter(
 CLUSTER_REACHABLE = Gauge(
     "transfer_cluster_ready", "1 while a worker cluster (TransferCluster) is Ready and answering, else 0.", ["cluster"]
 )
+CLUSTER_GPUS = Gauge(
+    "transfer_cluster_gpus", "GPUs of the pools of a cluster by state (cluster \"local\": the operator's own).",
+    ["cluster", "state"],
+)
+CLUSTER_JOBS = Gauge("transfer_cluster_jobs", "TransferJobs holding GPUs in a cluster.", ["cluster"])
 REMOTE_RAYJOBS_DELETED = Counter(
     "transfer_remote_rayjobs_deleted_total",
     "RayJobs the operator deleted in a worker cluster (deleted jobs, orphans, moved attempts).",
@@ -185,6 +190,14 @@ def record_pool(pool: GPUPool, allocated_gpus: int) -> None:
     )
     if spec.pricing.spot_per_gpu_hour is not None:
         POOL_PRICE.labels(pool=name, region=region, price_class="spot").set(spec.pricing.spot_per_gpu_hour)
+
+
+def record_clusters(totals: dict[str, tuple[int, int, int]]) -> None:
+    """cluster -> (allocated GPUs, free GPUs, jobs)."""
+    for cluster, (allocated, free, jobs) in totals.items():
+        CLUSTER_GPUS.labels(cluster=cluster, state="allocated").set(allocated)
+        CLUSTER_GPUS.labels(cluster=cluster, state="free").set(free)
+        CLUSTER_JOBS.labels(cluster=cluster).set(jobs)
 
 
 def operator_metrics() -> list[tuple[str, str, tuple[str, ...], str]]:

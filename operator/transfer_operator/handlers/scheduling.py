@@ -222,6 +222,7 @@ def wait(ctx: Ctx, fleet: Fleet, decision: Decision, now: datetime) -> None:
 
 def write_pool_status(ctx: Ctx, fleet: Fleet) -> None:
     held: dict[str, tuple[int, int]] = {}
+    per_cluster: dict[str, tuple[int, int, int]] = {}
     now_s = time.time()
     for _, job in fleet.jobs.values():
         placement = job.status.placement
@@ -251,9 +252,13 @@ def write_pool_status(ctx: Ctx, fleet: Fleet) -> None:
             "lostNodes": lost,
         }
         metrics.record_pool(pool, allocated)
+        cluster = pool.spec.cluster or "local"
+        before = per_cluster.get(cluster, (0, 0, 0))
+        per_cluster[cluster] = (before[0] + allocated, before[1] + max(0, capacity - allocated), before[2] + jobs)
         old = body.get("status") or {}
         if any(old.get(k) != v for k, v in status.items()):
             write_gpupool_status(ctx, name, status)
+    metrics.record_clusters(per_cluster)
 
 
 def lease_seconds(interval_s: float, last_cycle_s: float) -> int:
