@@ -15,16 +15,26 @@ WorkloadPriorityClass is separate for the same reason). See docs/security.md.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Annotated
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any
 
 from pydantic import Field
 
-from transfer_operator.api.models import GPU_TYPE_PATTERN, NAME_PATTERN, ApiModel, ObjectMeta, StatusModel
-from transfer_operator.api.validation import InvalidSpec
+from transfer_operator.api.enums import Phase
+from transfer_operator.api.models import (
+    GPU_TYPE_PATTERN,
+    NAME_PATTERN,
+    ApiModel,
+    ObjectMeta,
+    StatusModel,
+    TransferJob,
+)
+from transfer_operator.api.validation import InvalidSpec, check_kind, validate_wire
 
 ANY_GPU_TYPE = "*"
+# The API server sets it on every namespace (Kubernetes >= 1.22): a selector may name namespaces.
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 MAX_PRIORITY = 1_000_000
 
 
@@ -162,3 +172,73 @@ def resolve_queue(
             ]
         )
     return Resolved(queue, priority)
+
+
+def parse_transferqueue(document: dict[str, Any]) -> TransferQueue:
+    check_kind(document, "TransferQueue")
+    return validate_wire(TransferQueue, document)
+
+
+def parse_transferpriorityclass(document: dict[str, Any]) -> TransferPriorityClass:
+    check_kind(document, "TransferPriorityClass")
+    return validate_wire(TransferPriorityClass, document)
+
+
+@dataclass
+class QueueRules:
+    """The admin's TransferQueues and TransferPriorityClasses, applied to jobs."""
+
+    queues: Sequence[TransferQueue] = ()
+    classes: Sequence[TransferPriorityClass] = ()
+
+    def resolve(self, job: TransferJob, namespace_labels: Mapping[str, str]) -> Resolved:
+        spec = job.spec
+        return resolve_queue(
+            spec.queue,
+            spec.priority,
+            spec.priority_class_name,
+            namespace_labels=namespace_labels,
+            queues=self.queues,
+            classes=self.classes,
+        )
+
+
+@dataclass
+class Applied:
+    """Jobs as the scheduler must see them (the resolved priority in `spec.priority`), and the
+    refused ones (key -> the InvalidSpec message)."""
+
+    jobs: list[TransferJob] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)
+
+
+def namespace_labels_or_name(namespace: str, labels: Mapping[str, str] | None) -> dict[str, str]:
+    """A namespace's labels; at least the name label, which the API server always sets."""
+    return {**(labels or {}), NAMESPACE_NAME_LABEL: namespace}
+
+
+def apply_queue_rules(
+    jobs: Iterable[TransferJob],
+    rules: QueueRules,
+    labels_of: Callable[[str], Mapping[str, str]],
+) -> Applied:
+    """Each job with its effective priority, or refused with the reason. Only a queued job
+    (Pending or Preempted) is refused; any other keeps running on the rules it was admitted
+    under, with its own priority capped at its queue's maxPriority when that queue still exists."""
+    applied = Applied()
+    max_priority = {q.metadata.name: q.spec.max_priority for q in rules.queues}
+    for job in jobs:
+        namespace = job.metadata.namespace or "default"
+        try:
+            resolved = rules.resolve(job, labels_of(namespace))
+        except InvalidSpec as error:
+            if job.status.phase in (Phase.PENDING, Phase.PREEMPTED):
+                applied.refused[job.key] = "invalid spec: " + "; ".join(error.problems)
+                continue
+            ceiling = max_priority.get(job.spec.queue, job.spec.priority)
+            resolved = Resolved(job.spec.queue, min(job.spec.priority, ceiling))
+        if resolved.priority != job.spec.priority:
+            spec = job.spec.model_copy(update={"priority": resolved.priority})
+            job = job.model_copy(update={"spec": spec})
+        applied.jobs.append(job)
+    return applied

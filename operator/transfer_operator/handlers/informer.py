@@ -23,6 +23,12 @@ from typing import Any, Generic, Protocol, TypeVar
 from transfer_operator import metrics
 from transfer_operator.api.enums import GROUP, VERSION
 from transfer_operator.api.models import GPUPool, TransferJob
+from transfer_operator.api.queues import (
+    TransferPriorityClass,
+    TransferQueue,
+    parse_transferpriorityclass,
+    parse_transferqueue,
+)
 from transfer_operator.api.validation import InvalidSpec, parse_gpupool, parse_transferjob
 from transfer_operator.engine.rayjob import LABEL_MANAGED_BY, MANAGER, RAYJOB_API_VERSION
 
@@ -47,6 +53,9 @@ TRANSFERJOBS = Kind("transferjobs", GROUP, VERSION)
 GPUPOOLS = Kind("gpupools", GROUP, VERSION)
 RAYJOBS = Kind("rayjobs", RAY_GROUP, RAY_VERSION, f"{LABEL_MANAGED_BY}={MANAGER}")
 NODES = Kind("nodes")
+NAMESPACES = Kind("namespaces")
+TRANSFERQUEUES = Kind("transferqueues", GROUP, VERSION)
+TRANSFERPRIORITYCLASSES = Kind("transferpriorityclasses", GROUP, VERSION)
 PODS = Kind("pods", label_selector=f"{LABEL_MANAGED_BY}={MANAGER}")
 
 
@@ -274,6 +283,24 @@ def prepare_pod(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def prepare_admin_object(parse: Callable[[dict[str, Any]], V]) -> Callable[[dict[str, Any]], V | None]:
+    """A TransferQueue or TransferPriorityClass, parsed; an invalid one is skipped (and logged)."""
+
+    def prepare(body: dict[str, Any]) -> V | None:
+        try:
+            return parse(slim(body))
+        except InvalidSpec as error:
+            log.warning("skipping %s %s: %s", body.get("kind"), (body.get("metadata") or {}).get("name"), error)
+            return None
+
+    return prepare
+
+
+def prepare_namespace(body: dict[str, Any]) -> dict[str, Any]:
+    metadata = body.get("metadata") or {}
+    return {"metadata": {"name": metadata.get("name", ""), "labels": metadata.get("labels") or {}}}
+
+
 @dataclass
 class FleetIndex:
     """The stores the cycle reads, and the informers that feed them."""
@@ -283,6 +310,14 @@ class FleetIndex:
     rayjobs: Store[dict[str, Any]] = field(default_factory=lambda: Store(prepare_rayjob))
     nodes: Store[dict[str, Any]] = field(default_factory=lambda: Store(prepare_node))
     pods: Store[dict[str, Any]] = field(default_factory=lambda: Store(prepare_pod))
+    # Queue rules (handlers/queues.py): the admin's objects and the namespaces' labels.
+    transferqueues: Store[TransferQueue | None] = field(
+        default_factory=lambda: Store(prepare_admin_object(parse_transferqueue))
+    )
+    priorityclasses: Store[TransferPriorityClass | None] = field(
+        default_factory=lambda: Store(prepare_admin_object(parse_transferpriorityclass))
+    )
+    namespaces: Store[dict[str, Any]] = field(default_factory=lambda: Store(prepare_namespace))
     informers: list[Informer] = field(default_factory=list)
 
     def connect(self, source: WatchSource, *, nodes: bool = True) -> None:
@@ -290,6 +325,9 @@ class FleetIndex:
             (GPUPOOLS, self.gpupools),
             (TRANSFERJOBS, self.transferjobs),
             (RAYJOBS, self.rayjobs),
+            (TRANSFERQUEUES, self.transferqueues),
+            (TRANSFERPRIORITYCLASSES, self.priorityclasses),
+            (NAMESPACES, self.namespaces),
         ]
         if nodes:
             pairs += [(PODS, self.pods), (NODES, self.nodes)]

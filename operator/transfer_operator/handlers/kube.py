@@ -149,6 +149,8 @@ class Kube:
             return core.list_node(_preload_content=False, **params)
         if kind.plural == "pods":
             return core.list_pod_for_all_namespaces(_preload_content=False, **params)
+        if kind.plural == "namespaces":
+            return core.list_namespace(_preload_content=False, **params)
         raise ValueError(f"no list call for {kind.plural}")
 
     def list_objects(self, kind: Kind) -> tuple[list[dict[str, Any]], str]:

@@ -25,6 +25,13 @@ def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
             target[key] = copy.deepcopy(value)
 
 
+CLUSTER_SCOPED = {
+    "TransferQueue": "transferqueues",
+    "TransferPriorityClass": "transferpriorityclasses",
+    "Namespace": "namespaces",
+}
+
+
 @dataclass
 class FakeKube:
     transferjobs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
@@ -33,6 +40,9 @@ class FakeKube:
     events: list[tuple[str, str, str, str]] = field(default_factory=list)
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
     pods: list[dict[str, Any]] = field(default_factory=list)
+    cluster_scoped: dict[str, dict[str, dict[str, Any]]] = field(
+        default_factory=lambda: {"transferqueues": {}, "transferpriorityclasses": {}, "namespaces": {}}
+    )  # plural -> name -> object
     lease_holder: str | None = None
     version: int = 0
     seen: dict[str, dict[tuple[str, str], dict[str, Any]]] = field(default_factory=dict)
@@ -57,6 +67,8 @@ class FakeKube:
             return dict(self.rayjobs)
         if kind.plural == "nodes":
             return {("", name): obj for name, obj in self.nodes.items()}
+        if kind.plural in self.cluster_scoped:
+            return {("", name): obj for name, obj in self.cluster_scoped[kind.plural].items()}
         if kind.plural == "pods":
             for i, pod in enumerate(self.pods):
                 pod["metadata"].setdefault("name", f"pod-{i}")
@@ -99,6 +111,8 @@ class FakeKube:
         obj["metadata"].setdefault("uid", f"uid-{obj['metadata']['name']}")
         if obj["kind"] == "GPUPool":
             self.gpupools[obj["metadata"]["name"]] = obj
+        elif obj["kind"] in CLUSTER_SCOPED:
+            self.cluster_scoped[CLUSTER_SCOPED[obj["kind"]]][obj["metadata"]["name"]] = obj
         else:
             obj["metadata"].setdefault("namespace", "default")
             obj["metadata"].setdefault("creationTimestamp", "2026-01-01T00:00:00Z")

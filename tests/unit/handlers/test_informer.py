@@ -23,7 +23,9 @@ def test_cycles_list_each_kind_once_and_then_only_watch():
     for i in range(5):
         run_cycle(ctx, NOW + timedelta(seconds=2 * i))
     assert set(kube.lists.values()) == {1}
-    assert set(kube.lists) == {"transferjobs", "gpupools", "rayjobs", "pods", "nodes"}
+    assert set(kube.lists) == {
+        "transferjobs", "gpupools", "rayjobs", "pods", "nodes", "transferqueues", "transferpriorityclasses", "namespaces"
+    }  # fmt: skip
     kube.add(a_job("c", gpus=1))  # a job created later arrives by the watch
     run_cycle(ctx, NOW + timedelta(seconds=12))
     assert status_of(kube, "c")["phase"] == "Admitted" and set(kube.lists.values()) == {1}
