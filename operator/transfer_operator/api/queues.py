@@ -30,7 +30,7 @@ from transfer_operator.api.models import (
     StatusModel,
     TransferJob,
 )
-from transfer_operator.api.validation import InvalidSpec, check_kind, validate_wire
+from transfer_operator.api.validation import InvalidSpec, check_kind, validate_wire, with_defaults
 
 ANY_GPU_TYPE = "*"
 # The API server sets it on every namespace (Kubernetes >= 1.22): a selector may name namespaces.
@@ -140,8 +140,8 @@ def resolve_queue(
     """The queue and priority a job gets (its spec's `queue`, `priority`, `priorityClassName`),
     or InvalidSpec saying which queues its namespace may use and what priority it may have.
 
-    Priority: the named class's value, else the queue's default class's, else `priority`; it may
-    not exceed the queue's maxPriority. With no TransferQueue at all, the job's values stand (the
+    Priority: the named class's value, else the queue's default class's, else `priority`; neither
+    it nor `priority` may exceed the queue's maxPriority. With no TransferQueue at all, the job's values stand (the
     operator config's quotas, as before queues were objects)."""
     if not queues:
         return Resolved(queue, priority)
@@ -155,6 +155,14 @@ def resolve_queue(
         raise InvalidSpec(
             [f"spec.queue: this namespace may not use TransferQueue {queue}; it may use: {allowed_text}"]
         )
+    ceiling = chosen.spec.max_priority
+    if priority > ceiling:  # even where a class replaces it: a raw value above the ceiling is an error
+        raise InvalidSpec(
+            [
+                f"spec.priority: {priority} is above {ceiling}, the highest TransferQueue {queue} allows; "
+                "lower it or use a priority class of at most that value"
+            ]
+        )
     class_values = {c.metadata.name: c.spec.value for c in classes}
     class_name = priority_class or chosen.spec.default_priority_class
     if class_name is not None:
@@ -164,22 +172,24 @@ def resolve_queue(
                 [f"spec.priorityClassName: no TransferPriorityClass {class_name}; there are: {known}"]
             )
         priority = class_values[class_name]
-    if priority > chosen.spec.max_priority:
-        raise InvalidSpec(
-            [
-                f"spec.priority: {priority} is above {chosen.spec.max_priority}, the highest TransferQueue "
-                f"{queue} allows; lower it or use a priority class of at most that value"
-            ]
-        )
+        if priority > ceiling:
+            raise InvalidSpec(
+                [
+                    f"spec.priorityClassName: {class_name} has priority {priority}, above {ceiling}, the "
+                    f"highest TransferQueue {queue} allows; use a class of at most that value"
+                ]
+            )
     return Resolved(queue, priority)
 
 
 def parse_transferqueue(document: dict[str, Any]) -> TransferQueue:
+    document = with_defaults(document)
     check_kind(document, "TransferQueue")
     return validate_wire(TransferQueue, document)
 
 
 def parse_transferpriorityclass(document: dict[str, Any]) -> TransferPriorityClass:
+    document = with_defaults(document)
     check_kind(document, "TransferPriorityClass")
     return validate_wire(TransferPriorityClass, document)
 
