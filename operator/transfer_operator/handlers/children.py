@@ -11,14 +11,13 @@ from transfer_operator.engine.isolation import default_peers, render_network_pol
 from transfer_operator.engine.rayjob import PoolPin, render_rayjob
 from transfer_operator.handlers.context import Ctx
 from transfer_operator.handlers.kube import owner_reference
+from transfer_operator.handlers.raytoken import ensure_ray_token
 from transfer_operator.handlers.writes import create_rayjob, delete_rayjob
 
 
 def ensure_isolation(ctx: Ctx, body: dict[str, Any], job: TransferJob) -> None:
     """The job's NetworkPolicy, owned by the TransferJob and kept across attempts (a repeat is a
-    409). Ray token auth stays off (render_rayjob's default): KubeRay's RayJob finalizer reads the
-    token Secret, so a Secret owned by the TransferJob, collected with it, leaves the RayJob stuck
-    in deletion; the Secret must live as long as the last RayJob (docs/security.md)."""
+    409). Each RayJob's token Secret is the RayJob's own (handlers/raytoken.py)."""
     peers = default_peers(ctx.lease_namespace, ctx.config.kuberay_namespace)
     ctx.kube.create_owned(render_network_policy(job, peers), owner_reference(body))
 
@@ -42,7 +41,9 @@ def ensure_rayjob(
     namespace = manifest["metadata"]["namespace"]
     try:
         ensure_isolation(ctx, body, job)
-        if create_rayjob(ctx, manifest, owner_reference(body)):
+        created = create_rayjob(ctx, manifest, owner_reference(body))
+        if created:
+            ensure_ray_token(ctx, job, created)
             if announce:
                 ctx.kube.post_event(
                     body, "Normal", Reason.RAYJOB_CREATED.value, f"created RayJob {name} on {pool_name}"
@@ -54,6 +55,8 @@ def ensure_rayjob(
         owners = existing.get("metadata", {}).get("ownerReferences", [])
         if owners and all(o.get("uid") != body["metadata"]["uid"] for o in owners):
             delete_rayjob(ctx, namespace, name)
+        elif existing:
+            ensure_ray_token(ctx, job, existing)  # ours: its Secret may not have been created yet
         return False
     except Exception as error:
         metrics.RAYJOB_CREATE_ERRORS.inc()

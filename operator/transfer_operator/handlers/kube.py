@@ -214,7 +214,8 @@ class Kube:
             raise
 
     def create_owned(self, manifest: dict[str, Any], owner: dict[str, Any]) -> bool:
-        """Create a job's NetworkPolicy if absent (409 counts as there); True when created."""
+        """Create a job's NetworkPolicy or a RayJob's token Secret if absent (409 counts as there);
+        True when created."""
         manifest = {**manifest, "metadata": {**manifest["metadata"], "ownerReferences": [owner]}}
         namespace = manifest["metadata"]["namespace"]
         self.writes.wait()
@@ -223,6 +224,11 @@ class Kube:
                 client.NetworkingV1Api(self.api).create_namespaced_network_policy(
                     namespace,
                     manifest,  # type: ignore[arg-type]  # the client takes plain dicts too
+                )
+            elif manifest["kind"] == "Secret":
+                client.CoreV1Api(self.api).create_namespaced_secret(
+                    namespace,
+                    manifest,  # type: ignore[arg-type]
                 )
             else:
                 raise ValueError(f"create_owned: unexpected kind {manifest['kind']}")

@@ -21,12 +21,12 @@ def write_gpupool_status(ctx: Ctx, name: str, status: dict[str, Any]) -> None:
         ctx.index.gpupools.apply("MODIFIED", written, mark=False)
 
 
-def create_rayjob(ctx: Ctx, manifest: dict[str, Any], owner: dict[str, Any]) -> bool:
-    """True when this call created it (False: the name was taken)."""
+def create_rayjob(ctx: Ctx, manifest: dict[str, Any], owner: dict[str, Any]) -> dict[str, Any] | None:
+    """The created RayJob when this call created it (None: the name was taken)."""
     created = ctx.kube.create_rayjob(manifest, owner)
     if created:
         ctx.index.rayjobs.apply("ADDED", created, mark=False)
-    return created is not None
+    return created
 
 
 def delete_rayjob(ctx: Ctx, namespace: str, name: str) -> None:

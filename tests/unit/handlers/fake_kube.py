@@ -140,6 +140,7 @@ class FakeKube:
             return None
         created = copy.deepcopy(manifest)
         created["metadata"]["ownerReferences"] = [owner]
+        created["metadata"]["uid"] = f"uid-{key[0]}-{key[1]}"
         self.rayjobs[key] = self._bump(created)
         # As if the watch delivered ADDED at once (the index has it already): a later in-place
         # change or deletion by a test is then reported.

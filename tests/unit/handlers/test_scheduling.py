@@ -57,7 +57,11 @@ def test_admits_writes_status_before_the_rayjob_and_is_idempotent():
     assert rayjob["metadata"]["ownerReferences"][0]["uid"] == "uid-a"
     assert kube.gpupools["eu-a100"]["status"]["allocatedGpus"] == 8
     isolation = {key: obj["metadata"]["ownerReferences"][0]["uid"] for key, obj in kube.owned.items()}
-    assert isolation == {("NetworkPolicy", "default", "a-ray"): "uid-a"}
+    assert isolation == {  # the policy is the job's; the token Secret its RayJob's (outlives its finalizer)
+        ("NetworkPolicy", "default", "a-ray"): "uid-a",
+        ("Secret", "default", "a-a1-ray-token"): "uid-default-a-a1",
+    }
+    assert rayjob["spec"]["rayClusterSpec"]["authOptions"] == {"mode": "token", "secretName": "a-a1-ray-token"}
     run_cycle(ctx, NOW + timedelta(seconds=2))  # a second cycle changes nothing
     assert list(kube.rayjobs) == [("default", "a-a1")]
     assert status_of(kube, "a")["attempts"] == 1
