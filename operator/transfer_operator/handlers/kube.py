@@ -147,6 +147,8 @@ class Kube:
         core = client.CoreV1Api(self.api)
         if kind.plural == "nodes":
             return core.list_node(_preload_content=False, **params)
+        if kind.plural == "pods" and kind.namespace is not None:
+            return core.list_namespaced_pod(kind.namespace, _preload_content=False, **params)
         if kind.plural == "pods":
             return core.list_pod_for_all_namespaces(_preload_content=False, **params)
         if kind.plural == "namespaces":

@@ -25,6 +25,10 @@ def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
             target[key] = copy.deepcopy(value)
 
 
+def _seen_key(kind: Kind) -> str:
+    return kind.plural if kind.namespace is None else f"{kind.plural}/{kind.namespace}"
+
+
 CLUSTER_SCOPED = {
     "TransferQueue": "transferqueues",
     "TransferPriorityClass": "transferpriorityclasses",
@@ -72,7 +76,11 @@ class FakeKube:
         if kind.plural == "pods":
             for i, pod in enumerate(self.pods):
                 pod["metadata"].setdefault("name", f"pod-{i}")
-            return {(p["metadata"].get("namespace", ""), p["metadata"]["name"]): p for p in self.pods}
+            return {
+                (p["metadata"].get("namespace", ""), p["metadata"]["name"]): p
+                for p in self.pods
+                if kind.namespace is None or p["metadata"].get("namespace") == kind.namespace
+            }
         raise ValueError(kind.plural)
 
     def list_objects(self, kind: Kind) -> tuple[list[dict[str, Any]], str]:
@@ -80,14 +88,14 @@ class FakeKube:
         objects = self._objects(kind)
         for obj in objects.values():
             obj["metadata"].setdefault("resourceVersion", "0")
-        self.seen[kind.plural] = copy.deepcopy(objects)
+        self.seen[_seen_key(kind)] = copy.deepcopy(objects)
         return [copy.deepcopy(o) for o in objects.values()], str(self.version)
 
     def watch_objects(self, kind: Kind, resource_version: str, timeout_s: int) -> Iterator[dict[str, Any]]:
         if kind.plural in self.expire:
             self.expire.discard(kind.plural)
             raise Gone("too old resource version")
-        before = self.seen.get(kind.plural, {})
+        before = self.seen.get(_seen_key(kind), {})
         now = self._objects(kind)
         events: list[dict[str, Any]] = []
         for key, obj in now.items():
@@ -102,7 +110,7 @@ class FakeKube:
                 gone = copy.deepcopy(old)
                 gone["metadata"]["resourceVersion"] = str(self.version)
                 events.append({"type": "DELETED", "object": gone})
-        self.seen[kind.plural] = copy.deepcopy(now)
+        self.seen[_seen_key(kind)] = copy.deepcopy(now)
         events.append({"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": str(self.version)}}})
         return iter(events)
 
