@@ -1,4 +1,5 @@
-"""transferctl: run, validate, plan, explain, render, crds, generate, operator, dev-cluster."""
+"""transferctl: run, validate, plan, explain, render, crds, generate, operator, dev-cluster, and a
+job's life on a cluster: get, describe, logs, cost, cancel, suspend, resume."""
 
 from __future__ import annotations
 
@@ -17,9 +18,11 @@ from transfer_operator.api import loading
 from transfer_operator.api.config import OperatorConfig
 from transfer_operator.api.crd import render_crds_yaml
 from transfer_operator.api.enums import Reason
-from transfer_operator.api.models import GPUPool, TransferJob, TransferJobStatus
+from transfer_operator.api.models import GPUPool, TransferJob
 from transfer_operator.api.queues import QueueRules, apply_queue_rules, namespace_labels_or_name
 from transfer_operator.api.validation import InvalidSpec
+from transfer_operator.ctl.placement import Explanation, as_queued, fit_text
+from transfer_operator.ctl.placement import explain as explain_placement
 from transfer_operator.engine.rayjob import PoolPin, render_rayjob
 from transfer_operator.scheduler import Action, Decision, schedule
 from transfer_operator.scheduler.snapshot import snapshot_of
@@ -182,47 +185,41 @@ def explain(
 ) -> None:
     """Why JOB_NAME (name or namespace/name) runs where it would, or waits: the plan's decision
     and the job's best options, with how many GPUs must free up on each before it fits."""
-    from transfer_operator.scheduler import Allocation
-    from transfer_operator.scheduler.explain import options_of
-
     jobs, pools, problems = load_objects([*files, *pool_files])
     for problem in problems:
         console.print(f"[red]skipped[/red] {problem}", highlight=False)
     matches = [j for j in jobs if job_name in (j.key, j.metadata.name)]
     if len(matches) != 1:
         raise click.UsageError(f"{len(matches)} TransferJobs match {job_name!r}; name one as namespace/name")
-    config = OperatorConfig.load(config_file)
-    snapshot, pending = snapshot_of(pools, jobs, config)
-    decisions = {d.job_key: d for d in schedule(snapshot, pending)}
     target = matches[0]
-    decision = decisions.get(target.key)
-    if decision is None:
+    explanation = explain_placement(target, jobs, pools, OperatorConfig.load(config_file), limit)
+    if explanation.decision is None:
         console.print(f"{target.key} is not queued (phase {target.status.phase.value})", highlight=False)
         return
+    print_explanation(explanation, f"Best options of {target.key} (after the plan's other admissions)")
+
+
+def print_explanation(explanation: Explanation, title: str, current: tuple[str, str] | None = None) -> None:
+    """The decision and the options table; `current`: (pool, price class) the job holds now."""
+    decision = explanation.decision
+    assert decision is not None
     console.print(
-        f"{target.key}: {decision.action.value} ({decision.reason.value}): {decision.message}", highlight=False
+        Text(f"{explanation.job_key}: {decision.action.value} ({decision.reason.value}): {decision.message}")
     )
-    request = next(r for r in pending if r.key == target.key)
-    held = [
-        Allocation(d.job_key, d.placement.pool, r.workers, r.gpus_per_worker)
-        for r in pending
-        if (d := decisions[r.key]).action is Action.ADMIT and d.placement is not None and r.key != target.key
-    ]
-    static, views = options_of(snapshot, request, held, limit)
-    if static is not None:
-        console.print(f"no pool can ever take it: {static[1]}", highlight=False)
+    if explanation.static is not None:
+        if explanation.static[1] != decision.message:
+            console.print(Text(f"no pool can ever take it: {explanation.static[1]}"))
         return
-    table = Table(title=f"Best options of {target.key} (after the plan's other admissions)")
+    table = Table(title=title)
     for column in ("pool", "region", "price class", "$/h", "est. cost", "free GPUs", "now"):
         table.add_column(column)
-    for view in views:
+    for view in explanation.options:
         p = view.placement
-        if view.fits_now:
-            now = "fits"
-        else:
-            now = f"once {view.short_gpus} GPUs free up" if view.short_gpus else "once whole nodes free up"
+        pool = f"{p.pool} (current)" if (p.pool, p.price_class.value) == current else p.pool
         money = f"{p.usd_per_hour:.2f}", f"{p.expected_cost_usd:.2f}"
-        table.add_row(p.pool, p.region, p.price_class.value, *money, str(view.free_gpus), now)
+        table.add_row(
+            Text(pool), Text(p.region), p.price_class.value, *money, str(view.free_gpus), fit_text(view)
+        )
     console.print(table)
 
 
@@ -243,7 +240,7 @@ def render(file: Path, pool_files: tuple[Path, ...]) -> None:
         say("✗", "red", "no GPUPool found: pass --pools POOLS.yaml")
         sys.exit(1)
     attempts = {job.key: job.status.attempts + 1 for job in jobs}
-    jobs = [_as_queued(job) for job in jobs]
+    jobs = [as_queued(job) for job in jobs]
     by_name = {pool.metadata.name: pool for pool in pools}
     manifests = []
     for job, decision in zip(jobs, _decisions_in_job_order(jobs, pools), strict=True):
@@ -263,12 +260,6 @@ class _NoAliasDumper(yaml.SafeDumper):
         return True
 
 
-def _as_queued(job: TransferJob) -> TransferJob:
-    """`job` as the scheduler sees it when it is queued again: only its checkpoint is kept."""
-    status = TransferJobStatus(last_checkpoint=job.status.last_checkpoint)
-    return job.model_copy(update={"status": status})
-
-
 def _decisions_in_job_order(jobs: list[TransferJob], pools: list[GPUPool]) -> list[Decision]:
     by_key = {d.job_key: d for d in plan_decisions(jobs, pools, OperatorConfig())}
     return [by_key[job.key] for job in jobs]
@@ -282,6 +273,7 @@ def crds() -> None:
 
 def generated_files() -> dict[Path, str]:
     """Every committed file that is generated, with what it must contain."""
+    from transfer_operator.api.chart_values import render_values_schema
     from transfer_operator.api.reference import render_api_reference
     from transfer_operator.dashboards import DASHBOARDS, render_dashboard
     from transfer_operator.metrics import render_metrics_reference
@@ -292,6 +284,7 @@ def generated_files() -> dict[Path, str]:
         Path("charts/transfer-operator/crds/transfer.dev.yaml"): crds,
         Path("docs/api.md"): render_api_reference(),
         Path("docs/metrics.md"): render_metrics_reference(),
+        Path("charts/transfer-operator/values.schema.json"): render_values_schema(),
     }
     for name, build in DASHBOARDS.items():
         files[Path("charts/transfer-operator/dashboards") / name] = render_dashboard(build())
@@ -301,7 +294,8 @@ def generated_files() -> dict[Path, str]:
 @main.command()
 @click.option("--check", is_flag=True, help="Fail when a committed file differs instead of writing.")
 def generate(check: bool) -> None:
-    """Write (or --check) the generated files: CRDs, docs/api.md, Grafana dashboards."""
+    """Write (or --check) the generated files: CRDs, docs/api.md, the chart's values schema,
+    Grafana dashboards."""
     stale = []
     for relative, content in generated_files().items():
         path = REPO_ROOT / relative
@@ -410,7 +404,17 @@ def _attach_dev_cluster() -> None:
     main.add_command(dev_cluster, "dev-cluster")
 
 
+def _attach_cluster_commands() -> None:
+    try:
+        from transfer_operator.ctl.commands import COMMANDS
+    except ImportError:  # they need the operator extra (the kubernetes client)
+        return
+    for command in COMMANDS:
+        main.add_command(command)
+
+
 _attach_dev_cluster()
+_attach_cluster_commands()
 
 if __name__ == "__main__":
     main()

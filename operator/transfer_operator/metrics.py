@@ -78,6 +78,17 @@ LEASE_RENEWALS_IN_CYCLE = Counter(
     "transfer_lease_renewals_in_cycle_total",
     "Scheduler Lease renewals made while a long cycle was still running.",
 )
+CLUSTER_REACHABLE = Gauge(
+    "transfer_cluster_ready", "1 while a worker cluster (TransferCluster) is Ready and answering, else 0.", ["cluster"]
+)
+REMOTE_RAYJOBS_DELETED = Counter(
+    "transfer_remote_rayjobs_deleted_total",
+    "RayJobs the operator deleted in a worker cluster (deleted jobs, orphans, moved attempts).",
+    ["cluster"],
+)
+DISPATCH_LATENCY = Histogram(
+    "transfer_dispatch_seconds", "Time to create a job's RayJob in its cluster (namespace included).", ["cluster"]
+)
 WATCH_RELISTS = Counter(
     "transfer_watch_relists_total",
     "Full relists of a watched kind after its watch expired (410 Gone); the first list is not counted.",

@@ -24,6 +24,10 @@ E2E_DIR = Path(__file__).resolve().parent
 POOLS_FILE = E2E_DIR / "pools.yaml"
 # Small on purpose: ap-south-l4 declares 16 nodes and gets 2, which tests the cap too.
 MAX_NODES_PER_POOL = 2
+# Simulated Ray jobs (devcluster/raysim.py) run 10x longer here than on a newcomer's dev cluster
+# (an estimated hour: 10 minutes, capped), so that the examples stay Admitted/Running while the
+# tests look at them; a test that wants a job to end sets sim.transfer.dev/run-seconds on it.
+RAY_SPEEDUP = 6.0
 # Reuse a running dev cluster instead of starting one (e.g. after `transferctl dev-cluster up`).
 REUSE_STATE_DIR_ENV = "TRANSFER_E2E_STATE_DIR"
 
@@ -57,7 +61,9 @@ def cluster(
         return
     state_dir = tmp_path_factory.mktemp("dev-cluster")
     start_s = time.monotonic()
-    running = devcluster.up(state_dir, pools=pools, max_nodes_per_pool=MAX_NODES_PER_POOL)
+    running = devcluster.up(
+        state_dir, pools=pools, max_nodes_per_pool=MAX_NODES_PER_POOL, ray_speedup=RAY_SPEEDUP
+    )
     print(f"\ndev cluster up in {time.monotonic() - start_s:.1f}s ({state_dir})")
     try:
         yield running
@@ -140,6 +146,7 @@ class OperatorProcess:
         self.name = name
         self.priority = priority
         self.metrics_port = free_port()
+        self.health_port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -157,7 +164,15 @@ class OperatorProcess:
             else ["--standalone"]
         )
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "transfer_operator.cli", "operator", *mode],
+            [
+                sys.executable,
+                "-m",
+                "transfer_operator.cli",
+                "operator",
+                *mode,
+                "--liveness",
+                f"http://127.0.0.1:{self.health_port}/healthz",
+            ],  # fmt: skip
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

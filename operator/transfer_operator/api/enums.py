@@ -89,6 +89,15 @@ class Reason(StrEnum):
     RAYJOB_LOST = "RayJobLost"
     NODE_LOST = "NodeLost"
     SPOT_INTERRUPTED = "SpotInterrupted"
+    CLUSTER_LOST = "ClusterLost"
+    CLUSTER_MISSING = "ClusterMissing"  # a pool names a TransferCluster that does not exist
+    # A TransferCluster's Ready condition
+    CLUSTER_READY = "ClusterReady"
+    UNREACHABLE = "Unreachable"
+    KUBECONFIG_SECRET_MISSING = "KubeconfigSecretMissing"
+    KUBECONFIG_INVALID = "KubeconfigInvalid"
+    SECRET_OUTSIDE_NAMESPACE = "SecretOutsideOperatorNamespace"
+    KUBERAY_MISSING = "KubeRayMissing"
 
 
 class UtilizationPolicy(StrEnum):

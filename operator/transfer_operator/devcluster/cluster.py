@@ -16,6 +16,7 @@ import shutil
 import signal
 import ssl
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -28,6 +29,7 @@ import yaml
 
 from transfer_operator.devcluster import certs as certs_mod
 from transfer_operator.devcluster import nodes as nodes_mod
+from transfer_operator.devcluster import raysim
 from transfer_operator.devcluster.binaries import ensure_bin_dir, kubectl_path
 from transfer_operator.devcluster.processes import (
     ProcessError,
@@ -41,10 +43,12 @@ from transfer_operator.devcluster.processes import (
     stop,
     wait_for,
 )
+from transfer_operator.devcluster.stages import render_stages
 
 DEFAULT_STATE_DIR = Path.home() / ".cache" / "transfer-operator" / "dev-cluster"
 STATE_FILE = "state.json"
 KUBECONFIG_FILE = "kubeconfig"
+KWOK_STAGES_FILE = "kwok-stages.yaml"
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 NODE_LEASE_DURATION_S = 40
@@ -309,12 +313,28 @@ def _kwok_argv(cluster: Cluster) -> list[str]:
     return [
         str(cluster.bin_dir / "kwok"),
         f"--kubeconfig={cluster.kubeconfig}",
-        # Stage resources: node heartbeat via leases, pods become Running/Ready.
-        f"--config={cluster.bin_dir / 'kwok-stages.yaml'}",
+        # Stage resources: node heartbeat via leases, pods become Running/Ready (stages.py).
+        f"--config={cluster.state_dir / KWOK_STAGES_FILE}",
         "--manage-all-nodes=false",
         f"--manage-nodes-with-annotation-selector={nodes_mod.KWOK_NODE_SELECTOR}",
         f"--node-lease-duration-seconds={NODE_LEASE_DURATION_S}",
         f"--server-address=127.0.0.1:{cluster.ports['kwok']}",
+    ]
+
+
+def _write_kwok_stages(cluster: Cluster) -> None:
+    base = (cluster.bin_dir / KWOK_STAGES_FILE).read_text()
+    (cluster.state_dir / KWOK_STAGES_FILE).write_text(render_stages(base))
+
+
+def _raysim_argv(cluster: Cluster, speedup: float) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "transfer_operator.devcluster.raysim",
+        f"--kubeconfig={cluster.kubeconfig}",
+        f"--port={cluster.ports['raysim']}",
+        f"--speedup={speedup}",
     ]
 
 
@@ -338,6 +358,13 @@ def _start_component(
     cluster.processes[name] = record
     _save(cluster)  # so that down() finds it even if up() fails later
     return record
+
+
+def start_process(cluster: Cluster, name: str, argv: list[str], env: dict[str, str]) -> ProcessRecord:
+    """Start one more process as part of the cluster (`down` stops it first)."""
+    if name in cluster.processes and is_alive(cluster.processes[name]):
+        stop(cluster.processes[name])
+    return _start_component(cluster, name, argv, env)
 
 
 def _start_control_plane(cluster: Cluster, paths: certs_mod.CertPaths, timeout_s: float) -> None:
@@ -393,7 +420,17 @@ def _create_nodes(cluster: Cluster, pools: list[dict[str, Any]], timeout_s: floa
         raise ClusterError(f"fake nodes not Ready ({error}); kwok log tail:\n{kwok_log}") from error
 
 
-def _start_kuberay(cluster: Cluster, timeout_s: float) -> None:
+def _start_raysim(cluster: Cluster, speedup: float, timeout_s: float) -> dict[str, str]:
+    """The Ray stand-in (raysim.py); returns the env that sends KubeRay's job API calls to it."""
+    record = _start_component(cluster, "ray-sim", _raysim_argv(cluster, speedup))
+    url = f"http://127.0.0.1:{cluster.ports['raysim']}"
+    wait_for("Ray stand-in /healthz", lambda: _http_ok(f"{url}/healthz"), timeout_s, record)
+    # Go's HTTP client proxies plain-HTTP requests to non-loopback hosts only: the dashboard
+    # URLs (<head-svc>.<ns>.svc.cluster.local:8265), never the API server (HTTPS, loopback).
+    return {"HTTP_PROXY": url, "http_proxy": url, "NO_PROXY": "127.0.0.1,localhost"}
+
+
+def _start_kuberay(cluster: Cluster, timeout_s: float, env: dict[str, str] | None = None) -> None:
     crd_dir = cluster.bin_dir / "crds" / "kuberay"
     # Server-side apply: the RayCluster CRD is too big for the last-applied annotation.
     cluster.kubectl("apply", "--server-side", "-f", str(crd_dir), timeout_s=timeout_s)
@@ -407,7 +444,9 @@ def _start_kuberay(cluster: Cluster, timeout_s: float) -> None:
         f"--timeout={int(timeout_s)}s",
         timeout_s=timeout_s + 10,
     )
-    operator = _start_component(cluster, "kuberay-operator", _kuberay_argv(cluster), env=cluster.env())
+    operator = _start_component(
+        cluster, "kuberay-operator", _kuberay_argv(cluster), env={**cluster.env(), **(env or {})}
+    )
     url = f"http://127.0.0.1:{cluster.ports['kuberay_probe']}/readyz"
     wait_for("KubeRay operator /readyz", lambda: _http_ok(url), timeout_s, operator)
 
@@ -422,6 +461,7 @@ def _allocate_ports() -> dict[str, int]:
         "kwok",
         "kuberay_metrics",
         "kuberay_probe",
+        "raysim",
     )
     ports: dict[str, int] = {}
     while len(set(ports.values())) < len(names):
@@ -442,10 +482,13 @@ def up(
     kuberay: bool = True,
     timeout_s: float = 120.0,
     echo: Echo | None = None,
+    ray_speedup: float | None = raysim.DEFAULT_SPEEDUP,
 ) -> Cluster:
     """Start a fresh cluster in state_dir, or return the one already running there.
 
     pools are GPUPool objects; each gets min(spec.nodes, max_nodes_per_pool) kwok nodes.
+    With KubeRay, RayJobs run simulated Ray jobs (raysim.py) `ray_speedup` times faster than
+    their estimate; None: no simulation (submitters stay Running, nothing answers KubeRay).
     """
     state_dir = state_dir.resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -467,12 +510,14 @@ def up(
         max_nodes_per_pool=max_nodes_per_pool,
     )
     write_kubeconfig(cluster.kubeconfig, cluster.server, paths)
+    _write_kwok_stages(cluster)
     _save(cluster)
     try:
         _start_control_plane(cluster, paths, timeout_s)
         _create_nodes(cluster, pools or [], timeout_s)
         if kuberay:
-            _start_kuberay(cluster, timeout_s)
+            env = _start_raysim(cluster, ray_speedup, timeout_s) if ray_speedup else None
+            _start_kuberay(cluster, timeout_s, env)
     except BaseException:
         down(state_dir)
         raise

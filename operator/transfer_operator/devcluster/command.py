@@ -10,6 +10,7 @@ import click
 
 from transfer_operator.devcluster import cluster as cluster_mod
 from transfer_operator.devcluster import fleet as fleet_mod
+from transfer_operator.devcluster import operator as operator_mod
 from transfer_operator.devcluster.nodes import DEFAULT_MAX_NODES_PER_POOL, load_pools
 
 state_dir_option = click.option(
@@ -49,6 +50,11 @@ def dev_cluster() -> None:
     help="Worker clusters besides the management one (pools with spec.cluster go to theirs).",
 )
 @click.option("--no-s3", is_flag=True, help="Do not start the S3 store (SeaweedFS).")
+@click.option(
+    "--with-operator",
+    is_flag=True,
+    help="Also install the chart (no pod) and run the operator here with its ServiceAccount token.",
+)
 @click.option("--timeout", "timeout_s", type=float, default=180.0, show_default=True)
 @state_dir_option
 def up(
@@ -57,6 +63,7 @@ def up(
     no_kuberay: bool,
     clusters: int,
     no_s3: bool,
+    with_operator: bool,
     timeout_s: float,
     state_dir: Path,
 ) -> None:
@@ -76,6 +83,9 @@ def up(
             timeout_s=timeout_s,
             echo=lambda message: click.echo(message, err=True),
         )
+        if with_operator:
+            click.echo("operator ...", err=True)
+            metrics_port = operator_mod.start_operator(fleet.management)
     except cluster_mod.ClusterError as error:
         raise click.ClickException(str(error)) from None
     cluster = fleet.management
@@ -90,6 +100,14 @@ def up(
             f"S3 (SeaweedFS): {fleet.store.endpoint}, bucket {fleet_mod.STORAGE_BUCKET}; keys in Secret "
             f"{fleet_mod.STORAGE_SECRET} ({', '.join(fleet_mod.STORAGE_NAMESPACES)}) of every cluster"
         )
+    if with_operator:
+        click.echo(
+            f"Operator: running as ServiceAccount {operator_mod.NAMESPACE}/{operator_mod.SERVICE_ACCOUNT}, "
+            f"metrics on http://127.0.0.1:{metrics_port}/metrics"
+        )
+    click.echo(
+        "RayJobs run simulated Ray jobs (no Ray runs on kwok nodes): see docs/controlplane.md#simulated-ray-jobs"
+    )
     click.echo(f"Logs: {cluster.state_dir / 'logs'}")
     click.echo(f"Kubeconfig: {cluster.kubeconfig}")
     click.echo(f"export KUBECONFIG={cluster.kubeconfig}")

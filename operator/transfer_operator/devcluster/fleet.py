@@ -107,10 +107,18 @@ def _region_of(pools: list[dict[str, Any]]) -> str | None:
     return regions.pop() if len(regions) == 1 else None
 
 
+WORKER_RBAC = Path(__file__).resolve().parents[3] / "manifests" / "multicluster" / "worker-rbac.yaml"
+WORKER_SERVICE_ACCOUNT = "transfer-operator-remote"
+
+
 def _register(management: Cluster, name: str, worker: Cluster, pools: list[dict[str, Any]]) -> None:
-    secret = _secret(
-        kubeconfig_secret_name(name), OPERATOR_NAMESPACE, {"kubeconfig": worker.kubeconfig.read_text()}
+    """As an admin registers a worker: its least-privilege RBAC there, and a kubeconfig of that
+    ServiceAccount in a Secret of the management cluster."""
+    worker.kubectl("apply", "-f", str(WORKER_RBAC))
+    kubeconfig = worker.service_account_kubeconfig(
+        WORKER_SERVICE_ACCOUNT, OPERATOR_NAMESPACE, worker.state_dir / "operator-kubeconfig", duration="48h"
     )
+    secret = _secret(kubeconfig_secret_name(name), OPERATOR_NAMESPACE, {"kubeconfig": kubeconfig.read_text()})
     _apply(management, [secret, transfer_cluster(name, _region_of(pools))])
 
 
@@ -181,7 +189,6 @@ def up(
                 echo=echo,
             )
             started.append(worker.state_dir)
-            _apply(worker, [_namespace(OPERATOR_NAMESPACE)])
             _register(management, name, worker, pools_of(pools, name))
             workers[name] = worker
         store = None

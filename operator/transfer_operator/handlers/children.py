@@ -9,17 +9,49 @@ from transfer_operator.api.enums import Reason
 from transfer_operator.api.models import GPUPool, TransferJob
 from transfer_operator.engine.isolation import default_peers, render_network_policy
 from transfer_operator.engine.rayjob import PoolPin, render_rayjob
+from transfer_operator.handlers.clusters import FINALIZER
 from transfer_operator.handlers.context import Ctx
 from transfer_operator.handlers.kube import owner_reference
 from transfer_operator.handlers.raytoken import ensure_ray_token
+from transfer_operator.handlers.remote import managed_labels
 from transfer_operator.handlers.writes import create_rayjob, delete_rayjob
 
 
-def ensure_isolation(ctx: Ctx, body: dict[str, Any], job: TransferJob) -> None:
-    """The job's NetworkPolicy, owned by the TransferJob and kept across attempts (a repeat is a
-    409). Each RayJob's token Secret is the RayJob's own (handlers/raytoken.py)."""
+def ensure_isolation(ctx: Ctx, body: dict[str, Any], job: TransferJob, cluster: str | None = None) -> None:
+    """The job's NetworkPolicy, kept across attempts (a repeat is a 409): owned by the TransferJob
+    locally; in a worker cluster labelled with its origin and deleted with it (handlers/clusters.py).
+    Each local RayJob's token Secret is the RayJob's own (handlers/raytoken.py)."""
     peers = default_peers(ctx.lease_namespace, ctx.config.kuberay_namespace)
-    ctx.kube.create_owned(render_network_policy(job, peers), owner_reference(body))
+    policy = render_network_policy(job, peers)
+    if not cluster:
+        ctx.kube.create_owned(policy, owner_reference(body))
+        return
+    remote = ctx.clusters[cluster]
+    metadata = policy["metadata"]
+    policy = {
+        **policy,
+        "metadata": {
+            **metadata,
+            "namespace": remote.remote_namespace(metadata["namespace"]),
+            "labels": {**metadata.get("labels", {}), **managed_labels(body)},
+        },
+    }
+    remote.kube.create_owned(policy, None)
+
+
+def ensure_finalizer(ctx: Ctx, body: dict[str, Any]) -> None:
+    """A job dispatched to a worker cluster keeps FINALIZER until its RayJobs there are gone:
+    set before the first remote create, so a delete in between cannot leak one."""
+    metadata = body["metadata"]
+    finalizers = list(metadata.get("finalizers") or [])
+    if FINALIZER in finalizers:
+        return
+    written = ctx.kube.set_finalizers(
+        metadata.get("namespace") or "default", metadata["name"], [*finalizers, FINALIZER]
+    )
+    metadata["finalizers"] = [*finalizers, FINALIZER]
+    if written:
+        ctx.index.transferjobs.apply("MODIFIED", written, mark=False)
 
 
 def ensure_rayjob(
@@ -32,23 +64,36 @@ def ensure_rayjob(
     *,
     announce: bool = True,
 ) -> bool:
-    """Create the attempt's RayJob unless it exists; True when this call created it. `announce`
-    posts a RayJobCreated event (admission folds it into its own event: one write fewer)."""
+    """Create the attempt's RayJob unless it exists, in the pool's cluster; True when this call
+    created it. `announce` posts a RayJobCreated event (admission folds it into its own event:
+    one write fewer)."""
+    cluster = pool.spec.cluster
+    # Token auth locally; a worker cluster's RayJob has no token Secret there yet (docs/security.md).
     manifest = render_rayjob(
-        job, PoolPin.of(pool_name, pool.spec), attempt, ttl_seconds=ctx.config.rayjob_ttl_seconds
+        job,
+        PoolPin.of(pool_name, pool.spec),
+        attempt,
+        ttl_seconds=ctx.config.rayjob_ttl_seconds,
+        token_auth=not cluster,
     )
     name = manifest["metadata"]["name"]
     namespace = manifest["metadata"]["namespace"]
     try:
-        ensure_isolation(ctx, body, job)
-        created = create_rayjob(ctx, manifest, owner_reference(body))
+        if cluster:
+            ensure_finalizer(ctx, body)
+        ensure_isolation(ctx, body, job, cluster)
+        created = create_rayjob(ctx, manifest, body, cluster)
         if created:
-            ensure_ray_token(ctx, job, created)
+            if not cluster:
+                ensure_ray_token(ctx, job, created)
             if announce:
+                where = f"{pool_name} in cluster {cluster}" if cluster else pool_name
                 ctx.kube.post_event(
-                    body, "Normal", Reason.RAYJOB_CREATED.value, f"created RayJob {name} on {pool_name}"
+                    body, "Normal", Reason.RAYJOB_CREATED.value, f"created RayJob {name} on {where}"
                 )
             return True
+        if cluster:
+            return False  # a repeat; a stranger's RayJob of that name is the orphan sweep's
         # The name is taken: ours (a repeat: nothing to do), or a leftover of a deleted TransferJob
         # of the same name, which goes; the next reconcile pass then creates ours.
         existing = ctx.kube.get_rayjob(namespace, name) or {}

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from transfer_operator.api.config import OperatorConfig
 from transfer_operator.handlers.informer import FleetIndex
 from transfer_operator.handlers.kube import Kube
+from transfer_operator.handlers.remote import RemoteCluster
 
 
 @dataclass
@@ -19,3 +22,7 @@ class Ctx:
     index: FleetIndex = field(default_factory=FleetIndex)  # watch-fed; the cycle reads only this
     last_reconcile_s: float = 0.0  # when the cycle last reconciled the jobs that hold GPUs
     lost_lease: threading.Event = field(default_factory=threading.Event)  # set: stop this cycle's writes
+    clusters: dict[str, RemoteCluster] = field(
+        default_factory=dict
+    )  # worker clusters, by TransferCluster name
+    remote_kube_factory: Callable[[Any], Any] | None = None  # tests: a Kube for a worker's API client

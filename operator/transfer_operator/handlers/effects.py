@@ -26,9 +26,10 @@ def perform(
     if not transition:
         return job
     namespace = job.metadata.namespace or "default"
+    cluster = job.status.placement.cluster if job.status.placement else None  # where the attempt runs
     for effect in transition.effects:
         if isinstance(effect, DeleteRayJob):
-            delete_rayjob(ctx, namespace, effect.name)
+            delete_rayjob(ctx, namespace, effect.name, cluster)
     after = job
     if transition.status:
         write_job_status(ctx, body, transition.status)

@@ -31,15 +31,35 @@ def read_fleet(ctx: Ctx) -> Fleet:
 
 
 def read_node_health(ctx: Ctx, fleet: Fleet) -> None:
-    """Which pools lost nodes and which job attempts have pods on them."""
-    # Pods first: a node that joins between the two reads is then in the node list, so a pod
-    # bound to it is never mistaken for one on a vanished node.
-    pods = ctx.index.pods.values()
-    nodes = ctx.index.nodes.values()
-    selectors = {name: PoolPin.of(name, pool.spec).node_selector for name, (_, pool) in fleet.pools.items()}
-    fleet.lost_nodes = lost_nodes_by_pool(nodes, selectors, ctx.config.interruption_taints)
-    lost = {loss.node: loss for losses in fleet.lost_nodes.values() for loss in losses}
-    fleet.job_losses = losses_by_job(pods, {n["metadata"]["name"] for n in nodes}, lost)
+    """Which pools lost nodes and which job attempts have pods on them, in each cluster from its
+    own watch-fed index (pods of a worker cluster are keyed by their origin namespace)."""
+    by_cluster: dict[str | None, dict[str, dict[str, str]]] = {}
+    for name, (_, pool) in fleet.pools.items():
+        by_cluster.setdefault(pool.spec.cluster or None, {})[name] = PoolPin.of(name, pool.spec).node_selector
+    for cluster, selectors in by_cluster.items():
+        if cluster is None:
+            # Pods first: a node that joins between the two reads is then in the node list, so a
+            # pod bound to it is never mistaken for one on a vanished node.
+            pods, nodes = ctx.index.pods.values(), ctx.index.nodes.values()
+        else:
+            remote = ctx.clusters.get(cluster)
+            if remote is None or remote.kube is None:
+                continue
+            pods = [
+                {
+                    **pod,
+                    "metadata": {
+                        **pod["metadata"],
+                        "namespace": remote.origin_namespace(pod["metadata"]["namespace"]),
+                    },
+                }
+                for pod in remote.index.pods.values()
+            ]
+            nodes = remote.index.nodes.values()
+        lost_nodes = lost_nodes_by_pool(nodes, selectors, ctx.config.interruption_taints)
+        fleet.lost_nodes.update(lost_nodes)
+        lost = {loss.node: loss for losses in lost_nodes.values() for loss in losses}
+        fleet.job_losses.update(losses_by_job(pods, {n["metadata"]["name"] for n in nodes}, lost))
 
 
 def with_status(job: TransferJob, status: dict[str, Any]) -> TransferJob:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Protocol, TypeVar
 
 from transfer_operator import metrics
+from transfer_operator.api.clusters import TransferCluster
 from transfer_operator.api.enums import GROUP, VERSION
 from transfer_operator.api.models import GPUPool, TransferJob
 from transfer_operator.api.queues import (
@@ -52,6 +53,7 @@ class Kind:
 
 TRANSFERJOBS = Kind("transferjobs", GROUP, VERSION)
 GPUPOOLS = Kind("gpupools", GROUP, VERSION)
+TRANSFERCLUSTERS = Kind("transferclusters", GROUP, VERSION)
 RAYJOBS = Kind("rayjobs", RAY_GROUP, RAY_VERSION, f"{LABEL_MANAGED_BY}={MANAGER}")
 NODES = Kind("nodes")
 NAMESPACES = Kind("namespaces")
@@ -237,6 +239,7 @@ class Informer:
 
 ParsedJob = tuple[dict[str, Any], TransferJob | None]
 ParsedPool = tuple[dict[str, Any], GPUPool | None]
+ParsedCluster = tuple[dict[str, Any], TransferCluster | None]
 
 
 def prepare_transferjob(body: dict[str, Any]) -> ParsedJob:
@@ -256,6 +259,15 @@ def prepare_gpupool(body: dict[str, Any]) -> ParsedPool:
         return body, parse_gpupool(body)
     except InvalidSpec as error:
         log.warning("skipping GPUPool %s: %s", body["metadata"]["name"], error)
+        return body, None
+
+
+def prepare_transfercluster(body: dict[str, Any]) -> ParsedCluster:
+    body = slim(body)
+    try:
+        return body, TransferCluster.model_validate(body)
+    except ValueError as error:
+        log.warning("skipping TransferCluster %s: %s", body["metadata"]["name"], error)
         return body, None
 
 
@@ -328,6 +340,7 @@ class FleetIndex:
         default_factory=lambda: Store(prepare_admin_object(parse_transferpriorityclass))
     )
     namespaces: Store[dict[str, Any]] = field(default_factory=lambda: Store(prepare_namespace))
+    transferclusters: Store[ParsedCluster] = field(default_factory=lambda: Store(prepare_transfercluster))
     informers: list[Informer] = field(default_factory=list)
 
     def connect(self, source: WatchSource, *, nodes: bool = True, pod_namespaces: Sequence[str] = ()) -> None:
@@ -340,6 +353,7 @@ class FleetIndex:
             (TRANSFERQUEUES, self.transferqueues),
             (TRANSFERPRIORITYCLASSES, self.priorityclasses),
             (NAMESPACES, self.namespaces),
+            (TRANSFERCLUSTERS, self.transferclusters),
         ]
         if nodes:
             pod_kinds = [replace(PODS, namespace=n) for n in sorted(set(pod_namespaces))] or [PODS]

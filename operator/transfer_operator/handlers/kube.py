@@ -197,10 +197,12 @@ class Kube:
                 return None
             raise
 
-    def create_rayjob(self, manifest: dict[str, Any], owner: dict[str, Any]) -> dict[str, Any] | None:
+    def create_rayjob(self, manifest: dict[str, Any], owner: dict[str, Any] | None) -> dict[str, Any] | None:
         """Create if absent; the created object when this call created it, None when the name
-        was taken (409). The fixed name makes it idempotent."""
-        manifest = {**manifest, "metadata": {**manifest["metadata"], "ownerReferences": [owner]}}
+        was taken (409). The fixed name makes it idempotent. No owner: a worker cluster's
+        RayJob, named by its origin labels instead."""
+        if owner is not None:
+            manifest = {**manifest, "metadata": {**manifest["metadata"], "ownerReferences": [owner]}}
         namespace = manifest["metadata"]["namespace"]
         self.writes.wait()
         try:
@@ -215,10 +217,11 @@ class Kube:
                 return None
             raise
 
-    def create_owned(self, manifest: dict[str, Any], owner: dict[str, Any]) -> bool:
-        """Create a job's NetworkPolicy or a RayJob's token Secret if absent (409 counts as there);
-        True when created."""
-        manifest = {**manifest, "metadata": {**manifest["metadata"], "ownerReferences": [owner]}}
+    def create_owned(self, manifest: dict[str, Any], owner: dict[str, Any] | None) -> bool:
+        """Create a job's NetworkPolicy or a RayJob's token Secret if absent (409 counts as
+        there); True when created."""
+        if owner is not None:
+            manifest = {**manifest, "metadata": {**manifest["metadata"], "ownerReferences": [owner]}}
         namespace = manifest["metadata"]["namespace"]
         self.writes.wait()
         try:
@@ -249,6 +252,69 @@ class Kube:
         except ApiException as error:
             if error.status != 404:  # already gone counts as success
                 raise
+
+    def delete_network_policy(self, namespace: str, name: str) -> None:
+        self.writes.wait()
+        try:
+            client.NetworkingV1Api(self.api).delete_namespaced_network_policy(name, namespace)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+
+    # --- worker clusters ------------------------------------------------------------------
+
+    def read_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A Secret of the operator's own namespace (a TransferCluster's kubeconfig)."""
+        try:
+            secret = client.CoreV1Api(self.api).read_namespaced_secret(name, namespace)
+        except ApiException as error:
+            if error.status in (403, 404):
+                return None
+            raise
+        return {"data": dict(secret.data or {})}
+
+    def has_rayjob_crd(self) -> bool:
+        """The RayJob API is served (a LIST of one; 404 means no CRD)."""
+        try:
+            self.custom.list_cluster_custom_object(
+                RAY_GROUP, RAY_VERSION, "rayjobs", limit=1, _request_timeout=10
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
+    def ensure_namespace(self, name: str, labels: dict[str, str]) -> None:
+        """Create a worker cluster's namespace for a job, labelled as managed, if missing."""
+        core = client.CoreV1Api(self.api)
+        try:
+            core.read_namespace(name)
+            return
+        except ApiException as error:
+            if error.status != 404:
+                raise
+        self.writes.wait()
+        try:
+            core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels=labels)))
+        except ApiException as error:
+            if error.status != 409:
+                raise
+
+    def set_finalizers(self, namespace: str, name: str, finalizers: list[str]) -> dict[str, Any]:
+        """Replace a TransferJob's finalizers (a merge patch: no other controller sets any on it)."""
+        self.writes.wait()
+        patch = {"metadata": {"finalizers": finalizers}}
+        return cast(
+            dict[str, Any],
+            self.custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "transferjobs", name, patch),
+        )
+
+    def patch_transfercluster_status(self, name: str, status: dict[str, Any]) -> None:
+        self.writes.wait()
+        self.custom.patch_cluster_custom_object_status(
+            GROUP, VERSION, "transferclusters", name, {"status": status}
+        )
 
     # --- events and leases --------------------------------------------------------------
 

@@ -22,6 +22,7 @@ from transfer_operator.api.models import GPUPool, TransferJob
 from transfer_operator.engine import transitions
 from transfer_operator.engine.conditions import seconds_since
 from transfer_operator.handlers.children import ensure_rayjob
+from transfer_operator.handlers.clusters import usable
 from transfer_operator.handlers.context import Ctx
 from transfer_operator.handlers.effects import perform
 from transfer_operator.handlers.fleet import Fleet
@@ -57,18 +58,26 @@ def reconcile_holding(
 ) -> None:
     """Every job that holds GPUs (or those whose RayJob is in `only_rayjobs`), once; the fleet
     is updated with the phases that change."""
+    now_s = now.timestamp()
     holding = [
         (key, body, job)
         for key, (body, job) in fleet.jobs.items()
         if job.status.phase.holds_capacity
         and job.status.ray_job_name
         and job.status.placement
-        and (only_rayjobs is None or (job.metadata.namespace or "default", job.status.ray_job_name) in only_rayjobs)
+        # a job in a worker cluster that does not answer is left alone: cluster loss moves it
+        and usable(ctx, job.status.placement.cluster, now_s)
+        and (
+            only_rayjobs is None
+            or (job.metadata.namespace or "default", job.status.ray_job_name) in only_rayjobs
+        )
     ]
     rayjobs = current_rayjobs(ctx, [job for _, _, job in holding])
     # Only full passes write the periodic cost, spread over passes; phase changes always bill.
-    billable = set() if only_rayjobs is not None else cost_writes_allowed(
-        holding, now, ctx.config.reconcile_interval_seconds
+    billable = (
+        set()
+        if only_rayjobs is not None
+        else cost_writes_allowed(holding, now, ctx.config.reconcile_interval_seconds)
     )
 
     def one(item: tuple[str, dict[str, Any], TransferJob]) -> None:
@@ -79,7 +88,14 @@ def reconcile_holding(
             fleet.jobs[key] = (
                 body,
                 reconcile_job(
-                    ctx, fleet, body, job, rayjobs.get(key), pool[1] if pool else None, now, bill=key in billable
+                    ctx,
+                    fleet,
+                    body,
+                    job,
+                    rayjobs.get(key),
+                    pool[1] if pool else None,
+                    now,
+                    bill=key in billable,
                 ),
             )
         except Exception:  # one job's failure must not stop the pass
@@ -97,11 +113,16 @@ def current_rayjobs(ctx: Ctx, jobs: list[TransferJob]) -> dict[str, dict[str, An
     found: dict[str, dict[str, Any]] = {}
     for job in jobs:
         namespace, name = job.metadata.namespace or "default", job.status.ray_job_name or ""
-        rayjob = ctx.index.rayjobs.get((namespace, name))
+        cluster = job.status.placement.cluster if job.status.placement else None
+        kube, store = ctx.kube, ctx.index.rayjobs
+        if cluster:
+            remote = ctx.clusters[cluster]
+            kube, store, namespace = remote.kube, remote.index.rayjobs, remote.remote_namespace(namespace)
+        rayjob = store.get((namespace, name))
         if rayjob is None:
-            rayjob = ctx.kube.get_rayjob(namespace, name)
+            rayjob = kube.get_rayjob(namespace, name)
             if rayjob is not None:
-                ctx.index.rayjobs.apply("ADDED", rayjob, mark=False)
+                store.apply("ADDED", rayjob, mark=False)
         if rayjob is not None:
             found[job.key] = rayjob
     return found

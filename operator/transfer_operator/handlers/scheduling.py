@@ -21,6 +21,13 @@ from transfer_operator.api.enums import Phase, Reason
 from transfer_operator.engine import transitions
 from transfer_operator.engine.conditions import seconds_since
 from transfer_operator.engine.rayjob import checkpoint_storage, label_value, rayjob_name
+from transfer_operator.handlers.clusters import (
+    finalize_deleted,
+    lost_reason,
+    sweep_orphans,
+    sync_clusters,
+    usable,
+)
 from transfer_operator.handlers.context import Ctx
 from transfer_operator.handlers.effects import perform
 from transfer_operator.handlers.fleet import Fleet, read_fleet
@@ -38,14 +45,17 @@ WRITE_CONCURRENCY = 16
 def run_cycle(ctx: Ctx, now: datetime) -> list[Decision]:
     started = time.perf_counter()
     with metrics.CYCLE_STAGE_DURATION.labels(stage="read").time():
+        sync_clusters(ctx)
         fleet = read_fleet(ctx)
-    changed_rayjobs = ctx.index.rayjobs.take_changed()
+        finalize_deleted(ctx, fleet.jobs)
+    changed_rayjobs = changed_rayjob_keys(ctx)
     with metrics.CYCLE_STAGE_DURATION.labels(stage="reconcile").time():
         # First: GPUs it frees are placed in this cycle. Every job that holds GPUs once per
         # reconcile interval (cost, budget, a lost RayJob); in between, only those whose RayJob
         # the watch reported changed (the one path that mirrors RayJob status).
         if now.timestamp() - ctx.last_reconcile_s >= ctx.config.reconcile_interval_seconds:
             reconcile_holding(ctx, fleet, now)
+            sweep_orphans(ctx, fleet.jobs)
             ctx.last_reconcile_s = now.timestamp()
         elif changed_rayjobs:
             reconcile_holding(ctx, fleet, now, only_rayjobs=changed_rayjobs)
@@ -57,7 +67,7 @@ def run_cycle(ctx: Ctx, now: datetime) -> list[Decision]:
         schedulable_jobs(ctx, fleet, rules, now),
         ctx.config,
         now_s=now.timestamp(),
-        lost_nodes={pool: len(losses) for pool, losses in fleet.lost_nodes.items()},
+        lost_nodes=lost_node_counts(ctx, fleet, now),
         queues=rules.queues,
     )
     with metrics.CYCLE_STAGE_DURATION.labels(stage="decide").time(), collector_paused():
@@ -97,6 +107,24 @@ def collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+def changed_rayjob_keys(ctx: Ctx) -> set[tuple[str, str]]:
+    """(origin namespace, name) of the RayJobs the watches of every cluster reported changed."""
+    changed = ctx.index.rayjobs.take_changed()
+    for remote in list(ctx.clusters.values()):
+        changed |= {(remote.origin_namespace(ns), name) for ns, name in remote.index.rayjobs.take_changed()}
+    return changed
+
+
+def lost_node_counts(ctx: Ctx, fleet: Fleet, now: datetime) -> dict[str, int]:
+    """Per pool, the nodes that hold no capacity: lost ones, or all of a pool whose worker cluster
+    cannot be used (not registered, not Ready, not answering)."""
+    counts = {pool: len(losses) for pool, losses in fleet.lost_nodes.items()}
+    for name, (_, pool) in fleet.pools.items():
+        if not usable(ctx, pool.spec.cluster, now.timestamp()):
+            counts[name] = pool.spec.nodes
+    return counts
+
+
 def release_lost_capacity(ctx: Ctx, fleet: Fleet, now: datetime) -> None:
     """Jobs whose pool was deleted or cordoned, or whose pods sit on a lost node, go back to the
     queue at once (failover), to be placed on capacity that is still there."""
@@ -111,7 +139,10 @@ def release_lost_capacity(ctx: Ctx, fleet: Fleet, now: datetime) -> None:
             str(job.status.attempts),
         )
         node_loss = fleet.job_losses.get(attempt)
-        if entry is None or entry[1].spec.cordoned:
+        cluster_gone = lost_reason(ctx, placement.cluster, now.timestamp())
+        if cluster_gone is not None:
+            reason, message = Reason.CLUSTER_LOST, f"{cluster_gone} (pool {placement.pool})"
+        elif entry is None or entry[1].spec.cordoned:
             why = "was deleted" if entry is None else "was cordoned"
             reason, message = Reason.POOL_LOST, f"pool {placement.pool} {why}"
         elif node_loss is not None:
@@ -146,8 +177,10 @@ def admit(ctx: Ctx, fleet: Fleet, decision: Decision, now: datetime) -> None:
     body, job = fleet.jobs[decision.job_key]
     assert decision.placement is not None
     placement = decision.placement
+    pool_entry = fleet.pools.get(placement.pool)
     wire = {
         "pool": placement.pool,
+        "cluster": pool_entry[1].spec.cluster if pool_entry else None,
         "region": placement.region,
         "zone": placement.zone,
         "gpuType": placement.gpu_type,
@@ -189,6 +222,7 @@ def wait(ctx: Ctx, fleet: Fleet, decision: Decision, now: datetime) -> None:
 
 def write_pool_status(ctx: Ctx, fleet: Fleet) -> None:
     held: dict[str, tuple[int, int]] = {}
+    now_s = time.time()
     for _, job in fleet.jobs.values():
         placement = job.status.placement
         if placement is not None and job.status.phase.holds_capacity:
@@ -197,13 +231,23 @@ def write_pool_status(ctx: Ctx, fleet: Fleet) -> None:
     for name, (body, pool) in fleet.pools.items():
         allocated, jobs = held.get(name, (0, 0))
         lost = len(fleet.lost_nodes.get(name, []))
-        capacity = max(0, pool.spec.nodes - lost) * pool.spec.gpus_per_node
+        reachable = usable(ctx, pool.spec.cluster, now_s)
+        capacity = max(0, pool.spec.nodes - lost) * pool.spec.gpus_per_node if reachable else 0
+        health = (
+            "Cordoned"
+            if pool.spec.cordoned
+            else "Unreachable"
+            if not reachable
+            else "Degraded"
+            if lost
+            else "Healthy"
+        )
         status = {
             "allocatedGpus": allocated,
             "freeGpus": max(0, capacity - allocated),
             "utilization": round(allocated / capacity, 4) if capacity else 0.0,
             "jobs": jobs,
-            "health": "Cordoned" if pool.spec.cordoned else "Degraded" if lost else "Healthy",
+            "health": health,
             "lostNodes": lost,
         }
         metrics.record_pool(pool, allocated)

@@ -35,9 +35,10 @@ def perform_in_handler(ctx: Ctx | None, body: kopf.Body, change: Transition, pat
     """A transition inside a kopf handler: the status goes through kopf's `patch` (applied when
     the handler returns), deletions now, events through kopf."""
     namespace = body.metadata.namespace or "default"
+    cluster = (body.status.get("placement") or {}).get("cluster")  # where the attempt runs
     for effect in change.effects:
         if isinstance(effect, DeleteRayJob) and ctx is not None:
-            delete_rayjob(ctx, namespace, effect.name)
+            delete_rayjob(ctx, namespace, effect.name, cluster)
     patch.status.update(change.status)
     for effect in change.effects:
         if isinstance(effect, Event):
@@ -62,7 +63,9 @@ def validate(body: kopf.Body, status: kopf.Status, patch: kopf.Patch, memo: Any,
     except InvalidSpec as error:
         message = "invalid spec: " + "; ".join(error.problems)
         generation = body.metadata.get("generation")
-        perform_in_handler(ctx, body, transitions.reject_spec(phase, current, message, now, generation), patch)
+        perform_in_handler(
+            ctx, body, transitions.reject_spec(phase, current, message, now, generation), patch
+        )
         return
     if job.spec.suspend and phase not in (Phase.SUSPENDED, Phase.SUCCEEDED, Phase.FAILED):
         perform_in_handler(ctx, body, transitions.suspend(job, current, now), patch)

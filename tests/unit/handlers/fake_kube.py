@@ -40,6 +40,7 @@ CLUSTER_SCOPED = {
 class FakeKube:
     transferjobs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     gpupools: dict[str, dict[str, Any]] = field(default_factory=dict)
+    transferclusters: dict[str, dict[str, Any]] = field(default_factory=dict)
     rayjobs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
     events: list[tuple[str, str, str, str]] = field(default_factory=list)
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -67,6 +68,8 @@ class FakeKube:
             return dict(self.transferjobs)
         if kind.plural == "gpupools":
             return {("", name): obj for name, obj in self.gpupools.items()}
+        if kind.plural == "transferclusters":
+            return {("", name): obj for name, obj in self.transferclusters.items()}
         if kind.plural == "rayjobs":
             return dict(self.rayjobs)
         if kind.plural == "nodes":

@@ -1,0 +1,214 @@
+"""One operator, three clusters (`dev-cluster up --clusters 2`: a management cluster with a local
+pool and two worker clusters): jobs land in both workers, a deleted job's remote RayJob goes, a
+worker whose kube-apiserver is SIGKILLed loses its jobs to the other worker (ClusterLost), and
+when it comes back no second live RayJob of a job exists anywhere."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from transfer_operator.api.manifests import transferjob_manifest
+from transfer_operator.devcluster import cluster as cluster_mod
+from transfer_operator.devcluster import fleet as fleet_mod
+from transfer_operator.devcluster.nodes import load_pools
+
+from .conftest import (
+    CHART,
+    RELEASE_NAMESPACE,
+    SERVICE_ACCOUNT,
+    OperatorProcess,
+    get_json,
+    keep_ray_jobs_running,
+    wait_for,
+)
+
+POOLS = Path(__file__).resolve().parents[2] / "manifests" / "multicluster" / "pools.yaml"
+NAMESPACE = "mc"
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[fleet_mod.Fleet]:
+    state = tmp_path_factory.mktemp("fleet")
+    pools = load_pools(POOLS)
+    running = fleet_mod.up(state, pools, clusters=2, s3=False, max_nodes_per_pool=1)
+    try:
+        management = running.management
+        management.helm(
+            "upgrade",
+            "--install",
+            "transfer-operator",
+            str(CHART),
+            "-n",
+            RELEASE_NAMESPACE,
+            "--set",
+            "replicas=0",
+        )
+        management.kubectl("apply", "-f", str(POOLS))
+        for name in running.workers:  # lost after 10 s (the least allowed), to keep the test short
+            management.kubectl(
+                "patch",
+                "transfercluster",
+                name,
+                "--type=merge",
+                "-p",
+                '{"spec":{"clusterLostAfterSeconds":10}}',
+            )
+        for member in [management, *running.workers.values()]:
+            member.kubectl("create", "namespace", NAMESPACE)
+        for worker in running.workers.values():
+            keep_ray_jobs_running(worker, NAMESPACE)  # the jobs stay Running while the test looks
+        yield running
+    finally:
+        fleet_mod.down(state)
+
+
+@pytest.fixture(scope="module")
+def operator(fleet: fleet_mod.Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
+    workdir = tmp_path_factory.mktemp("operator")
+    kubeconfig = fleet.management.service_account_kubeconfig(
+        SERVICE_ACCOUNT, RELEASE_NAMESPACE, workdir / "kubeconfig"
+    )
+    process = OperatorProcess(kubeconfig, workdir / "operator.log")
+    process.start()
+    yield process
+    process.kill(signal.SIGTERM)
+    print(process.log()[-6000:])
+
+
+def apply_job(fleet: fleet_mod.Fleet, name: str, regions: list[str]) -> None:
+    manifest = transferjob_manifest(
+        name,
+        resources={"workers": 1, "gpusPerWorker": 4, "gpuType": "A100"},
+        placement={"regions": regions},
+    )
+    manifest["metadata"]["namespace"] = NAMESPACE
+    fleet.management.kubectl("apply", "-f", "-", input=yaml.safe_dump(manifest))
+
+
+def status_of(fleet: fleet_mod.Fleet, name: str) -> dict[str, Any]:
+    return get_json(fleet.management, "transferjob", name, "-n", NAMESPACE).get("status") or {}
+
+
+def rayjobs_in(worker: cluster_mod.Cluster) -> dict[str, dict[str, Any]]:
+    items = get_json(worker, "rayjobs", "-n", NAMESPACE)["items"]
+    return {r["metadata"]["name"]: r for r in items if not r["metadata"].get("deletionTimestamp")}
+
+
+def placed_in(fleet: fleet_mod.Fleet, name: str, attempt: int) -> str:
+    def placed() -> str | None:
+        status = status_of(fleet, name)
+        placement = status.get("placement") or {}
+        return placement.get("cluster") if status.get("attempts") == attempt else None
+
+    return wait_for(placed, 120, f"{name} placed in a worker cluster (attempt {attempt})")
+
+
+def test_jobs_are_dispatched_deleted_and_moved_on_cluster_loss(
+    fleet: fleet_mod.Fleet, operator: OperatorProcess
+) -> None:
+    us, eu = fleet.workers["us-east"], fleet.workers["eu-west"]
+    apply_job(fleet, "east", ["us-east"])
+    apply_job(fleet, "west", ["eu-west"])
+    assert placed_in(fleet, "east", 1) == "us-east"
+    assert placed_in(fleet, "west", 1) == "eu-west"
+
+    # Each RayJob is in its own worker cluster, with origin labels and no owner reference; KubeRay
+    # there makes the Ray cluster and kube-scheduler binds its pods to that cluster's kwok nodes.
+    for worker, job, pool in ((us, "east", "us-east-a100"), (eu, "west", "eu-west-a100")):
+        name = status_of(fleet, job)["rayJobName"]
+        rayjob = wait_for(lambda w=worker, n=name: rayjobs_in(w).get(n), 60, f"RayJob {name} in its worker")
+        labels = rayjob["metadata"]["labels"]
+        assert (
+            labels["transfer.dev/origin-name"] == job and labels["transfer.dev/origin-namespace"] == NAMESPACE
+        )
+        assert not rayjob["metadata"].get("ownerReferences")
+        assert rayjob["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["nodeSelector"] == {
+            "transfer.dev/pool": pool
+        }
+
+        def bound(w: cluster_mod.Cluster = worker, j: str = job) -> set[str] | None:
+            pods = get_json(w, "pods", "-n", NAMESPACE, "-l", f"transfer.dev/job={j}")["items"]
+            nodes = {p["spec"].get("nodeName") for p in pods}
+            return nodes if nodes and None not in nodes else None
+
+        assert all(node.startswith(pool) for node in wait_for(bound, 90, f"pods of {name} bound"))
+    assert (
+        "transfer.dev/remote-cleanup"
+        in get_json(fleet.management, "transferjob", "east", "-n", NAMESPACE)["metadata"]["finalizers"]
+    )
+
+    # Deleting a TransferJob removes its RayJob in the worker cluster (the finalizer's work).
+    east_rayjob = status_of(fleet, "east")["rayJobName"]
+    fleet.management.kubectl("delete", "transferjob", "east", "-n", NAMESPACE, "--wait=true", "--timeout=60s")
+    wait_for(lambda: east_rayjob not in rayjobs_in(us) or None, 60, "east's RayJob deleted in us-east")
+
+    # Let "west" move: it may now run in either worker. Kill eu-west's API server for longer than
+    # clusterLostAfterSeconds; start it again later with the same flags.
+    fleet.management.kubectl(
+        "patch",
+        "transferjob",
+        "west",
+        "-n",
+        NAMESPACE,
+        "--type=merge",
+        "-p",
+        '{"spec":{"placement":{"regions":["eu-west","us-east"]}}}',
+    )
+    old_rayjob = status_of(fleet, "west")["rayJobName"]
+    restarted = threading.Thread(
+        target=cluster_mod.restart, args=(eu, "kube-apiserver"), kwargs={"down_s": 45}
+    )
+    restarted.start()
+    try:
+        moved = wait_for(
+            lambda: (
+                (s := status_of(fleet, "west")).get("attempts") == 2
+                and (s.get("placement") or {}).get("cluster")
+            ),
+            90,
+            "west re-placed after losing eu-west",
+        )
+        assert moved == "us-east"
+        conditions = {c["type"]: c for c in status_of(fleet, "west")["conditions"]}
+        history = fleet.management.kubectl(
+            "get", "events", "-n", NAMESPACE, "--field-selector", "involvedObject.name=west", "-o", "yaml"
+        ).stdout
+        assert "ClusterLost" in history, conditions
+        lost = get_json(fleet.management, "transfercluster", "eu-west")["status"]
+        assert lost["reachable"] is False
+        assert {c["type"]: c["reason"] for c in lost["conditions"]}["Ready"] == "Unreachable"
+    finally:
+        restarted.join()
+
+    # eu-west is back: the orphaned attempt there is deleted; one live RayJob of "west" in all.
+    new_rayjob = status_of(fleet, "west")["rayJobName"]
+    assert new_rayjob != old_rayjob
+    wait_for(lambda: old_rayjob not in rayjobs_in(eu) or None, 120, "the old attempt deleted in eu-west")
+    live = [
+        name
+        for w in (us, eu)
+        for name, r in rayjobs_in(w).items()
+        if r["metadata"]["labels"]["transfer.dev/origin-name"] == "west"
+    ]
+    assert live == [new_rayjob], live
+    ready = wait_for(
+        lambda: (get_json(fleet.management, "transfercluster", "eu-west").get("status") or {}).get(
+            "reachable"
+        ),
+        60,
+        "eu-west reachable again",
+    )
+    assert ready
+    for worker in (us, eu):  # the workers' credentials never reach the log
+        token = yaml.safe_load((worker.state_dir / "operator-kubeconfig").read_text())["users"][0]["user"][
+            "token"
+        ]
+        assert token not in operator.log()
