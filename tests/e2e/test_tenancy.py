@@ -112,6 +112,7 @@ def test_a_namespaced_tenants_attacks_are_refused(
     cluster: devcluster.Cluster, operator: OperatorProcess, namespace: str, queues: str, tenant: Any
 ) -> None:
     keep_ray_jobs_running(cluster, namespace)
+    cluster.kubectl("apply", "-f", str(EXAMPLES / "pools.yaml"))  # the fleet (other modules may not have run)
     # What the tenant may not touch at all.
     for denied in (
         ("auth", "can-i", "create", "transferqueues.transfer.dev"),
