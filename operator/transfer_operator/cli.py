@@ -17,13 +17,16 @@ from rich.text import Text
 from transfer_operator.api import loading
 from transfer_operator.api.config import OperatorConfig
 from transfer_operator.api.crd import render_crds_yaml
+from transfer_operator.api.enums import Reason
 from transfer_operator.api.models import GPUPool, TransferJob
+from transfer_operator.api.queues import QueueRules, apply_queue_rules, namespace_labels_or_name
 from transfer_operator.api.validation import InvalidSpec
 from transfer_operator.ctl.placement import Explanation, as_queued, fit_text
 from transfer_operator.ctl.placement import explain as explain_placement
 from transfer_operator.engine.rayjob import PoolPin, render_rayjob
 from transfer_operator.scheduler import Action, Decision, schedule
 from transfer_operator.scheduler.snapshot import snapshot_of
+from transfer_operator.scheduler.types import Fit
 
 console = Console(width=None if sys.stdout.isatty() else 160)
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -56,9 +59,14 @@ def main() -> None:
     help="GPUPools to check placement limits against.",
 )
 def validate(files: tuple[Path, ...], pool_files: tuple[Path, ...]) -> None:
-    """Check TransferJobs and GPUPools: schema, cross-field rules and, with --pools, whether any
-    pool could ever run each job. Exit 1 with the reasons."""
-    jobs, pools, problems = load_objects([*files, *pool_files])
+    """Check TransferJobs, GPUPools, TransferQueues and TransferPriorityClasses: schema,
+    cross-field rules; with --pools, whether any pool could ever run each job; with queues among
+    the files, whether each job may use its queue and priority. Exit 1 with the reasons."""
+    loaded = loading.load_objects([*files, *pool_files])
+    jobs, pools, problems = loaded.jobs, loaded.pools, loaded.problems
+    if loaded.queues:
+        refused = apply_queue_rules(jobs, loaded.rules, cli_namespace_labels).refused
+        problems += [f"TransferJob/{key}: {message}" for key, message in refused.items()]
     if pools:
         snapshot, _ = snapshot_of(pools, [], OperatorConfig())
         from transfer_operator.scheduler.from_api import job_request_of
@@ -72,12 +80,31 @@ def validate(files: tuple[Path, ...], pool_files: tuple[Path, ...]) -> None:
         for problem in problems:
             say("✗", "red", problem)
         sys.exit(1)
-    console.print(f"[green]✓[/green] {len(jobs)} TransferJob(s), {len(pools)} GPUPool(s) valid")
+    counts = f"{len(jobs)} TransferJob(s), {len(pools)} GPUPool(s)"
+    if loaded.queues or loaded.classes:
+        counts += f", {len(loaded.queues)} TransferQueue(s), {len(loaded.classes)} TransferPriorityClass(es)"
+    console.print(f"[green]✓[/green] {counts} valid")
 
 
-def plan_decisions(jobs: list[TransferJob], pools: list[GPUPool], config: OperatorConfig) -> list[Decision]:
-    snapshot, pending = snapshot_of(pools, jobs, config)
-    return schedule(snapshot, pending)
+def cli_namespace_labels(namespace: str) -> dict[str, str]:
+    """Files carry no Namespace objects: a selector can match a namespace by its name label only."""
+    return namespace_labels_or_name(namespace, None)
+
+
+def plan_decisions(
+    jobs: list[TransferJob],
+    pools: list[GPUPool],
+    config: OperatorConfig,
+    rules: QueueRules | None = None,
+) -> list[Decision]:
+    """The cycle's decisions for these objects; a job its queue rules refuse waits with InvalidSpec."""
+    rules = rules or QueueRules()
+    applied = apply_queue_rules(jobs, rules, cli_namespace_labels)
+    snapshot, pending = snapshot_of(pools, applied.jobs, config, queues=rules.queues)
+    refused = [
+        Decision(key, Action.WAIT, Fit.NO_FIT, Reason.INVALID_SPEC, message) for key, message in applied.refused.items()
+    ]
+    return refused + schedule(snapshot, pending)
 
 
 def print_plan(decisions: list[Decision]) -> None:
@@ -131,8 +158,10 @@ def print_plan(decisions: list[Decision]) -> None:
     help="Operator config (queues, utilization policy).",
 )
 def plan(files: tuple[Path, ...], pool_files: tuple[Path, ...], config_file: Path | None) -> None:
-    """What-if: where each job would run, at what price, and why a job would wait."""
-    jobs, pools, problems = load_objects([*files, *pool_files])
+    """What-if: where each job would run, at what price, and why a job would wait (TransferQueues
+    and TransferPriorityClasses among the files apply as the operator applies them)."""
+    loaded = loading.load_objects([*files, *pool_files])
+    jobs, pools, problems = loaded.jobs, loaded.pools, loaded.problems
     for problem in problems:
         say("skipped", "red", problem)
     if not pools:
@@ -142,7 +171,7 @@ def plan(files: tuple[Path, ...], pool_files: tuple[Path, ...], config_file: Pat
     except (loading.LoadError, InvalidSpec) as error:
         say("✗", "red", f"{config_file}: {error}" if isinstance(error, InvalidSpec) else str(error))
         sys.exit(1)
-    print_plan(plan_decisions(jobs, pools, config))
+    print_plan(plan_decisions(jobs, pools, config, loaded.rules))
 
 
 @main.command()

@@ -212,6 +212,19 @@ spec:
 """
 
 
+QUEUE_TEXT = """apiVersion: transfer.dev/v1alpha1
+kind: TransferQueue
+metadata:
+  name: team-a
+spec:
+  nominalGpus: {A100: 8}
+  cohort: research
+  namespaceSelector:
+    matchLabels: {team: a}
+  maxPriority: 100
+"""
+
+
 def job_text(*, name: str = "x", extra: str = "", replace: tuple[str, str] = ("", "")) -> str:
     text = JOB_TEXT.replace("name: x", f"name: {name}") + extra
     return text.replace(*replace) if replace[0] else text
@@ -614,6 +627,65 @@ FILES: list[tuple[str, str | bytes, str, str, str]] = [
         "name",
     ),
     ("name-[red]file.yaml", "a: b: c\n", "refused", "name-[red]file.yaml: YAML error", "name"),
+    # The admin's kinds: TransferQueue and TransferPriorityClass
+    ("queue-valid.yaml", QUEUE_TEXT, "accepted", "1 TransferQueue(s), 0 TransferPriorityClass(es)", "type"),
+    (
+        "queue-priority-string.yaml",
+        QUEUE_TEXT.replace("maxPriority: 100", 'maxPriority: "100"'),
+        "refused",
+        "TransferQueue/team-a: spec.maxPriority",
+        "type",
+    ),
+    (
+        "queue-priority-too-high.yaml",
+        QUEUE_TEXT.replace("maxPriority: 100", "maxPriority: 1000000000"),
+        "refused",
+        "spec.maxPriority",
+        "size",
+    ),
+    (
+        "queue-selector-operator.yaml",
+        QUEUE_TEXT.replace("matchLabels: {team: a}", "matchExpressions: [{key: team, operator: Is}]"),
+        "refused",
+        "spec.namespaceSelector.matchExpressions.0.operator",
+        "type",
+    ),
+    (
+        "queue-gpu-count-negative.yaml",
+        QUEUE_TEXT.replace("{A100: 8}", "{A100: -8}"),
+        "refused",
+        "spec.nominalGpus.A100",
+        "size",
+    ),
+    (
+        "queue-snake-case.yaml",
+        QUEUE_TEXT.replace("maxPriority", "max_priority"),
+        "refused",
+        "max_priority",
+        "type",
+    ),
+    (
+        "queue-name-markup.yaml",
+        QUEUE_TEXT.replace("name: team-a", "name: '[red]q'"),
+        "refused",
+        "TransferQueue/[red]q: metadata.name",
+        "name",
+    ),
+    (
+        "priorityclass-value-float.yaml",
+        "apiVersion: transfer.dev/v1alpha1\nkind: TransferPriorityClass\nmetadata: {name: high}\nspec: {value: 1.5}\n",
+        "refused",
+        "TransferPriorityClass/high: spec.value",
+        "type",
+    ),
+    (
+        "priorityclass-twice.yaml",
+        "apiVersion: transfer.dev/v1alpha1\nkind: TransferPriorityClass\nmetadata: {name: high}\nspec: {value: 10}\n"
+        "---\napiVersion: transfer.dev/v1alpha1\nkind: TransferPriorityClass\nmetadata: {name: high}\nspec: {value: 20}\n",
+        "refused",
+        "TransferPriorityClass high is defined twice",
+        "name",
+    ),
 ]
 
 

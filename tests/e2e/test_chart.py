@@ -79,6 +79,41 @@ def test_everything_rendered_is_accepted_by_the_api_server(cluster: devcluster.C
     assert result.returncode == 0, result.stderr
 
 
+def test_pod_listing_is_namespaced_when_the_install_names_the_job_namespaces(
+    cluster: devcluster.Cluster,
+) -> None:
+    from transfer_operator.api.config import OperatorConfig
+    from transfer_operator.api.validation import validate_wire
+
+    def rendered(*sets: str) -> list[dict]:
+        args = [a for s in sets for a in ("--set", s)]
+        out = helm(cluster, "template", "transfer-operator", str(CHART), "-n", "transfer-system", *args)
+        return [d for d in yaml.safe_load_all(out) if d]
+
+    def pod_rules(documents: list[dict]) -> dict[tuple[str, str | None], list[str]]:
+        return {
+            (d["kind"], d["metadata"].get("namespace")): rule["verbs"]
+            for d in documents
+            if d["kind"] in ("ClusterRole", "Role")
+            for rule in d["rules"]
+            if "pods" in rule["resources"]
+        }
+
+    assert pod_rules(rendered()) == {("ClusterRole", None): ["list", "watch"]}
+    documents = rendered("config.jobNamespaces={team-a,team-b}")
+    assert pod_rules(documents) == {
+        ("Role", "team-a"): ["list", "watch"],
+        ("Role", "team-b"): ["list", "watch"],
+    }
+    bindings = [
+        d for d in documents if d["kind"] == "RoleBinding" and d["metadata"]["name"].endswith("-pods")
+    ]
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
+    config_map = next(d for d in documents if d["kind"] == "ConfigMap" and "config.yaml" in d.get("data", {}))
+    config = validate_wire(OperatorConfig, yaml.safe_load(config_map["data"]["config.yaml"]))
+    assert config.job_namespaces == ["team-a", "team-b"]  # the operator lists pods there only
+
+
 def test_the_values_schema_refuses_bad_values_before_the_cluster_sees_them(
     cluster: devcluster.Cluster,
 ) -> None:

@@ -48,6 +48,11 @@ def test_service_account_holds_only_what_the_operator_needs(cluster: devcluster.
     assert can("update", "leases.coordination.k8s.io", "-n", RELEASE_NAMESPACE)
     assert can("list", "nodes")
     assert can("list", "pods", "--all-namespaces")
+    assert can("create", "secrets", "-n", "default")  # a RayJob's token Secret
+    assert can("watch", "transferqueues.transfer.dev") and can("list", "transferpriorityclasses.transfer.dev")
+    assert can("watch", "namespaces")  # the labels a queue's namespaceSelector matches
+    assert not can("create", "transferqueues.transfer.dev")
+    assert not can("list", "secrets", "-n", "default")
     assert not can("update", "rayjobs.ray.io", "-n", "default")
     assert not can("get", "pods", "-n", "default", "--subresource=log")
     assert not can("delete", "pods", "-n", "default")
@@ -269,5 +274,13 @@ def test_deleting_a_transferjob_collects_its_rayjob(
         "reviews-topk admitted",
     )
     rayjob = tj["status"]["rayJobName"]
+    # Ray token auth is on: the RayJob names its own Secret, which the RayJob owns, so KubeRay's
+    # RayJob finalizer still finds it while the RayJob is being deleted.
+    body = wait_for(lambda: get_or_none(cluster, "rayjob", rayjob), 60, "the RayJob")
+    secret_name = f"{rayjob}-ray-token"
+    assert body["spec"]["rayClusterSpec"]["authOptions"] == {"mode": "token", "secretName": secret_name}
+    secret = wait_for(lambda: get_or_none(cluster, "secret", secret_name), 60, "the RayJob's token Secret")
+    assert [o["uid"] for o in secret["metadata"]["ownerReferences"]] == [body["metadata"]["uid"]]
     cluster.kubectl("delete", "transferjob", "reviews-topk", "--wait=false")
     wait_for(lambda: get_or_none(cluster, "rayjob", rayjob) is None, 90, "RayJob garbage-collected")
+    wait_for(lambda: get_or_none(cluster, "secret", secret_name) is None, 60, "token Secret garbage-collected")

@@ -64,8 +64,8 @@ def head_settings(ip: str) -> tuple[dict[str, str], list[str]]:
     """The env and `ray start` flags of the rendered head pod, with the pod's values filled in."""
     job = parse_transferjob(yaml.safe_load((EXAMPLES / "lora-sentiment.yaml").read_text()))
     pool = parse_gpupool(next(yaml.safe_load_all((EXAMPLES / "pools.yaml").read_text())))
-    rayjob = render_rayjob(job, PoolPin.of(pool.metadata.name, pool.spec), attempt=1, token_auth=True)
-    secret = render_ray_token_secret(job, TOKEN)
+    rayjob = render_rayjob(job, PoolPin.of(pool.metadata.name, pool.spec), attempt=1)
+    secret = render_ray_token_secret(job, rayjob["metadata"]["name"], TOKEN)
     head_group = rayjob["spec"]["rayClusterSpec"]["headGroupSpec"]
     env: dict[str, str] = {}
     for item in head_group["template"]["spec"]["containers"][0]["env"]:

@@ -127,3 +127,33 @@ def test_plan_refuses_a_bad_config_in_one_line(tmp_path):
     assert (
         result.exit_code == 1 and "schedulingIntervalSeconds: Input should be a valid number" in result.output
     )
+
+
+QUEUES = str(EXAMPLES / "queues" / "queues.yaml")
+
+
+def a_job_file(tmp_path: Path, name: str, namespace: str, **spec) -> str:
+    job = yaml.safe_load((EXAMPLES / "lora-sentiment.yaml").read_text())
+    job["metadata"] = {"name": name, "namespace": namespace}
+    job["spec"].update(spec)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(job))
+    return str(path)
+
+
+def test_validate_and_plan_apply_the_queues_among_the_files(tmp_path):
+    assert invoke("validate", QUEUES).exit_code == 0
+    mine = a_job_file(tmp_path, "mine", "team-nlp", priority=0, priorityClassName="production")
+    theirs = a_job_file(tmp_path, "theirs", "team-vision", queue="team-nlp", priority=0)
+    greedy = a_job_file(tmp_path, "greedy", "team-vision", queue="team-vision", priority=1000000)
+    result = invoke("validate", QUEUES, mine, theirs, greedy)
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.startswith("✗")]
+    assert len(lines) == 2, result.output
+    assert "team-vision/theirs: invalid spec: spec.queue: this namespace may not use TransferQueue team-nlp; " \
+           "it may use: team-vision" in result.output  # fmt: skip
+    assert "team-vision/greedy: invalid spec: spec.priority: 1000000 is above 10" in result.output
+    plan = invoke("plan", QUEUES, mine, theirs, greedy, "--pools", POOLS)
+    assert plan.exit_code == 0, plan.output
+    assert "team-vision/theirs waits: invalid spec: spec.queue" in plan.output
+    assert "team-nlp/mine" in plan.output and "team-nlp/mine waits" not in plan.output

@@ -55,6 +55,11 @@ class OperatorConfig(ApiModel):
     interruption_taints: list[str] = Field(default_factory=lambda: list(DEFAULT_INTERRUPTION_TAINTS))
     # Watch nodes and the jobs' pods for NotReady, interruption taints and vanished nodes.
     node_failover: bool = True
+    # The namespaces that hold TransferJobs, when the install names them: the jobs' pods are then
+    # listed there only (the chart grants pods list/watch by a Role in each); empty: everywhere.
+    job_namespaces: Annotated[
+        list[Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)]], Field(max_length=1000)
+    ] = Field(default_factory=list)
     # Where the KubeRay operator runs: its pods may reach a job's dashboard (per-job NetworkPolicy).
     kuberay_namespace: Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)] = "kuberay-system"
     storage: StorageConfig = Field(default_factory=StorageConfig)

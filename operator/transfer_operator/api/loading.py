@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,13 @@ import yaml
 
 from transfer_operator.api.enums import API_VERSION
 from transfer_operator.api.models import GPUPool, TransferJob
+from transfer_operator.api.queues import (
+    QueueRules,
+    TransferPriorityClass,
+    TransferQueue,
+    parse_transferpriorityclass,
+    parse_transferqueue,
+)
 from transfer_operator.api.validation import InvalidSpec, parse_gpupool, parse_transferjob, printable
 
 MAX_FILE_BYTES = 4 * 1024 * 1024
@@ -306,14 +314,34 @@ class Loaded:
 
     jobs: list[TransferJob] = field(default_factory=list)
     pools: list[GPUPool] = field(default_factory=list)
+    queues: list[TransferQueue] = field(default_factory=list)
+    classes: list[TransferPriorityClass] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
+    @property
+    def rules(self) -> QueueRules:
+        return QueueRules(self.queues, self.classes)
 
-KINDS = ("TransferJob", "GPUPool")
+
+def _parse_job(body: dict[str, Any]) -> TransferJob:
+    job = parse_transferjob(body)
+    if job.metadata.namespace is None:
+        job.metadata.namespace = "default"
+    return job
+
+
+# kind -> its parser and the list of Loaded it goes to
+_PARSERS: dict[str, tuple[Callable[[dict[str, Any]], Any], str]] = {
+    "TransferJob": (_parse_job, "jobs"),
+    "GPUPool": (parse_gpupool, "pools"),
+    "TransferQueue": (parse_transferqueue, "queues"),
+    "TransferPriorityClass": (parse_transferpriorityclass, "classes"),
+}
+KINDS = tuple(_PARSERS)
 
 
 def load_objects(paths: list[Path]) -> Loaded:
-    """TransferJobs and GPUPools from files or folders. A file that is not safe YAML, a document
+    """TransferJobs, GPUPools, TransferQueues and TransferPriorityClasses from files or folders. A file that is not safe YAML, a document
     that is no object, of another kind or apiVersion, invalid, or a second object of the same
     name: each is one problem, and the rest still loads. A job without namespace is in `default`."""
     loaded = Loaded()
@@ -345,22 +373,15 @@ def _load_one(body: Any, where: str, loaded: Loaded, seen: dict[tuple[str, str],
         return [f"{where}: {kind} with {got}; expected apiVersion {API_VERSION}"]
     metadata = body.get("metadata")
     name = printable(str(metadata.get("name", "?"))) if isinstance(metadata, dict) else "?"
+    parse, bucket = _PARSERS[kind]
     try:
-        if kind == "TransferJob":
-            job = parse_transferjob(body)
-            if job.metadata.namespace is None:
-                job.metadata.namespace = "default"
-            key = (kind, job.key)
-            loaded.jobs.append(job)
-        else:
-            pool = parse_gpupool(body)
-            key = (kind, pool.metadata.name)
-            loaded.pools.append(pool)
+        obj = parse(body)
     except InvalidSpec as error:
         return [f"{where}: {kind}/{name}: {problem}" for problem in error.problems]
+    key = (kind, obj.key if isinstance(obj, TransferJob) else obj.metadata.name)
     if key in seen:
-        (loaded.jobs if kind == "TransferJob" else loaded.pools).pop()
         return [f"{where}: {kind} {key[1]} is defined twice (first in {seen[key]}); names must be unique"]
+    getattr(loaded, bucket).append(obj)
     seen[key] = where
     return []
 

@@ -15,16 +15,26 @@ WorkloadPriorityClass is separate for the same reason). See docs/security.md.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Annotated
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any
 
 from pydantic import Field
 
-from transfer_operator.api.models import GPU_TYPE_PATTERN, NAME_PATTERN, ApiModel, ObjectMeta, StatusModel
-from transfer_operator.api.validation import InvalidSpec
+from transfer_operator.api.enums import Phase
+from transfer_operator.api.models import (
+    GPU_TYPE_PATTERN,
+    NAME_PATTERN,
+    ApiModel,
+    ObjectMeta,
+    StatusModel,
+    TransferJob,
+)
+from transfer_operator.api.validation import InvalidSpec, check_kind, validate_wire, with_defaults
 
 ANY_GPU_TYPE = "*"
+# The API server sets it on every namespace (Kubernetes >= 1.22): a selector may name namespaces.
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 MAX_PRIORITY = 1_000_000
 
 
@@ -130,8 +140,8 @@ def resolve_queue(
     """The queue and priority a job gets (its spec's `queue`, `priority`, `priorityClassName`),
     or InvalidSpec saying which queues its namespace may use and what priority it may have.
 
-    Priority: the named class's value, else the queue's default class's, else `priority`; it may
-    not exceed the queue's maxPriority. With no TransferQueue at all, the job's values stand (the
+    Priority: the named class's value, else the queue's default class's, else `priority`; neither
+    it nor `priority` may exceed the queue's maxPriority. With no TransferQueue at all, the job's values stand (the
     operator config's quotas, as before queues were objects)."""
     if not queues:
         return Resolved(queue, priority)
@@ -145,6 +155,14 @@ def resolve_queue(
         raise InvalidSpec(
             [f"spec.queue: this namespace may not use TransferQueue {queue}; it may use: {allowed_text}"]
         )
+    ceiling = chosen.spec.max_priority
+    if priority > ceiling:  # even where a class replaces it: a raw value above the ceiling is an error
+        raise InvalidSpec(
+            [
+                f"spec.priority: {priority} is above {ceiling}, the highest TransferQueue {queue} allows; "
+                "lower it or use a priority class of at most that value"
+            ]
+        )
     class_values = {c.metadata.name: c.spec.value for c in classes}
     class_name = priority_class or chosen.spec.default_priority_class
     if class_name is not None:
@@ -154,11 +172,83 @@ def resolve_queue(
                 [f"spec.priorityClassName: no TransferPriorityClass {class_name}; there are: {known}"]
             )
         priority = class_values[class_name]
-    if priority > chosen.spec.max_priority:
-        raise InvalidSpec(
-            [
-                f"spec.priority: {priority} is above {chosen.spec.max_priority}, the highest TransferQueue "
-                f"{queue} allows; lower it or use a priority class of at most that value"
-            ]
-        )
+        if priority > ceiling:
+            raise InvalidSpec(
+                [
+                    f"spec.priorityClassName: {class_name} has priority {priority}, above {ceiling}, the "
+                    f"highest TransferQueue {queue} allows; use a class of at most that value"
+                ]
+            )
     return Resolved(queue, priority)
+
+
+def parse_transferqueue(document: dict[str, Any]) -> TransferQueue:
+    document = with_defaults(document)
+    check_kind(document, "TransferQueue")
+    return validate_wire(TransferQueue, document)
+
+
+def parse_transferpriorityclass(document: dict[str, Any]) -> TransferPriorityClass:
+    document = with_defaults(document)
+    check_kind(document, "TransferPriorityClass")
+    return validate_wire(TransferPriorityClass, document)
+
+
+@dataclass
+class QueueRules:
+    """The admin's TransferQueues and TransferPriorityClasses, applied to jobs."""
+
+    queues: Sequence[TransferQueue] = ()
+    classes: Sequence[TransferPriorityClass] = ()
+
+    def resolve(self, job: TransferJob, namespace_labels: Mapping[str, str]) -> Resolved:
+        spec = job.spec
+        return resolve_queue(
+            spec.queue,
+            spec.priority,
+            spec.priority_class_name,
+            namespace_labels=namespace_labels,
+            queues=self.queues,
+            classes=self.classes,
+        )
+
+
+@dataclass
+class Applied:
+    """Jobs as the scheduler must see them (the resolved priority in `spec.priority`), and the
+    refused ones (key -> the InvalidSpec message)."""
+
+    jobs: list[TransferJob] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)
+
+
+def namespace_labels_or_name(namespace: str, labels: Mapping[str, str] | None) -> dict[str, str]:
+    """A namespace's labels; at least the name label, which the API server always sets."""
+    return {**(labels or {}), NAMESPACE_NAME_LABEL: namespace}
+
+
+def apply_queue_rules(
+    jobs: Iterable[TransferJob],
+    rules: QueueRules,
+    labels_of: Callable[[str], Mapping[str, str]],
+) -> Applied:
+    """Each job with its effective priority, or refused with the reason. Only a queued job
+    (Pending or Preempted) is refused; any other keeps running on the rules it was admitted
+    under, with its own priority capped at its queue's maxPriority when that queue still exists."""
+    applied = Applied()
+    max_priority = {q.metadata.name: q.spec.max_priority for q in rules.queues}
+    for job in jobs:
+        namespace = job.metadata.namespace or "default"
+        try:
+            resolved = rules.resolve(job, labels_of(namespace))
+        except InvalidSpec as error:
+            if job.status.phase in (Phase.PENDING, Phase.PREEMPTED):
+                applied.refused[job.key] = "invalid spec: " + "; ".join(error.problems)
+                continue
+            ceiling = max_priority.get(job.spec.queue, job.spec.priority)
+            resolved = Resolved(job.spec.queue, min(job.spec.priority, ceiling))
+        if resolved.priority != job.spec.priority:
+            spec = job.spec.model_copy(update={"priority": resolved.priority})
+            job = job.model_copy(update={"spec": spec})
+        applied.jobs.append(job)
+    return applied

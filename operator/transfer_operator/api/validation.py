@@ -148,7 +148,7 @@ def semantic_problems(spec: TransferJobSpec) -> list[str]:
 
 def parse_transferjob(document: dict[str, Any]) -> TransferJob:
     """A TransferJob from its YAML/JSON document, or InvalidSpec with every problem found."""
-    document = _with_defaults(document)
+    document = with_defaults(document)
     check_kind(document, "TransferJob")
     job = validate_wire(TransferJob, document)
     problems = semantic_problems(job.spec)
@@ -158,7 +158,7 @@ def parse_transferjob(document: dict[str, Any]) -> TransferJob:
 
 
 def parse_gpupool(document: dict[str, Any]) -> GPUPool:
-    document = _with_defaults(document)
+    document = with_defaults(document)
     check_kind(document, "GPUPool")
     pool = validate_wire(GPUPool, document)
     pricing = pool.spec.pricing
@@ -168,7 +168,7 @@ def parse_gpupool(document: dict[str, Any]) -> GPUPool:
     return pool
 
 
-def _with_defaults(document: dict[str, Any]) -> dict[str, Any]:
+def with_defaults(document: dict[str, Any]) -> dict[str, Any]:
     """An empty metadata or status (`null` in YAML) counts as absent, as the API server takes it."""
     if not isinstance(document, dict):
         raise InvalidSpec([f"document: expected an object, got {type(document).__name__}"])

@@ -1,7 +1,9 @@
 """What keeps one job's Ray cluster to itself: the per-job Ray token Secret and NetworkPolicy.
 
-Builders only (no client, no randomness): the handler makes the token, adds the owner
-reference (the TransferJob, so both go with it) and applies them before the RayJob.
+Builders only (no client, no randomness): the handler makes the token and adds the owner
+references: the NetworkPolicy is the TransferJob's (created before the first RayJob, kept across
+attempts); each attempt's token Secret is its RayJob's (created right after it), so the Secret
+outlives the RayJob's finalizer, which reads it, and goes with the RayJob.
 
 - Ray token authentication: the RayJob names the Secret in `authOptions` (KubeRay >= 1.5 then
   sets RAY_AUTH_MODE=token and RAY_AUTH_TOKEN from it on every Ray container and the submitter,
@@ -61,16 +63,16 @@ def _selector(job: TransferJob) -> dict[str, str]:
     return {LABEL_JOB: label_value(job.metadata.name), LABEL_MANAGED_BY: MANAGER}
 
 
-def render_ray_token_secret(job: TransferJob, token: str) -> dict[str, Any]:
-    """The Secret holding the job's Ray token (one for all its attempts). `token`: 32-256
-    URL-safe characters, e.g. `secrets.token_urlsafe(32)`."""
+def render_ray_token_secret(job: TransferJob, rayjob: str, token: str) -> dict[str, Any]:
+    """The Secret holding the Ray token of the job's RayJob `rayjob` (one attempt). `token`:
+    32-256 URL-safe characters, e.g. `secrets.token_urlsafe(32)`."""
     if not _TOKEN.match(token):
         raise ValueError("a Ray token is 32-256 URL-safe characters")
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {
-            "name": ray_token_secret_name(job.metadata.name),
+            "name": ray_token_secret_name(rayjob),
             "namespace": job.metadata.namespace or "default",
             "labels": _selector(job),
         },

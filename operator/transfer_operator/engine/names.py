@@ -60,9 +60,9 @@ def _suffixed(job_name: str, suffix: str) -> str:
     return f"{head}-{digest[: MAX_SUBDOMAIN - len(head) - 1 - len(suffix)]}{suffix}"
 
 
-def ray_token_secret_name(job_name: str) -> str:
-    """The Secret with the job's Ray token (one for every attempt)."""
-    return _suffixed(job_name, TOKEN_SUFFIX)
+def ray_token_secret_name(rayjob: str) -> str:
+    """The Secret with the Ray token of one RayJob (one attempt): `<RayJob name>-ray-token`."""
+    return _suffixed(rayjob, TOKEN_SUFFIX)
 
 
 def network_policy_name(job_name: str) -> str:

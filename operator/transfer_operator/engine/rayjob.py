@@ -104,9 +104,9 @@ def render_runtime_env_yaml(runtime_env: dict[str, Any]) -> str:
     return yaml.safe_dump(runtime_env, sort_keys=True, width=float("inf"), allow_unicode=True)
 
 
-def ray_auth_env(job: TransferJob) -> list[dict[str, Any]]:
-    """Ray token authentication: the mode, and the token from the job's own Secret."""
-    secret = {"name": ray_token_secret_name(job.metadata.name), "key": TOKEN_KEY}
+def ray_auth_env(secret_name: str) -> list[dict[str, Any]]:
+    """Ray token authentication: the mode, and the token from the attempt's own Secret."""
+    secret = {"name": secret_name, "key": TOKEN_KEY}
     return [
         {"name": "RAY_AUTH_MODE", "value": "token"},
         {"name": "RAY_AUTH_TOKEN", "valueFrom": {"secretKeyRef": secret}},
@@ -120,13 +120,13 @@ def _container(
     job: TransferJob,
     *,
     storage_credentials: bool,
-    token_auth: bool,
+    token_secret: str | None,
 ) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": name,
         "image": image,
         "resources": resources,
-        "env": ray_auth_env(job) if token_auth else [],
+        "env": ray_auth_env(token_secret) if token_secret else [],
     }
     secret = job.spec.checkpoint.secret_ref
     if secret is not None and storage_credentials:
@@ -152,14 +152,16 @@ def render_rayjob(
     attempt: int,
     *,
     ttl_seconds: int = DEFAULT_TTL_SECONDS,
-    token_auth: bool = False,
+    token_auth: bool = True,
 ) -> dict[str, Any]:
     """The RayJob that runs `job` on the pool `pin`. Deterministic: the same input, the same bytes.
 
-    `token_auth`: Ray token authentication from the job's Secret (engine/isolation.py). Pass True
-    only once that Secret exists: KubeRay's dashboard client (and so its RayJob finalizer) fails
-    without it. `transferctl render` shows it on; the handlers turn it on when they create the
-    Secret (docs/security.md)."""
+    `token_auth`: Ray token authentication from the attempt's Secret `<RayJob>-ray-token`
+    (engine/isolation.py), which the handlers create owned by this RayJob, so it lives exactly
+    as long as the RayJob: KubeRay's dashboard client, and so its RayJob finalizer, reads it
+    (docs/security.md)."""
+    name = rayjob_name(job.metadata.name, attempt)
+    token_secret = ray_token_secret_name(name) if token_auth else None
     resources = job.spec.resources
     workers = job.held_workers
     image = job.spec.trainer.image
@@ -169,12 +171,12 @@ def render_rayjob(
         worker_limits["nvidia.com/gpu"] = resources.gpus_per_worker
     worker_resources = {"limits": worker_limits, "requests": dict(worker_limits)}
     worker = _container(
-        "ray-worker", image, worker_resources, job, storage_credentials=True, token_auth=token_auth
+        "ray-worker", image, worker_resources, job, storage_credentials=True, token_secret=token_secret
     )
     head_resources = {"cpu": "1", "memory": "2Gi"}
     head_limits = {"limits": head_resources, "requests": dict(head_resources)}
     # The head runs the driver, which reads and writes the run's state in checkpoint storage.
-    head = _container("ray-head", image, head_limits, job, storage_credentials=True, token_auth=token_auth)
+    head = _container("ray-head", image, head_limits, job, storage_credentials=True, token_secret=token_secret)
     head["env"].append({"name": POD_IP_ENV, "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}})
     # No Ray Client port (10001): jobs are submitted through the dashboard's job API only.
     head["ports"] = [
@@ -185,14 +187,14 @@ def render_rayjob(
     # The submitter only calls the job API: no storage credentials.
     submitter_resources = {"limits": {"cpu": "500m", "memory": "512Mi"}}
     submitter = _container(
-        "ray-job-submitter", image, submitter_resources, job, storage_credentials=False, token_auth=token_auth
+        "ray-job-submitter", image, submitter_resources, job, storage_credentials=False, token_secret=token_secret
     )
     runtime_env = {"env_vars": trainer_env(job, attempt)}
     return {
         "apiVersion": RAYJOB_API_VERSION,
         "kind": "RayJob",
         "metadata": {
-            "name": rayjob_name(job.metadata.name, attempt),
+            "name": name,
             "namespace": job.metadata.namespace or "default",
             "labels": labels,
             "annotations": {"transfer.dev/gpu-type": pin.gpu_type},
@@ -209,8 +211,8 @@ def render_rayjob(
                 # KubeRay >= 1.5: token auth from our Secret (KubeRay then generates none, puts the
                 # token on every Ray container and the submitter, and its dashboard client sends it).
                 **(
-                    {"authOptions": {"mode": "token", "secretName": ray_token_secret_name(job.metadata.name)}}
-                    if token_auth
+                    {"authOptions": {"mode": "token", "secretName": token_secret}}
+                    if token_secret
                     else {}
                 ),
                 "headGroupSpec": {

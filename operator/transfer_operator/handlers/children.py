@@ -13,16 +13,15 @@ from transfer_operator.engine.storage import with_storage_defaults
 from transfer_operator.handlers.clusters import FINALIZER
 from transfer_operator.handlers.context import Ctx
 from transfer_operator.handlers.kube import owner_reference
-from transfer_operator.handlers.remote import managed_labels
+from transfer_operator.handlers.raytoken import ensure_ray_token
+from transfer_operator.handlers.remote import LABEL_ORIGIN_UID, managed_labels
 from transfer_operator.handlers.writes import create_rayjob, delete_rayjob
 
 
 def ensure_isolation(ctx: Ctx, body: dict[str, Any], job: TransferJob, cluster: str | None = None) -> None:
     """The job's NetworkPolicy, kept across attempts (a repeat is a 409): owned by the TransferJob
     locally; in a worker cluster labelled with its origin and deleted with it (handlers/clusters.py).
-    Ray token auth stays off (render_rayjob's default): KubeRay's RayJob finalizer reads the
-    token Secret, so a Secret owned by the TransferJob, collected with it, leaves the RayJob stuck
-    in deletion; the Secret must live as long as the last RayJob (docs/security.md)."""
+    Each local RayJob's token Secret is the RayJob's own (handlers/raytoken.py)."""
     peers = default_peers(ctx.lease_namespace, ctx.config.kuberay_namespace)
     policy = render_network_policy(job, peers)
     if not cluster:
@@ -70,31 +69,40 @@ def ensure_rayjob(
     created it. `announce` posts a RayJobCreated event (admission folds it into its own event:
     one write fewer)."""
     job = with_storage_defaults(job, ctx.config.storage)
+    cluster = pool.spec.cluster
     manifest = render_rayjob(
-        job, PoolPin.of(pool_name, pool.spec), attempt, ttl_seconds=ctx.config.rayjob_ttl_seconds
+        job, PoolPin.of(pool_name, pool.spec), attempt, ttl_seconds=ctx.config.rayjob_ttl_seconds, token_auth=True
     )
     name = manifest["metadata"]["name"]
     namespace = manifest["metadata"]["namespace"]
-    cluster = pool.spec.cluster
     try:
         if cluster:
             ensure_finalizer(ctx, body)
         ensure_isolation(ctx, body, job, cluster)
-        if create_rayjob(ctx, manifest, body, cluster):
+        created = create_rayjob(ctx, manifest, body, cluster)
+        remote_kube = ctx.clusters[cluster].kube if cluster else None
+        if created:
+            ensure_ray_token(ctx, job, created, remote_kube)
             if announce:
                 where = f"{pool_name} in cluster {cluster}" if cluster else pool_name
                 ctx.kube.post_event(
                     body, "Normal", Reason.RAYJOB_CREATED.value, f"created RayJob {name} on {where}"
                 )
             return True
-        if cluster:
-            return False  # a repeat; a stranger's RayJob of that name is the orphan sweep's
+        if cluster:  # a repeat (its Secret may be missing); a stranger's RayJob is the sweep's
+            remote = ctx.clusters[cluster]
+            existing = remote.kube.get_rayjob(remote.remote_namespace(namespace), name) or {}
+            if existing.get("metadata", {}).get("labels", {}).get(LABEL_ORIGIN_UID) == body["metadata"]["uid"]:
+                ensure_ray_token(ctx, job, existing, remote.kube)
+            return False
         # The name is taken: ours (a repeat: nothing to do), or a leftover of a deleted TransferJob
         # of the same name, which goes; the next reconcile pass then creates ours.
         existing = ctx.kube.get_rayjob(namespace, name) or {}
         owners = existing.get("metadata", {}).get("ownerReferences", [])
         if owners and all(o.get("uid") != body["metadata"]["uid"] for o in owners):
             delete_rayjob(ctx, namespace, name)
+        elif existing:
+            ensure_ray_token(ctx, job, existing)  # ours: its Secret may not have been created yet
         return False
     except Exception as error:
         metrics.RAYJOB_CREATE_ERRORS.inc()

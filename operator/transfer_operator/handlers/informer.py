@@ -16,14 +16,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, Protocol, TypeVar
 
 from transfer_operator import metrics
 from transfer_operator.api.clusters import TransferCluster
 from transfer_operator.api.enums import GROUP, VERSION
 from transfer_operator.api.models import GPUPool, TransferJob
+from transfer_operator.api.queues import (
+    TransferPriorityClass,
+    TransferQueue,
+    parse_transferpriorityclass,
+    parse_transferqueue,
+)
 from transfer_operator.api.validation import InvalidSpec, parse_gpupool, parse_transferjob
 from transfer_operator.engine.rayjob import LABEL_MANAGED_BY, MANAGER, RAYJOB_API_VERSION
 
@@ -42,6 +48,7 @@ class Kind:
     group: str = ""  # "" is the core API group
     version: str = "v1"
     label_selector: str | None = None
+    namespace: str | None = None  # None: every namespace (or cluster-scoped)
 
 
 TRANSFERJOBS = Kind("transferjobs", GROUP, VERSION)
@@ -49,6 +56,9 @@ GPUPOOLS = Kind("gpupools", GROUP, VERSION)
 TRANSFERCLUSTERS = Kind("transferclusters", GROUP, VERSION)
 RAYJOBS = Kind("rayjobs", RAY_GROUP, RAY_VERSION, f"{LABEL_MANAGED_BY}={MANAGER}")
 NODES = Kind("nodes")
+NAMESPACES = Kind("namespaces")
+TRANSFERQUEUES = Kind("transferqueues", GROUP, VERSION)
+TRANSFERPRIORITYCLASSES = Kind("transferpriorityclasses", GROUP, VERSION)
 PODS = Kind("pods", label_selector=f"{LABEL_MANAGED_BY}={MANAGER}")
 
 
@@ -131,12 +141,15 @@ class Store(Generic[V]):
             stored = self.items.pop(key, None)
             self.tombstones[key] = (stored[0] if stored else 0, time.monotonic())
 
-    def replace(self, bodies: Iterable[dict[str, Any]]) -> None:
-        """A full list: objects absent from it are gone; a listed one older than ours stays ours."""
+    def replace(self, bodies: Iterable[dict[str, Any]], namespace: str | None = None) -> None:
+        """A full list: objects absent from it are gone; a listed one older than ours stays ours.
+        With `namespace`, a list of that namespace only: the store's other namespaces stay."""
         fresh: dict[Key, tuple[int, V]] = {}
         prepared = [(key_of(b), resource_version(b), b) for b in bodies]
         with self.lock:
             old = self.items
+        if namespace is not None:
+            old = {key: value for key, value in old.items() if key[0] == namespace}
         for key, version, body in prepared:
             stored = old.get(key)
             if stored is not None and version and version <= stored[0]:
@@ -145,8 +158,14 @@ class Store(Generic[V]):
                 fresh[key] = (version, self.prepare(body))
         with self.lock:
             self.changed |= set(old) ^ set(fresh) | {k for k in fresh if old.get(k) is not fresh[k]}
-            self.items = fresh
-            self.tombstones.clear()
+            if namespace is None:
+                self.items = fresh
+                self.tombstones.clear()
+                return
+            # Other namespaces' informers write this store too: keep what they hold now.
+            others = {key: value for key, value in self.items.items() if key[0] != namespace}
+            self.items = others | fresh
+            self.tombstones = {key: tomb for key, tomb in self.tombstones.items() if key[0] != namespace}
 
     def get(self, key: Key) -> V | None:
         with self.lock:
@@ -182,7 +201,7 @@ class Informer:
         """One LIST (when needed) or one watch stream until the server closes it."""
         if self.resource_version is None:
             items, version = self.source.list_objects(self.kind)
-            self.store.replace(items)
+            self.store.replace(items, self.kind.namespace)
             self.resource_version = version
             self.synced.set()
             return
@@ -286,6 +305,24 @@ def prepare_pod(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def prepare_admin_object(parse: Callable[[dict[str, Any]], V]) -> Callable[[dict[str, Any]], V | None]:
+    """A TransferQueue or TransferPriorityClass, parsed; an invalid one is skipped (and logged)."""
+
+    def prepare(body: dict[str, Any]) -> V | None:
+        try:
+            return parse(slim(body))
+        except InvalidSpec as error:
+            log.warning("skipping %s %s: %s", body.get("kind"), (body.get("metadata") or {}).get("name"), error)
+            return None
+
+    return prepare
+
+
+def prepare_namespace(body: dict[str, Any]) -> dict[str, Any]:
+    metadata = body.get("metadata") or {}
+    return {"metadata": {"name": metadata.get("name", ""), "labels": metadata.get("labels") or {}}}
+
+
 @dataclass
 class FleetIndex:
     """The stores the cycle reads, and the informers that feed them."""
@@ -295,18 +332,32 @@ class FleetIndex:
     rayjobs: Store[dict[str, Any]] = field(default_factory=lambda: Store(prepare_rayjob))
     nodes: Store[dict[str, Any]] = field(default_factory=lambda: Store(prepare_node))
     pods: Store[dict[str, Any]] = field(default_factory=lambda: Store(prepare_pod))
+    # Queue rules (handlers/queues.py): the admin's objects and the namespaces' labels.
+    transferqueues: Store[TransferQueue | None] = field(
+        default_factory=lambda: Store(prepare_admin_object(parse_transferqueue))
+    )
+    priorityclasses: Store[TransferPriorityClass | None] = field(
+        default_factory=lambda: Store(prepare_admin_object(parse_transferpriorityclass))
+    )
+    namespaces: Store[dict[str, Any]] = field(default_factory=lambda: Store(prepare_namespace))
     transferclusters: Store[ParsedCluster] = field(default_factory=lambda: Store(prepare_transfercluster))
     informers: list[Informer] = field(default_factory=list)
 
-    def connect(self, source: WatchSource, *, nodes: bool = True) -> None:
+    def connect(self, source: WatchSource, *, nodes: bool = True, pod_namespaces: Sequence[str] = ()) -> None:
+        """`pod_namespaces`: list the jobs' pods in these namespaces only (one watch each, one
+        store); empty: in every namespace."""
         pairs: list[tuple[Kind, Store[Any]]] = [
             (GPUPOOLS, self.gpupools),
             (TRANSFERJOBS, self.transferjobs),
             (RAYJOBS, self.rayjobs),
+            (TRANSFERQUEUES, self.transferqueues),
+            (TRANSFERPRIORITYCLASSES, self.priorityclasses),
+            (NAMESPACES, self.namespaces),
             (TRANSFERCLUSTERS, self.transferclusters),
         ]
         if nodes:
-            pairs += [(PODS, self.pods), (NODES, self.nodes)]
+            pod_kinds = [replace(PODS, namespace=n) for n in sorted(set(pod_namespaces))] or [PODS]
+            pairs += [*((kind, self.pods) for kind in pod_kinds), (NODES, self.nodes)]
         self.informers = [Informer(source, kind, store) for kind, store in pairs]
 
     def start(self, stopped: threading.Event) -> list[threading.Thread]:

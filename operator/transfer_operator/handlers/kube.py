@@ -148,8 +148,12 @@ class Kube:
         core = client.CoreV1Api(self.api)
         if kind.plural == "nodes":
             return core.list_node(_preload_content=False, **params)
+        if kind.plural == "pods" and kind.namespace is not None:
+            return core.list_namespaced_pod(kind.namespace, _preload_content=False, **params)
         if kind.plural == "pods":
             return core.list_pod_for_all_namespaces(_preload_content=False, **params)
+        if kind.plural == "namespaces":
+            return core.list_namespace(_preload_content=False, **params)
         raise ValueError(f"no list call for {kind.plural}")
 
     def list_objects(self, kind: Kind) -> tuple[list[dict[str, Any]], str]:
@@ -215,7 +219,8 @@ class Kube:
             raise
 
     def create_owned(self, manifest: dict[str, Any], owner: dict[str, Any] | None) -> bool:
-        """Create a job's NetworkPolicy if absent (409 counts as there); True when created."""
+        """Create a job's NetworkPolicy or a RayJob's token Secret if absent (409 counts as
+        there); True when created."""
         if owner is not None:
             manifest = {**manifest, "metadata": {**manifest["metadata"], "ownerReferences": [owner]}}
         namespace = manifest["metadata"]["namespace"]
@@ -230,6 +235,11 @@ class Kube:
                 )
                 response.drain_conn()  # read off, unparsed: the connection goes back to the pool
                 response.release_conn()
+            elif manifest["kind"] == "Secret":
+                client.CoreV1Api(self.api).create_namespaced_secret(
+                    namespace,
+                    manifest,  # type: ignore[arg-type]
+                )
             else:
                 raise ValueError(f"create_owned: unexpected kind {manifest['kind']}")
         except ApiException as error:

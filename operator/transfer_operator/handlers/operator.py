@@ -37,7 +37,7 @@ async def start(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     )
     memo.ctx = ctx
     memo.stop_watching = threading.Event()
-    ctx.index.connect(ctx.kube, nodes=config.node_failover)
+    ctx.index.connect(ctx.kube, nodes=config.node_failover, pod_namespaces=config.job_namespaces)
     ctx.index.start(memo.stop_watching)
     port = int(os.environ.get("TRANSFER_METRICS_PORT", "0"))
     metrics.initialize()

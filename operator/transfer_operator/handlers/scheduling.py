@@ -32,6 +32,7 @@ from transfer_operator.handlers.clusters import (
 from transfer_operator.handlers.context import Ctx
 from transfer_operator.handlers.effects import perform
 from transfer_operator.handlers.fleet import Fleet, read_fleet
+from transfer_operator.handlers.queues import queue_rules, schedulable_jobs
 from transfer_operator.handlers.running import reconcile_holding
 from transfer_operator.handlers.writes import write_gpupool_status
 from transfer_operator.scheduler import Action, Decision, schedule
@@ -61,12 +62,14 @@ def run_cycle(ctx: Ctx, now: datetime) -> list[Decision]:
             reconcile_holding(ctx, fleet, now, only_rayjobs=changed_rayjobs)
     release_lost_capacity(ctx, fleet, now)
     give_up_exhausted(ctx, fleet, now)
+    rules = queue_rules(ctx)
     snapshot, pending = snapshot_of(
         (pool for _, pool in fleet.pools.values()),
-        (job for _, job in fleet.jobs.values()),
+        schedulable_jobs(ctx, fleet, rules, now),
         ctx.config,
         now_s=now.timestamp(),
         lost_nodes=lost_node_counts(ctx, fleet, now),
+        queues=rules.queues,
     )
     with metrics.CYCLE_STAGE_DURATION.labels(stage="decide").time(), collector_paused():
         decisions = schedule(snapshot, pending)

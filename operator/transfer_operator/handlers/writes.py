@@ -33,14 +33,14 @@ def write_gpupool_status(ctx: Ctx, name: str, status: dict[str, Any]) -> None:
 
 def create_rayjob(
     ctx: Ctx, manifest: dict[str, Any], origin: dict[str, Any], cluster: str | None = None
-) -> bool:
-    """True when this call created it (False: the name was taken). In a worker cluster the
+) -> dict[str, Any] | None:
+    """The created RayJob when this call created it (None: the name was taken). In a worker cluster the
     RayJob goes to the job's namespace there (created if missing), named by origin labels."""
     if not cluster:
         created = ctx.kube.create_rayjob(manifest, owner_reference(origin))
         if created:
             ctx.index.rayjobs.apply("ADDED", created, mark=False)
-        return created is not None
+        return created
     remote = ctx.clusters[cluster]
     labels = managed_labels(origin)
     metadata = manifest["metadata"]
@@ -55,7 +55,7 @@ def create_rayjob(
     metrics.DISPATCH_LATENCY.labels(cluster=cluster).observe(time.monotonic() - started)
     if created:
         remote.index.rayjobs.apply("ADDED", created, mark=False)
-    return created is not None
+    return created
 
 
 def delete_rayjob(ctx: Ctx, namespace: str, name: str, cluster: str | None = None) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from transfer_operator.api.models import GPUPool, TransferJob
-from transfer_operator.scheduler.types import Allocation, JobRequest, PoolState
+from transfer_operator.api.queues import TransferQueue
+from transfer_operator.scheduler.types import Allocation, JobRequest, PoolState, QueueQuota
 
 
 def seconds_of(timestamp: str | None) -> float:
@@ -80,3 +81,10 @@ def allocation_of(job: TransferJob) -> Allocation | None:
         admitted_at_s=seconds_of(job.status.admitted_at),
     )
 
+
+def queue_quota_of(queue: TransferQueue) -> QueueQuota:
+    """A TransferQueue's quota. The scheduler's ledger holds one GPU count per queue, so the
+    per-type nominal GPUs add up to one nominal (docs/security.md: per-type quotas are not
+    enforced apart yet)."""
+    spec = queue.spec
+    return QueueQuota(queue.metadata.name, sum(spec.nominal_gpus.values()), spec.cohort, spec.borrowing_limit_gpus)

@@ -6,6 +6,9 @@ The search is bounded, whatever the fleet holds:
 - per option, one check with every candidate gone comes first; an option that cannot fit even
   then costs that one check; past LINEAR_SEARCH candidates the shortest prefix is found by
   bisection and not pruned further (pruning k victims costs k checks of the whole pool);
+- across queues, only the cohort reclaims (Kueue's rule): a job may preempt a job of another
+  queue only when both queues have quotas in the same cohort and the other queue uses more than
+  its nominal GPUs (it borrows); with no quotas at all, any lower-priority job on the pool;
 - a search that found nothing is remembered for the rest of the cycle: capacity only shrinks and
   claimed victims stay claimed, so a later job asking for the same with no higher priority is
   answered at once.
@@ -104,7 +107,7 @@ class Preemptor:
         for position in range(min(entry.count, PREEMPTION_OPTIONS)):
             option = entry.option_at(position)
             pool_name = option.placement.pool
-            candidates = self._candidates(job, pool_name, quota_matters)
+            candidates = self._candidates(job, pool_name, quota_matters, quota)
             if not candidates:
                 continue
             victims = self._minimal_victims(job, self.pools[pool_name], candidates, quota)
@@ -119,7 +122,9 @@ class Preemptor:
         self.taken.update(best[2])
         return best[1], best[2]
 
-    def _candidates(self, job: JobRequest, pool: str, quota_matters: bool) -> list[Allocation]:
+    def _candidates(
+        self, job: JobRequest, pool: str, quota_matters: bool, quota: QuotaLedger
+    ) -> list[Allocation]:
         """Lower-priority allocations on the pool, or (when its quota may be what stops the job)
         in the job's own queue, unclaimed, in victim order."""
 
@@ -128,7 +133,7 @@ class Preemptor:
             for allocation in found:
                 if allocation.priority >= job.priority:
                     break  # in victim order: every later one has an equal or higher priority
-                if allocation.job_key not in self.taken:
+                if allocation.job_key not in self.taken and may_reclaim(job.queue, allocation.queue, quota):
                     out.append(allocation)
             return out
 
@@ -179,6 +184,21 @@ class Preemptor:
             if self._fits_without(job, pool, trial, quota):
                 removed = trial
         return tuple(sorted(a.job_key for a in removed))
+
+
+def may_reclaim(queue: str, victim_queue: str, quota: QuotaLedger) -> bool:
+    """May a job of `queue` preempt one of `victim_queue` (priority aside)? Its own queue: yes.
+    Another: only within a cohort, from a queue that borrows (uses more than its nominal GPUs);
+    a queue outside every cohort is never preempted from outside. With no quota for either
+    queue (no TransferQueue, no configured queue), only the pools limit jobs: yes."""
+    if queue == victim_queue:
+        return True
+    mine, theirs = quota.quotas.get(queue), quota.quotas.get(victim_queue)
+    if mine is None and theirs is None:
+        return True
+    if mine is None or theirs is None or mine.cohort is None or mine.cohort != theirs.cohort:
+        return False
+    return quota.used_gpus.get(victim_queue, 0) > theirs.nominal_gpus
 
 
 def _request_of(job: JobRequest) -> tuple[object, ...]:

@@ -7,7 +7,14 @@ from collections.abc import Iterable, Mapping
 from transfer_operator.api.config import OperatorConfig
 from transfer_operator.api.enums import Phase
 from transfer_operator.api.models import GPUPool, TransferJob
-from transfer_operator.scheduler.from_api import allocation_of, job_request_of, pool_state_of, seconds_of
+from transfer_operator.api.queues import TransferQueue
+from transfer_operator.scheduler.from_api import (
+    allocation_of,
+    job_request_of,
+    pool_state_of,
+    queue_quota_of,
+    seconds_of,
+)
 from transfer_operator.scheduler.types import ClusterSnapshot, JobRequest, QueueQuota
 
 QUEUED_PHASES = (Phase.PENDING, Phase.PREEMPTED)
@@ -33,13 +40,16 @@ def snapshot_of(
     config: OperatorConfig,
     now_s: float = float("inf"),
     lost_nodes: Mapping[str, int] | None = None,
+    queues: Iterable[TransferQueue] = (),
 ) -> tuple[ClusterSnapshot, list[JobRequest]]:
+    """Quotas come from the TransferQueues and the operator config's `queues:`; a TransferQueue
+    replaces a config entry of its name (the config is the migration path: docs/security.md)."""
     lost_nodes = lost_nodes or {}
     jobs = list(jobs)
     allocations = tuple(a for a in (allocation_of(job) for job in jobs) if a is not None)
-    quotas = tuple(
-        QueueQuota(q.name, q.nominal_gpus, q.cohort, q.borrowing_limit_gpus) for q in config.queues
-    )
+    by_name = {q.name: QueueQuota(q.name, q.nominal_gpus, q.cohort, q.borrowing_limit_gpus) for q in config.queues}
+    by_name |= {q.metadata.name: queue_quota_of(q) for q in queues}
+    quotas = tuple(by_name.values())
     snapshot = ClusterSnapshot(
         pools=tuple(
             sorted((pool_state_of(p, lost_nodes.get(p.metadata.name, 0)) for p in pools), key=lambda p: p.name)

@@ -47,7 +47,8 @@ def test_a_namespace_gets_its_queue_and_the_default_class():
     [
         pytest.param("team-b", 0, None, "may not use TransferQueue team-b; it may use: team-a", id="other-teams-queue"),
         pytest.param("nowhere", 0, None, "no TransferQueue nowhere; this namespace may use: team-a", id="no-such-queue"),
-        pytest.param("team-a", 1_000_000, "urgent", "500 is above 100", id="class-above-ceiling"),
+        pytest.param("team-a", 0, "urgent", "urgent has priority 500, above 100", id="class-above-ceiling"),
+        pytest.param("team-a", 1_000_000, "normal", "1000000 is above 100", id="raw-above-ceiling-with-a-class"),
         pytest.param("team-a", 0, "vip", "no TransferPriorityClass vip; there are: normal, urgent", id="no-such-class"),
     ],
 )  # fmt: skip

@@ -48,7 +48,8 @@ def containers(rayjob: dict) -> dict[str, dict]:
 def test_every_ray_container_runs_with_the_jobs_token():
     job = a_job()
     rayjob = a_rayjob(job)
-    secret = ray_token_secret_name(job.metadata.name)
+    secret = ray_token_secret_name(rayjob["metadata"]["name"])
+    assert secret == "reviews-lora-a1-ray-token"  # one per attempt, owned by its RayJob
     assert rayjob["spec"]["rayClusterSpec"]["authOptions"] == {"mode": "token", "secretName": secret}
     for container in containers(rayjob).values():
         env = {e["name"]: e for e in container["env"]}
@@ -76,12 +77,12 @@ def test_storage_credentials_reach_only_the_pods_that_write_checkpoints():
 
 
 def test_the_token_secret_is_in_the_jobs_namespace_and_holds_the_token():
-    secret = render_ray_token_secret(a_job(), TOKEN)
+    secret = render_ray_token_secret(a_job(), "reviews-lora-a1", TOKEN)
     assert secret["metadata"]["namespace"] == "team-a"
-    assert secret["metadata"]["name"] == "reviews-lora-ray-token"
+    assert secret["metadata"]["name"] == "reviews-lora-a1-ray-token"
     assert secret["stringData"] == {TOKEN_KEY: TOKEN} and secret["immutable"] is True
     with pytest.raises(ValueError):
-        render_ray_token_secret(a_job(), "short")
+        render_ray_token_secret(a_job(), "reviews-lora-a1", "short")
 
 
 def test_the_network_policy_admits_only_the_jobs_pods_and_the_peers():
@@ -125,10 +126,10 @@ def test_secret_and_policy_names_are_valid_and_distinct(name):
     assert ray_token_secret_name(long_one.removesuffix("-ray-token")) != long_one
 
 
-def test_without_the_secret_nothing_names_it():
-    # Until the handler has created the token Secret, the RayJob must not ask for it: KubeRay's
-    # dashboard client, and so its RayJob finalizer, would fail.
+def test_token_auth_is_on_by_default_and_off_names_no_secret():
     pools = [parse_gpupool(d) for d in yaml.safe_load_all((EXAMPLES / "pools.yaml").read_text())]
-    rayjob = render_rayjob(a_job(), PoolPin.of(pools[0].metadata.name, pools[0].spec), attempt=1)
+    pin = PoolPin.of(pools[0].metadata.name, pools[0].spec)
+    assert render_rayjob(a_job(), pin, attempt=1) == a_rayjob(a_job())
+    rayjob = render_rayjob(a_job(), pin, attempt=1, token_auth=False)
     assert "authOptions" not in rayjob["spec"]["rayClusterSpec"]
     assert all(not c["env"] or "RAY_AUTH_TOKEN" not in str(c["env"]) for c in containers(rayjob).values())

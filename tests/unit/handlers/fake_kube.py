@@ -25,6 +25,17 @@ def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
             target[key] = copy.deepcopy(value)
 
 
+def _seen_key(kind: Kind) -> str:
+    return kind.plural if kind.namespace is None else f"{kind.plural}/{kind.namespace}"
+
+
+CLUSTER_SCOPED = {
+    "TransferQueue": "transferqueues",
+    "TransferPriorityClass": "transferpriorityclasses",
+    "Namespace": "namespaces",
+}
+
+
 @dataclass
 class FakeKube:
     transferjobs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
@@ -34,6 +45,9 @@ class FakeKube:
     events: list[tuple[str, str, str, str]] = field(default_factory=list)
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)
     pods: list[dict[str, Any]] = field(default_factory=list)
+    cluster_scoped: dict[str, dict[str, dict[str, Any]]] = field(
+        default_factory=lambda: {"transferqueues": {}, "transferpriorityclasses": {}, "namespaces": {}}
+    )  # plural -> name -> object
     lease_holder: str | None = None
     version: int = 0
     seen: dict[str, dict[tuple[str, str], dict[str, Any]]] = field(default_factory=dict)
@@ -60,10 +74,16 @@ class FakeKube:
             return dict(self.rayjobs)
         if kind.plural == "nodes":
             return {("", name): obj for name, obj in self.nodes.items()}
+        if kind.plural in self.cluster_scoped:
+            return {("", name): obj for name, obj in self.cluster_scoped[kind.plural].items()}
         if kind.plural == "pods":
             for i, pod in enumerate(self.pods):
                 pod["metadata"].setdefault("name", f"pod-{i}")
-            return {(p["metadata"].get("namespace", ""), p["metadata"]["name"]): p for p in self.pods}
+            return {
+                (p["metadata"].get("namespace", ""), p["metadata"]["name"]): p
+                for p in self.pods
+                if kind.namespace is None or p["metadata"].get("namespace") == kind.namespace
+            }
         raise ValueError(kind.plural)
 
     def list_objects(self, kind: Kind) -> tuple[list[dict[str, Any]], str]:
@@ -71,14 +91,14 @@ class FakeKube:
         objects = self._objects(kind)
         for obj in objects.values():
             obj["metadata"].setdefault("resourceVersion", "0")
-        self.seen[kind.plural] = copy.deepcopy(objects)
+        self.seen[_seen_key(kind)] = copy.deepcopy(objects)
         return [copy.deepcopy(o) for o in objects.values()], str(self.version)
 
     def watch_objects(self, kind: Kind, resource_version: str, timeout_s: int) -> Iterator[dict[str, Any]]:
         if kind.plural in self.expire:
             self.expire.discard(kind.plural)
             raise Gone("too old resource version")
-        before = self.seen.get(kind.plural, {})
+        before = self.seen.get(_seen_key(kind), {})
         now = self._objects(kind)
         events: list[dict[str, Any]] = []
         for key, obj in now.items():
@@ -93,7 +113,7 @@ class FakeKube:
                 gone = copy.deepcopy(old)
                 gone["metadata"]["resourceVersion"] = str(self.version)
                 events.append({"type": "DELETED", "object": gone})
-        self.seen[kind.plural] = copy.deepcopy(now)
+        self.seen[_seen_key(kind)] = copy.deepcopy(now)
         events.append({"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": str(self.version)}}})
         return iter(events)
 
@@ -102,6 +122,8 @@ class FakeKube:
         obj["metadata"].setdefault("uid", f"uid-{obj['metadata']['name']}")
         if obj["kind"] == "GPUPool":
             self.gpupools[obj["metadata"]["name"]] = obj
+        elif obj["kind"] in CLUSTER_SCOPED:
+            self.cluster_scoped[CLUSTER_SCOPED[obj["kind"]]][obj["metadata"]["name"]] = obj
         else:
             obj["metadata"].setdefault("namespace", "default")
             obj["metadata"].setdefault("creationTimestamp", "2026-01-01T00:00:00Z")
@@ -129,6 +151,7 @@ class FakeKube:
             return None
         created = copy.deepcopy(manifest)
         created["metadata"]["ownerReferences"] = [owner]
+        created["metadata"]["uid"] = f"uid-{key[0]}-{key[1]}"
         self.rayjobs[key] = self._bump(created)
         # As if the watch delivered ADDED at once (the index has it already): a later in-place
         # change or deletion by a test is then reported.

@@ -23,7 +23,10 @@ def test_cycles_list_each_kind_once_and_then_only_watch():
     for i in range(5):
         run_cycle(ctx, NOW + timedelta(seconds=2 * i))
     assert set(kube.lists.values()) == {1}
-    assert set(kube.lists) == {"transferjobs", "gpupools", "transferclusters", "rayjobs", "pods", "nodes"}
+    assert set(kube.lists) == {
+        "transferjobs", "gpupools", "transferclusters", "rayjobs", "pods", "nodes",
+        "transferqueues", "transferpriorityclasses", "namespaces",
+    }  # fmt: skip
     kube.add(a_job("c", gpus=1))  # a job created later arrives by the watch
     run_cycle(ctx, NOW + timedelta(seconds=12))
     assert status_of(kube, "c")["phase"] == "Admitted" and set(kube.lists.values()) == {1}
@@ -82,3 +85,32 @@ def test_slim_drops_managed_fields_and_the_last_applied_annotation():
     }
     assert slim(body) == {"metadata": {"name": "a", "annotations": {"keep": "1"}}, "spec": {"x": 1}}
     assert "managedFields" in body["metadata"]  # the input is left alone
+
+
+def a_pod(name: str, namespace: str) -> dict:
+    return {
+        "metadata": {"name": name, "namespace": namespace, "labels": {"app.kubernetes.io/managed-by": "transfer-operator"}},
+        "spec": {"nodeName": "n1"},
+    }  # fmt: skip
+
+
+def test_pods_are_listed_only_in_the_job_namespaces_when_the_install_names_them():
+    from transfer_operator.handlers.informer import FleetIndex
+
+    from .fake_kube import FakeKube
+
+    kube = FakeKube(pods=[a_pod("a", "team-a"), a_pod("b", "team-b"), a_pod("x", "elsewhere")])
+    index = FleetIndex()
+    index.connect(kube, pod_namespaces=["team-b", "team-a"])
+    assert [i.kind.namespace for i in index.informers if i.kind.plural == "pods"] == ["team-a", "team-b"]
+    index.step_all()
+
+    def keys() -> list[str]:
+        return sorted(p["metadata"]["namespace"] + "/" + p["metadata"]["name"] for p in index.pods.values())
+
+    assert keys() == ["team-a/a", "team-b/b"]
+    # One namespace's relist (410 Gone) keeps the other namespace's pods, and sees what changed.
+    kube.pods = [p for p in kube.pods if p["metadata"]["name"] != "a"] + [a_pod("a2", "team-a")]
+    kube.expire.add("pods")
+    index.step_all()
+    assert keys() == ["team-a/a2", "team-b/b"]

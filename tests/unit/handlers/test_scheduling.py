@@ -57,7 +57,11 @@ def test_admits_writes_status_before_the_rayjob_and_is_idempotent():
     assert rayjob["metadata"]["ownerReferences"][0]["uid"] == "uid-a"
     assert kube.gpupools["eu-a100"]["status"]["allocatedGpus"] == 8
     isolation = {key: obj["metadata"]["ownerReferences"][0]["uid"] for key, obj in kube.owned.items()}
-    assert isolation == {("NetworkPolicy", "default", "a-ray"): "uid-a"}
+    assert isolation == {  # the policy is the job's; the token Secret its RayJob's (outlives its finalizer)
+        ("NetworkPolicy", "default", "a-ray"): "uid-a",
+        ("Secret", "default", "a-a1-ray-token"): "uid-default-a-a1",
+    }
+    assert rayjob["spec"]["rayClusterSpec"]["authOptions"] == {"mode": "token", "secretName": "a-a1-ray-token"}
     run_cycle(ctx, NOW + timedelta(seconds=2))  # a second cycle changes nothing
     assert list(kube.rayjobs) == [("default", "a-a1")]
     assert status_of(kube, "a")["attempts"] == 1
@@ -268,3 +272,89 @@ def test_losing_the_lease_mid_cycle_stops_its_writes(monkeypatch):
     monkeypatch.setattr(scheduling, "run_cycle", slow_cycle)
     asyncio.run(scheduling.run_leading_cycle(ctx, 15, renew_every_s=0.05))
     assert ctx.lost_lease.is_set() and not kube.rayjobs and "phase" not in status_of(kube, "a")
+
+
+# --- queue rules: TransferQueues and TransferPriorityClasses, watch-fed -------------------------
+
+
+def a_queue(name: str, **spec: Any) -> dict[str, Any]:
+    return {"apiVersion": "transfer.dev/v1alpha1", "kind": "TransferQueue", "metadata": {"name": name}, "spec": spec}
+
+
+def a_namespace(name: str, **labels: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
+
+
+def ready_of(kube: FakeKube, name: str, namespace: str = "default") -> dict[str, Any]:
+    status = kube.transferjobs[(namespace, name)]["status"]
+    return next(c for c in status["conditions"] if c["type"] == "Ready")
+
+
+def test_a_queue_the_namespace_may_not_use_or_that_does_not_exist_is_refused_naming_its_queues():
+    team_a = a_queue("team-a", nominalGpus={"*": 8}, maxPriority=100,
+                     namespaceSelector={"matchLabels": {"team": "a"}})  # fmt: skip
+    team_b = a_queue("team-b", nominalGpus={"*": 8}, namespaceSelector={"matchLabels": {"team": "b"}})
+    ctx, kube = ctx_with(
+        a_pool(nodes=2), team_a, team_b, a_namespace("default", team="a"),
+        a_job("theirs", queue="team-b"), a_job("nowhere", queue="free-for-all"), a_job("mine", queue="team-a"),
+    )  # fmt: skip
+    run_cycle(ctx, NOW)
+    assert status_of(kube, "mine")["phase"] == "Admitted"
+    for name, fragment in (("theirs", "may not use TransferQueue team-b"), ("nowhere", "no TransferQueue free-for-all")):
+        ready = ready_of(kube, name)
+        assert ready["reason"] == "InvalidSpec"
+        assert fragment in ready["message"] and "may use: team-a" in ready["message"]
+        assert status_of(kube, name)["phase"] == "Pending" and ("default", f"{name}-a1") not in kube.rayjobs
+    run_cycle(ctx, NOW + timedelta(seconds=2))  # refused once: one event each
+    assert sum(1 for e in kube.events if e[0] == "theirs" and e[2] == "InvalidSpec") == 1
+
+
+def test_a_transferqueue_quota_holds_a_16_gpu_job_past_an_8_gpu_team_quota():
+    ctx, kube = ctx_with(
+        a_pool(nodes=4), a_queue("team-a", nominalGpus={"A100": 8}), a_job("big", gpus=16, queue="team-a",
+        resources={"workers": 2, "gpusPerWorker": 8}),
+    )  # fmt: skip
+    run_cycle(ctx, NOW)
+    assert status_of(kube, "big")["phase"] == "Pending"
+    ready = ready_of(kube, "big")
+    assert "nominal quota 8" in ready["message"], ready
+
+
+def test_priority_comes_from_the_class_and_a_raw_priority_above_the_ceiling_is_refused():
+    classes = {"apiVersion": "transfer.dev/v1alpha1", "kind": "TransferPriorityClass",
+               "metadata": {"name": "urgent"}, "spec": {"value": 50}}  # fmt: skip
+    queue = a_queue("team-a", nominalGpus={"*": 8}, maxPriority=100)
+    ctx, kube = ctx_with(
+        a_pool(), queue, classes,
+        a_job("greedy", priority=1000000, queue="team-a"),
+        a_job("low", priority=1, queue="team-a"),
+        a_job("classy", priority=0, queue="team-a", priorityClassName="urgent"),
+    )  # fmt: skip
+    run_cycle(ctx, NOW)
+    assert ready_of(kube, "greedy")["reason"] == "InvalidSpec"
+    assert "above 100, the highest TransferQueue team-a allows" in ready_of(kube, "greedy")["message"]
+    assert status_of(kube, "classy")["phase"] == "Admitted"  # 50 from the class beats 1
+    assert status_of(kube, "low")["phase"] == "Pending"
+
+
+def test_preemption_across_queues_only_reclaims_what_a_cohort_queue_borrows():
+    queues = [
+        a_queue("alone", nominalGpus={"*": 8}, maxPriority=1000),
+        a_queue("team-a", nominalGpus={"*": 8}, cohort="research", maxPriority=1000),
+        a_queue("team-b", nominalGpus={"*": 0}, cohort="research", maxPriority=1000),
+    ]
+    # One 8-GPU node, held by a low-priority job of `alone` (no cohort): a job of team-a may not take it.
+    ctx, kube = ctx_with(a_pool(), *queues, a_job("held", priority=1, queue="alone"))
+    run_cycle(ctx, NOW)
+    kube.add(a_job("urgent", priority=500, queue="team-a"))
+    run_cycle(ctx, NOW + timedelta(seconds=2))
+    assert status_of(kube, "held")["phase"] == "Admitted"
+    assert ready_of(kube, "urgent")["reason"] == "NoFittingPool"
+    # Held by team-b, which borrows all 8 GPUs from its cohort: team-a reclaims them.
+    ctx, kube = ctx_with(a_pool(), *queues, a_job("borrower", priority=1, queue="team-b"))
+    run_cycle(ctx, NOW)
+    assert status_of(kube, "borrower")["phase"] == "Admitted"
+    kube.add(a_job("urgent", priority=500, queue="team-a"))
+    run_cycle(ctx, NOW + timedelta(seconds=2))
+    assert status_of(kube, "borrower")["phase"] == "Preempted"
+    assert ready_of(kube, "urgent")["reason"] == "Preempting"

@@ -1,0 +1,192 @@
+"""A namespaced tenant on the real control plane: a ServiceAccount that may only create and get
+TransferJobs in its own namespace tries the attacks of issue #14, and each is refused with a
+clear condition (or by the API server, naming the field), while its honest jobs run."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from transfer_operator import devcluster
+
+from .conftest import EXAMPLES, OperatorProcess, get_json, get_or_none, keep_ray_jobs_running, wait_for
+
+GROUP = "transfer.dev/v1alpha1"
+
+
+def admin_objects(namespace: str) -> list[dict[str, Any]]:
+    """The tenant's queue (its namespace only, 8 A100s, priorities up to 100), another team's
+    queue, and a priority class."""
+    return [
+        {
+            "apiVersion": GROUP,
+            "kind": "TransferQueue",
+            "metadata": {"name": f"{namespace}-q"},
+            "spec": {
+                "nominalGpus": {"A100": 8},
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+                "maxPriority": 100,
+            },
+        },
+        {
+            "apiVersion": GROUP,
+            "kind": "TransferQueue",
+            "metadata": {"name": f"{namespace}-other-team"},
+            "spec": {
+                "nominalGpus": {"*": 64},
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "someone-else"}},
+                "maxPriority": 1000000,
+            },
+        },
+        {
+            "apiVersion": GROUP,
+            "kind": "TransferPriorityClass",
+            "metadata": {"name": f"{namespace}-normal"},
+            "spec": {"value": 50},
+        },
+    ]
+
+
+@pytest.fixture
+def queues(cluster: devcluster.Cluster, namespace: str) -> Iterator[str]:
+    """The admin's objects for `namespace`; removed after the test (they apply cluster-wide)."""
+    objects = admin_objects(namespace)
+    manifest = "\n---\n".join(json.dumps(o) for o in objects)
+    cluster.kubectl("apply", "-f", "-", input=manifest)
+    try:
+        yield f"{namespace}-q"
+    finally:
+        cluster.kubectl("delete", "-f", "-", "--wait=false", input=manifest, check=False)
+
+
+@pytest.fixture
+def tenant(cluster: devcluster.Cluster, namespace: str, tmp_path: Path) -> Any:
+    """kubectl as a ServiceAccount with only TransferJob create/get in `namespace`."""
+    cluster.kubectl("create", "serviceaccount", "tenant", "-n", namespace)
+    cluster.kubectl(
+        "create", "role", "transferjob-user", "--verb=create,get",
+        "--resource=transferjobs.transfer.dev", "-n", namespace,
+    )  # fmt: skip
+    cluster.kubectl(
+        "create", "rolebinding", "tenant", "--role=transferjob-user",
+        f"--serviceaccount={namespace}:tenant", "-n", namespace,
+    )  # fmt: skip
+    kubeconfig = cluster.service_account_kubeconfig("tenant", namespace, tmp_path / "tenant.kubeconfig")
+
+    def as_tenant(*args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        command = [devcluster.kubectl_path(), "--kubeconfig", str(kubeconfig), "-n", namespace, *args]
+        return subprocess.run(command, input=input, capture_output=True, text=True, timeout=60)
+
+    return as_tenant
+
+
+def a_job(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
+    """The LoRA example on one A100, in `namespace`, with `spec` merged in (one level deep)."""
+    job = yaml.safe_load((EXAMPLES / "lora-sentiment.yaml").read_text())
+    job["metadata"] = {"name": name, "namespace": namespace}
+    job["spec"]["resources"] = {"workers": 1, "gpusPerWorker": 1, "gpuType": "A100", "estimatedHours": 0.5}
+    job["spec"]["priority"] = 0
+    for key, value in spec.items():
+        if isinstance(value, dict) and isinstance(job["spec"].get(key), dict):
+            job["spec"][key] = {**job["spec"][key], **value}
+        else:
+            job["spec"][key] = value
+    return job
+
+
+def ready_condition(as_tenant: Any, name: str) -> dict[str, Any] | None:
+    """The job's Ready condition once the operator has said something, read as the tenant."""
+    result = as_tenant("get", "transferjob", name, "-o", "json")
+    assert result.returncode == 0, result.stderr
+    conditions = (json.loads(result.stdout).get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c["type"] == "Ready"), None)
+
+
+def test_a_namespaced_tenants_attacks_are_refused(
+    cluster: devcluster.Cluster, operator: OperatorProcess, namespace: str, queues: str, tenant: Any
+) -> None:
+    keep_ray_jobs_running(cluster, namespace)
+    cluster.kubectl("apply", "-f", str(EXAMPLES / "pools.yaml"))  # the fleet (other modules may not have run)
+    # What the tenant may not touch at all.
+    for denied in (
+        ("auth", "can-i", "create", "transferqueues.transfer.dev"),
+        ("auth", "can-i", "create", "transferpriorityclasses.transfer.dev"),
+        ("auth", "can-i", "get", "secrets"),
+        ("auth", "can-i", "delete", "transferjobs.transfer.dev"),
+    ):
+        assert tenant(*denied).stdout.strip() == "no", denied
+    assert tenant("auth", "can-i", "create", "transferjobs.transfer.dev").stdout.strip() == "yes"
+
+    attacks = {
+        # priority 1000000 to preempt every other team: above the queue's ceiling
+        "greedy": (a_job("greedy", namespace, queue=queues, priority=1000000), "1000000 is above 100"),
+        # another team's queue: its quota, and its jobs exposed to preemption
+        "squatter": (
+            a_job("squatter", namespace, queue=f"{namespace}-other-team"),
+            f"may not use TransferQueue {namespace}-other-team; it may use: {queues}",
+        ),
+        # a queue that does not exist: no quota at all
+        "nowhere": (a_job("nowhere", namespace, queue="no-such-queue"), "no TransferQueue no-such-queue"),
+    }
+    # Two names that share their first 47 characters: a truncated head would be one RayJob name.
+    head = "reviews-" + "x" * 50
+    honest = {
+        "classy": a_job("classy", namespace, queue=queues, priorityClassName=f"{namespace}-normal"),
+        f"{head}-one": a_job(f"{head}-one", namespace, queue=queues),
+        f"{head}-two": a_job(f"{head}-two", namespace, queue=queues),
+    }
+    for body in [*(job for job, _ in attacks.values()), *honest.values()]:
+        created = tenant("create", "-f", "-", input=json.dumps(body))
+        assert created.returncode == 0, created.stderr
+
+    # Zero GPUs x 4096 workers x 100,000 CPUs on a GPU pool: the API server refuses it, naming the field.
+    free_ride = a_job("free-ride", namespace, queue=queues)
+    free_ride["spec"]["resources"] = {"workers": 4096, "gpusPerWorker": 0, "cpuPerWorker": "100000"}
+    refused = tenant("create", "-f", "-", input=json.dumps(free_ride))
+    assert refused.returncode != 0
+    assert "spec.resources.gpusPerWorker" in refused.stderr, refused.stderr
+
+    for name, (_, fragment) in attacks.items():
+        ready = wait_for(lambda: ready_condition(tenant, name), 60, f"{name}'s condition")
+        assert ready["reason"] == "InvalidSpec" and fragment in ready["message"], (name, ready)
+        assert (get_json(cluster, "transferjob", name, "-n", namespace).get("status") or {}).get(
+            "phase"
+        ) == "Pending"
+
+    rayjobs: dict[str, str] = {}
+    for name in honest:
+        status = wait_for(
+            lambda: (
+                (s := get_json(cluster, "transferjob", name, "-n", namespace).get("status") or {}).get(
+                    "rayJobName"
+                )
+                and s
+            ),
+            90,
+            f"{name} admitted",
+        )
+        rayjobs[name] = status["rayJobName"]
+    assert len(set(rayjobs.values())) == len(honest)  # no two jobs share a RayJob
+    uids = {
+        name: get_json(cluster, "transferjob", name, "-n", namespace)["metadata"]["uid"] for name in honest
+    }
+    for name, rayjob in rayjobs.items():
+        body = wait_for(
+            lambda: get_or_none(cluster, "rayjob", rayjob, "-n", namespace), 60, f"RayJob {rayjob}"
+        )
+        assert [o["uid"] for o in body["metadata"]["ownerReferences"]] == [uids[name]]
+    # Neither of the colliding pair can delete the other's RayJob: deleting one leaves the other's.
+    cluster.kubectl("delete", "transferjob", f"{head}-one", "-n", namespace, "--wait=false")
+    wait_for(
+        lambda: get_or_none(cluster, "rayjob", rayjobs[f"{head}-one"], "-n", namespace) is None,
+        90,
+        "RayJob collected",
+    )
+    assert get_or_none(cluster, "rayjob", rayjobs[f"{head}-two"], "-n", namespace) is not None
+    assert "Traceback" not in operator.log()
