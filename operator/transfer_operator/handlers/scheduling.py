@@ -26,7 +26,8 @@ from transfer_operator.handlers.effects import perform
 from transfer_operator.handlers.fleet import Fleet, read_fleet
 from transfer_operator.handlers.running import reconcile_holding
 from transfer_operator.handlers.writes import write_gpupool_status
-from transfer_operator.scheduler import Action, Decision, schedule
+from transfer_operator.scheduler import Action, Decision
+from transfer_operator.scheduler.schedule import schedule_cycle
 from transfer_operator.scheduler.snapshot import requeue_backoff_s, snapshot_of
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,9 @@ def run_cycle(ctx: Ctx, now: datetime) -> list[Decision]:
         lost_nodes={pool: len(losses) for pool, losses in fleet.lost_nodes.items()},
     )
     with metrics.CYCLE_STAGE_DURATION.labels(stage="decide").time(), collector_paused():
-        decisions = schedule(snapshot, pending)
+        cycle = schedule_cycle(snapshot, pending, exact_budget_s=ctx.config.exact_budget_seconds)
+    decisions = cycle.decisions
+    metrics.record_solve_path(cycle.path.value)
 
     def apply(decision: Decision) -> None:
         if ctx.lost_lease.is_set():
