@@ -28,7 +28,7 @@ from enum import StrEnum
 
 from transfer_operator.scheduler.admit import Walk
 from transfer_operator.scheduler.batch import Estimates
-from transfer_operator.scheduler.explain import Outcome, explain, explain_static_misfit
+from transfer_operator.scheduler.explain import Decisions, Outcome, explain_static_misfit
 from transfer_operator.scheduler.improve import local_search
 from transfer_operator.scheduler.options import JobOptions, OptionCache
 from transfer_operator.scheduler.solve import NotSolved, solve_exact
@@ -49,7 +49,7 @@ class SolvePath(StrEnum):
 
 @dataclass(frozen=True)
 class CycleResult:
-    decisions: list[Decision]
+    decisions: Decisions  # a Sequence[Decision], built as each is read
     path: SolvePath
     detail: str = ""  # why the exact path did not run, when it did not
 
@@ -57,7 +57,7 @@ class CycleResult:
 def schedule(snapshot: ClusterSnapshot, pending: Sequence[JobRequest]) -> list[Decision]:
     """Decide for every pending job: admit it to a pool, preempt victims for it, or let it wait.
     Decisions come in the order the jobs were considered (priority first)."""
-    return schedule_cycle(snapshot, pending).decisions
+    return list(schedule_cycle(snapshot, pending).decisions)
 
 
 def schedule_cycle(
@@ -65,14 +65,14 @@ def schedule_cycle(
 ) -> CycleResult:
     """`schedule`, with which path decided the cycle; `exact_budget_s` bounds the exact path."""
     if not pending:
-        return CycleResult([], SolvePath.NONE)
+        return CycleResult(Decisions.none(), SolvePath.NONE)
     cache = OptionCache(snapshot.pools)
     estimates = Estimates(pending, cache)  # 1. estimate
     order: list[int] = estimates.order().tolist()  # 2. order
     walk = Walk(snapshot, pending, cache, estimates, order)  # 3. admit
     walk.run()
     outcome, path, detail = _solve(walk, exact_budget_s)  # 4. solve
-    return CycleResult(explain(walk, outcome), path, detail)  # 5. explain
+    return CycleResult(Decisions(walk, outcome), path, detail)  # 5. explain
 
 
 def _solve(walk: Walk, exact_budget_s: float) -> tuple[Outcome, SolvePath, str]:
@@ -92,16 +92,23 @@ def _solve(walk: Walk, exact_budget_s: float) -> tuple[Outcome, SolvePath, str]:
 
 def greedy_outcome(walk: Walk) -> Outcome:
     """The walk's own admissions, with each waiting job's view as it was at its turn."""
-    admitted = [(index, walk.placement(index, position)) for index, position in walk.admitted]
-    return Outcome(admitted, walk.waiting, walk.admissions, walk.decided)
+    position = dict(walk.admitted)
+    return Outcome(
+        [index for index, _ in walk.admitted],
+        lambda index: walk.placement(index, position[index]),
+        walk.waiting,
+        walk.admissions,
+        walk.static,
+        walk.decided,
+    )
 
 
 def outcome_of(walk: Walk, placements: dict[int, Placement]) -> Outcome:
     """Step 4's admissions instead of the walk's: the jobs it leaves waiting are explained against
     the capacity left after all of them."""
     row_of = {name: row for row, name in enumerate(walk.names)}
-    admitted = [(index, placements[index]) for index in walk.order if index in placements]
-    admissions = [(row_of[p.pool], p.gpus) for _, p in admitted]
+    admitted = [index for index in walk.order if index in placements]
+    admissions = [(row_of[placements[i].pool], placements[i].gpus) for i in admitted]
     final = len(admissions)
     dropped = [index for index, _ in walk.admitted if index not in placements]  # the solve may
     waiting = sorted(
@@ -109,7 +116,7 @@ def outcome_of(walk: Walk, placements: dict[int, Placement]) -> Outcome:
         key=lambda wait: walk.order_rank[wait[0]],
     )
     decided = {index: d for index, d in walk.decided.items() if index not in placements}
-    return Outcome(admitted, waiting, admissions, decided)
+    return Outcome(admitted, placements.__getitem__, waiting, admissions, walk.static, decided)
 
 
 def estimate_options(

@@ -43,9 +43,9 @@ def solve_exact(walk: Walk, budget_s: float) -> dict[int, Placement]:
         import highspy
     except ImportError as error:  # an operator dependency; `transferctl plan` may run without it
         raise NotSolved("highspy is not installed") from error
-    candidates = [i for i in walk.order if walk.head[i]]  # every job with an option
-    if len(candidates) > MAX_OPTIONS:  # each has one option at least
+    if int((walk.estimates.counts > 0).sum()) > MAX_OPTIONS:  # each such job has one option at least
         raise NotSolved(f"over {MAX_OPTIONS} options")
+    candidates = [i for i in walk.order if walk.head[i]]  # every job with an option
     entries = {}
     columns: list[tuple[int, int]] = []  # (job index, option position)
     for index in candidates:
