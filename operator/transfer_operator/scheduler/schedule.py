@@ -42,7 +42,8 @@ class SolvePath(StrEnum):
     """Which step 4 decided the cycle."""
 
     NONE = "none"  # nothing pending
-    EXACT = "exact"  # HiGHS proved the objective's optimum
+    EXACT = "exact"  # HiGHS proved the objective's optimum (cost within solve.COST_GAP)
+    BEST_FOUND = "bestFound"  # HiGHS's best answer within the time budget, not proven optimal
     LOCAL_SEARCH = "localSearch"  # greedy walk, then local search
     GREEDY = "greedy"  # greedy walk alone
 
@@ -82,7 +83,9 @@ def _solve(walk: Walk, exact_budget_s: float) -> tuple[Outcome, SolvePath, str]:
     why = "exact path off"
     if exact_budget_s > 0:
         try:
-            return outcome_of(walk, solve_exact(walk, exact_budget_s)), SolvePath.EXACT, ""
+            solved = solve_exact(walk, exact_budget_s)
+            path = SolvePath.EXACT if solved.proven else SolvePath.BEST_FOUND
+            return outcome_of(walk, solved.placements), path, solved.note
         except NotSolved as error:
             why = str(error)
     if len(walk.jobs) <= IMPROVE_MAX_JOBS:
