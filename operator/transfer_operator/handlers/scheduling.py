@@ -12,7 +12,7 @@ import gc
 import logging
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
@@ -35,7 +35,7 @@ LEASE_NAME = "transfer-operator-scheduler"
 WRITE_CONCURRENCY = 16
 
 
-def run_cycle(ctx: Ctx, now: datetime) -> list[Decision]:
+def run_cycle(ctx: Ctx, now: datetime) -> Sequence[Decision]:
     started = time.perf_counter()
     with metrics.CYCLE_STAGE_DURATION.labels(stage="read").time():
         fleet = read_fleet(ctx)
