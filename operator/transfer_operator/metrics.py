@@ -100,10 +100,21 @@ WATCH_RELISTS = Counter(
     ["kind"],
 )
 RECONCILE_ERRORS = Counter("transfer_reconcile_errors_total", "Errors while reconciling.", ["stage"])
+SOLVE_PATH = Counter(
+    "transfer_scheduling_solve_path_total",
+    "Scheduling cycles by the path that decided them: exact (HiGHS proved the optimum within the "
+    "time budget), localSearch (greedy walk, then local search), greedy (the walk alone), none "
+    "(nothing pending).",
+    ["path"],
+)
 
 
 def serve(port: int, registry: CollectorRegistry = REGISTRY) -> None:
     start_http_server(port, registry=registry)
+
+
+def record_solve_path(path: str) -> None:
+    SOLVE_PATH.labels(path=path).inc()
 
 
 def record_cycle(decisions: Iterable[Decision], fleet_jobs: Iterable[TransferJob], seconds: float) -> None:

@@ -46,6 +46,8 @@ class StorageConfig(ApiModel):
 class OperatorConfig(ApiModel):
     utilization_policy: UtilizationPolicy = UtilizationPolicy.BINPACK
     scheduling_interval_seconds: Annotated[float, Field(gt=0, le=3600)] = 2.0
+    # Time the exact placement (HiGHS) may take per cycle; past it, or at 0, the greedy walk decides.
+    exact_budget_seconds: Annotated[float, Field(ge=0, le=10)] = 0.2
     queues: list[QueueConfig] = Field(default_factory=list)
     rayjob_ttl_seconds: Annotated[int, Field(ge=0)] = 3600
     budget_warning_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.8

@@ -12,7 +12,7 @@ import gc
 import logging
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
@@ -35,7 +35,8 @@ from transfer_operator.handlers.fleet import Fleet, read_fleet
 from transfer_operator.handlers.queues import queue_rules, schedulable_jobs
 from transfer_operator.handlers.running import reconcile_holding
 from transfer_operator.handlers.writes import write_gpupool_status
-from transfer_operator.scheduler import Action, Decision, schedule
+from transfer_operator.scheduler import Action, Decision
+from transfer_operator.scheduler.schedule import schedule_cycle
 from transfer_operator.scheduler.snapshot import requeue_backoff_s, snapshot_of
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ LEASE_NAME = "transfer-operator-scheduler"
 WRITE_CONCURRENCY = 32  # writes in flight: hides the API server's latency within the QPS budget
 
 
-def run_cycle(ctx: Ctx, now: datetime) -> list[Decision]:
+def run_cycle(ctx: Ctx, now: datetime) -> Sequence[Decision]:
     started = time.perf_counter()
     with metrics.CYCLE_STAGE_DURATION.labels(stage="read").time():
         sync_clusters(ctx)
@@ -72,7 +73,9 @@ def run_cycle(ctx: Ctx, now: datetime) -> list[Decision]:
         queues=rules.queues,
     )
     with metrics.CYCLE_STAGE_DURATION.labels(stage="decide").time(), collector_paused():
-        decisions = schedule(snapshot, pending)
+        cycle = schedule_cycle(snapshot, pending, exact_budget_s=ctx.config.exact_budget_seconds)
+    decisions = cycle.decisions
+    metrics.record_solve_path(cycle.path.value)
 
     def apply(decision: Decision) -> None:
         if ctx.lost_lease.is_set():

@@ -102,7 +102,8 @@ class Walk:
         self.admissions: list[tuple[int, int]] = []  # (pool row, GPUs), in order; epoch = how many
         self.admitted: list[tuple[int, int]] = []  # (job, ranking position of its option), in order
         self.waiting: list[tuple[int, int]] = []  # (job, epoch) of jobs that fit no pool now
-        self.decided: dict[int, Decision] = {}  # static misfits, quota waits, preemptions
+        self.static: list[int] = []  # jobs no pool can ever take (explained when read)
+        self.decided: dict[int, Decision] = {}  # quota waits, preemptions
         self.misfits: dict[tuple[object, ...], tuple[Reason, str]] = {}  # request -> static reason
 
     def _group_matrix(
@@ -142,7 +143,7 @@ class Walk:
     def decide(self, index: int) -> None:
         job = self.jobs[index]
         if not self.head[index]:
-            self.decided[index] = self._static_misfit(index, job)
+            self.static.append(index)
             return
         quota_problem = self.quota.why_not(job.queue, job.gang_gpus)
         position = None if quota_problem else self._choose(index, job)
@@ -163,8 +164,9 @@ class Walk:
         else:
             self.waiting.append((index, len(self.admissions)))
 
-    def _static_misfit(self, index: int, job: JobRequest) -> Decision:
+    def static_misfit(self, index: int) -> Decision:
         """A job no pool can ever take: explained once per distinct request in a cycle."""
+        job = self.jobs[index]
         request = (
             self.signature[index],
             job.regions,

@@ -3,9 +3,9 @@ take the job), and step 5 of a cycle, every job's decision with its reason and m
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, overload
 
 import numpy as np
 
@@ -122,57 +122,142 @@ def _price_misfit(job: JobRequest, table: PoolTable, ranking: Ranking) -> tuple[
 
 @dataclass
 class Outcome:
-    """What steps 3-4 settled: the admissions (in the walk's order), the jobs that fit no pool
-    with the epoch (admissions made) at which each was looked at, and the other decisions."""
+    """What steps 3-4 settled: the admitted jobs (in the walk's order) and where each goes, the
+    jobs that fit no pool with the epoch (admissions made) at which each was looked at, the jobs
+    no pool can ever take, and the other decisions."""
 
-    admitted: list[tuple[int, Placement]]
+    admitted: list[int]
+    placement: Callable[[int], Placement]  # of an admitted job
     waiting: list[tuple[int, int]]
     admissions: list[tuple[int, int]]  # (pool row, GPUs) in order; an epoch counts them
+    static: list[int]
     decided: dict[int, Decision]
 
 
-def explain(walk: Walk, outcome: Outcome) -> list[Decision]:
-    """Every job's decision, in the order the jobs were considered."""
-    decided = dict(outcome.decided)
-    decided.update(_waits(walk, outcome))
-    for index, placement in outcome.admitted:
-        decided[index] = new_decision(
-            walk.jobs[index].key,
-            Action.ADMIT,
-            Fit.FITS,
-            Reason.ADMITTED,
-            f"admitted to {placement.pool} ({placement.region}, {placement.price_class.value}, "
-            f"${placement.usd_per_gpu_hour * placement.gpus:.2f}/h, est. ${placement.expected_cost_usd:.2f})",
-            placement,
+ADMITTED, WAITING, STATIC, DECIDED = range(4)
+
+
+class Decisions(Sequence[Decision]):
+    """Every job's decision, in the order the jobs were considered, kept as columns: a Decision
+    (with its message) is built when it is first read, so a caller that reads only some of them
+    (the admissions, the waits whose reason changed) pays for those only."""
+
+    def __init__(self, walk: Walk, outcome: Outcome):
+        self._walk = walk
+        self._outcome = outcome
+        self._order = walk.order
+        count = len(walk.jobs)
+        self._kind = np.full(count, DECIDED, dtype=np.int8)
+        self._slot = np.zeros(count, dtype=np.int64)
+        admitted = np.array(outcome.admitted, dtype=np.int64)
+        self._kind[admitted] = ADMITTED
+        self._kind[np.array(outcome.static, dtype=np.int64)] = STATIC
+        self._waits = _WaitColumns.of(walk, outcome)
+        self._kind[self._waits.index] = WAITING
+        self._slot[self._waits.index] = np.arange(len(self._waits.index))
+        self._built: dict[int, Decision] = {}
+
+    @classmethod
+    def none(cls) -> Decisions:
+        """No job pending."""
+        empty = cls.__new__(cls)
+        empty._order = []
+        empty._kind = np.zeros(0, dtype=np.int8)
+        return empty
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    @overload
+    def __getitem__(self, position: int) -> Decision: ...
+
+    @overload
+    def __getitem__(self, position: slice) -> list[Decision]: ...
+
+    def __getitem__(self, position: int | slice) -> Decision | list[Decision]:
+        if isinstance(position, slice):
+            return [self._decision(index) for index in self._order[position]]
+        return self._decision(self._order[position])
+
+    def __iter__(self) -> Iterator[Decision]:
+        return map(self._decision, self._order)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def actions(self) -> np.ndarray:
+        """Per decision (in order), 0 admit, 1 wait for capacity, 2 never fits, 3 other: without
+        building a Decision."""
+        return self._kind[np.array(self._order, dtype=np.int64)]
+
+    def _decision(self, index: int) -> Decision:
+        found = self._built.get(index)
+        if found is None:
+            found = self._built[index] = self._build(index)
+        return found
+
+    def _build(self, index: int) -> Decision:
+        kind = self._kind[index]
+        walk = self._walk
+        if kind == ADMITTED:
+            placement = self._outcome.placement(index)
+            return new_decision(
+                walk.jobs[index].key,
+                Action.ADMIT,
+                Fit.FITS,
+                Reason.ADMITTED,
+                f"admitted to {placement.pool} ({placement.region}, {placement.price_class.value}, "
+                f"${placement.usd_per_gpu_hour * placement.gpus:.2f}/h, est. ${placement.expected_cost_usd:.2f})",
+                placement,
+            )
+        if kind == WAITING:
+            return self._waits.decision(walk, int(self._slot[index]))
+        if kind == STATIC:
+            return walk.static_misfit(index)
+        return self._outcome.decided[index]
+
+
+@dataclass(frozen=True)
+class _WaitColumns:
+    """The jobs that fit no pool: the pool with the most free GPUs among their options when they
+    were looked at, and where they would run once capacity frees up (their best option)."""
+
+    index: np.ndarray
+    most_free_row: np.ndarray
+    most_free_gpus: np.ndarray
+    best_row: np.ndarray
+    best_free_gpus: np.ndarray
+    best_usd: np.ndarray
+
+    @classmethod
+    def of(cls, walk: Walk, outcome: Outcome) -> _WaitColumns:
+        indices = np.array([i for i, _ in outcome.waiting], dtype=np.int64)
+        if not len(indices):
+            empty = np.zeros(0, dtype=np.int64)
+            return cls(indices, empty, empty, empty, empty, np.zeros(0))
+        epochs = np.array([e for _, e in outcome.waiting], dtype=np.int64)
+        history = FreeHistory(walk.initial_free, outcome.admissions)
+        rows = most_free(walk.estimates, indices, epochs, history)
+        streams = walk.estimates.streams
+        signature = walk.estimates.columns.signature[indices]
+        best_option = streams.offset[signature] + np.array([walk.head[i][0] for i in indices.tolist()])
+        best = streams.pool[best_option]
+        return cls(
+            indices,
+            rows,
+            history.at(epochs, rows),
+            best,
+            history.at(epochs, best),
+            streams.usd[best_option],
         )
-    return [decided[index] for index in walk.order]
 
-
-def _waits(walk: Walk, outcome: Outcome) -> dict[int, Decision]:
-    """Decisions of the jobs that fit no pool: the pool with the most free GPUs among their options
-    when they were looked at, and where they would run once capacity frees up (their best option)."""
-    if not outcome.waiting:
-        return {}
-    history = FreeHistory(walk.initial_free, outcome.admissions)
-    indices = np.array([i for i, _ in outcome.waiting], dtype=np.int64)
-    epochs = np.array([e for _, e in outcome.waiting], dtype=np.int64)
-    rows = most_free(walk.estimates, indices, epochs, history)
-    free = history.at(epochs, rows)
-    best = np.array([walk.rankings[walk.signature[i]].lists.pool[walk.head[i][0]] for i in indices.tolist()])
-    best_free = history.at(epochs, best)
-    usd = [walk.rankings[walk.signature[i]].lists.usd[walk.head[i][0]] for i in indices.tolist()]
-    names, jobs = walk.names, walk.jobs
-    regions_text: dict[frozenset[str], str] = {}
-    decisions = {}
-    for index, most_free_gpus, row, best_row, best_free_gpus, best_usd in zip(
-        indices.tolist(), free.tolist(), rows.tolist(), best.tolist(), best_free.tolist(), usd, strict=True
-    ):
-        job = jobs[index]
+    def decision(self, walk: Walk, slot: int) -> Decision:
+        job = walk.jobs[int(self.index[slot])]
         gpus = job.workers * job.gpus_per_worker
-        regions = regions_text.get(job.regions)
-        if regions is None:
-            regions = regions_text[job.regions] = ", ".join(sorted(job.regions)) or "any region"
-        short = gpus - best_free_gpus
+        regions = ", ".join(sorted(job.regions)) or "any region"
+        short = gpus - int(self.best_free_gpus[slot])
         once = (
             f"once {short} GPUs free up there"
             if short > 0
@@ -180,11 +265,11 @@ def _waits(walk: Walk, outcome: Outcome) -> dict[int, Decision]:
         )
         message = (
             f"no pool in {regions} has {job.workers} worker(s) x {job.gpus_per_worker} free "
-            f"{job.gpu_type or 'GPU'} ({gpus} GPUs); most free: {most_free_gpus} on {names[row]}; "
-            f"would run on {names[best_row]} (${best_usd * gpus:.2f}/h) {once}"
+            f"{job.gpu_type or 'GPU'} ({gpus} GPUs); most free: {int(self.most_free_gpus[slot])} on "
+            f"{walk.names[int(self.most_free_row[slot])]}; would run on {walk.names[int(self.best_row[slot])]} "
+            f"(${float(self.best_usd[slot]) * gpus:.2f}/h) {once}"
         )
-        decisions[index] = new_decision(job.key, Action.WAIT, Fit.NO_FIT, Reason.NO_FITTING_POOL, message, None)
-    return decisions
+        return new_decision(job.key, Action.WAIT, Fit.NO_FIT, Reason.NO_FITTING_POOL, message, None)
 
 
 # --- one job in full, for `transferctl explain` -----------------------------------------------

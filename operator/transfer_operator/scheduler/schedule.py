@@ -31,7 +31,7 @@ from transfer_operator.scheduler.admit import Walk
 from transfer_operator.scheduler.batch import Estimates
 from transfer_operator.scheduler.capacity import PoolCapacity, build_capacity
 from transfer_operator.scheduler.elastic import most_workers, sized, to_pools
-from transfer_operator.scheduler.explain import Outcome, explain, explain_static_misfit
+from transfer_operator.scheduler.explain import Decisions, Outcome, explain_static_misfit
 from transfer_operator.scheduler.improve import local_search
 from transfer_operator.scheduler.options import JobOptions, OptionCache
 from transfer_operator.scheduler.solve import NotSolved, solve_exact
@@ -53,14 +53,14 @@ class SolvePath(StrEnum):
     """Which step 4 decided the cycle."""
 
     NONE = "none"  # nothing pending
-    EXACT = "exact"  # HiGHS proved the objective's optimum
+    EXACT = "exact"  # HiGHS proved the objective's optimum (cost within solve.COST_GAP)
     LOCAL_SEARCH = "localSearch"  # greedy walk, then local search
     GREEDY = "greedy"  # greedy walk alone
 
 
 @dataclass(frozen=True)
 class CycleResult:
-    decisions: list[Decision]
+    decisions: Decisions  # a Sequence[Decision], built as each is read
     path: SolvePath
     detail: str = ""  # why the exact path did not run, when it did not
 
@@ -68,7 +68,7 @@ class CycleResult:
 def schedule(snapshot: ClusterSnapshot, pending: Sequence[JobRequest]) -> list[Decision]:
     """Decide for every pending job: admit it to a pool, preempt victims for it, or let it wait.
     Decisions come in the order the jobs were considered (priority first)."""
-    return schedule_cycle(snapshot, pending).decisions
+    return list(schedule_cycle(snapshot, pending).decisions)
 
 
 def schedule_cycle(
@@ -76,7 +76,7 @@ def schedule_cycle(
 ) -> CycleResult:
     """`schedule`, with which path decided the cycle; `exact_budget_s` bounds the exact path."""
     if not pending:
-        return CycleResult([], SolvePath.NONE)
+        return CycleResult(Decisions.none(), SolvePath.NONE)
     cache = OptionCache(snapshot.pools)
     result = _elastic_cycle(snapshot, pending, cache, exact_budget_s)
     if any(pool.parent is not None for pool in snapshot.pools):
@@ -122,7 +122,7 @@ def _cycle(
     walk = Walk(snapshot, pending, cache, estimates, order)  # 3. admit
     walk.run()
     outcome, path, detail = _solve(walk, exact_budget_s)  # 4. solve
-    return CycleResult(explain(walk, outcome), path, detail)  # 5. explain
+    return CycleResult(Decisions(walk, outcome), path, detail)  # 5. explain
 
 
 def _sized(job: JobRequest, cache: OptionCache, capacity: dict[str, PoolCapacity]) -> JobRequest:
@@ -149,7 +149,8 @@ def _solve(walk: Walk, exact_budget_s: float) -> tuple[Outcome, SolvePath, str]:
     why = "exact path off"
     if exact_budget_s > 0:
         try:
-            return outcome_of(walk, solve_exact(walk, exact_budget_s)), SolvePath.EXACT, ""
+            solved = solve_exact(walk, exact_budget_s)
+            return outcome_of(walk, solved.placements), SolvePath.EXACT, solved.note
         except NotSolved as error:
             why = str(error)
     if len(walk.jobs) <= IMPROVE_MAX_JOBS:
@@ -159,16 +160,23 @@ def _solve(walk: Walk, exact_budget_s: float) -> tuple[Outcome, SolvePath, str]:
 
 def greedy_outcome(walk: Walk) -> Outcome:
     """The walk's own admissions, with each waiting job's view as it was at its turn."""
-    admitted = [(index, walk.placement(index, position)) for index, position in walk.admitted]
-    return Outcome(admitted, walk.waiting, walk.admissions, walk.decided)
+    position = dict(walk.admitted)
+    return Outcome(
+        [index for index, _ in walk.admitted],
+        lambda index: walk.placement(index, position[index]),
+        walk.waiting,
+        walk.admissions,
+        walk.static,
+        walk.decided,
+    )
 
 
 def outcome_of(walk: Walk, placements: dict[int, Placement]) -> Outcome:
     """Step 4's admissions instead of the walk's: the jobs it leaves waiting are explained against
     the capacity left after all of them."""
     row_of = {name: row for row, name in enumerate(walk.names)}
-    admitted = [(index, placements[index]) for index in walk.order if index in placements]
-    admissions = [(row_of[p.pool], p.gpus) for _, p in admitted]
+    admitted = [index for index in walk.order if index in placements]
+    admissions = [(row_of[placements[i].pool], placements[i].gpus) for i in admitted]
     final = len(admissions)
     dropped = [index for index, _ in walk.admitted if index not in placements]  # the solve may
     waiting = sorted(
@@ -176,7 +184,7 @@ def outcome_of(walk: Walk, placements: dict[int, Placement]) -> Outcome:
         key=lambda wait: walk.order_rank[wait[0]],
     )
     decided = {index: d for index, d in walk.decided.items() if index not in placements}
-    return Outcome(admitted, waiting, admissions, decided)
+    return Outcome(admitted, placements.__getitem__, waiting, admissions, walk.static, decided)
 
 
 def estimate_options(

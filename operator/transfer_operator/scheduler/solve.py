@@ -19,7 +19,8 @@ time, the greedy answer stands.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,20 +33,34 @@ if TYPE_CHECKING:
 MAX_OPTIONS = 20_000  # (job, option) pairs up to which a solve fits the default budget
 
 
+COST_GAP = 1e-4  # relative gap at which the cost level (and the tie-break) counts as solved
+FEASIBLE = 2  # highspy's kSolutionStatusFeasible
+
+
+@dataclass(frozen=True)
+class Solved:
+    """The exact path's answer: every admitted job's placement, the priority tiers and the cost
+    (within COST_GAP) proven optimal; `note` says when the tie-break is only the best found."""
+
+    placements: dict[int, Placement]
+    note: str = ""
+
+
 class NotSolved(Exception):
     """Why the exact path gave no answer; the greedy one stands."""
 
 
-def solve_exact(walk: Walk, budget_s: float) -> dict[int, Placement]:
-    """Every admitted job's placement at the objective's optimum. Raises NotSolved."""
+def solve_exact(walk: Walk, budget_s: float) -> Solved:
+    """Every admitted job's placement at the objective's optimum (or, out of time after one level
+    was solved, the best HiGHS found). Raises NotSolved."""
     deadline = time.perf_counter() + budget_s
     try:
         import highspy
     except ImportError as error:  # an operator dependency; `transferctl plan` may run without it
         raise NotSolved("highspy is not installed") from error
-    candidates = [i for i in walk.order if walk.head[i]]  # every job with an option
-    if len(candidates) > MAX_OPTIONS:  # each has one option at least
+    if int((walk.estimates.counts > 0).sum()) > MAX_OPTIONS:  # each such job has one option at least
         raise NotSolved(f"over {MAX_OPTIONS} options")
+    candidates = [i for i in walk.order if walk.head[i]]  # every job with an option
     entries = {}
     columns: list[tuple[int, int]] = []  # (job index, option position)
     for index in candidates:
@@ -92,34 +107,54 @@ def solve_exact(walk: Walk, budget_s: float) -> dict[int, Placement]:
     levels += [costs, tie]
     admitted = {index for index, _ in walk.admitted}
     all_placed = [all(i in admitted for i in candidates if walk.jobs[i].priority == p) for p in priorities]
-    x = start
+    x, note, solved = start, "", False
+    tie_level = len(levels) - 1
     for level, weights in enumerate(levels):
         if level < len(priorities) and all_placed[level]:
             # The warm start places every job of this tier: nothing can beat it; keep it.
-            best = float(weights @ start)
-            nonzero = np.flatnonzero(weights).astype(np.int32)
-            h.addRow(-np.inf, best + 1e-9 * max(1.0, abs(best)) + 1e-9, len(nonzero), nonzero, weights[nonzero])
+            _keep_at_most(h, weights, float(weights @ start))
             continue
         remaining = deadline - time.perf_counter()
         if remaining <= 0:
-            raise NotSolved("out of time")
+            if not solved or level != tie_level:
+                raise NotSolved("out of time")
+            note = "out of time before the utilization tie-break"
+            break
         h.setOptionValue("time_limit", remaining)
+        # Tiers: integer objective, so a gap under 1 proves the optimum. Cost, tie-break: COST_GAP.
+        h.setOptionValue("mip_abs_gap", 0.999 if level < len(priorities) else 0.0)
+        h.setOptionValue("mip_rel_gap", 0.0 if level < len(priorities) else COST_GAP)
         h.changeColsCost(count, np.arange(count), weights)
         solution = highspy.HighsSolution()
         solution.col_value = list(x)
         h.setSolution(solution)
         h.run()
-        if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
-            raise NotSolved(f"HiGHS: {h.modelStatusToString(h.getModelStatus())}")
+        status = h.getModelStatus()
+        if status != highspy.HighsModelStatus.kOptimal:
+            if level != tie_level or h.getInfo().primal_solution_status != FEASIBLE:
+                # An unproven incumbent of a tier or of the cost can be worse than the walk.
+                raise NotSolved(f"HiGHS: {h.modelStatusToString(status)}")
+            # The best HiGHS found in time: at least as good as the warm start, not proven.
+            x = np.array(h.getSolution().col_value)
+            note = f"{_level_name(level, tie_level)}: best found, {h.modelStatusToString(status)}"
+            break
+        solved = True
         x = np.array(h.getSolution().col_value)
-        best = float(weights @ x)
-        if level < len(levels) - 1:  # keep this level at its optimum in the next ones
-            slack = 1e-9 * max(1.0, abs(best)) + 1e-9
-            nonzero = np.flatnonzero(weights).astype(np.int32)
-            h.addRow(-np.inf, best + slack, len(nonzero), nonzero, weights[nonzero])
+        if level < tie_level:  # keep this level at its optimum in the next ones
+            _keep_at_most(h, weights, float(weights @ x))
     picked = {int(job_of[c]): options[c].placement for c in np.flatnonzero(x > 0.5).tolist()}
     _replay(walk, picked)
-    return picked
+    return Solved(picked, note)
+
+
+def _keep_at_most(h: Any, weights: np.ndarray, best: float) -> None:
+    """Hold the objective `weights` at `best` (up to rounding) in the levels after it."""
+    nonzero = np.flatnonzero(weights).astype(np.int32)
+    h.addRow(-np.inf, best + 1e-9 * max(1.0, abs(best)) + 1e-9, len(nonzero), nonzero, weights[nonzero])
+
+
+def _level_name(level: int, tie_level: int) -> str:
+    return {tie_level: "utilization tie-break", tie_level - 1: "cost level"}.get(level, f"priority tier {level + 1}")
 
 
 def _quota_rows(

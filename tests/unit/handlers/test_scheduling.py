@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from prometheus_client import REGISTRY
+
 from transfer_operator.api.config import OperatorConfig
 from transfer_operator.api.manifests import gpupool_manifest, transferjob_manifest
 from transfer_operator.handlers import scheduling
@@ -358,3 +360,17 @@ def test_preemption_across_queues_only_reclaims_what_a_cohort_queue_borrows():
     run_cycle(ctx, NOW + timedelta(seconds=2))
     assert status_of(kube, "borrower")["phase"] == "Preempted"
     assert ready_of(kube, "urgent")["reason"] == "Preempting"
+
+
+def test_a_cycle_counts_the_path_that_decided_it():
+    def count(path: str) -> float:
+        return REGISTRY.get_sample_value("transfer_scheduling_solve_path_total", {"path": path}) or 0.0
+
+    ctx, _ = ctx_with(a_pool(), a_job("a"), a_job("b"))
+    before = {path: count(path) for path in ("exact", "localSearch", "none")}
+    run_cycle(ctx, NOW)  # two jobs, one pool: HiGHS solves it within the default budget
+    assert count("exact") == before["exact"] + 1
+    ctx.config = OperatorConfig(exact_budget_seconds=0)  # exact path off: local search on a small cycle
+    run_cycle(ctx, NOW + timedelta(seconds=2))
+    assert count("localSearch") == before["localSearch"] + 1
+    assert count("none") == before["none"]

@@ -125,3 +125,16 @@ def test_preference_changes_the_ranking_not_the_limits():
     assert [o.placement.pool for o in cheapest.options] == ["a100", "h100"]
     assert [o.placement.pool for o in fastest.options] == ["h100", "a100"]
     assert schedule(snapshot_of(*pools), [a_job(prefer=Preference.FASTEST)])[0].action is Action.ADMIT
+
+
+def test_decisions_are_built_as_they_are_read():
+    snapshot = snapshot_of(a_pool("only", nodes=1))
+    jobs = [a_job("ns/fits", created=0), a_job("ns/waits", created=1), a_job("ns/never", created=2, gpu="H100")]
+    decisions = schedule_cycle(snapshot, jobs).decisions
+    assert decisions.actions().tolist() == [0, 1, 2]  # admitted, waits for capacity, never fits
+    assert decisions._built == {}  # nothing built before a decision is read
+    waiting = decisions[1]
+    assert len(decisions._built) == 1 and waiting.reason is Reason.NO_FITTING_POOL
+    assert decisions[1] is waiting  # built once
+    assert decisions == schedule(snapshot, jobs)
+    assert [d.reason for d in decisions[-1:]] == [Reason.INVALID_SPEC]
