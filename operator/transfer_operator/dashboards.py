@@ -1,4 +1,4 @@
-"""Grafana dashboards as code (grafanalib): one for the fleet, one per job.
+"""Grafana dashboards as code (Grafana Foundation SDK): one for the fleet, one per job.
 
 Every expression reads a metric that metrics.py exports (operator) or that the trainers export
 through Ray (`ray_transfer_train_*`); tests check both the names and, against a real Prometheus,
@@ -10,19 +10,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from grafanalib._gen import DashboardEncoder
-from grafanalib.core import (
-    Dashboard,
-    GridPos,
-    Stat,
-    Target,
-    Template,
-    Templating,
-    Time,
-    TimeSeries,
-)
+from grafana_foundation_sdk.builders import dashboard, prometheus, stat, timeseries
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import dashboard as models
 
-DATASOURCE = "${datasource}"
+DATASOURCE = models.DataSourceRef(type_val="prometheus", uid="${datasource}")
+PANEL_HEIGHT = 8
 RATE_WINDOW = "5m"
 
 
@@ -139,76 +132,74 @@ JOB_PANELS: tuple[PanelSpec, ...] = (
 )
 
 
-def _panel(spec: PanelSpec, x: int, y: int) -> TimeSeries | Stat:
-    targets = [
-        Target(expr=expr, legendFormat=legend, refId=chr(ord("A") + i))
-        for i, (expr, legend) in enumerate(spec.exprs)
-    ]
-    position = GridPos(h=8, w=spec.width, x=x, y=y)
-    if spec.kind == "stat":
-        return Stat(
-            title=spec.title, dataSource=DATASOURCE, targets=targets, gridPos=position, format=spec.unit
-        )
-    return TimeSeries(
-        title=spec.title, dataSource=DATASOURCE, targets=targets, gridPos=position, unit=spec.unit
+def _target(expr: str, legend: str, ref_id: str) -> prometheus.Dataquery:
+    return prometheus.Dataquery().expr(expr).legend_format(legend).ref_id(ref_id).datasource(DATASOURCE)
+
+
+def _panel(spec: PanelSpec, panel_id: int) -> timeseries.Panel | stat.Panel:
+    panel = timeseries.Panel() if spec.kind == "timeseries" else stat.Panel()
+    panel.id(panel_id).title(spec.title).datasource(DATASOURCE).height(PANEL_HEIGHT).span(spec.width)
+    if spec.unit:
+        panel.unit(spec.unit)
+    for i, (expr, legend) in enumerate(spec.exprs):
+        panel.with_target(_target(expr, legend, chr(ord("A") + i)))
+    return panel
+
+
+def _dashboard(title: str, uid: str, specs: tuple[PanelSpec, ...]) -> dashboard.Dashboard:
+    # The builder places each panel on the grid after the previous one, wrapping at 24 columns.
+    board = (
+        dashboard.Dashboard(title)
+        .uid(uid)
+        .tags(["transfer-operator"])
+        .time("now-6h", "now")
+        .with_variable(dashboard.DatasourceVariable("datasource").label("Data source").type("prometheus"))
+    )
+    for panel_id, spec in enumerate(specs, start=1):
+        board.with_panel(_panel(spec, panel_id))
+    return board
+
+
+def _job_variable(name: str, label: str, query: str) -> dashboard.QueryVariable:
+    return (
+        dashboard.QueryVariable(name)
+        .label(label)
+        .datasource(DATASOURCE)
+        .query(query)
+        .refresh(models.VariableRefresh.ON_TIME_RANGE_CHANGED)
     )
 
 
-def _layout(specs: tuple[PanelSpec, ...]) -> list[TimeSeries | Stat]:
-    panels, x, y = [], 0, 0
-    for spec in specs:
-        if x + spec.width > 24:
-            x, y = 0, y + 8
-        panels.append(_panel(spec, x, y))
-        x += spec.width
-    return panels
+def fleet_dashboard() -> models.Dashboard:
+    return _dashboard("transfer-operator / fleet", "transfer-fleet", FLEET_PANELS).build()
 
 
-def _datasource_variable() -> Template:
-    return Template(name="datasource", query="prometheus", type="datasource", label="Data source", default="")
+def job_dashboard() -> models.Dashboard:
+    board = _dashboard("transfer-operator / job", "transfer-job", JOB_PANELS)
+    board.with_variable(
+        _job_variable("namespace", "Namespace", "label_values(transfer_job_phase, namespace)")
+    )
+    board.with_variable(
+        _job_variable(
+            "transferjob",
+            "TransferJob",
+            'label_values(transfer_job_phase{namespace="$namespace"}, transferjob)',
+        )
+    )
+    return board.build()
 
 
-def fleet_dashboard() -> Dashboard:
-    return Dashboard(
-        title="transfer-operator / fleet",
-        uid="transfer-fleet",
-        tags=["transfer-operator"],
-        time=Time("now-6h", "now"),
-        templating=Templating(list=[_datasource_variable()]),
-        panels=_layout(FLEET_PANELS),
-    ).auto_panel_ids()
+def render_dashboard(board: models.Dashboard) -> str:
+    return json.dumps(board, cls=JSONEncoder, indent=2, sort_keys=True) + "\n"
 
 
-def job_dashboard() -> Dashboard:
-    variables = [
-        _datasource_variable(),
-        Template(
-            name="namespace",
-            label="Namespace",
-            dataSource=DATASOURCE,
-            query="label_values(transfer_job_phase, namespace)",
-            default="",
-        ),
-        Template(
-            name="transferjob",
-            label="TransferJob",
-            dataSource=DATASOURCE,
-            query='label_values(transfer_job_phase{namespace="$namespace"}, transferjob)',
-            default="",
-        ),
-    ]
-    return Dashboard(
-        title="transfer-operator / job",
-        uid="transfer-job",
-        tags=["transfer-operator"],
-        time=Time("now-6h", "now"),
-        templating=Templating(list=variables),
-        panels=_layout(JOB_PANELS),
-    ).auto_panel_ids()
-
-
-def render_dashboard(dashboard: Dashboard) -> str:
-    return json.dumps(dashboard.to_json_data(), cls=DashboardEncoder, indent=2, sort_keys=True) + "\n"
+def rendered_queries(rendered: str) -> list[str]:
+    """Every query a rendered dashboard runs: its panels' PromQL, then its query variables'
+    `label_values(selector, label)` as they are written."""
+    data = json.loads(rendered)
+    queries = [target["expr"] for panel in data["panels"] for target in panel.get("targets", [])]
+    variables = data.get("templating", {}).get("list", [])
+    return queries + [v["query"] for v in variables if v["type"] == "query"]
 
 
 DASHBOARDS = {"fleet.json": fleet_dashboard, "job.json": job_dashboard}
