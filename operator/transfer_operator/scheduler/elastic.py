@@ -54,7 +54,7 @@ def provisionable_row(pool: str) -> str:
     return pool + PROVISIONABLE_SUFFIX
 
 
-def to_pools(decisions: list[Decision]) -> list[Decision]:
+def to_pools(decisions: Sequence[Decision]) -> list[Decision]:
     """The decisions with each placement on a row of nodes to buy naming its pool instead."""
     out = []
     for decision in decisions:

@@ -60,7 +60,7 @@ class SolvePath(StrEnum):
 
 @dataclass(frozen=True)
 class CycleResult:
-    decisions: Decisions  # a Sequence[Decision], built as each is read
+    decisions: Sequence[Decision]  # Decisions (built as each is read) or, with elastic gangs, a list
     path: SolvePath
     detail: str = ""  # why the exact path did not run, when it did not
 
