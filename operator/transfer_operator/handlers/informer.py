@@ -272,13 +272,14 @@ def prepare_transfercluster(body: dict[str, Any]) -> ParsedCluster:
 
 
 def prepare_rayjob(body: dict[str, Any]) -> dict[str, Any]:
-    """Name, owners and status are all the cycle reads of a RayJob."""
+    """Name, owners (origin labels in a worker cluster) and status are all the cycle reads of a RayJob."""
     metadata = body.get("metadata") or {}
     return {
         "metadata": {
             "name": metadata.get("name", ""),
             "namespace": metadata.get("namespace") or "default",
             "ownerReferences": metadata.get("ownerReferences") or [],
+            "labels": metadata.get("labels") or {},
         },
         "status": dict(body.get("status") or {}),
     }

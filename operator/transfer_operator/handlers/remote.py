@@ -35,6 +35,7 @@ from transfer_operator.handlers.informer import (
     Store,
     prepare_node,
     prepare_pod,
+    prepare_rayjob,
 )
 
 log = logging.getLogger(__name__)
@@ -55,21 +56,9 @@ class ClusterProblem(Exception):
         self.reason, self.message = reason, message
 
 
-def prepare_remote_rayjob(body: dict[str, Any]) -> dict[str, Any]:
-    metadata = body.get("metadata") or {}
-    return {
-        "metadata": {
-            "name": metadata.get("name", ""),
-            "namespace": metadata.get("namespace") or "default",
-            "labels": metadata.get("labels") or {},
-        },
-        "status": dict(body.get("status") or {}),
-    }
-
-
 @dataclass
 class RemoteIndex:
-    rayjobs: Store[dict[str, Any]] = field(default_factory=lambda: Store(prepare_remote_rayjob))
+    rayjobs: Store[dict[str, Any]] = field(default_factory=lambda: Store(prepare_rayjob))
     pods: Store[dict[str, Any]] = field(default_factory=lambda: Store(prepare_pod))
     nodes: Store[dict[str, Any]] = field(default_factory=lambda: Store(prepare_node))
 
