@@ -27,6 +27,7 @@ HOW = {
     "spot interruption taint on a job's node": "taint transfer.dev/spot-interruption on the job's nodes",
     "node deleted under a running job": "kubectl delete node on the job's nodes",
     "interrupted training resumes at its checkpoint": "real training of attempt 1 on a local Ray, spot taint, attempt 2's RayJob run",
+    "worker cluster loss (kube-apiserver SIGKILL)": "3 clusters (dev-cluster --clusters 2), two jobs in one worker; its kube-apiserver SIGKILLed for 20 s (clusterLostAfterSeconds 10), started again; the jobs move to the other worker and back on the next loss; recovery = kill to both re-placed",
 }
 
 
@@ -38,8 +39,18 @@ def main() -> None:
     args = parser.parse_args()
     report = args.report or Path(tempfile.mkstemp(suffix=".jsonl")[1])
     if not (args.report and report.exists()):  # else: a finished run, rendered again
-        env = {**os.environ, "TRANSFER_FAULT_RUNS": str(args.runs), "TRANSFER_FAULT_REPORT": str(report)}
-        tests = ["tests/e2e/test_faults.py", "tests/e2e/test_failover.py", "tests/e2e/test_bad_input.py"]
+        env = {
+            **os.environ,
+            "TRANSFER_FAULT_RUNS": str(args.runs),
+            "TRANSFER_FAULT_REPORT": str(report),
+            "TRANSFER_CLUSTER_LOSSES": str(min(args.runs, 20)),
+        }
+        tests = [
+            "tests/e2e/test_faults.py",
+            "tests/e2e/test_failover.py",
+            "tests/e2e/test_bad_input.py",
+            "tests/e2e/test_multicluster.py",
+        ]
         returncode = subprocess.run(
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests], cwd=ROOT, env=env
         ).returncode

@@ -106,6 +106,16 @@ def rayjobs_in(worker: cluster_mod.Cluster) -> dict[str, dict[str, Any]]:
     return {r["metadata"]["name"]: r for r in items if not r["metadata"].get("deletionTimestamp")}
 
 
+def live_attempts(fleet: fleet_mod.Fleet, job: str) -> list[tuple[str, str]]:
+    """(cluster, RayJob) of every live RayJob of `job` in every worker."""
+    return [
+        (cluster, name)
+        for cluster, worker in fleet.workers.items()
+        for name, rayjob in rayjobs_in(worker).items()
+        if rayjob["metadata"]["labels"].get("transfer.dev/origin-name") == job
+    ]
+
+
 def placed_in(fleet: fleet_mod.Fleet, name: str, attempt: int) -> str:
     def placed() -> str | None:
         status = status_of(fleet, name)
@@ -211,6 +221,8 @@ def test_jobs_are_dispatched_deleted_and_moved_on_cluster_loss(
         "eu-west reachable again",
     )
     assert ready
+    fleet.management.kubectl("delete", "transferjob", "west", "-n", NAMESPACE, "--wait=true", "--timeout=60s")
+    wait_for(lambda: not live_attempts(fleet, "west") or None, 60, "west's RayJob deleted")  # its GPUs free
     for worker in (us, eu):  # the workers' credentials never reach the log
         token = yaml.safe_load((worker.state_dir / "operator-kubeconfig").read_text())["users"][0]["user"][
             "token"
@@ -219,16 +231,6 @@ def test_jobs_are_dispatched_deleted_and_moved_on_cluster_loss(
 
 
 LOSSES = int(os.environ.get("TRANSFER_CLUSTER_LOSSES", "2"))
-
-
-def live_attempts(fleet: fleet_mod.Fleet, job: str) -> list[tuple[str, str]]:
-    """(cluster, RayJob) of every live RayJob of `job` in every worker."""
-    return [
-        (cluster, name)
-        for cluster, worker in fleet.workers.items()
-        for name, rayjob in rayjobs_in(worker).items()
-        if rayjob["metadata"]["labels"].get("transfer.dev/origin-name") == job
-    ]
 
 
 def test_repeated_worker_cluster_losses_lose_and_double_nothing(
