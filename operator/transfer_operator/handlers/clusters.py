@@ -212,7 +212,8 @@ def finalize_deleted(ctx: Ctx, jobs: dict[str, tuple[dict[str, Any], TransferJob
             if not theirs:
                 continue
             if not remote.usable(now_s):
-                waiting = waiting or not remote.lost(now_s)  # a lost cluster is swept on its return
+                # a lost or misconfigured cluster is swept when it is back; a short outage is waited out
+                waiting = waiting or (remote.problem is None and not remote.lost(now_s))
                 continue
             for rayjob in theirs:
                 delete_remote(remote, rayjob["metadata"]["namespace"], rayjob["metadata"]["name"])
