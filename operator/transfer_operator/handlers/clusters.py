@@ -53,15 +53,11 @@ def sync_clusters(ctx: Ctx) -> None:
         remote = ctx.clusters.get(name)
         if (
             remote is None
-            or remote.spec_hash != _spec_only_hash(cluster)
+            or remote.spec_hash != spec_hash(cluster)
             or (remote.problem is not None and now_s >= remote.retry_at_s)
         ):
             remote = refresh(ctx, cluster, remote)
         write_cluster_status(ctx, body, remote, now_s)
-
-
-def _spec_only_hash(cluster: TransferCluster) -> str:
-    return spec_hash(cluster, b"")
 
 
 def refresh(ctx: Ctx, cluster: TransferCluster, old: RemoteCluster | None) -> RemoteCluster:
@@ -71,7 +67,7 @@ def refresh(ctx: Ctx, cluster: TransferCluster, old: RemoteCluster | None) -> Re
         old.stop()
     remote = RemoteCluster(
         name=name,
-        spec_hash=_spec_only_hash(cluster),
+        spec_hash=spec_hash(cluster),
         namespace_prefix=cluster.spec.namespace_prefix or "",
         lost_after_s=float(cluster.spec.cluster_lost_after_seconds),
     )
@@ -82,7 +78,7 @@ def refresh(ctx: Ctx, cluster: TransferCluster, old: RemoteCluster | None) -> Re
         kubeconfig = read_kubeconfig(ctx.kube, cluster, ctx.lease_namespace)
         ref = cluster.spec.kubeconfig_secret_ref
         api = client_of(kubeconfig, f"Secret {ref.namespace or ctx.lease_namespace}/{ref.name}")
-        connect(remote, api, ctx.remote_kube_factory)
+        connect(remote, api)
     except ClusterProblem as problem:
         remote.problem = problem
     except Exception as error:  # noqa: BLE001 - a broken cluster must not stop the operator

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from transfer_operator.api.config import OperatorConfig
 from transfer_operator.handlers.informer import FleetIndex
@@ -25,4 +23,3 @@ class Ctx:
     clusters: dict[str, RemoteCluster] = field(
         default_factory=dict
     )  # worker clusters, by TransferCluster name
-    remote_kube_factory: Callable[[Any], Any] | None = None  # tests: a Kube for a worker's API client

@@ -113,9 +113,9 @@ class RemoteCluster:
         self.stopped.set()
 
 
-def spec_hash(cluster: TransferCluster, kubeconfig: bytes) -> str:
-    digest = hashlib.sha256(cluster.spec.model_dump_json().encode() + kubeconfig)
-    return digest.hexdigest()[:16]
+def spec_hash(cluster: TransferCluster) -> str:
+    """Changes when the TransferCluster's spec does: the cluster is connected again."""
+    return hashlib.sha256(cluster.spec.model_dump_json().encode()).hexdigest()[:16]
 
 
 def read_kubeconfig(local_kube: Any, cluster: TransferCluster, operator_namespace: str) -> bytes:
@@ -164,11 +164,11 @@ def client_of(kubeconfig: bytes, where: str) -> client.ApiClient:
     return client.ApiClient(configuration)
 
 
-def connect(remote: RemoteCluster, api: client.ApiClient, kube_factory: Any) -> None:
+def connect(remote: RemoteCluster, api: client.ApiClient) -> None:
     """Check the worker (version, RayJob CRD), then start its informers and probe."""
     from transfer_operator.handlers.kube import Kube  # one Kube class for every cluster
 
-    kube = kube_factory(api) if kube_factory else Kube(api)
+    kube = Kube(api)
     version = probe(api)
     if version is None:
         raise ClusterProblem(
