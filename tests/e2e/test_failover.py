@@ -29,7 +29,15 @@ from transfer_operator import devcluster
 from transfer_operator.api.manifests import transferjob_manifest
 from transfer_operator.devcluster.nodes import KWOK_ANNOTATION, node_manifests
 
-from .conftest import EXAMPLES, MAX_NODES_PER_POOL, OperatorProcess, get_json, keep_ray_jobs_running, wait_for
+from .conftest import (
+    EXAMPLES,
+    MAX_NODES_PER_POOL,
+    OperatorProcess,
+    get_json,
+    get_or_none,
+    keep_ray_jobs_running,
+    wait_for,
+)
 from .test_faults import invariant_violations, record
 
 SPOT_TAINT = "transfer.dev/spot-interruption"
@@ -187,7 +195,9 @@ def run_rayjob_locally(
 ) -> subprocess.Popen[bytes]:
     """Run a RayJob's entrypoint with its runtime env, as the Ray head of its cluster would.
     This machine has no GPU: the only change is gpusPerWorker 0 in the job spec it reads."""
-    spec = get_json(cluster, "rayjob", rayjob, "-n", namespace)["spec"]
+    # The operator writes the placement before it creates the RayJob: wait for it to exist.
+    found = wait_for(lambda: get_or_none(cluster, "rayjob", rayjob, "-n", namespace), 60, f"RayJob {rayjob}")
+    spec = found["spec"]
     env = secret_env(cluster, namespace, spec["rayClusterSpec"]["headGroupSpec"]["template"])
     env.update(yaml.safe_load(spec["runtimeEnvYAML"])["env_vars"])
     job = json.loads(env["TRANSFER_JOB"])

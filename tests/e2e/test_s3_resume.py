@@ -16,7 +16,7 @@ import pyarrow.fs as pafs
 from transfer_operator import devcluster
 from transfer_operator.devcluster import objectstore
 
-from .conftest import OperatorProcess, get_json, keep_ray_jobs_running, wait_for
+from .conftest import OperatorProcess, get_or_none, keep_ray_jobs_running, wait_for
 from .test_failover import (  # noqa: F401 (fleet is a fixture)
     MAX_STEPS,
     a_job,
@@ -71,7 +71,8 @@ def test_an_interrupted_job_resumes_from_its_s3_checkpoint(
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(a_job("s3-resumer", **spec)))
     first = placed(cluster, namespace, "s3-resumer", attempt=1)["status"]
     assert first["lastCheckpoint"] == f"s3://{prefix}"
-    rayjob = get_json(cluster, "rayjob", first["rayJobName"], "-n", namespace)
+    # The status is written before the RayJob is created (a crash between the two loses nothing).
+    rayjob = wait_for(lambda: get_or_none(cluster, "rayjob", first["rayJobName"], "-n", namespace), 60, "RayJob")
     head = rayjob["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
     assert head["envFrom"] == [{"secretRef": {"name": STORAGE_SECRET}}], "keys reach pods by reference only"
     assert s3_store.credentials.secret_key not in json.dumps(rayjob), "no key value in the RayJob"
