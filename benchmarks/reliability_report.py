@@ -27,6 +27,8 @@ HOW = {
     "spot interruption taint on a job's node": "taint transfer.dev/spot-interruption on the job's nodes",
     "node deleted under a running job": "kubectl delete node on the job's nodes",
     "interrupted training resumes at its checkpoint": "real training of attempt 1 on a local Ray, spot taint, attempt 2's RayJob run",
+    "worker cluster loss during real training (resumed from S3)": "real training of attempt 1 (the RayJob in one worker, run on a local Ray) checkpointing to SeaweedFS under the operator's checkpointRoot; that worker's kube-apiserver SIGKILLed for 30 s; attempt 2's RayJob in the other worker resumes at the last S3 step and writes the final model to S3; recovery = kill to re-placed",
+    "S3 outage during training": "SeaweedFS stopped under a training attempt that checkpoints to it; the attempt exits 1 naming the storage (recovery = outage to exit); the store restarted: every earlier checkpoint intact, attempt 2 resumes from the last complete one and finishes",
     "worker cluster loss (kube-apiserver SIGKILL)": "3 clusters (dev-cluster --clusters 2), two jobs in one worker; its kube-apiserver SIGKILLed for 20 s (clusterLostAfterSeconds 10), started again; the jobs move to the other worker and back on the next loss; recovery = kill to both re-placed",
 }
 
@@ -35,7 +37,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "reliability.md")
-    parser.add_argument("--report", type=Path, help="the tests' JSON lines (kept here; rendered again if present)")
+    parser.add_argument(
+        "--report", type=Path, help="the tests' JSON lines (kept here; rendered again if present)"
+    )
     args = parser.parse_args()
     report = args.report or Path(tempfile.mkstemp(suffix=".jsonl")[1])
     if not (args.report and report.exists()):  # else: a finished run, rendered again
@@ -50,6 +54,7 @@ def main() -> None:
             "tests/e2e/test_failover.py",
             "tests/e2e/test_bad_input.py",
             "tests/e2e/test_multicluster.py",
+            "tests/e2e/test_s3_outage.py",
         ]
         returncode = subprocess.run(
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests], cwd=ROOT, env=env
@@ -100,6 +105,16 @@ def main() -> None:
         "environment run on a local Ray until a checkpoint exists, the node gets the spot taint, and attempt 2's",
         "RayJob, run the same way, resumes from the last checkpoint's step and finishes the run (its first new",
         "checkpoint is one interval after the interrupted step).",
+        "",
+        "## Worker clusters and shared storage",
+        "",
+        "`tests/e2e/test_multicluster.py` runs three clusters (`dev-cluster up --clusters 2`) and SeaweedFS. The",
+        "loss rows SIGKILL a worker's kube-apiserver; the real-training row does it under a job whose attempt 1",
+        "checkpoints to S3 (the operator's `storage.checkpointRoot`), and attempt 2, dispatched to the other",
+        "worker, resumes at the last S3 step and publishes its model to S3. `tests/e2e/test_s3_outage.py` stops",
+        "the store itself under training: the attempt fails with exit code 1 and last lines that name the",
+        "storage (what KubeRay puts in the RayJob's message and the operator in the job's `Failed` condition),",
+        "and nothing written before the outage is lost.",
         "",
         "## Not covered",
         "",

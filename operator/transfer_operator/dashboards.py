@@ -132,6 +132,40 @@ JOB_PANELS: tuple[PanelSpec, ...] = (
 )
 
 
+# A fleet with worker clusters (TransferCluster): what each cluster holds, whether it answers,
+# how long a dispatch into it takes, and what its losses cost. The operator's own cluster is
+# `cluster="local"` in the GPU and job series.
+CLUSTER_PANELS: tuple[PanelSpec, ...] = (
+    PanelSpec("Worker clusters ready", (("transfer_cluster_ready", "{{cluster}}"),), kind="stat", width=8),
+    PanelSpec(
+        "GPUs allocated by cluster",
+        (('sum by (cluster) (transfer_cluster_gpus{state="allocated"})', "{{cluster}}"),),
+        width=8,
+    ),
+    PanelSpec("Jobs by cluster", (("sum by (cluster) (transfer_cluster_jobs)", "{{cluster}}"),), width=8),
+    PanelSpec(
+        "RayJob dispatch p99 by cluster",
+        (
+            (
+                f"histogram_quantile(0.99, sum by (le, cluster) (rate(transfer_dispatch_seconds_bucket[{RATE_WINDOW}])))",
+                "{{cluster}}",
+            ),
+        ),
+        unit="s",
+    ),
+    PanelSpec(
+        "Cluster losses and cleanup",
+        (
+            ('sum(increase(transfer_failovers_total{reason="ClusterLost"}[1h]))', "jobs moved (ClusterLost)"),
+            (
+                "sum by (cluster) (increase(transfer_remote_rayjobs_deleted_total[1h]))",
+                "RayJobs deleted: {{cluster}}",
+            ),
+        ),
+    ),
+)
+
+
 def _target(expr: str, legend: str, ref_id: str) -> prometheus.Dataquery:
     return prometheus.Dataquery().expr(expr).legend_format(legend).ref_id(ref_id).datasource(DATASOURCE)
 
@@ -189,6 +223,10 @@ def job_dashboard() -> models.Dashboard:
     return board.build()
 
 
+def clusters_dashboard() -> models.Dashboard:
+    return _dashboard("transfer-operator / clusters", "transfer-clusters", CLUSTER_PANELS).build()
+
+
 def render_dashboard(board: models.Dashboard) -> str:
     return json.dumps(board, cls=JSONEncoder, indent=2, sort_keys=True) + "\n"
 
@@ -202,8 +240,14 @@ def rendered_queries(rendered: str) -> list[str]:
     return queries + [v["query"] for v in variables if v["type"] == "query"]
 
 
-DASHBOARDS = {"fleet.json": fleet_dashboard, "job.json": job_dashboard}
+DASHBOARDS = {"fleet.json": fleet_dashboard, "job.json": job_dashboard, "clusters.json": clusters_dashboard}
+# Only a fleet with worker clusters has data for this one (tests/e2e/test_multicluster.py runs it).
+MULTICLUSTER_DASHBOARDS = frozenset({"clusters.json"})
 
 
 def all_expressions() -> list[str]:
-    return [expr for spec in FLEET_PANELS + JOB_PANELS for expr, _ in spec.exprs]
+    return [expr for spec in FLEET_PANELS + JOB_PANELS + CLUSTER_PANELS for expr, _ in spec.exprs]
+
+
+def cluster_expressions() -> list[str]:
+    return [expr for spec in CLUSTER_PANELS for expr, _ in spec.exprs]

@@ -139,8 +139,10 @@ class OperatorProcess:
         peering: bool = False,
         name: str = "operator-e2e",
         priority: int = 0,
+        config: Path | None = None,
     ):
         self.kubeconfig = kubeconfig
+        self.config = config  # the operator settings file (chart value `config`)
         self.log_path = log_path
         self.peering = peering
         self.name = name
@@ -157,6 +159,8 @@ class OperatorProcess:
             "POD_NAME": self.name,
             "TRANSFER_METRICS_PORT": str(self.metrics_port),
         }
+        if self.config is not None:
+            env["TRANSFER_OPERATOR_CONFIG"] = str(self.config)
         log = self.log_path.open("ab")
         mode = (
             ["--peering", "transfer-operator", "--priority", str(self.priority)]

@@ -16,6 +16,8 @@ from typing import Any
 
 import yaml
 
+from transfer_operator.dashboards import MULTICLUSTER_DASHBOARDS, rendered_queries
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -96,3 +98,36 @@ class Prometheus:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+
+
+DASHBOARD_DIR = Path(__file__).resolve().parents[2] / "charts/transfer-operator/dashboards"
+
+
+def shipped_queries(multicluster: bool = False) -> set[str]:
+    """The chart's JSON (which test_cli's `generate --check` keeps equal to dashboards.py): the
+    single-cluster dashboards, or those only a fleet with worker clusters has data for."""
+    return {
+        query
+        for path in sorted(DASHBOARD_DIR.glob("*.json"))
+        if (path.name in MULTICLUSTER_DASHBOARDS) == multicluster
+        for query in rendered_queries(path.read_text())
+    }
+
+
+def assert_every_query_returns_data(
+    prometheus: Prometheus, queries: set[str], timeout_s: float = 240
+) -> None:
+    pending = set(queries)
+    invalid = {}
+    deadline = time.monotonic() + timeout_s
+    while pending and time.monotonic() < deadline:
+        for expr in sorted(pending):
+            try:
+                if prometheus.query(expr)["result"]:
+                    pending.discard(expr)
+            except ValueError as error:
+                invalid[expr] = str(error)
+                pending.discard(expr)
+        time.sleep(2)
+    assert not invalid, f"invalid PromQL: {invalid}"
+    assert not pending, f"queries with no series after {timeout_s:.0f} s: {sorted(pending)}"

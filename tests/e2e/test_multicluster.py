@@ -5,6 +5,7 @@ when it comes back no second live RayJob of a job exists anywhere."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -13,12 +14,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow.fs as pafs
 import pytest
 import yaml
 
 from transfer_operator.api.manifests import transferjob_manifest
+from transfer_operator.dashboards import cluster_expressions
 from transfer_operator.devcluster import cluster as cluster_mod
 from transfer_operator.devcluster import fleet as fleet_mod
+from transfer_operator.devcluster import objectstore
 from transfer_operator.devcluster.nodes import load_pools
 
 from .conftest import (
@@ -30,10 +34,14 @@ from .conftest import (
     keep_ray_jobs_running,
     wait_for,
 )
+from .prometheus import Prometheus, assert_every_query_returns_data, shipped_queries
+from .test_failover import MAX_STEPS, resumable_training, run_rayjob_locally, stop
 from .test_faults import record
+from .test_s3_resume import s3_checkpoint_steps
 
 POOLS = Path(__file__).resolve().parents[2] / "manifests" / "multicluster" / "pools.yaml"
 NAMESPACE = "mc"
+CHECKPOINT_ROOT = f"s3://{fleet_mod.STORAGE_BUCKET}/checkpoints"  # the operator's storage.checkpointRoot
 pytestmark = pytest.mark.slow
 
 
@@ -41,7 +49,7 @@ pytestmark = pytest.mark.slow
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[fleet_mod.Fleet]:
     state = tmp_path_factory.mktemp("fleet")
     pools = load_pools(POOLS)
-    running = fleet_mod.up(state, pools, clusters=2, s3=False, max_nodes_per_pool=1)
+    running = fleet_mod.up(state, pools, clusters=2, s3=True, max_nodes_per_pool=1)
     try:
         management = running.management
         management.helm(
@@ -66,8 +74,12 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[fleet_mod.Fleet]
             )
         for member in [management, *running.workers.values()]:
             member.kubectl("create", "namespace", NAMESPACE)
+        assert running.store is not None
+        storage = fleet_mod.storage_secret(NAMESPACE, running.store)
         for worker in running.workers.values():
             keep_ray_jobs_running(worker, NAMESPACE)  # the jobs stay Running while the test looks
+            # The admin's storage Secret in each worker (docs/multicluster.md): pods read it by envFrom.
+            worker.kubectl("apply", "-f", "-", input=json.dumps(storage))
         yield running
     finally:
         fleet_mod.down(state)
@@ -79,11 +91,23 @@ def operator(fleet: fleet_mod.Fleet, tmp_path_factory: pytest.TempPathFactory) -
     kubeconfig = fleet.management.service_account_kubeconfig(
         SERVICE_ACCOUNT, RELEASE_NAMESPACE, workdir / "kubeconfig"
     )
-    process = OperatorProcess(kubeconfig, workdir / "operator.log")
+    settings = {"storage": {"checkpointRoot": CHECKPOINT_ROOT, "credentialsSecret": fleet_mod.STORAGE_SECRET}}
+    (workdir / "config.yaml").write_text(yaml.safe_dump(settings))
+    process = OperatorProcess(kubeconfig, workdir / "operator.log", config=workdir / "config.yaml")
     process.start()
     yield process
     process.kill(signal.SIGTERM)
     print(process.log()[-6000:])
+
+
+@pytest.fixture(scope="module")
+def prometheus(operator: OperatorProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]:
+    """Scrapes the operator from its start, so the cluster dashboard sees every loss of this module."""
+    server = Prometheus.start(
+        tmp_path_factory.mktemp("prometheus"), {"transfer-operator": f"127.0.0.1:{operator.metrics_port}"}
+    )
+    yield server
+    server.stop()
 
 
 def apply_job(fleet: fleet_mod.Fleet, name: str, regions: list[str], **spec: Any) -> None:
@@ -126,7 +150,7 @@ def placed_in(fleet: fleet_mod.Fleet, name: str, attempt: int) -> str:
 
 
 def test_jobs_are_dispatched_deleted_and_moved_on_cluster_loss(
-    fleet: fleet_mod.Fleet, operator: OperatorProcess
+    fleet: fleet_mod.Fleet, operator: OperatorProcess, prometheus: Prometheus
 ) -> None:
     us, eu = fleet.workers["us-east"], fleet.workers["eu-west"]
     apply_job(fleet, "east", ["us-east"])
@@ -298,4 +322,92 @@ def test_repeated_worker_cluster_losses_lose_and_double_nothing(
             f"{victim} reachable again",
         )
     record("worker cluster loss (kube-apiserver SIGKILL)", LOSSES, violations, max(recoveries, default=0.0))
-    assert violations == {"lost": [], "duplicated": [], "wrong": []}
+    for job in jobs:  # their GPUs free for the next test
+        fleet.management.kubectl(
+            "delete", "transferjob", job, "-n", NAMESPACE, "--wait=true", "--timeout=60s"
+        )
+        wait_for(lambda j=job: not live_attempts(fleet, j) or None, 60, f"{job}'s RayJob deleted")
+    assert not any(violations.values()), violations
+
+
+def test_a_job_trained_in_a_lost_cluster_resumes_in_the_other_from_its_s3_checkpoint(
+    fleet: fleet_mod.Fleet, operator: OperatorProcess, tmp_path: Path
+) -> None:
+    """Real training: attempt 1 (the RayJob the operator created in one worker, run on a local Ray
+    as that cluster's Ray head would) writes checkpoints to the shared S3 store under the
+    operator's checkpointRoot; its cluster is lost; attempt 2, rendered for the other worker,
+    resumes from the S3 checkpoint at the last step and finishes, with the final model in S3."""
+    assert fleet.store is not None
+    prefix = CHECKPOINT_ROOT.removeprefix("s3://") + f"/{NAMESPACE}/trained"
+    output = f"s3://{fleet_mod.STORAGE_BUCKET}/models/{NAMESPACE}/trained"
+    apply_job(fleet, "trained", ["eu-west", "us-east"], output={"uri": output}, **resumable_training({}))
+    first_cluster = placed_in(fleet, "trained", 1)
+    first = status_of(fleet, "trained")
+    assert first["lastCheckpoint"] == f"{CHECKPOINT_ROOT}/{NAMESPACE}/trained", "the operator's default"
+    lost, other = (
+        fleet.workers[first_cluster],
+        next(w for n, w in fleet.workers.items() if n != first_cluster),
+    )
+    filesystem = pafs.S3FileSystem(**objectstore.pyarrow_options(fleet.store.credentials))
+
+    restart = threading.Thread(
+        target=cluster_mod.restart, args=(lost, "kube-apiserver"), kwargs={"down_s": 30}
+    )
+    attempt_1 = run_rayjob_locally(lost, NAMESPACE, first["rayJobName"], tmp_path / "attempt-1.log")
+    try:
+        wait_for(
+            lambda: s3_checkpoint_steps(filesystem, prefix) or attempt_1.poll() is not None,
+            300,
+            "a first checkpoint in S3",
+        )
+        assert attempt_1.poll() is None, (tmp_path / "attempt-1.log").read_text()[-4000:]
+        interrupted = time.monotonic()
+        restart.start()
+        moved = wait_for(
+            lambda: (
+                (s := status_of(fleet, "trained")).get("attempts") == 2
+                and (s.get("placement") or {}).get("cluster")
+            ),
+            120,
+            "trained re-placed after its cluster was lost",
+        )
+        recovery_s = time.monotonic() - interrupted
+    finally:
+        stop(attempt_1)  # the lost region's Ray cluster goes down with it
+        if restart.is_alive():
+            restart.join()
+    assert moved != first_cluster
+    second = status_of(fleet, "trained")
+    assert second["lastCheckpoint"] == first["lastCheckpoint"]
+    assert "starts over" not in json.dumps(second["conditions"]), "shared storage: it resumes"
+    interrupted_at = max(s3_checkpoint_steps(filesystem, prefix))
+    assert interrupted_at < MAX_STEPS
+
+    attempt_2 = run_rayjob_locally(other, NAMESPACE, second["rayJobName"], tmp_path / "attempt-2.log")
+    try:
+        assert attempt_2.wait(timeout=900) == 0, (tmp_path / "attempt-2.log").read_text()[-4000:]
+    finally:
+        stop(attempt_2)
+    log = (tmp_path / "attempt-2.log").read_text()
+    assert f"(step {interrupted_at})" in log, log[-4000:]
+    resumed = s3_checkpoint_steps(filesystem, prefix, run="trained-attempt-2")
+    assert resumed[0] == interrupted_at + 10 and resumed[-1] == MAX_STEPS, resumed
+    manifest = output.removeprefix("s3://") + "/manifest.json"
+    assert filesystem.get_file_info(manifest).type == pafs.FileType.File, "the final model is in S3"
+    with filesystem.open_input_stream(manifest) as stream:
+        assert json.loads(stream.read())["metrics"]["step"] == MAX_STEPS, "its manifest names the last step"
+    # The lost cluster is back: its attempt is deleted there, and one live RayJob of the job remains.
+    wait_for(lambda: first["rayJobName"] not in rayjobs_in(lost) or None, 120, "attempt 1 deleted")
+    assert live_attempts(fleet, "trained") == [(moved, second["rayJobName"])]
+    no_violations: dict[str, list[str]] = {"lost": [], "duplicated": [], "wrong": []}
+    record("worker cluster loss during real training (resumed from S3)", 1, no_violations, recovery_s)
+    fleet.management.kubectl(
+        "delete", "transferjob", "trained", "-n", NAMESPACE, "--wait=true", "--timeout=60s"
+    )
+
+
+def test_every_cluster_dashboard_query_returns_data(prometheus: Prometheus) -> None:
+    """After the losses above, each panel of the clusters dashboard (as the chart ships it) has data."""
+    queries = shipped_queries(multicluster=True)
+    assert len(queries) >= len(cluster_expressions())
+    assert_every_query_returns_data(prometheus, queries, timeout_s=60)

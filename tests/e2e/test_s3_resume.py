@@ -72,7 +72,9 @@ def test_an_interrupted_job_resumes_from_its_s3_checkpoint(
     first = placed(cluster, namespace, "s3-resumer", attempt=1)["status"]
     assert first["lastCheckpoint"] == f"s3://{prefix}"
     # The status is written before the RayJob is created (a crash between the two loses nothing).
-    rayjob = wait_for(lambda: get_or_none(cluster, "rayjob", first["rayJobName"], "-n", namespace), 60, "RayJob")
+    rayjob = wait_for(
+        lambda: get_or_none(cluster, "rayjob", first["rayJobName"], "-n", namespace), 60, "RayJob"
+    )
     head = rayjob["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]["containers"][0]
     assert head["envFrom"] == [{"secretRef": {"name": STORAGE_SECRET}}], "keys reach pods by reference only"
     assert s3_store.credentials.secret_key not in json.dumps(rayjob), "no key value in the RayJob"

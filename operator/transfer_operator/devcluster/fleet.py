@@ -129,9 +129,13 @@ def _install_crds(management: Cluster) -> None:
     )
 
 
+def storage_secret(namespace: str, store: objectstore.ObjectStore) -> dict[str, Any]:
+    """The store's endpoint and keys as Secret `transfer-storage` in `namespace` (what pods envFrom)."""
+    return _secret(STORAGE_SECRET, namespace, store.credentials.env())
+
+
 def _share_storage(cluster: Cluster, store: objectstore.ObjectStore) -> None:
-    env = store.credentials.env()
-    _apply(cluster, [_secret(STORAGE_SECRET, namespace, env) for namespace in STORAGE_NAMESPACES])
+    _apply(cluster, [storage_secret(namespace, store) for namespace in STORAGE_NAMESPACES])
 
 
 def _save(state_dir: Path, workers: list[str], with_store: bool) -> None:
