@@ -22,12 +22,14 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pyarrow.fs as pafs
 import pytest
 import yaml
 
 from transfer_operator import devcluster
 from transfer_operator.api.manifests import transferjob_manifest
 from transfer_operator.devcluster.nodes import KWOK_ANNOTATION, node_manifests
+from transfer_trainers.runner import is_complete
 
 from .conftest import (
     EXAMPLES,
@@ -245,9 +247,14 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 def checkpoint_steps(storage: Path, run: str = "*") -> list[int]:
-    return sorted(
-        json.loads(meta.read_text())["step"] for meta in storage.glob(f"{run}/checkpoint_*/meta.json")
-    )
+    """Steps of the complete checkpoints (a copy cut off by the fault leaves a partial state file)."""
+    local = pafs.LocalFileSystem()
+    steps = []
+    for path in storage.glob(f"{run}/checkpoint_*/meta.json"):
+        meta = json.loads(path.read_text())
+        if is_complete(local, str(path.parent), meta):
+            steps.append(int(meta["step"]))
+    return sorted(steps)
 
 
 MAX_STEPS = 120  # about 0.4 s a step here: room to interrupt after the first checkpoint (step 10)

@@ -27,10 +27,12 @@ from transfer_operator.devcluster.nodes import load_pools
 
 from .conftest import (
     CHART,
+    EXAMPLES,
     RELEASE_NAMESPACE,
     SERVICE_ACCOUNT,
     OperatorProcess,
     get_json,
+    get_or_none,
     keep_ray_jobs_running,
     wait_for,
 )
@@ -149,8 +151,66 @@ def placed_in(fleet: fleet_mod.Fleet, name: str, attempt: int) -> str:
     return wait_for(placed, 120, f"{name} placed in a worker cluster (attempt {attempt})")
 
 
-def test_jobs_are_dispatched_deleted_and_moved_on_cluster_loss(
+def test_the_examples_land_in_their_pools_clusters(
     fleet: fleet_mod.Fleet, operator: OperatorProcess, prometheus: Prometheus
+) -> None:
+    """`kubectl apply` of the example TransferJobs on the management cluster (the fleet's pools,
+    manifests/multicluster/pools.yaml, stand in for examples/pools.yaml): each job's RayJob is
+    created in the cluster of the pool it is placed on, pinned to that pool, and the jobs span
+    both worker clusters and the management cluster's own pool."""
+    examples = [
+        document
+        for path in sorted(EXAMPLES.glob("*.yaml"))
+        for document in yaml.safe_load_all(path.read_text())
+        if document and document["kind"] == "TransferJob"
+    ]
+    for worker in fleet.workers.values():
+        keep_ray_jobs_running(worker, "default")
+    keep_ray_jobs_running(fleet.management, "default")
+    for document in examples:
+        fleet.management.kubectl("apply", "-f", "-", input=yaml.safe_dump(document))
+    names = [d["metadata"]["name"] for d in examples]
+    members = {None: fleet.management, **fleet.workers}
+
+    def landed() -> dict[str, str | None] | None:
+        where: dict[str, str | None] = {}
+        for name in names:
+            status = get_json(fleet.management, "transferjob", name, "-n", "default").get("status") or {}
+            placement = status.get("placement")
+            if not placement:
+                return None
+            rayjob = get_or_none(
+                members[placement.get("cluster")], "rayjob", status["rayJobName"], "-n", "default"
+            )
+            if rayjob is None:
+                return None
+            template = rayjob["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["spec"]
+            assert template["nodeSelector"] == {"transfer.dev/pool": placement["pool"]}, name
+            where[name] = placement.get("cluster")
+        return where
+
+    where = wait_for(landed, 180, "every example placed, its RayJob in its pool's cluster")
+    assert set(fleet.workers) <= set(where.values()), where  # both workers hold some
+    assert None in where.values(), where  # and the management cluster's own pool (ap-south-l4)
+    fleet.management.kubectl(
+        "delete", "transferjobs", "--all", "-n", "default", "--wait=true", "--timeout=120s"
+    )
+    for cluster, member in members.items():
+        wait_for(
+            lambda m=member: (
+                not any(
+                    not r["metadata"].get("deletionTimestamp")
+                    for r in get_json(m, "rayjobs", "-n", "default")["items"]
+                )
+                or None
+            ),
+            120,
+            f"the examples' RayJobs deleted in {cluster or 'the management cluster'}",
+        )
+
+
+def test_jobs_are_dispatched_deleted_and_moved_on_cluster_loss(
+    fleet: fleet_mod.Fleet, operator: OperatorProcess
 ) -> None:
     us, eu = fleet.workers["us-east"], fleet.workers["eu-west"]
     apply_job(fleet, "east", ["us-east"])

@@ -15,6 +15,7 @@ import pyarrow.fs as pafs
 
 from transfer_operator import devcluster
 from transfer_operator.devcluster import objectstore
+from transfer_trainers.runner import is_complete
 
 from .conftest import OperatorProcess, get_or_none, keep_ray_jobs_running, wait_for
 from .test_failover import (  # noqa: F401 (fleet is a fixture)
@@ -35,7 +36,7 @@ STORAGE_SECRET = "transfer-storage"
 
 
 def s3_checkpoint_steps(filesystem: pafs.FileSystem, root: str, run: str | None = None) -> list[int]:
-    """Steps of the checkpoints under root (bucket/prefix), read back through the S3 API."""
+    """Steps of the complete checkpoints under root (bucket/prefix), read back through the S3 API."""
     if filesystem.get_file_info(root).type == pafs.FileType.NotFound:
         return []
     steps = []
@@ -45,7 +46,10 @@ def s3_checkpoint_steps(filesystem: pafs.FileSystem, root: str, run: str | None 
         if run is not None and f"/{run}/" not in info.path:
             continue
         with filesystem.open_input_stream(info.path) as stream:
-            steps.append(int(json.loads(stream.read())["step"]))
+            meta = json.loads(stream.read())
+        # An upload cut off by the fault leaves meta.json beside a partial state file: not a checkpoint.
+        if is_complete(filesystem, info.path.rsplit("/", 1)[0], meta):
+            steps.append(int(meta["step"]))
     return sorted(steps)
 
 

@@ -37,7 +37,11 @@ def main(env: dict[str, str] | None = None) -> int:
         return 2
     # TRANSFER_RESUME_FROM is a storage root (the operator sets the job's) or one checkpoint: in
     # both cases the run starts from the checkpoint with the highest step found under it.
-    found = runner.latest_checkpoint(env.get("TRANSFER_RESUME_FROM") or storage)
+    try:
+        found = runner.latest_checkpoint(env.get("TRANSFER_RESUME_FROM") or storage)
+    except OSError as exc:
+        print(f"training failed: checkpoint storage {storage} is unreachable ({one_line(exc)})", file=sys.stderr)
+        return 1
     resume = found[0] if found else None
     if found:
         print(f"resuming {namespace}/{name} from {found[0]} (step {found[1].get('step', 0)})", flush=True)
@@ -47,27 +51,56 @@ def main(env: dict[str, str] | None = None) -> int:
     # Inside a RayJob the job supervisor sets RAY_ADDRESS; without it, start a Ray of our own
     # rather than attach to whatever Ray instance happens to run on this machine.
     ray.init(address=env.get("RAY_ADDRESS") or "local", log_to_driver=True, ignore_reinit_error=True)
-    result = runner.run_job(
-        prepared,
-        job_name=f"{namespace}/{name}",
-        run_name=f"{name}-attempt-{attempt}",
-        storage_path=storage,
-        resume_from=resume,
-        use_gpu=prepared.job.resources.gpus_per_worker > 0,
-    )
-    if result.error:
-        print(f"training failed: {result.error}", file=sys.stderr)
+    error: BaseException | None
+    try:
+        result = runner.run_job(
+            prepared,
+            job_name=f"{namespace}/{name}",
+            run_name=f"{name}-attempt-{attempt}",
+            storage_path=storage,
+            resume_from=resume,
+            use_gpu=prepared.job.resources.gpus_per_worker > 0,
+        )
+        error = result.error
+    except Exception as exc:  # Ray Train raises controller errors (e.g. a failed checkpoint upload) from fit()
+        error = exc
+    if error:
+        # The last line is what KubeRay's RayJob message and the TransferJob's Failed condition show.
+        problem = storage_problem(storage)
+        cause = f"checkpoint storage {storage} is unreachable ({problem})" if problem else one_line(error)
+        print(f"training failed: {cause}", file=sys.stderr)
         return 1
     output = None
     if prepared.job.output is not None and result.checkpoint is not None:
         from pathlib import Path
 
-        with result.checkpoint.as_directory() as d:
-            if (Path(d) / "model").is_dir():
-                output = runner.publish_output(prepared.job, Path(d) / "model", dict(result.metrics or {}))
+        try:
+            with result.checkpoint.as_directory() as d:
+                if (Path(d) / "model").is_dir():
+                    output = runner.publish_output(prepared.job, Path(d) / "model", dict(result.metrics or {}))
+        except OSError as exc:
+            print(f"training finished but publishing the model to {prepared.job.output.uri} failed "
+                  f"({one_line(exc)}); its last checkpoint is under {storage}", file=sys.stderr)
+            return 1
     print(json.dumps({"final_metrics": result.metrics, "checkpoint": result.checkpoint.path if result.checkpoint else None,
                       "output": output}))
     return 0
+
+
+def one_line(error: BaseException, limit: int = 1000) -> str:
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def storage_problem(storage: str) -> str | None:
+    """Why the checkpoint storage does not answer, or None when it does."""
+    from transfer_trainers import storage as storage_io
+
+    try:
+        storage_io.exists(storage)
+    except OSError as exc:
+        return one_line(exc)
+    return None
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ def _fs(uri: str) -> tuple[Any, str]:
     return storage.filesystem(uri)
 
 
-def _complete(fs: Any, directory: str, meta: dict[str, Any]) -> bool:
+def is_complete(fs: Any, directory: str, meta: dict[str, Any]) -> bool:
     """A checkpoint whose state file is all there (an upload cut off by a lost node or cluster
     leaves a meta.json beside a short or missing state.pt)."""
     expected = meta.get("state_bytes")
@@ -58,7 +58,7 @@ def latest_checkpoint(storage_path: str) -> tuple[str, dict[str, Any]] | None:
         with fs.open_input_stream(info.path) as f:
             meta = json.loads(f.read())
         directory = info.path.rsplit("/", 1)[0]
-        if not _complete(fs, directory, meta):
+        if not is_complete(fs, directory, meta):
             continue
         key = (int(meta.get("step", 0)), directory)
         if best is None or key > best[0]:
