@@ -27,7 +27,7 @@ from transfer_operator.scheduler.options import OptionCache
 from transfer_operator.scheduler.types import JobRequest
 
 HEAD = 2  # options per job found up front: its best (where it waits for) and the next (regret)
-FIRST_CHUNK = 16  # options per pair in the first round of a scan; each later round is 4x wider
+FIRST_CHUNK = 4  # options per pair in the first round of a scan; each later round is 4x wider
 MAX_GANG_TABLES = 32  # distinct GPUs per worker up to which the gang check uses a table per size
 
 
