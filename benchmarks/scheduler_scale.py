@@ -84,6 +84,7 @@ def main() -> None:
     parser.add_argument("--no-memory", action="store_true", help="skip tracemalloc (it slows Python ~2x)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per size; the best time is kept")
     args = parser.parse_args()
+    load_at_start = os.getloadavg()[0]
     job_counts = [1_000, 10_000] if args.quick else [1_000, 10_000, 100_000]
     pool_counts = [500, 5_000]
     rows = []
@@ -112,7 +113,10 @@ def main() -> None:
                 "rows": rows,
                 "slope_jobs": by_jobs,
                 "slope_pools": by_pools,
+                "load_average_1m_at_start": load_at_start,
                 "load_average_1m_at_end": os.getloadavg()[0],
+                "command": " ".join(["python", "benchmarks/scheduler_scale.py", *sys.argv[1:]]),
+                "repeat": args.repeat,
             },
             indent=2,
         )

@@ -103,7 +103,8 @@ RECONCILE_ERRORS = Counter("transfer_reconcile_errors_total", "Errors while reco
 SOLVE_PATH = Counter(
     "transfer_scheduling_solve_path_total",
     "Scheduling cycles by the path that decided them: exact (HiGHS proved the optimum within the "
-    "time budget), localSearch (greedy walk, then local search), greedy (the walk alone), none "
+    "time budget), bestFound (out of time: HiGHS's best answer, kept because it beats the walk's on "
+    "the objective), localSearch (greedy walk, then local search), greedy (the walk alone), none "
     "(nothing pending).",
     ["path"],
 )

@@ -236,6 +236,22 @@ class Walk:
         if _no_tie_after(lists, first, job, threshold):
             return first
         best, best_key = first, self._tie_key(lists.pool[first])
+        if _monotone(lists, job):
+            # Scores never fall along the ranking: the first option over the threshold ends the
+            # ties, kept or not. A pool that fits the gang now fits it empty (no gang check).
+            fit = self.fit.workers_that_fit[job.gpus_per_worker] if job.gpus_per_worker else None
+            for position in range(first + 1, len(lists.pool)):
+                if _score(lists, position, job) > threshold:
+                    break
+                row = lists.pool[position]
+                if fit is not None and fit[row] < job.workers:
+                    continue
+                if not self._kept(index, job, lists, position, gang=False):
+                    continue
+                key = self._tie_key(row)
+                if key < best_key:
+                    best, best_key = position, key
+            return best
         for position in range(first + 1, len(lists.pool)):
             if not self._kept(index, job, lists, position):
                 continue
@@ -255,12 +271,15 @@ class Walk:
         free = self.free[row]
         return self.startup[row], (free if self.policy is UtilizationPolicy.BINPACK else -free), self.names[row]
 
-    def _kept(self, index: int, job: JobRequest, lists: RankingLists, position: int) -> bool:
-        """Whether the option passes the job's static limits (the cost map's, as JobOptions.keep)."""
+    def _kept(self, index: int, job: JobRequest, lists: RankingLists, position: int, gang: bool = True) -> bool:
+        """Whether the option passes the job's static limits (the cost map's, as JobOptions.keep);
+        `gang=False` skips the gang limit (for a caller that checked the pool fits the gang now)."""
         codes = self.region_codes[self.region_set[index]]
         if codes is not None and lists.region_code[position] not in codes:
             return False
-        if not gang_fits_empty(job.workers, job.gpus_per_worker, lists.nodes[position], lists.gpus_per_node[position]):
+        if gang and not gang_fits_empty(
+            job.workers, job.gpus_per_worker, lists.nodes[position], lists.gpus_per_node[position]
+        ):
             return False
         cap = job.max_usd_per_gpu_hour
         if cap is not None and not within_price_cap(lists.usd[position], cap):
@@ -341,6 +360,13 @@ def _shapes(
     width = int(gpus_per_worker[jobs].max()) + 1
     distinct, shape[jobs] = np.unique(workers[jobs] * width + gpus_per_worker[jobs], return_inverse=True)
     return [(int(key) // width, int(key) % width) for key in distinct], shape
+
+
+def _monotone(lists: RankingLists, job: JobRequest) -> bool:
+    """Whether the job's scores never fall along the ranking (every preference ranks by its own
+    score per unit of job size first; see costmap.rank), so that a score over a threshold means
+    every later one is over it too."""
+    return lists.non_negative and job.estimated_hours >= 0 and job.gang_gpus >= 0
 
 
 def _no_tie_after(lists: RankingLists, first: int, job: JobRequest, threshold: float) -> bool:

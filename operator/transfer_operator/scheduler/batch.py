@@ -21,13 +21,15 @@ from transfer_operator.scheduler.costmap import (
     Ranking,
     gang_table,
     option_scores,
+    within_budget,
     within_limits,
+    within_price_cap,
 )
 from transfer_operator.scheduler.options import OptionCache
 from transfer_operator.scheduler.types import JobRequest
 
 HEAD = 2  # options per job found up front: its best (where it waits for) and the next (regret)
-FIRST_CHUNK = 16  # options per pair in the first round of a scan; each later round is 4x wider
+FIRST_CHUNK = 4  # options per pair in the first round of a scan; each later round is 4x wider
 MAX_GANG_TABLES = 32  # distinct GPUs per worker up to which the gang check uses a table per size
 
 
@@ -88,6 +90,55 @@ class Streams:
         )
 
 
+@dataclass(frozen=True)
+class _StreamBounds:
+    """Per stream, bounds of its options for the cost map's limits: the least $/GPU-hour (price
+    cap), the least cost per GPU-hour (budget) and, per size of the gang table, the most workers
+    an empty pool takes (gang). A job whose limit fails at the bound fails at every option of the
+    stream, so the scans skip the pair instead of reading the whole stream to find nothing."""
+
+    least_usd: np.ndarray
+    least_cost: np.ndarray
+    most_workers: np.ndarray | None  # (size, stream); None without a gang table
+
+    @classmethod
+    def of(cls, streams: Streams, gang: tuple[np.ndarray, np.ndarray] | None) -> _StreamBounds:
+        count = len(streams.length)
+        used = np.flatnonzero(streams.length > 0)
+        least_usd = np.full(count, np.inf)
+        least_cost = np.full(count, np.inf)
+        most_workers = None if gang is None else np.zeros((len(gang[1]), count), dtype=np.int64)
+        if len(used):
+            starts, items = streams.start[used], streams.items
+            # Streams are contiguous in `items`, in stream order: each used one ends where the next begins.
+            least_usd[used] = np.minimum.reduceat(streams.usd[items], starts)
+            least_cost[used] = np.minimum.reduceat(streams.cost_per_gpu_hour[items], starts)
+            if gang is not None and most_workers is not None:
+                for size, workers in enumerate(gang[1]):
+                    most_workers[size, used] = np.maximum.reduceat(workers[items], starts)
+        return cls(least_usd, least_cost, most_workers)
+
+    def possible(
+        self,
+        jobs: JobColumns,
+        rows: np.ndarray,
+        stream: np.ndarray,
+        gang: tuple[np.ndarray, np.ndarray] | None,
+    ) -> np.ndarray:
+        """Whether job rows[k] may find an option within its limits in stream[k]."""
+        ok = ~jobs.has_cap[rows] | within_price_cap(self.least_usd[stream], jobs.cap[rows])
+        # Cost grows with cost per GPU-hour only for non-negative GPU-hours: otherwise no bound.
+        gang_hours = jobs.gang_hours[rows]
+        ok &= (
+            ~jobs.has_budget[rows]
+            | ~(gang_hours >= 0)
+            | within_budget(self.least_cost[stream], gang_hours, jobs.budget_limit[rows])
+        )
+        if gang is not None and self.most_workers is not None:
+            ok &= self.most_workers[gang[0][rows], stream] >= jobs.workers[rows]
+        return ok
+
+
 def _concat(arrays: list[np.ndarray], dtype: type = np.int64) -> np.ndarray:
     return np.concatenate(arrays).astype(dtype) if arrays else np.zeros(0, dtype=dtype)
 
@@ -121,6 +172,7 @@ class Estimates:
         # Per distinct GPUs per worker: the workers each option's pool takes when empty.
         many_sizes = len(np.unique(columns.gpus_per_worker)) > MAX_GANG_TABLES
         self._gang_table = None if many_sizes else gang_table(columns.gpus_per_worker, self.streams.columns)
+        self._bounds = _StreamBounds.of(self.streams, self._gang_table)
         head = self._heads()
         self.counts = counts = (head >= 0).sum(axis=1)  # options found per job, at most HEAD
         every = np.arange(len(jobs))
@@ -168,14 +220,17 @@ class Estimates:
         return k, options[k, price_class]
 
     def pairs(self, jobs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The (job, stream) pairs of these jobs whose stream is not empty, in the order of `jobs`:
-        (index into `jobs`, stream)."""
+        """The (job, stream) pairs of these jobs whose stream may hold an option within the job's
+        limits (`_StreamBounds`: a pair left out has none), in the order of `jobs`: (index into
+        `jobs`, stream)."""
         columns, streams = self.columns, self.streams
         job_codes = self.code_matrix[columns.region_set[jobs]]
         row, column = np.nonzero(job_codes >= 0)
         stream = columns.signature[jobs[row]] * (streams.any_region + 1) + job_codes[row, column]
         present = streams.length[stream] > 0
-        return row[present], stream[present]
+        row, stream = row[present], stream[present]
+        possible = self._bounds.possible(columns, jobs[row], stream, self._gang_table)
+        return row[possible], stream[possible]
 
     def _heads(self) -> np.ndarray:
         """Per job: ranking positions of its first HEAD options, -1 where it has fewer."""

@@ -167,22 +167,38 @@ def improve(
     return admitted
 
 
-def local_search(walk: Walk) -> dict[int, Placement]:
+def local_search(walk: Walk, start: dict[int, Placement] | None = None) -> dict[int, Placement]:
     """Step 4 on a small cycle without the exact path: improve the walk's admissions (moves,
-    swaps, insertions) over the full options of every job. Returns every admitted job's placement."""
+    swaps, insertions) over the full options of every job; or, given `start` (another answer over
+    the same options, say HiGHS's best found), improve that one instead. Returns every admitted
+    job's placement."""
     entries = {index: walk.cache.estimate(walk.jobs[index]) for index in walk.order}
+    if start is None:
+        admitted = [(index, walk.placement(index, position)) for index, position in walk.admitted]
+        capacity, quota = walk.capacity, walk.quota
+        waits = {index for index, _ in walk.waiting}
+    else:
+        admitted = sorted(start.items(), key=lambda item: walk.order_rank[item[0]])
+        held = [
+            Allocation(walk.jobs[i].key, p.pool, walk.jobs[i].workers, walk.jobs[i].gpus_per_worker)
+            for i, p in admitted
+        ]
+        capacity = build_capacity(walk.snapshot.pools, [*walk.snapshot.allocations, *held], walk.policy)
+        quota = walk.initial_quota.copy()
+        for index, _ in admitted:
+            quota.take(walk.jobs[index].queue, walk.jobs[index].gang_gpus)
+        # The jobs that waited for capacity, or that the walk admitted and `start` does not.
+        waits = {index for index, _ in (*walk.waiting, *walk.admitted) if index not in start}
     chosen: dict[str, tuple[JobRequest, Option]] = {}
-    for index, position in walk.admitted:
-        placement = walk.placement(index, position)
+    for index, placement in admitted:
         option = next(o for o in entries[index].options if o.placement == placement)
         chosen[walk.jobs[index].key] = (walk.jobs[index], option)
     fixed: dict[str, list[Allocation]] = {}
     for allocation in walk.snapshot.allocations:
         fixed.setdefault(allocation.pool, []).append(allocation)
     pools = {p.name: p for p in walk.snapshot.pools}
-    assignment = Assignment(pools, fixed, chosen, walk.capacity, walk.policy)
-    waits = {index for index, _ in walk.waiting}
+    assignment = Assignment(pools, fixed, chosen, capacity, walk.policy)
     waiting = [(walk.jobs[i], entries[i].options) for i in walk.order if i in waits and entries[i].options]
-    improve(assignment, waiting, {e.job.key: e.options for e in entries.values()}, walk.quota)
+    improve(assignment, waiting, {e.job.key: e.options for e in entries.values()}, quota)
     index_of = {walk.jobs[i].key: i for i in walk.order}
     return {index_of[key]: option.placement for key, (_, option) in chosen.items()}

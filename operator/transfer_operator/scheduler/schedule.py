@@ -34,7 +34,7 @@ from transfer_operator.scheduler.elastic import most_workers, sized, to_pools
 from transfer_operator.scheduler.explain import Decisions, Outcome, explain_static_misfit
 from transfer_operator.scheduler.improve import local_search
 from transfer_operator.scheduler.options import JobOptions, OptionCache
-from transfer_operator.scheduler.solve import NotSolved, solve_exact
+from transfer_operator.scheduler.solve import NotSolved, better, solve_exact
 from transfer_operator.scheduler.types import (
     Action,
     Allocation,
@@ -54,6 +54,7 @@ class SolvePath(StrEnum):
 
     NONE = "none"  # nothing pending
     EXACT = "exact"  # HiGHS proved the objective's optimum (cost within solve.COST_GAP)
+    BEST_FOUND = "bestFound"  # out of time: HiGHS's best answer, better than the walk's (not proven)
     LOCAL_SEARCH = "localSearch"  # greedy walk, then local search
     GREEDY = "greedy"  # greedy walk alone
 
@@ -146,16 +147,31 @@ def _solve(walk: Walk, exact_budget_s: float) -> tuple[Outcome, SolvePath, str]:
     """The exact optimum within the budget; else local search on a small cycle; else the walk."""
     if walk.preemptor.taken:  # victims must leave first; the preemptors are placed next cycle
         return greedy_outcome(walk), SolvePath.GREEDY, "preemption planned"
-    why = "exact path off"
+    why, found = "exact path off", None
     if exact_budget_s > 0:
         try:
             solved = solve_exact(walk, exact_budget_s)
             return outcome_of(walk, solved.placements), SolvePath.EXACT, solved.note
         except NotSolved as error:
-            why = str(error)
+            why, found = str(error), error.best_found
     if len(walk.jobs) <= IMPROVE_MAX_JOBS:
-        return outcome_of(walk, local_search(walk)), SolvePath.LOCAL_SEARCH, why
-    return greedy_outcome(walk), SolvePath.GREEDY, why
+        placements = local_search(walk)
+        outcome, path = outcome_of(walk, placements), SolvePath.LOCAL_SEARCH
+    else:
+        placements = {index: walk.placement(index, position) for index, position in walk.admitted}
+        outcome, path = greedy_outcome(walk), SolvePath.GREEDY
+    if found is not None:
+        # Out of time with an incumbent: keep it where it beats the walk's answer on the objective.
+        best = found.placements
+        ours, theirs = found.objective(best), found.objective(placements)
+        if ours is not None and theirs is not None and better(ours, theirs):
+            if len(walk.jobs) <= IMPROVE_MAX_JOBS:  # its cost may be far from proven: improve it too
+                improved = local_search(walk, best)
+                value = found.objective(improved)
+                if value is not None and better(value, ours):
+                    best = improved
+            return outcome_of(walk, best), SolvePath.BEST_FOUND, f"{why}; HiGHS's best found kept"
+    return outcome, path, why
 
 
 def greedy_outcome(walk: Walk) -> Outcome:

@@ -19,6 +19,7 @@ time, the greedy answer stands.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -46,8 +47,34 @@ class Solved:
     note: str = ""
 
 
+@dataclass(frozen=True)
+class BestFound:
+    """HiGHS's best answer when a priority tier or the cost level ran out of time: feasible (and
+    replayed at node level and through the quotas), not proven optimal. `objective` gives the
+    objective's levels (tiers, cost, tie-break; lower is better) of any answer over the same
+    options, so that step 4 can keep whichever of this and the walk's answer is better."""
+
+    placements: dict[int, Placement]
+    objective: Callable[[dict[int, Placement]], tuple[float, ...] | None]
+
+
 class NotSolved(Exception):
-    """Why the exact path gave no answer; the greedy one stands."""
+    """Why the exact path gave no proven answer; the greedy one stands unless `best_found` beats it."""
+
+    def __init__(self, why: str, best_found: BestFound | None = None):
+        super().__init__(why)
+        self.best_found = best_found
+
+
+def better(found: tuple[float, ...], other: tuple[float, ...]) -> bool:
+    """Whether `found` is lexicographically lower than `other` beyond rounding (1e-9 relative)."""
+    for a, b in zip(found, other, strict=True):
+        slack = 1e-9 * max(1.0, abs(b)) + 1e-9
+        if a < b - slack:
+            return True
+        if a > b + slack:
+            return False
+    return False
 
 
 def solve_exact(walk: Walk, budget_s: float) -> Solved:
@@ -109,6 +136,27 @@ def solve_exact(walk: Walk, budget_s: float) -> Solved:
     all_placed = [all(i in admitted for i in candidates if walk.jobs[i].priority == p) for p in priorities]
     x, note, solved = start, "", False
     tie_level = len(levels) - 1
+    column_of = {(i, option.placement): c for c, ((i, _), option) in enumerate(zip(columns, options, strict=True))}
+    matrix = np.stack(levels)
+
+    def objective(placements: dict[int, Placement]) -> tuple[float, ...] | None:
+        chosen = [column_of.get(item) for item in placements.items()]
+        if any(c is None for c in chosen):
+            return None  # an answer outside these options: not comparable
+        vector = np.zeros(count)
+        vector[[c for c in chosen if c is not None]] = 1.0
+        return tuple((matrix @ vector).tolist())
+
+    def out_of_time(why: str, incumbent: np.ndarray | None) -> NotSolved:
+        """NotSolved, with HiGHS's incumbent when it has one that holds at node level and in the quotas."""
+        if incumbent is None:
+            return NotSolved(why)
+        picked = {int(job_of[c]): options[c].placement for c in np.flatnonzero(incumbent > 0.5).tolist()}
+        try:
+            _replay(walk, picked)
+        except NotSolved:
+            return NotSolved(why)
+        return NotSolved(why, BestFound(picked, objective))
     for level, weights in enumerate(levels):
         if level < len(priorities) and all_placed[level]:
             # The warm start places every job of this tier: nothing can beat it; keep it.
@@ -117,7 +165,8 @@ def solve_exact(walk: Walk, budget_s: float) -> Solved:
         remaining = deadline - time.perf_counter()
         if remaining <= 0:
             if not solved or level != tie_level:
-                raise NotSolved("out of time")
+                # The levels solved so far hold in x (the warm start when none was).
+                raise out_of_time(f"out of time before the {_level_name(level, tie_level)}", x if solved else None)
             note = "out of time before the utilization tie-break"
             break
         h.setOptionValue("time_limit", remaining)
@@ -131,9 +180,14 @@ def solve_exact(walk: Walk, budget_s: float) -> Solved:
         h.run()
         status = h.getModelStatus()
         if status != highspy.HighsModelStatus.kOptimal:
-            if level != tie_level or h.getInfo().primal_solution_status != FEASIBLE:
-                # An unproven incumbent of a tier or of the cost can be worse than the walk.
-                raise NotSolved(f"HiGHS: {h.modelStatusToString(status)}")
+            feasible = h.getInfo().primal_solution_status == FEASIBLE
+            if level != tie_level or not feasible:
+                # An unproven incumbent of a tier or of the cost can be worse than the walk: step 4
+                # compares the two on the objective.
+                raise out_of_time(
+                    f"{_level_name(level, tie_level)}: HiGHS: {h.modelStatusToString(status)}",
+                    np.array(h.getSolution().col_value) if feasible else None,
+                )
             # The best HiGHS found in time: at least as good as the warm start, not proven.
             x = np.array(h.getSolution().col_value)
             note = f"{_level_name(level, tie_level)}: best found, {h.modelStatusToString(status)}"

@@ -3,6 +3,7 @@ definitions they replace (JobOptions, PoolCapacity), on random fleets."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 
@@ -78,6 +79,40 @@ def test_heads_regret_and_order_match_job_options(seed):
         key=lambda i: (-jobs[i].priority, -entries[i].regret, jobs[i].created_at_s, jobs[i].key),
     )
     assert estimates.order().tolist() == by_order
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_pairs_left_out_hold_no_option_within_the_limits(seed):
+    rng = random.Random(seed)
+    pools, jobs = a_fleet(rng), some_jobs(rng, rng.randint(1, 80))
+    estimates = Estimates(jobs, OptionCache(pools))
+    streams, columns = estimates.streams, estimates.columns
+    every = np.arange(len(jobs))
+    kept = set(zip(*(a.tolist() for a in estimates.pairs(every)), strict=True))
+    codes = estimates.code_matrix[columns.region_set]
+    left_out = 0
+    for job, region in zip(*np.nonzero(codes >= 0), strict=True):
+        stream = int(columns.signature[job] * (streams.any_region + 1) + codes[job, region])
+        if (int(job), stream) in kept or not streams.length[stream]:
+            continue
+        left_out += 1
+        items = streams.items[streams.start[stream] : streams.start[stream] + streams.length[stream]]
+        assert not estimates.passes(np.array([job]), items[None, :]).any(), (jobs[job], stream)
+    if seed == 0:
+        assert left_out > 0  # the random jobs' caps and budgets do rule out whole streams
+
+
+def test_a_price_cap_below_a_region_rules_its_stream_out():
+    pools = (
+        PoolState("cheap", "eu-west", "A100", 2, 8, 1.0, None, 0.0),
+        PoolState("dear", "us-east", "A100", 2, 8, 5.0, None, 0.0),
+    )
+    job = JobRequest("ns/j", 1, 1, "A100", frozenset({"eu-west", "us-east"}), estimated_hours=2.0)
+    _, stream = Estimates([job], OptionCache(pools)).pairs(np.array([0]))
+    assert len(stream) == 2
+    capped = Estimates([dataclasses.replace(job, max_usd_per_gpu_hour=2.0)], OptionCache(pools))
+    _, stream = capped.pairs(np.array([0]))
+    assert len(stream) == 1 and capped.head == [[0]]
 
 
 @pytest.mark.parametrize("seed", range(20))

@@ -138,3 +138,30 @@ def test_decisions_are_built_as_they_are_read():
     assert decisions[1] is waiting  # built once
     assert decisions == schedule(snapshot, jobs)
     assert [d.reason for d in decisions[-1:]] == [Reason.INVALID_SPEC]
+
+
+@pytest.mark.parametrize(
+    "found, other, want",
+    [
+        pytest.param((-10.0, 5.0, 1.0), (-9.0, 1.0, 0.0), True, id="more-gpus-of-a-tier-wins"),
+        pytest.param((-10.0, 5.0, 1.0), (-10.0, 6.0, 0.0), True, id="same-tiers-lower-cost"),
+        pytest.param((-10.0, 5.0, 1.0), (-10.0, 5.0, 1.0), False, id="equal-keeps-the-walk"),
+        pytest.param((-10.0, 5.0 + 1e-12, 0.0), (-10.0, 5.0, 1.0), True, id="rounding-is-a-tie"),
+        pytest.param((-9.0, 1.0, 0.0), (-10.0, 5.0, 1.0), False, id="fewer-gpus-loses"),
+    ],
+)
+def test_best_found_is_kept_only_when_lexicographically_better(found, other, want):
+    from transfer_operator.scheduler.solve import better
+
+    assert better(found, other) is want
+
+
+def test_local_search_from_another_answer_keeps_its_jobs_and_lowers_the_cost():
+    from transfer_operator.scheduler.improve import local_search
+
+    jobs = [a_job(f"ns/j{i}", created=i) for i in range(2)]
+    walk = walk_of(snapshot_of(*POOLS), jobs)
+    start = {0: walk.placement(0, 2), 1: walk.placement(1, 1)}  # on "dear" and "middle"
+    improved = local_search(walk, start)
+    assert set(improved) == {0, 1}
+    assert sum(p.expected_cost_usd for p in improved.values()) < sum(p.expected_cost_usd for p in start.values())
