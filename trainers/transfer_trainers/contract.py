@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from transfer_trainers.spec import JobSpec, SpecError
 
 ENTRY_POINT_GROUP = "transfer_trainers"
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
 
 class TrainerError(SpecError):
@@ -33,3 +36,35 @@ class Trainer(Protocol):
     def validate(self, job: JobSpec) -> None: ...
 
     def train_loop_per_worker(self, config: dict[str, Any]) -> None: ...
+
+
+def parse_config(schema: type[ConfigT], job: JobSpec) -> ConfigT:
+    """`spec.trainer.config` read as `schema`; the first error names its field."""
+    try:
+        return schema.model_validate(job.trainer.config)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise TrainerError("spec.trainer.config." + ".".join(map(str, err["loc"])),
+                           "unknown option" if err["type"] == "extra_forbidden" else err["msg"]) from None
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A built-in trainer made of a recipe module's two functions (a Trainer by shape). A model
+    that cannot be read (OSError while validating) is refused as spec.model.source."""
+
+    name: str
+    config_schema: type[BaseModel]
+    check: Callable[[JobSpec], None]
+    loop: Callable[[dict[str, Any]], None]
+
+    def validate(self, job: JobSpec) -> None:
+        try:
+            self.check(job)
+        except SpecError:
+            raise
+        except OSError as exc:
+            raise TrainerError("spec.model.source", f"cannot load the model: {exc}") from None
+
+    def train_loop_per_worker(self, config: dict[str, Any]) -> None:
+        self.loop(config)

@@ -1,9 +1,11 @@
-"""Small helpers the recipes call from their own training loops (no base class, no framework).
+"""The loop skeleton the recipes share, and the helpers it is made of (no base class).
 
-Each recipe keeps its loop in its own file; what is here is the part that must behave the
-same in every recipe for the operator to rely on it: seeding, the data order (so a resumed
-run sees the batches it would have seen), the LR schedule, checkpoint layout, progress and
-stop requests.
+A recipe builds its model, parameter groups and loss (strategies.py, recipes/*.py); what is
+here is the part that must behave the same in every recipe for the operator to rely on it,
+written once: seeding, the data order (so a resumed run sees the batches it would have seen),
+the LR schedule, gradient averaging across workers, clipping, evaluation and early stopping,
+checkpoint layout and resume (with its seed check), progress and stop requests.
+`TrainLoop` strings them together; a recipe hands it a `train_step` and an `evaluate`.
 """
 
 from __future__ import annotations
@@ -14,11 +16,16 @@ import os
 import random
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from transfer_trainers.contract import ConfigT, TrainerError, parse_config
+from transfer_trainers.spec import JobSpec
 
 STATE_FILE = "state.pt"
 META_FILE = "meta.json"  # {"step", "seed", "epoch", "final"}: readable without torch
@@ -45,17 +52,37 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int, world: int) -> list[list[int]]:
+GROUP_BATCHES = 32  # length grouping sorts windows of this many global batches
+
+
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int, rank: int, world: int,
+                  lengths: list[int] | None = None) -> list[list[int]]:
     """This worker's batches for one epoch: a permutation fixed by (seed, epoch), sharded by rank.
 
     Every worker gets the same number of examples (the tail that does not divide is dropped),
     so all workers take the same number of steps and meet at each report.
+
+    With `lengths` (tokens per example), batches are grouped by length, as Hugging Face's
+    `group_by_length` does: the permutation is cut into windows of GROUP_BATCHES global
+    batches, each window sorted by length and cut into global batches, and the order of all
+    global batches shuffled (by the same seed); each global batch is then dealt out by rank.
+    Padding to the longest in a batch then costs little. Still a pure function of (seed,
+    epoch), so a resumed run sees the batches it would have seen.
     """
     g = torch.Generator().manual_seed(seed * 100_003 + epoch)
     perm = torch.randperm(n, generator=g).tolist()
     per_worker = n // world
-    shard = perm[rank::world][:per_worker]
-    return [shard[i : i + batch_size] for i in range(0, per_worker, batch_size)]
+    if lengths is None:
+        shard = perm[rank::world][:per_worker]
+        return [shard[i : i + batch_size] for i in range(0, per_worker, batch_size)]
+    keep = perm[: per_worker * world]  # the same examples as the plain order keeps
+    span, window = batch_size * world, batch_size * world * GROUP_BATCHES
+    grouped: list[list[int]] = []
+    for w in range(0, len(keep), window):
+        part = sorted(keep[w : w + window], key=lambda i: -lengths[i])
+        grouped += [part[i : i + span] for i in range(0, len(part), span)]
+    order = torch.randperm(len(grouped), generator=g).tolist()
+    return [grouped[j][rank::world] for j in order]
 
 
 def steps_per_epoch(n: int, batch_size: int, world: int) -> int:
@@ -260,6 +287,17 @@ def worker_context(config: dict[str, Any] | None = None) -> tuple[int, int, torc
     return ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.get_device()
 
 
+def start_worker(config: dict[str, Any], schema: type[ConfigT]) -> tuple[JobSpec, ConfigT, int, int, torch.device]:
+    """What every recipe's loop starts with: (the job, its trainer config as `schema`, rank,
+    world size, device), with the libraries quiet and every RNG seeded from spec.training.seed."""
+    quiet_libraries()
+    job = JobSpec.model_validate(config["job"])
+    cfg = parse_config(schema, job)
+    rank, world, device = worker_context(config)
+    seed_everything(job.training.seed)
+    return job, cfg, rank, world, device
+
+
 def quiet_libraries() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -271,3 +309,174 @@ def quiet_libraries() -> None:
         transformers.utils.logging.disable_progress_bar()
     except ImportError:
         pass
+
+
+# --------------------------------------------------------------------------- the loop skeleton
+
+
+def resume_state(config: dict[str, Any], seed: int) -> dict[str, Any] | None:
+    """The state to resume from (see get_checkpoint), or None for a fresh start; a checkpoint
+    made under another seed is refused: its data order and RNG streams are not this job's."""
+    ckpt = get_checkpoint(config)
+    if ckpt is None:
+        return None
+    state = load_state(ckpt)
+    if state["seed"] != seed:
+        raise TrainerError("spec.training.seed", f"checkpoint was made with seed {state['seed']}, job has {seed}")
+    return state
+
+
+GRAD_BUCKET_BYTES = 25 * 2**20  # DDP's default bucket size
+
+
+def average_gradients(params: list[torch.nn.Parameter], world: int) -> None:
+    """Mean of each gradient over the workers, in flat buckets of about 25 MiB (one all-reduce a
+    bucket, as DDP does). The recipes that change their trainable set mid-run (progressive
+    unfreezing) call this after backward instead of wrapping the model in DDP, which fixes its
+    parameter set at wrap time; every worker has the same parameters with a gradient, in the
+    same order, so the buckets line up."""
+    if world <= 1:
+        return
+    import torch.distributed as dist
+
+    grads = [p.grad for p in params if p.grad is not None]
+    bucket: list[torch.Tensor] = []
+    size = 0
+    for i, g in enumerate(grads):
+        bucket.append(g)
+        size += g.numel() * g.element_size()
+        if size >= GRAD_BUCKET_BYTES or i == len(grads) - 1:
+            flat = torch.cat([t.reshape(-1) for t in bucket]) if len(bucket) > 1 else bucket[0].reshape(-1)
+            dist.all_reduce(flat)
+            flat.div_(world)
+            if len(bucket) > 1:
+                offset = 0
+                for t in bucket:
+                    t.copy_(flat[offset : offset + t.numel()].view_as(t))
+                    offset += t.numel()
+            bucket, size = [], 0
+
+
+@dataclass
+class TrainLoop:
+    """One recipe run's steps: batches, optimizer and LR schedule, evaluation with early stopping,
+    checkpoints, progress and stop requests, resume. The recipe supplies the model (what to
+    clip, and what to average when `average_grads`), `train_step(idx)` (forward and backward on
+    the examples `idx`, returning the loss and the batch's non-padding tokens or None),
+    `evaluate()` ({"val_loss": …, maybe "val_accuracy": …}) and, unless the model's state_dict
+    is all there is to keep, `model_state()` (its part of a checkpoint). `step`, `spe` and `total` may be read by train_step while it runs."""
+
+    config: dict[str, Any]
+    job: JobSpec
+    n_train: int
+    rank: int
+    world: int
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    model_state: Callable[[], dict[str, Any]] | None = None  # default {"model": model.state_dict()}
+    checkpoint_extra: dict[str, Any] = field(default_factory=dict)  # e.g. the label names
+    average_grads: bool = False  # True: all-reduce after backward (no DDP wrapper on the model)
+    lengths: list[int] | None = None  # tokens per training example: batches grouped by length
+    step: int = 0
+    best_val: float = math.inf
+    bad_evals: int = 0
+    stopped: bool = False  # a stop request (Ctrl-C, preemption): no final report
+    early: bool = False  # early stopping ended the run
+    losses: list[float] = field(default_factory=list)  # training losses since the last report
+
+    def __post_init__(self) -> None:
+        tr = self.job.training
+        self.seed: int = tr.seed
+        self.spe = steps_per_epoch(self.n_train, tr.batch_size, self.world)
+        self.total = total_steps(self.n_train, tr.batch_size, self.world, tr.epochs, tr.max_steps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lr_lambda(tr.schedule, int(tr.warmup_ratio * self.total), self.total))
+        self.progress = Progress(self.config, self.rank, self.world)
+
+    def resume(self) -> None:
+        """Fresh start, or everything from the checkpoint to resume from, the model included
+        (for the default model_state; a recipe with its own loads that part and calls restore)."""
+        state = resume_state(self.config, self.seed)
+        if state is not None:
+            self.model.load_state_dict(state["model"])
+        self.restore(state)
+
+    def restore(self, state: dict[str, Any] | None) -> None:
+        """Optimizer, schedule, RNG streams and counters from `resume_state`."""
+        if state is None:
+            return
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        restore_rng(state["rng"])
+        self.step, self.best_val, self.bad_evals = state["step"], state["best_val"], state["bad_evals"]
+
+    def snapshot(self, final: bool = False) -> dict[str, Any]:
+        model = self.model_state() if self.model_state is not None else {"model": self.model.state_dict()}
+        return {**model, **self.checkpoint_extra, "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "rng": rng_state(), "step": self.step,
+                "seed": self.seed, "epoch": self.step / self.spe, "best_val": self.best_val,
+                "bad_evals": self.bad_evals, "final": final}
+
+    def run(self, train_step: Callable[[list[int]], tuple[torch.Tensor, int | None]],
+            evaluate: Callable[[], dict[str, float]]) -> None:
+        """Train from `step` to `total`; ends early on a stop request (`stopped`) or when the
+        validation loss has not improved `earlyStoppingPatience` evaluations in a row (`early`)."""
+        tr, progress = self.job.training, self.progress
+        self.progress.t_last = time.perf_counter()
+        batches: list[list[int]] = []
+        batches_epoch = -1
+        while self.step < self.total:
+            epoch_i, b = divmod(self.step, self.spe)
+            if epoch_i != batches_epoch:
+                batches = epoch_batches(self.n_train, tr.batch_size, self.seed, epoch_i, self.rank, self.world,
+                                        self.lengths)
+                batches_epoch = epoch_i
+            idx = batches[b]
+            loss, tokens = train_step(idx)
+            if self.average_grads:
+                average_gradients(list(self.model.parameters()), self.world)
+            if tr.grad_clip_norm:
+                torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.grad is not None],
+                                               tr.grad_clip_norm)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            self.step += 1
+            step = self.step
+            self.losses.append(loss.item())
+            lr = float(self.scheduler.get_last_lr()[-1])
+            sps = progress.step(step, self.total, step / self.spe, self.losses[-1], lr, len(idx), tokens=tokens)
+
+            eval_now = step % tr.eval_every_steps == 0 and step < self.total
+            ckpt_now = step % self.job.checkpoint.every_steps == 0 and step < self.total
+            self.stopped = progress.stop_requested(step) and step < self.total
+            if eval_now or ckpt_now or self.stopped:
+                metrics: dict[str, Any] = {"step": step, "epoch": step / self.spe,
+                                           "train_loss": sum(self.losses) / len(self.losses),
+                                           "lr": lr, "samples_per_s": sps}
+                self.losses = []
+                if eval_now:
+                    ev = evaluate()
+                    metrics.update(ev)
+                    progress.eval(step, ev)
+                    if ev["val_loss"] < self.best_val - 1e-4:
+                        self.best_val, self.bad_evals = ev["val_loss"], 0
+                    else:
+                        self.bad_evals += 1
+                    patience = tr.early_stopping_patience
+                    self.early = patience is not None and self.bad_evals >= patience
+                keep = ckpt_now or self.stopped or self.early
+                report(metrics, self.snapshot() if keep else None, self.rank, config=self.config)
+            if self.stopped or self.early:
+                break
+
+    def final_metrics(self) -> dict[str, Any]:
+        """What every recipe's final report starts with."""
+        return {"step": self.step, "epoch": self.step / self.spe,
+                "train_loss": sum(self.losses) / len(self.losses) if self.losses else None,
+                "early_stopped": self.early, "final": True}
+
+    def finish(self, final: dict[str, Any], export: Callable[[Path], None]) -> None:
+        """The last report: the final metrics, the final checkpoint and the exported model."""
+        self.progress.eval(self.step, {k: final[k] for k in ("val_loss", "val_accuracy") if k in final})
+        report(final, self.snapshot(final=True), self.rank, export=export, config=self.config)

@@ -17,19 +17,18 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import math
 import resource
 import time
 from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from transfer_trainers import datasets, loop, sft
-from transfer_trainers.contract import TrainerError
+from transfer_trainers.contract import Recipe, TrainerError, parse_config
 from transfer_trainers.sources import EXPORT_MARKER, ModelRef, resolve_model
-from transfer_trainers.spec import JobSpec, SpecError, StrictWire
+from transfer_trainers.spec import JobSpec, StrictWire
 
 NAME = "causal-lm"
 STRATEGIES = ("fineTune", "lora")
@@ -53,12 +52,7 @@ class CausalLMConfig(StrictWire):
 
 
 def _config(job: JobSpec) -> CausalLMConfig:
-    try:
-        return CausalLMConfig.model_validate(job.trainer.config)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise TrainerError("spec.trainer.config." + ".".join(map(str, err["loc"])),
-                           "unknown option" if err["type"] == "extra_forbidden" else err["msg"]) from None
+    return parse_config(CausalLMConfig, job)
 
 
 def output_format(job: JobSpec, cfg: CausalLMConfig) -> str:
@@ -206,13 +200,8 @@ def _unwrap(model: Any) -> Any:
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
-    loop.quiet_libraries()
-    job = JobSpec.model_validate(config["job"])
-    cfg = _config(job)
-    tr, st = job.training, job.strategy
-    rank, world, device = loop.worker_context(config)
-    seed = tr.seed
-    loop.seed_everything(seed)
+    job, cfg, rank, world, device = loop.start_worker(config, CausalLMConfig)
+    tr, st, seed = job.training, job.strategy, job.training.seed
     t_start = time.perf_counter()
 
     rows, val_rows = datasets.load_rows(job.dataset)
@@ -236,10 +225,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     n_trainable, n_total = loop.trainable_counts(net)
 
     zero_shot: float | None = None
-    ckpt = loop.get_checkpoint(config)
-    state: dict[str, Any] | None = loop.load_state(ckpt) if ckpt is not None else None
-    if state is not None and state["seed"] != seed:
-        raise TrainerError("spec.training.seed", f"checkpoint was made with seed {state['seed']}, job has {seed}")
+    state = loop.resume_state(config, seed)
     if state is not None:
         net.load_state_dict(state["trainable"], strict=False)
         zero_shot = state.get("zero_shot_accuracy")
@@ -252,15 +238,14 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
         model = ray.train.torch.prepare_model(net, move_to_device=False)
     optimizer = torch.optim.AdamW([p for _, p in trainable], lr=tr.learning_rate, weight_decay=tr.weight_decay)
-    spe = loop.steps_per_epoch(len(train_ids), tr.batch_size, world)
-    total = loop.total_steps(len(train_ids), tr.batch_size, world, tr.epochs, tr.max_steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, loop.lr_lambda(tr.schedule, int(tr.warmup_ratio * total), total))
-    step, best_val, bad_evals = 0, math.inf, 0
-    if state is not None:
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        loop.restore_rng(state["rng"])
-        step, best_val, bad_evals = state["step"], state["best_val"], state["bad_evals"]
+
+    def model_state() -> dict[str, Any]:
+        params = dict(_unwrap(model).named_parameters())
+        return {"trainable": {n: params[n].detach().cpu() for n, _ in trainable}, "zero_shot_accuracy": zero_shot}
+
+    # DDP (prepare_model) averages the gradients during backward: no all-reduce after it.
+    run = loop.TrainLoop(config, job, len(train_ids), rank, world, model, optimizer, model_state=model_state)
+    run.restore(state)
 
     def val_loss() -> float:
         model.eval()
@@ -274,69 +259,30 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 total_tokens += n
         return total_loss / max(1, total_tokens)
 
-    def snapshot(final: bool = False) -> dict[str, Any]:
-        params = dict(_unwrap(model).named_parameters())
-        return {"trainable": {n: params[n].detach().cpu() for n, _ in trainable},
-                "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "rng": loop.rng_state(),
-                "step": step, "seed": seed, "epoch": step / spe, "best_val": best_val, "bad_evals": bad_evals,
-                "zero_shot_accuracy": zero_shot, "final": final}
-
     def export(out: Path) -> None:
         write_model(out, _unwrap(model), tokenizer, job, ref, output_format(job, cfg),
                     {"prompt_template": cfg.prompt_template, "system_prompt": cfg.system_prompt,
                      "max_new_tokens": cfg.max_new_tokens})
 
-    progress = loop.Progress(config, rank, world)
-    losses: list[float] = []
-    stopped = early = False
-    batches: list[list[int]] = []
-    batches_epoch = -1
-    while step < total:
-        epoch_i, b = divmod(step, spe)
-        if epoch_i != batches_epoch:
-            batches, batches_epoch = loop.epoch_batches(len(train_ids), tr.batch_size, seed, epoch_i, rank, world), epoch_i
-        idx = batches[b]
+    def train_step(idx: list[int]) -> tuple[torch.Tensor, int | None]:
         batch = {k: v.to(device) for k, v in sft.collate([train_ids[i] for i in idx], tokenizer.pad_token_id).items()}
         model.train()
         with loop.autocast(tr.mixed_precision):
             loss = model(**batch).loss
         loss.backward()
-        if tr.grad_clip_norm:
-            torch.nn.utils.clip_grad_norm_([p for _, p in trainable], tr.grad_clip_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        losses.append(float(loss))
-        sps = progress.step(step, total, step / spe, losses[-1], float(scheduler.get_last_lr()[0]), len(idx),
-                            tokens=int(batch["attention_mask"].sum()))
-        eval_now = step % tr.eval_every_steps == 0 and step < total
-        ckpt_now = step % job.checkpoint.every_steps == 0 and step < total
-        stopped = progress.stop_requested(step) and step < total
-        if eval_now or ckpt_now or stopped:
-            metrics: dict[str, Any] = {"step": step, "epoch": step / spe, "train_loss": sum(losses) / len(losses),
-                                       "lr": scheduler.get_last_lr()[0], "samples_per_s": sps}
-            losses = []
-            if eval_now:
-                metrics["val_loss"] = vl = val_loss()
-                progress.eval(step, {"val_loss": vl})
-                best_val, bad_evals = (vl, 0) if vl < best_val - 1e-4 else (best_val, bad_evals + 1)
-                early = tr.early_stopping_patience is not None and bad_evals >= tr.early_stopping_patience
-            loop.report(metrics, snapshot() if (ckpt_now or stopped or early) else None, rank, config=config)
-        if stopped or early:
-            break
-    if stopped:
+        return loss, int(batch["attention_mask"].sum())
+
+    run.run(train_step, lambda: {"val_loss": val_loss()})
+    if run.stopped:
         return
 
-    final: dict[str, Any] = {"step": step, "epoch": step / spe, "final": True, "early_stopped": early,
-                             "train_loss": sum(losses) / len(losses) if losses else None, "val_loss": val_loss(),
+    final: dict[str, Any] = {**run.final_metrics(), "val_loss": val_loss(),
                              "trainable_params": n_trainable, "total_params": n_total,
                              "zero_shot_accuracy": zero_shot, "majority_accuracy": sft.majority_accuracy(train, val)}
     if rank == 0:
         final["val_accuracy"] = sft.answer_accuracy(_answers(_unwrap(model), tokenizer, val, cfg, device), val)
     final.update(wall_s=time.perf_counter() - t_start, peak_rss_mb=_peak_rss_mb())
-    progress.eval(step, {k: final[k] for k in ("val_loss", "val_accuracy") if k in final})
-    loop.report(final, snapshot(final=True), rank, export=export, config=config)
+    run.finish(final, export)
 
 
 def _answers(model: Any, tokenizer: Any, examples: list[sft.Example], cfg: CausalLMConfig,
@@ -385,20 +331,4 @@ def load_output(directory: Path) -> tuple[Any, Any, dict[str, Any]]:
     return model.eval(), tokenizer, meta
 
 
-class CausalLMTrainer:
-    name = NAME
-    config_schema = CausalLMConfig
-
-    def validate(self, job: JobSpec) -> None:
-        try:
-            validate(job)
-        except SpecError:
-            raise
-        except OSError as exc:
-            raise TrainerError("spec.model.source", f"cannot load the model: {exc}") from None
-
-    def train_loop_per_worker(self, config: dict[str, Any]) -> None:
-        train_loop_per_worker(config)
-
-
-TRAINER = CausalLMTrainer()
+TRAINER = Recipe(NAME, CausalLMConfig, validate, train_loop_per_worker)

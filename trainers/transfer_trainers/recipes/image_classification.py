@@ -10,7 +10,6 @@ overlap, so whatever the target gains from the backbone is genuine transfer of f
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from pathlib import Path
@@ -18,11 +17,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, ValidationError
+from pydantic import Field
 from torch import nn
 
 from transfer_trainers import datasets, loop, strategies
-from transfer_trainers.contract import TrainerError
+from transfer_trainers.contract import Recipe, TrainerError, parse_config
 from transfer_trainers.sources import EXPORT_MARKER
 from transfer_trainers.spec import DatasetSpec, JobSpec, StrictWire
 
@@ -103,12 +102,7 @@ def _images(rows: list[Any]) -> torch.Tensor:
 def validate(job: JobSpec) -> None:
     if job.model.task != "imageClassification":
         raise TrainerError("spec.model.task", f"{NAME} trains imageClassification, not {job.model.task}")
-    try:
-        ImageConfig.model_validate(job.trainer.config)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise TrainerError("spec.trainer.config." + ".".join(map(str, err["loc"])),
-                           "unknown option" if err["type"] == "extra_forbidden" else err["msg"]) from None
+    parse_config(ImageConfig, job)
     st = job.strategy
     if st.type not in ("featureExtraction", "fineTune", "progressiveUnfreezing"):
         raise TrainerError("spec.strategy.type", f"{NAME} supports featureExtraction, fineTune and "
@@ -124,12 +118,8 @@ def validate(job: JobSpec) -> None:
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
-    job = JobSpec.model_validate(config["job"])
-    cfg = ImageConfig.model_validate(job.trainer.config)
-    tr, st = job.training, job.strategy
-    rank, world, device = loop.worker_context(config)
-    seed = tr.seed
-    loop.seed_everything(seed)
+    job, cfg, rank, world, device = loop.start_worker(config, ImageConfig)
+    tr, st, seed = job.training, job.strategy, job.training.seed
     t_start = time.perf_counter()
     ds: DatasetSpec = job.dataset
     train_x, train_y, val_x, val_y, labels = datasets.prepare(ds, seed, input_key="image")
@@ -145,113 +135,41 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     groups = strategies.param_groups(layers, [model.head], st, tr)
     model.to(device)
     optimizer = strategies.make_optimizer(groups, tr)
-    spe = loop.steps_per_epoch(len(train_x), tr.batch_size, world)
-    total = loop.total_steps(len(train_x), tr.batch_size, world, tr.epochs, tr.max_steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, loop.lr_lambda(tr.schedule, int(tr.warmup_ratio * total), total))
     n_trainable = sum(p.numel() for g in groups for p in g["params"])
     n_params = sum(p.numel() for p in model.parameters())
 
-    step, best_val, bad_evals = 0, math.inf, 0
-    ckpt = loop.get_checkpoint(config)
-    if ckpt is not None:
-        s = loop.load_state(ckpt)
-        model.load_state_dict(s["model"])
-        optimizer.load_state_dict(s["optimizer"])
-        scheduler.load_state_dict(s["scheduler"])
-        loop.restore_rng(s["rng"])
-        step, best_val, bad_evals = s["step"], s["best_val"], s["bad_evals"]
+    run = loop.TrainLoop(config, job, len(train_x), rank, world, model, optimizer, average_grads=True,
+                         checkpoint_extra={"labels": labels})
+    run.resume()
 
-    def evaluate() -> tuple[float, float]:
+    def evaluate() -> dict[str, float]:
         model.eval()
         with torch.no_grad():
             logits = torch.cat([model(x_val[i : i + cfg.eval_batch_size])
                                 for i in range(0, len(x_val), cfg.eval_batch_size)])
-        return F.cross_entropy(logits, y_val).item(), (logits.argmax(-1) == y_val).float().mean().item()
-
-    def snapshot(final: bool = False) -> dict[str, Any]:
-        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "rng": loop.rng_state(), "step": step, "seed": seed,
-                "epoch": step / spe, "best_val": best_val, "bad_evals": bad_evals, "labels": labels,
-                "final": final}
+        return {"val_loss": F.cross_entropy(logits, y_val).item(),
+                "val_accuracy": (logits.argmax(-1) == y_val).float().mean().item()}
 
     def export(out: Path) -> None:
         out.mkdir(parents=True, exist_ok=True)
         torch.save(model.state_dict(), out / "weights.pt")
         (out / EXPORT_MARKER).write_text(json.dumps({"trainer": NAME, "labels": labels, "strategy": st.type}))
 
-    progress = loop.Progress(config, rank, world)
-    losses: list[float] = []
-    stopped = early = False
-    batches: list[list[int]] = []
-    batches_epoch = -1
-    while step < total:
-        epoch_i, b = divmod(step, spe)
-        if epoch_i != batches_epoch:
-            batches, batches_epoch = loop.epoch_batches(len(train_x), tr.batch_size, seed, epoch_i, rank, world), epoch_i
-        idx = batches[b]
+    def train_step(idx: list[int]) -> tuple[torch.Tensor, int | None]:
         if st.type == "progressiveUnfreezing":
-            strategies.set_trainable(layers, model.head, strategies.trainable_top_layers(st, len(layers), step / spe))
+            strategies.set_trainable(layers, model.head, strategies.trainable_top_layers(st, len(layers), run.step / run.spe))
         model.train()
-        xb, yb = x_train[idx].to(device), y_train[idx].to(device)
-        loss = F.cross_entropy(model(xb), yb)
+        loss = F.cross_entropy(model(x_train[idx].to(device)), y_train[idx].to(device))
         loss.backward()
-        if world > 1:
-            import torch.distributed as dist
+        return loss, None
 
-            for p in model.parameters():
-                if p.grad is not None:
-                    dist.all_reduce(p.grad)
-                    p.grad.div_(world)
-        if tr.grad_clip_norm:
-            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], tr.grad_clip_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        losses.append(loss.item())
-        sps = progress.step(step, total, step / spe, losses[-1], float(scheduler.get_last_lr()[-1]), len(idx))
-
-        eval_now = step % tr.eval_every_steps == 0 and step < total
-        ckpt_now = step % job.checkpoint.every_steps == 0 and step < total
-        stopped = progress.stop_requested(step) and step < total
-        if eval_now or ckpt_now or stopped:
-            metrics: dict[str, Any] = {"step": step, "epoch": step / spe, "train_loss": sum(losses) / len(losses),
-                                       "lr": scheduler.get_last_lr()[-1], "samples_per_s": sps}
-            losses = []
-            if eval_now:
-                val_loss, val_acc = evaluate()
-                metrics.update(val_loss=val_loss, val_accuracy=val_acc)
-                progress.eval(step, {"val_loss": val_loss, "val_accuracy": val_acc})
-                if val_loss < best_val - 1e-4:
-                    best_val, bad_evals = val_loss, 0
-                else:
-                    bad_evals += 1
-                early = tr.early_stopping_patience is not None and bad_evals >= tr.early_stopping_patience
-            loop.report(metrics, snapshot() if (ckpt_now or stopped or early) else None, rank, config=config)
-        if stopped or early:
-            break
-    if stopped:
+    run.run(train_step, evaluate)
+    if run.stopped:
         return
-    val_loss, val_acc = evaluate()
-    progress.eval(step, {"val_loss": val_loss, "val_accuracy": val_acc})
-    final = {"step": step, "epoch": step / spe, "train_loss": sum(losses) / len(losses) if losses else None,
-             "val_loss": val_loss, "val_accuracy": val_acc, "trainable_params": n_trainable,
-             "total_params": n_params, "early_stopped": early, "final": True,
+    final = {**run.final_metrics(), **evaluate(), "trainable_params": n_trainable, "total_params": n_params,
              "majority_accuracy": loop.majority_accuracy(train_y, val_y),
              "wall_s": time.perf_counter() - t_start, "labels": [str(x) for x in labels]}
-    loop.report(final, snapshot(final=True), rank, export=export, config=config)
+    run.finish(final, export)
 
 
-class ImageClassificationTrainer:
-    name = NAME
-    config_schema = ImageConfig
-
-    def validate(self, job: JobSpec) -> None:
-        validate(job)
-
-    def train_loop_per_worker(self, config: dict[str, Any]) -> None:
-        train_loop_per_worker(config)
-
-
-TRAINER = ImageClassificationTrainer()
+TRAINER = Recipe(NAME, ImageConfig, validate, train_loop_per_worker)

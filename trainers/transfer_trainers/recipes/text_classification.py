@@ -17,13 +17,13 @@ from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field, ValidationError
+from pydantic import Field
 from torch import nn
 
 from transfer_trainers import datasets, loop, strategies
-from transfer_trainers.contract import TrainerError
+from transfer_trainers.contract import Recipe, TrainerError, parse_config
 from transfer_trainers.sources import EXPORT_MARKER, resolve_model_dir
-from transfer_trainers.spec import JobSpec, SpecError, StrictWire
+from transfer_trainers.spec import JobSpec, StrictWire
 
 NAME = "text-classification"
 
@@ -44,6 +44,9 @@ class TextConfig(StrictWire):
     teacher_layers: int | None = Field(None, gt=0, description="distillation: cut a base-model teacher to k layers")
     teacher_steps: int | None = Field(None, gt=0, description="distillation: steps to fine-tune a base-model "
                                       "teacher before distilling (default: the student's step count)")
+    group_by_length: bool = Field(False, description="batches of texts of about the same length (Hugging Face's "
+                                  "group_by_length): little padding, so faster steps; the batches change, the data "
+                                  "and the number of steps do not")
 
 
 # --------------------------------------------------------------------------- model
@@ -131,12 +134,7 @@ def validate(job: JobSpec) -> None:
     if job.model.task != "textClassification":
         raise TrainerError("spec.model.task", f"{NAME} trains textClassification, not {job.model.task}; "
                                               "use trainer image-classification for images")
-    try:
-        cfg = TextConfig.model_validate(job.trainer.config)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        raise TrainerError("spec.trainer.config." + ".".join(map(str, err["loc"])),
-                           "unknown option" if err["type"] == "extra_forbidden" else err["msg"]) from None
+    cfg = parse_config(TextConfig, job)
     exported_as = "adapter" if job.strategy.type == "lora" else "full"
     if job.output is not None and job.output.format not in (None, exported_as):
         raise TrainerError("spec.output.format", f"{NAME} exports {exported_as} under {job.strategy.type}; "
@@ -262,13 +260,8 @@ def _fine_tune_teacher(teacher_dir: Path, cfg: TextConfig, job: JobSpec, xs: lis
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     from transformers import AutoTokenizer
 
-    loop.quiet_libraries()
-    job = JobSpec.model_validate(config["job"])
-    cfg = TextConfig.model_validate(job.trainer.config)
-    tr, st = job.training, job.strategy
-    rank, world, device = loop.worker_context(config)
-    seed = tr.seed
-    loop.seed_everything(seed)
+    job, cfg, rank, world, device = loop.start_worker(config, TextConfig)
+    tr, st, seed = job.training, job.strategy, job.training.seed
     t_start = time.perf_counter()
 
     train_x, train_y, val_x, val_y, labels = datasets.prepare(job.dataset, seed)
@@ -326,10 +319,6 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         groups = strategies.param_groups(layers, heads, st, tr)
     model.to(device)
     optimizer = strategies.make_optimizer(groups, tr)
-    spe = loop.steps_per_epoch(len(train_x), tr.batch_size, world)
-    total = loop.total_steps(len(train_x), tr.batch_size, world, tr.epochs, tr.max_steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, loop.lr_lambda(tr.schedule, int(tr.warmup_ratio * total), total))
     n_params = sum(p.numel() for p in model.parameters())
     # Progressive unfreezing starts with few trainable layers: count what trains by the end.
     n_trainable_final = sum(p.numel() for g in groups for p in g["params"])
@@ -347,17 +336,19 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         if rows and tds.label_column in rows[0] and all(r[tds.label_column] in index for r in rows):
             target_y = [index[r[tds.label_column]] for r in rows]  # only reported, never trained on
 
-    step, best_val, bad_evals = 0, math.inf, 0
-    ckpt = loop.get_checkpoint(config)
-    if ckpt is not None:
-        state = loop.load_state(ckpt)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        loop.restore_rng(state["rng"])
-        step, best_val, bad_evals = state["step"], state["best_val"], state["bad_evals"]
-        if state["seed"] != seed:
-            raise TrainerError("spec.training.seed", f"checkpoint was made with seed {state['seed']}, job has {seed}")
+    # Plain (bucketed) all-reduce instead of DDP: DDP fixes its parameter set at wrap time,
+    # which progressive unfreezing changes during the run.
+    def token_counts(xs: list[str]) -> list[int]:
+        return [len(ids) for ids in tokenizer(xs, truncation=True, max_length=tr.max_seq_length)["input_ids"]]
+
+    lengths = token_counts(train_x) if cfg.group_by_length else None
+    if cfg.group_by_length:  # evaluation in order of length too: the same sums, less padding
+        val_len = token_counts(val_x)
+        order = sorted(range(len(val_x)), key=lambda i: val_len[i])
+        val_x, val_y = [val_x[i] for i in order], [val_y[i] for i in order]
+    run = loop.TrainLoop(config, job, len(train_x), rank, world, model, optimizer, average_grads=True,
+                         lengths=lengths, checkpoint_extra={"labels": labels})
+    run.resume()
 
     def encode(texts: list[str], tok: Any = tokenizer) -> dict[str, torch.Tensor]:
         enc = tok(texts, padding=True, truncation=True, max_length=tr.max_seq_length, return_tensors="pt")
@@ -374,11 +365,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 correct += int((logits.argmax(-1) == yb).sum())
         return loss_sum / max(1, len(xs)), correct / max(1, len(xs))
 
-    def snapshot(final: bool = False) -> dict[str, Any]:
-        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "rng": loop.rng_state(), "step": step, "seed": seed,
-                "epoch": step / spe, "best_val": best_val, "bad_evals": bad_evals, "labels": labels,
-                "final": final}
+    def validation() -> dict[str, float]:
+        val_loss, val_acc = evaluate(val_x, val_y)
+        return {"val_loss": val_loss, "val_accuracy": val_acc}
 
     def export(out: Path) -> None:
         out.mkdir(parents=True, exist_ok=True)
@@ -393,22 +382,13 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         tokenizer.save_pretrained(out / "tokenizer")
         (out / EXPORT_MARKER).write_text(json.dumps(meta, indent=2))
 
-    progress = loop.Progress(config, rank, world)
-    metrics: dict[str, Any] = {}
-    losses: list[float] = []
-    stopped = early = False
-    batches: list[list[int]] = []
-    batches_epoch = -1
     target_spe = max(1, len(target_x) // world // tr.batch_size) if target_x else 1
     backbone_frozen = st.type == "featureExtraction"
-    while step < total:
-        epoch_i, b = divmod(step, spe)
-        if epoch_i != batches_epoch:
-            batches, batches_epoch = loop.epoch_batches(len(train_x), tr.batch_size, seed, epoch_i, rank, world), epoch_i
-        idx = batches[b]
-        epoch_f = step / spe
+
+    def train_step(idx: list[int]) -> tuple[torch.Tensor, int | None]:
+        step = run.step
         if st.type == "progressiveUnfreezing":
-            strategies.set_trainable(layers, model.head, strategies.trainable_top_layers(st, len(layers), epoch_f))
+            strategies.set_trainable(layers, model.head, strategies.trainable_top_layers(st, len(layers), step / run.spe))
         model.train()
         if teacher is not None:
             teacher.eval()
@@ -437,82 +417,24 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 t_epoch, t_b = divmod(step, target_spe)
                 t_idx = loop.epoch_batches(len(target_x), tr.batch_size, seed + 1, t_epoch, rank, world)[t_b]
                 t_feats = model.features(**encode([target_x[i] for i in t_idx]))
-                p = step / max(1, total)
+                p = step / max(1, run.total)
                 lam = st.domain_adaptation.adversarial_weight * (2 / (1 + math.exp(-10 * p)) - 1)
                 both = torch.cat([feats, t_feats])
                 dom = domain_head(_GradReverse.apply(both, lam)).squeeze(-1).float()
                 dom_y = torch.cat([torch.zeros(len(feats)), torch.ones(len(t_feats))]).to(device)
                 loss = loss + F.binary_cross_entropy_with_logits(dom, dom_y)
         loss.backward()
-        if world > 1:
-            # Plain all-reduce instead of DDP: DDP fixes its parameter set at wrap time, which
-            # progressive unfreezing changes during the run.
-            import torch.distributed as dist
+        return loss, int(batch["attention_mask"].sum())
 
-            for p in model.parameters():
-                if p.grad is not None:
-                    dist.all_reduce(p.grad)
-                    p.grad.div_(world)
-        if tr.grad_clip_norm:
-            torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], tr.grad_clip_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        losses.append(loss.item())
-        tokens = int(batch["attention_mask"].sum()) if "attention_mask" in batch else None
-        sps = progress.step(
-            step, total, step / spe, losses[-1], float(scheduler.get_last_lr()[-1]), len(idx), tokens=tokens
-        )
-
-        eval_now = step % tr.eval_every_steps == 0 and step < total
-        ckpt_now = step % job.checkpoint.every_steps == 0 and step < total
-        stopped = progress.stop_requested(step) and step < total
-        if eval_now or ckpt_now or stopped:
-            metrics = {"step": step, "epoch": step / spe, "train_loss": sum(losses) / len(losses),
-                       "lr": scheduler.get_last_lr()[-1], "samples_per_s": sps}
-            losses = []
-            if eval_now:
-                val_loss, val_acc = evaluate(val_x, val_y)
-                metrics.update(val_loss=val_loss, val_accuracy=val_acc)
-                progress.eval(step, {"val_loss": val_loss, "val_accuracy": val_acc})
-                if val_loss < best_val - 1e-4:
-                    best_val, bad_evals = val_loss, 0
-                else:
-                    bad_evals += 1
-                early = tr.early_stopping_patience is not None and bad_evals >= tr.early_stopping_patience
-            loop.report(metrics, snapshot() if (ckpt_now or stopped or early) else None, rank, config=config)
-        if stopped or early:
-            break
-
-    if stopped:
+    run.run(train_step, validation)
+    if run.stopped:
         return
-    val_loss, val_acc = evaluate(val_x, val_y)
-    final = {"step": step, "epoch": step / spe, "train_loss": sum(losses) / len(losses) if losses else None,
-             "val_loss": val_loss, "val_accuracy": val_acc, "trainable_params": n_trainable_final,
-             "total_params": n_params, "early_stopped": early, "final": True,
-             "majority_accuracy": loop.majority_accuracy(train_y, val_y),
+    final = {**run.final_metrics(), **validation(), "trainable_params": n_trainable_final,
+             "total_params": n_params, "majority_accuracy": loop.majority_accuracy(train_y, val_y),
              "wall_s": time.perf_counter() - t_start, "labels": [str(x) for x in labels]}
     if target_y is not None:
         _, final["target_accuracy"] = evaluate(target_x[: cfg.max_eval_examples], target_y[: cfg.max_eval_examples])
-    progress.eval(step, {"val_loss": val_loss, "val_accuracy": val_acc})
-    loop.report(final, snapshot(final=True), rank, export=export, config=config)
+    run.finish(final, export)
 
 
-class TextClassificationTrainer:
-    name = NAME
-    config_schema = TextConfig
-
-    def validate(self, job: JobSpec) -> None:
-        try:
-            validate(job)
-        except SpecError:
-            raise
-        except OSError as exc:
-            raise TrainerError("spec.model.source", f"cannot load the model: {exc}") from None
-
-    def train_loop_per_worker(self, config: dict[str, Any]) -> None:
-        train_loop_per_worker(config)
-
-
-TRAINER = TextClassificationTrainer()
+TRAINER = Recipe(NAME, TextConfig, validate, train_loop_per_worker)
