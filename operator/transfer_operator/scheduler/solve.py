@@ -8,8 +8,8 @@ The objective, in order (docs/scheduler.md#the-objective):
   3. then the utilization policy: binpack prefers pools with fewer free GPUs, spread more.
 
 One binary per (job, option), at most one option per job, GPUs per pool within its free GPUs,
-and per queue within its quota (nominal, plus what its cohort lends, within its borrowing
-limit). Each level is one solve that keeps the levels before it at their optimum. The greedy
+and per queue and GPU type within its quota (nominal, plus what its cohort lends of that type,
+within its borrowing limit). Each level is one solve that keeps the levels before it at their optimum. The greedy
 walk's admissions are the warm start. The answer is then replayed on the node-level capacity
 and through the quota ledger in the walk's order; if either refuses it (GPUs counted per pool
 cannot see fragmentation across nodes), or HiGHS is missing, over the size bound or out of
@@ -82,7 +82,7 @@ def solve_exact(walk: Walk, budget_s: float) -> Solved:
         by_pool.setdefault(option.pool_index, []).append(column)
     for row, found in by_pool.items():
         rows.append((0.0, float(walk.initial_free[row]), found, gpus[found].tolist()))
-    rows.extend(_quota_rows(walk, columns, gpus))
+    rows.extend(_quota_rows(walk, columns, [o.placement.gpu_type for o in options], gpus))
 
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
@@ -158,29 +158,34 @@ def _level_name(level: int, tie_level: int) -> str:
 
 
 def _quota_rows(
-    walk: Walk, columns: list[tuple[int, int]], gpus: np.ndarray
+    walk: Walk, columns: list[tuple[int, int]], gpu_types: list[str], gpus: np.ndarray
 ) -> list[tuple[float, float, list[int], list[float]]]:
-    """GPUs per queue within its nominal quota left plus what it may borrow; per cohort within its
-    unused nominal GPUs. The ledger replay afterwards has the last word."""
+    """Per queue and quota key (a GPU type or `*`, capacity.QuotaLedger), GPUs within its nominal
+    quota left plus what it may borrow; per cohort and key within its unused nominal GPUs. The
+    ledger replay afterwards has the last word."""
     ledger = walk.initial_quota
     rows = []
-    cohorts: dict[str, list[int]] = {}
-    for name, quota in ledger.quotas.items():
-        found = [c for c, (i, _) in enumerate(columns) if walk.jobs[i].queue == name]
-        if not found:
-            continue
-        used = ledger.used_gpus.get(name, 0)
-        own = max(0, quota.nominal_gpus - used)
+    by_key: dict[tuple[str, str], list[int]] = {}  # (queue, key) -> columns
+    for column, (index, _) in enumerate(columns):
+        queue = walk.jobs[index].queue
+        if queue in ledger.quotas:
+            by_key.setdefault((queue, ledger.key_of(queue, gpu_types[column])), []).append(column)
+    cohorts: dict[tuple[str, str], list[int]] = {}
+    for (name, key), found in by_key.items():
+        quota = ledger.quotas[name]
+        nominal = ledger.nominal[name].get(key, 0)
+        used = ledger.used(name, key)
+        own = max(0, nominal - used)
         if quota.cohort is None:
             borrow = 0.0
         else:
-            cohorts.setdefault(quota.cohort, []).extend(found)
+            cohorts.setdefault((quota.cohort, key), []).extend(found)
             limit = quota.borrowing_limit_gpus
-            borrow = np.inf if limit is None else max(0, limit - max(0, used - quota.nominal_gpus))
+            borrow = np.inf if limit is None else max(0, limit - max(0, used - nominal))
         rows.append((0.0, own + borrow, found, gpus[found].tolist()))
-    for cohort, found in cohorts.items():
-        members = [q for q in ledger.quotas.values() if q.cohort == cohort]
-        unused = sum(max(0, q.nominal_gpus - ledger.used_gpus.get(q.name, 0)) for q in members)
+    for (cohort, key), found in cohorts.items():
+        members = [q.name for q in ledger.quotas.values() if q.cohort == cohort]
+        unused = sum(max(0, ledger.nominal[m].get(key, 0) - ledger.used(m, key)) for m in members)
         rows.append((0.0, float(unused), found, gpus[found].tolist()))
     return rows
 
@@ -198,6 +203,7 @@ def _replay(walk: Walk, picked: dict[int, Placement]) -> None:
         pool.take(job.workers, job.gpus_per_worker, walk.policy)
     for index in sorted(picked, key=walk.order_rank.__getitem__):
         job = walk.jobs[index]
-        if ledger.why_not(job.queue, job.gang_gpus) is not None:
-            raise NotSolved(f"queue {job.queue} refuses the answer")
-        ledger.take(job.queue, job.gang_gpus)
+        gpu_type = picked[index].gpu_type
+        if ledger.why_not(job.queue, gpu_type, job.gang_gpus) is not None:
+            raise NotSolved(f"queue {job.queue} refuses the answer ({gpu_type})")
+        ledger.take(job.queue, gpu_type, job.gang_gpus)
