@@ -100,20 +100,49 @@ Key = tuple[str, str]  # (queue, quota key: an upper-case GPU type or `*`)
 
 
 @dataclass(slots=True)
+class CohortBook:
+    """A cohort's GPUs per type: nominal GPUs of each typed quota key of its members (`typed`),
+    of their `*` quotas (`any_type`), and the GPUs its members use per GPU type. A GPU type's
+    use is covered by the cohort's typed quota of that type first, the rest (its overflow) by the
+    `*` quotas; the cohort has room while the overflows add up to at most `any_type` (a flow:
+    typed GPUs serve their type only, `*` GPUs any type, and no GPU is lent twice)."""
+
+    typed: dict[str, int] = field(default_factory=dict)
+    any_type: int = 0
+    used: dict[str, int] = field(default_factory=dict)  # GPU type -> GPUs the members use
+    overflow: int = 0  # Σ over types of max(0, used - typed)
+
+    def copy(self) -> CohortBook:
+        return CohortBook(self.typed, self.any_type, dict(self.used), self.overflow)
+
+    def add(self, gpu_type: str, gpus: int) -> None:
+        typed = self.typed.get(gpu_type, 0)
+        before = self.used.get(gpu_type, 0)
+        self.used[gpu_type] = after = before + gpus
+        self.overflow += max(0, after - typed) - max(0, before - typed)
+
+    def unused(self, gpu_type: str) -> int:
+        """GPUs of this type the cohort can still lend: its typed ones nobody uses, and the `*`
+        ones no overflow takes."""
+        left_typed = max(0, self.typed.get(gpu_type, 0) - self.used.get(gpu_type, 0))
+        return left_typed + max(0, self.any_type - self.overflow)
+
+
+@dataclass(slots=True)
 class QuotaLedger:
     """GPUs used per queue and quota key this cycle (Kueue's usage per ClusterQueue and flavor).
 
     A job on a pool of GPU type T counts against its queue's T quota, else the queue's `*`
-    quota, else a T quota of 0 (QueueQuota). Within a cohort, a key lends to the same key only:
-    a queue borrows A100 GPUs from its peers' A100 quotas and `*` GPUs from their `*` quotas, so
-    no unused GPU is lent twice. `pool_types` maps pool rows to their GPU type; an allocation on
-    a pool not in it (deleted) counts against nothing, as it holds no capacity (build_capacity)."""
+    quota, else a T quota of 0 (QueueQuota). Past it, a queue of a cohort borrows T GPUs the
+    cohort does not use: its members' unused T quotas, and their unused `*` quotas
+    (CohortBook). `pool_types` maps pool rows to their GPU type; an allocation on a pool not in
+    it (deleted) counts against nothing, as it holds no capacity (build_capacity)."""
 
     quotas: dict[str, QueueQuota]
     pool_types: dict[str, str] = field(default_factory=dict)  # pool row name -> upper-case GPU type
     used_gpus: dict[Key, int] = field(default_factory=dict)
     nominal: dict[str, dict[str, int]] = field(default_factory=dict)  # queue -> key -> nominal GPUs
-    cohort_free: dict[Key, int] = field(default_factory=dict)  # (cohort, key) -> Σ nominal - used
+    cohorts: dict[str, CohortBook] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -124,8 +153,12 @@ class QuotaLedger:
         ledger.nominal = {name: quota.by_type() for name, quota in by_name.items()}
         for name, quota in by_name.items():
             if quota.cohort is not None:
+                book = ledger.cohorts.setdefault(quota.cohort, CohortBook())
                 for key, count in ledger.nominal[name].items():
-                    ledger.cohort_free[quota.cohort, key] = ledger.cohort_free.get((quota.cohort, key), 0) + count
+                    if key == ANY_GPU_TYPE:
+                        book.any_type += count
+                    else:
+                        book.typed[key] = book.typed.get(key, 0) + count
         for allocation in allocations:
             gpu_type = ledger.pool_types.get(allocation.pool)
             if gpu_type is not None and allocation.gpus:
@@ -133,9 +166,8 @@ class QuotaLedger:
         return ledger
 
     def copy(self) -> QuotaLedger:
-        return QuotaLedger(
-            self.quotas, self.pool_types, dict(self.used_gpus), self.nominal, dict(self.cohort_free)
-        )
+        cohorts = {name: book.copy() for name, book in self.cohorts.items()}
+        return QuotaLedger(self.quotas, self.pool_types, dict(self.used_gpus), self.nominal, cohorts)
 
     def key_of(self, queue: str, gpu_type: str) -> str:
         """The quota key a job of `queue` on a pool of `gpu_type` counts against."""
@@ -165,7 +197,11 @@ class QuotaLedger:
             return None
         gpu_type = gpu_type.upper()
         typed = key == gpu_type
-        in_use = f"{used} {gpu_type} GPUs in use + {gpus} requested" if typed else f"{used} GPUs in use + {gpus} {gpu_type} requested"
+        in_use = (
+            f"{used} {gpu_type} GPUs in use + {gpus} requested"
+            if typed
+            else f"{used} GPUs in use + {gpus} {gpu_type} requested"
+        )
         over = f"nominal quota {nominal} for {gpu_type if typed else 'any GPU type'}"
         if quota.cohort is None:
             return f"queue {queue}: {in_use} > {over}"
@@ -175,11 +211,12 @@ class QuotaLedger:
         if limit is not None and borrowed_already + borrow > limit:
             what = f"{gpu_type} GPUs" if typed else f"GPUs of any type (for {gpu_type})"
             return f"queue {queue}: needs to borrow {borrowed_already + borrow} {what}, over its borrowing limit {limit}"
-        unused = max(0, self.cohort_free.get((quota.cohort, key), 0))
+        # The cohort's unused GPUs of the type (its unused share of the queue's own quota included).
+        unused = self.cohorts[quota.cohort].unused(gpu_type)
         if gpus > unused:
-            lent = f"{gpu_type} GPUs" if typed else "GPUs of any-type quotas"
             return (
-                f"queue {queue}: {in_use} > {over}, and cohort {quota.cohort} has only {unused} unused {lent} to lend"
+                f"queue {queue}: {in_use} > {over}, and cohort {quota.cohort} has only {unused} unused "
+                f"GPUs for {gpu_type} to lend"
             )
         return None
 
@@ -190,16 +227,17 @@ class QuotaLedger:
         self._add(queue, gpu_type, -gpus)
 
     def _add(self, queue: str, gpu_type: str, gpus: int) -> None:
+        gpu_type = gpu_type.upper()
         key = self.key_of(queue, gpu_type)
         self.used_gpus[queue, key] = self.used_gpus.get((queue, key), 0) + gpus
         quota = self.quotas.get(queue)
         if quota is not None and quota.cohort is not None:
-            self.cohort_free[quota.cohort, key] = self.cohort_free.get((quota.cohort, key), 0) - gpus
+            self.cohorts[quota.cohort].add(gpu_type, gpus)
 
     def move(self, queue: str, gpus: int, from_type: str, to_type: str) -> bool:
         """Move a job's `gpus` from a pool of `from_type` to one of `to_type` if the queue's quota
         takes them there (True); otherwise leave the ledger as it was (False)."""
-        if gpus <= 0 or self.key_of(queue, from_type) == self.key_of(queue, to_type):
+        if gpus <= 0 or from_type.upper() == to_type.upper():
             return True
         self.give_back(queue, from_type, gpus)
         if self.why_not(queue, to_type, gpus) is None:
@@ -210,7 +248,7 @@ class QuotaLedger:
 
     def move_back(self, queue: str, gpus: int, from_type: str, to_type: str) -> None:
         """Undo a `move` from `to_type` to `from_type` (unconditional: it restores a prior state)."""
-        if gpus > 0 and self.key_of(queue, from_type) != self.key_of(queue, to_type):
+        if gpus > 0 and from_type.upper() != to_type.upper():
             self.give_back(queue, from_type, gpus)
             self.take(queue, to_type, gpus)
 

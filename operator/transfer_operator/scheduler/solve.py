@@ -18,6 +18,7 @@ time, the greedy answer stands.
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,7 @@ from transfer_operator.scheduler.types import Placement
 if TYPE_CHECKING:
     from transfer_operator.scheduler.admit import Walk
 
+COHORT_SUBSET_TYPES = 6  # GPU types of a cohort up to which its quota rows are exact (2^n - 1 rows)
 MAX_OPTIONS = 20_000  # (job, option) pairs up to which a solve fits the default budget
 
 
@@ -161,16 +163,24 @@ def _quota_rows(
     walk: Walk, columns: list[tuple[int, int]], gpu_types: list[str], gpus: np.ndarray
 ) -> list[tuple[float, float, list[int], list[float]]]:
     """Per queue and quota key (a GPU type or `*`, capacity.QuotaLedger), GPUs within its nominal
-    quota left plus what it may borrow; per cohort and key within its unused nominal GPUs. The
-    ledger replay afterwards has the last word."""
+    quota left plus what it may borrow. Per cohort (capacity.CohortBook), the GPUs its members
+    take of each set S of GPU types within S's unused typed quota plus the unused `*` quota: the
+    flow's cut conditions, exact up to COHORT_SUBSET_TYPES types (beyond, one row per type and one
+    for all). A queue's own nominal GPUs a peer borrowed can make the walk's answer break these
+    rows; then the solve fails and the walk stands. The ledger replay has the last word."""
     ledger = walk.initial_quota
     rows = []
     by_key: dict[tuple[str, str], list[int]] = {}  # (queue, key) -> columns
+    by_type: dict[str, dict[str, list[int]]] = {}  # cohort -> GPU type -> columns
     for column, (index, _) in enumerate(columns):
         queue = walk.jobs[index].queue
-        if queue in ledger.quotas:
-            by_key.setdefault((queue, ledger.key_of(queue, gpu_types[column])), []).append(column)
-    cohorts: dict[tuple[str, str], list[int]] = {}
+        quota = ledger.quotas.get(queue)
+        if quota is None:
+            continue
+        gpu_type = gpu_types[column].upper()
+        by_key.setdefault((queue, ledger.key_of(queue, gpu_type)), []).append(column)
+        if quota.cohort is not None:
+            by_type.setdefault(quota.cohort, {}).setdefault(gpu_type, []).append(column)
     for (name, key), found in by_key.items():
         quota = ledger.quotas[name]
         nominal = ledger.nominal[name].get(key, 0)
@@ -179,14 +189,21 @@ def _quota_rows(
         if quota.cohort is None:
             borrow = 0.0
         else:
-            cohorts.setdefault((quota.cohort, key), []).extend(found)
             limit = quota.borrowing_limit_gpus
             borrow = np.inf if limit is None else max(0, limit - max(0, used - nominal))
         rows.append((0.0, own + borrow, found, gpus[found].tolist()))
-    for (cohort, key), found in cohorts.items():
-        members = [q.name for q in ledger.quotas.values() if q.cohort == cohort]
-        unused = sum(max(0, ledger.nominal[m].get(key, 0) - ledger.used(m, key)) for m in members)
-        rows.append((0.0, float(unused), found, gpus[found].tolist()))
+    for cohort, found_by_type in by_type.items():
+        book = ledger.cohorts[cohort]
+        spare = max(0, book.any_type - book.overflow)
+        left = {t: max(0, book.typed.get(t, 0) - book.used.get(t, 0)) for t in found_by_type}
+        types = sorted(found_by_type)
+        if len(types) <= COHORT_SUBSET_TYPES:
+            subsets = [c for size in range(1, len(types) + 1) for c in itertools.combinations(types, size)]
+        else:
+            subsets = [(t,) for t in types] + [tuple(types)]
+        for subset in subsets:
+            found = [c for t in subset for c in found_by_type[t]]
+            rows.append((0.0, float(sum(left[t] for t in subset) + spare), found, gpus[found].tolist()))
     return rows
 
 

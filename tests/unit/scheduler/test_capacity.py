@@ -61,29 +61,35 @@ def test_usage_is_counted_per_gpu_type():
     assert book.why_not("q", "H100", 8) is None  # the per-type quotas do not add up to 16 of either
 
 
-def test_cohort_lends_a_type_from_that_types_quotas_only():
+def test_cohort_lends_typed_quotas_to_their_type_and_star_quotas_to_any():
     book = ledger(
         QueueQuota("hopper", {"H100": 8}, "research"),
         QueueQuota("ampere", {"A100": 8}, "research"),
         QueueQuota("any", 8, "research"),
     )
-    assert book.why_not("hopper", "A100", 8) is None  # ampere's unused A100s
-    book.take("hopper", "A100", 8)
-    problem = book.why_not("hopper", "A100", 1)
-    assert problem == (
-        "queue hopper: 8 A100 GPUs in use + 1 requested > nominal quota 0 for A100, "
-        "and cohort research has only 0 unused A100 GPUs to lend"
+    # A100: ampere's unused 8 A100s and any's unused 8 of any type.
+    assert book.why_not("hopper", "A100", 16) is None
+    assert book.why_not("hopper", "A100", 17) == (
+        "queue hopper: 0 A100 GPUs in use + 17 requested > nominal quota 0 for A100, "
+        "and cohort research has only 16 unused GPUs for A100 to lend"
     )
-    # `any`'s 8 GPUs of any type lend to `*` quotas only: not to ampere's L4 (it has no `*`).
+    book.take("hopper", "A100", 16)
+    # any's `*` GPUs went to A100: nothing is left to lend for L4 (ampere's A100s serve A100 only).
     assert book.why_not("ampere", "L4", 1) == (
         "queue ampere: 0 L4 GPUs in use + 1 requested > nominal quota 0 for L4, "
-        "and cohort research has only 0 unused L4 GPUs to lend"
+        "and cohort research has only 0 unused GPUs for L4 to lend"
     )
-    book.take("any", "L4", 8)
-    assert book.why_not("any", "H100", 1) == (
-        "queue any: 8 GPUs in use + 1 H100 requested > nominal quota 8 for any GPU type, "
-        "and cohort research has only 0 unused GPUs of any-type quotas to lend"
-    )
+    # A queue's own nominal quota is always its own, even when the cohort lent it meanwhile.
+    assert book.why_not("any", "L4", 8) is None and book.why_not("ampere", "A100", 8) is None
+
+
+def test_a_star_quota_is_not_lent_twice():
+    book = ledger(QueueQuota("borrower", {}, "c"), QueueQuota("lender", 8, "c"))
+    book.take("borrower", "A100", 4)
+    assert book.why_not("borrower", "H100", 5) is not None  # 4 of the 8 went to A100
+    assert book.why_not("borrower", "H100", 4) is None
+    book.give_back("borrower", "A100", 4)
+    assert book.why_not("borrower", "H100", 8) is None
 
 
 def test_borrowing_limit_is_per_gpu_type():

@@ -226,8 +226,8 @@ def typed_scenarios(draw):
 @given(typed_scenarios())
 def test_no_admission_breaks_a_quota_of_its_gpu_type(scenario):
     """Per queue and quota key: no cohort, at most the nominal GPUs; with a cohort, at most the
-    nominal plus the borrowing limit, and a cohort's key grows only into its members' unused
-    nominal GPUs of that key (or a queue's own nominal), whatever path decided the cycle."""
+    nominal plus the borrowing limit, and a cohort grows only into GPUs it does not use (or a
+    queue's own nominal ones), whatever path decided the cycle."""
     snapshot, pending = scenario
     decisions = schedule(snapshot, pending)
     by_key = {j.key: j for j in pending}
@@ -258,11 +258,28 @@ def test_no_admission_breaks_a_quota_of_its_gpu_type(scenario):
             assert gpus <= own, (queue, key)
         elif quota.borrowing_limit_gpus is not None:
             assert gpus <= own + quota.borrowing_limit_gpus, (queue, key)
+    # A cohort lends only what it has: typed quotas cover their type's use, `*` quotas the rest
+    # (the types' overflows). Past that, only a queue's own nominal GPUs may take it (always
+    # allowed, even where a peer borrowed them before; no reclaim within a cycle).
     for cohort in {q.cohort for q in snapshot.quotas if q.cohort}:
         members = [q.name for q in snapshot.quotas if q.cohort == cohort]
-        for key in {k for m in members for k in nominal[m]} | {k for (m, k) in after if m in members}:
-            was = sum(before[m, key] for m in members)
-            now = sum(after[m, key] for m in members)
-            own_left = sum(max(0, nominal[m].get(key, 0) - before[m, key]) for m in members)
-            if now > was:
-                assert now <= max(was, sum(nominal[m].get(key, 0) for m in members)) + own_left, (cohort, key)
+        typed: dict[str, int] = defaultdict(int)
+        for m in members:
+            for key, count in nominal[m].items():
+                if key != "*":
+                    typed[key] += count
+        any_type = sum(nominal[m].get("*", 0) for m in members)
+
+        def excess(admitted: bool) -> int:
+            used_of_type: dict[str, int] = defaultdict(int)
+            for allocation in snapshot.allocations:
+                if allocation.queue in members:
+                    used_of_type[type_of[allocation.pool]] += allocation.gpus
+            for decision in decisions if admitted else ():
+                job = by_key[decision.job_key]
+                if decision.action is Action.ADMIT and job.queue in members:
+                    used_of_type[type_of[decision.placement.pool]] += job.gang_gpus
+            return sum(max(0, used - typed[t]) for t, used in used_of_type.items()) - any_type
+
+        own_left = sum(max(0, n - before[m, key]) for m in members for key, n in nominal[m].items())
+        assert excess(True) <= max(0, excess(False)) + own_left, cohort
