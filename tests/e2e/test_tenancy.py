@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -190,3 +191,151 @@ def test_a_namespaced_tenants_attacks_are_refused(
     )
     assert get_or_none(cluster, "rayjob", rayjobs[f"{head}-two"], "-n", namespace) is not None
     assert "Traceback" not in operator.log()
+
+
+def assert_isolated(cluster: devcluster.Cluster, namespace: str, job: str, rayjob: str) -> None:
+    """As the API server holds them: the job's NetworkPolicy selects every pod of its RayCluster
+    and admits only the job's own pods and peers named by namespace; the RayJob runs with Ray
+    token auth from its own Secret. (kwok pods have no network: packets are checked against a
+    real Ray in test_ray_auth.py.)"""
+    policy = wait_for(lambda: get_or_none(cluster, "networkpolicy", f"{job}-ray", "-n", namespace), 60, "policy")
+    selector = policy["spec"]["podSelector"]["matchLabels"]
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    for rule in policy["spec"]["ingress"]:
+        for source in rule["from"]:
+            # Either the job's own pods, or pods of one named namespace: never "any namespace".
+            assert source == {"podSelector": {"matchLabels": selector}} or set(
+                source["namespaceSelector"]["matchLabels"]
+            ) == {"kubernetes.io/metadata.name"}, source
+    body = wait_for(lambda: get_or_none(cluster, "rayjob", rayjob, "-n", namespace), 60, "the RayJob")
+    assert body["spec"]["rayClusterSpec"]["authOptions"] == {"mode": "token", "secretName": f"{rayjob}-ray-token"}
+    pods = wait_for(
+        lambda: get_json(cluster, "pods", "-n", namespace, "-l", "ray.io/node-type=head")["items"], 90, "head pod"
+    )
+    for pod in pods:
+        labels = pod["metadata"].get("labels") or {}
+        assert all(labels.get(k) == v for k, v in selector.items()), labels
+
+
+def test_a_queue_with_quota_for_one_gpu_type_places_its_jobs_on_that_type(
+    cluster: devcluster.Cluster, operator: OperatorProcess, namespace: str, tenant: Any
+) -> None:
+    """Quotas are per GPU type: a queue with 1 H100 and no A100 puts a job of any type on an
+    H100 pool (A100 is cheaper per GPU-hour), and a 2-GPU job waits naming both types."""
+    keep_ray_jobs_running(cluster, namespace)
+    cluster.kubectl("apply", "-f", str(EXAMPLES / "pools.yaml"))
+    queue = {
+        "apiVersion": GROUP,
+        "kind": "TransferQueue",
+        "metadata": {"name": f"{namespace}-typed"},
+        "spec": {
+            "nominalGpus": {"H100": 1},
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+            "maxPriority": 100,
+        },
+    }
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(queue))
+    try:
+        any_type = {"workers": 1, "gpusPerWorker": 1, "estimatedHours": 0.5}
+        jobs = {name: a_job(name, namespace, queue=f"{namespace}-typed") for name in ("fits", "waits")}
+        jobs["fits"]["spec"]["resources"] = any_type  # no gpuType (a_job merges into its A100)
+        jobs["waits"]["spec"]["resources"] = {**any_type, "gpusPerWorker": 2}
+        for body in jobs.values():
+            created = tenant("create", "-f", "-", input=json.dumps(body))
+            assert created.returncode == 0, created.stderr
+        status = wait_for(
+            lambda: (s := get_json(cluster, "transferjob", "fits", "-n", namespace).get("status") or {}).get(
+                "placement"
+            )
+            and s,
+            90,
+            "fits admitted",
+        )
+        assert status["placement"]["gpuType"] == "H100", status["placement"]
+        assert_isolated(cluster, namespace, "fits", status["rayJobName"])
+        ready = wait_for(
+            lambda: (r := ready_condition(tenant, "waits")) and r["reason"] != "NoFittingPool" and r,
+            90,
+            "waits' quota condition",
+        )
+        assert ready["reason"] == "QuotaExceeded", ready
+        message = ready["message"]
+        assert "0 A100 GPUs in use + 2 requested > nominal quota 0 for A100" in message, message
+        # 0 or 1 H100 in use: "fits" may be decided before or after "waits" in the cycle.
+        assert "H100 GPUs in use + 2 requested > nominal quota 1 for H100" in message, message
+    finally:
+        cluster.kubectl("delete", "-f", "-", "--wait=false", input=json.dumps(queue), check=False)
+
+
+@pytest.mark.parametrize("kind", ["rayjob", "transferjob"])
+def test_foreground_deletion_is_not_blocked_by_the_token_secret(
+    cluster: devcluster.Cluster, operator: OperatorProcess, namespace: str, kind: str
+) -> None:
+    """`kubectl delete --cascade=foreground` of a RayJob (or of its TransferJob) deletes its
+    dependents first: the token Secret goes at once, while the RayCluster waits for its pods.
+    KubeRay's RayJob finalizer reads the Secret only while the RayCluster exists (to stop the Ray
+    job through the dashboard), so it retries until the RayCluster is gone, then builds a client
+    without a token, fails to stop a job whose cluster is gone, and removes itself: the deletion
+    completes. The RayJob is kept non-terminal (no submitter Job), so its finalizer does look
+    for the Secret."""
+    keep_ray_jobs_running(cluster, namespace)
+    cluster.kubectl("apply", "-f", str(EXAMPLES / "pools.yaml"))
+    queue = {
+        "apiVersion": GROUP,
+        "kind": "TransferQueue",
+        "metadata": {"name": f"{namespace}-fg"},
+        "spec": {
+            "nominalGpus": {"*": 8},
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
+            "maxPriority": 100,
+        },
+    }
+    cluster.kubectl("apply", "-f", "-", input=json.dumps(queue))
+    try:
+        body = a_job("doomed", namespace, queue=f"{namespace}-fg")
+        cluster.kubectl("create", "-f", "-", input=json.dumps(body))
+        rayjob = wait_for(
+            lambda: (get_json(cluster, "transferjob", "doomed", "-n", namespace).get("status") or {}).get(
+                "rayJobName"
+            ),
+            90,
+            "doomed admitted",
+        )
+        secret = f"{rayjob}-ray-token"
+        wait_for(lambda: get_or_none(cluster, "secret", secret, "-n", namespace), 60, "the token Secret")
+        rayjob_body = wait_for(
+            lambda: (r := get_or_none(cluster, "rayjob", rayjob, "-n", namespace))
+            and "ray.io/rayjob-finalizer" in (r["metadata"].get("finalizers") or [])
+            and (r.get("status") or {}).get("rayClusterName")
+            and r,
+            90,
+            "KubeRay's finalizer and RayCluster",
+        )
+        raycluster = rayjob_body["status"]["rayClusterName"]
+        wait_for(lambda: get_or_none(cluster, "raycluster", raycluster, "-n", namespace), 60, "the RayCluster")
+        uids = {
+            what: get_json(cluster, what, name, "-n", namespace)["metadata"]["uid"]
+            for what, name in (("rayjob", rayjob), ("secret", secret), ("raycluster", raycluster))
+        }
+
+        def gone(what: str, name: str) -> bool:
+            # The operator creates a lost RayJob again under the same name (and its Secret): a
+            # new uid is a new object.
+            found = get_or_none(cluster, what, name, "-n", namespace)
+            return found is None or found["metadata"]["uid"] != uids[what]
+
+        target = ("rayjob", rayjob) if kind == "rayjob" else ("transferjob", "doomed")
+        started = time.monotonic()
+        cluster.kubectl("delete", *target, "-n", namespace, "--cascade=foreground", "--wait=false")
+        wait_for(lambda: gone("rayjob", rayjob), 120, "RayJob deleted")
+        took_s = time.monotonic() - started
+        assert gone("secret", secret) and gone("raycluster", raycluster)
+        if kind == "transferjob":
+            wait_for(
+                lambda: get_or_none(cluster, "transferjob", "doomed", "-n", namespace) is None, 60, "TransferJob deleted"
+            )
+        kuberay_log = Path(cluster.processes["kuberay-operator"].log).read_text(errors="replace")
+        missed = f"failed to get auth secret {namespace}/{secret}" in kuberay_log
+        print(f"\n{kind} foreground deletion: RayJob gone after {took_s:.1f}s; KubeRay missed the Secret: {missed}")
+    finally:
+        cluster.kubectl("delete", "-f", "-", "--wait=false", input=json.dumps(queue), check=False)

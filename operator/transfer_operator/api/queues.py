@@ -1,6 +1,6 @@
 """Queues and priorities as admin-owned, cluster-scoped objects, and which ones a job may use.
 
-    TransferQueue          nominal GPUs per GPU type, cohort, borrowing limit, the namespaces
+    TransferQueue          nominal GPUs per GPU type, cohort, borrowing limit (per type), the namespaces
                            that may use it (a label selector), the highest priority it allows,
                            and a default priority class
     TransferPriorityClass  a named priority value
@@ -82,11 +82,26 @@ class TransferQueueSpec(ApiModel):
         ],
         Field(
             max_length=32,
-            description="GPUs the queue may use without borrowing, per GPU type; `*`: any type.",
+            description=(
+                "GPUs the queue may use without borrowing, per GPU type (case-insensitive); `*`: any "
+                "type not named. A job counts against its pool's type, else `*`; a type with neither "
+                "has 0 (the queue may only borrow it)."
+            ),
         ),
     ] = Field(default_factory=dict)
     cohort: Annotated[str | None, Field(default=None, pattern=NAME_PATTERN, max_length=63)] = None
-    borrowing_limit_gpus: Annotated[int | None, Field(default=None, ge=0, le=10**6)] = None
+    borrowing_limit_gpus: Annotated[
+        int | None,
+        Field(
+            default=None,
+            ge=0,
+            le=10**6,
+            description=(
+                "The most GPUs of each type the queue may borrow from its cohort's unused quota of "
+                "that type; unset: all the cohort has unused."
+            ),
+        ),
+    ] = None
     namespace_selector: LabelSelector = Field(
         default_factory=LabelSelector, description="Namespaces whose TransferJobs may use this queue."
     )

@@ -70,7 +70,9 @@ class Walk:
         self.capacities = [self.capacity[name] for name in self.names]
         self.free = [c.free_gpus for c in self.capacities]
         self.initial_free = np.array(self.free, dtype=np.int64)
-        self.quota = QuotaLedger.build(snapshot.quotas, snapshot.allocations)
+        self.quota = QuotaLedger.build(snapshot.quotas, snapshot.allocations, snapshot.pools)
+        self.row_type = [p.gpu_type.upper() for p in snapshot.pools]
+        self.types_of: dict[int, list[str]] = {}  # signature -> GPU types of its options
         self.initial_quota = self.quota.copy()  # the walk takes from `quota` and `capacity`
         self.initial_capacity = {name: c.copy() for name, c in self.capacity.items()}
         self.estimates = estimates
@@ -145,8 +147,15 @@ class Walk:
         if not self.head[index]:
             self.static.append(index)
             return
-        quota_problem = self.quota.why_not(job.queue, job.gang_gpus)
-        position = None if quota_problem else self._choose(index, job)
+        quota_problem, allowed = self._quota_check(index, job)
+        if quota_problem is not None:
+            position = None
+        elif allowed is None:
+            position = self._choose(index, job)
+        else:
+            position = self._choose_within(index, job, allowed)
+            if position is None:
+                quota_problem = self._quota_wait(index, job, allowed)
         if position is not None:
             self._admit(index, job, position)
             return
@@ -163,6 +172,80 @@ class Walk:
             )
         else:
             self.waiting.append((index, len(self.admissions)))
+
+    def _quota_check(self, index: int, job: JobRequest) -> tuple[str | None, frozenset[str] | None]:
+        """Quotas are per GPU type (capacity.QuotaLedger): why the job's queue may take its gang
+        of no GPU type it could run on, or None and the types it may take (None: all of them)."""
+        quota = self.quota
+        if job.queue not in quota.quotas or job.gang_gpus == 0:
+            return None, None
+        if job.gpu_type is not None:
+            return quota.why_not(job.queue, job.gpu_type, job.gang_gpus), None
+        types = self._types_of(index)
+        problems = {t: quota.why_not(job.queue, t, job.gang_gpus) for t in types}
+        refused = [p for p in problems.values() if p is not None]
+        if not refused:
+            return None, None
+        if len(refused) == len(types):
+            return "; ".join(refused), None
+        return None, frozenset(t for t, p in problems.items() if p is None)
+
+    def _types_of(self, index: int) -> list[str]:
+        """The GPU types of the pools among the job's options, sorted."""
+        signature = self.signature[index]
+        found = self.types_of.get(signature)
+        if found is None:
+            rows = self.rankings[signature].lists.pool
+            found = self.types_of[signature] = sorted({self.row_type[row] for row in rows})
+        return found
+
+    def _quota_wait(self, index: int, job: JobRequest, allowed: frozenset[str]) -> str:
+        """Why a job of any GPU type waits when its queue has quota for some of its types only and
+        no pool of those has room for the gang now."""
+        problems = (self.quota.why_not(job.queue, t, job.gang_gpus) for t in self._types_of(index) if t not in allowed)
+        blocked = [p for p in problems if p is not None]
+        return (
+            f"queue {job.queue} has quota for {job.gang_gpus} GPUs of {', '.join(sorted(allowed))} only, "
+            f"and no pool of {'that type' if len(allowed) == 1 else 'those types'} has room for the gang now; "
+            + "; ".join(blocked)
+        )
+
+    def _choose_within(self, index: int, job: JobRequest, allowed: frozenset[str]) -> int | None:
+        """`_choose` among the options on pools of the GPU types in `allowed` (those the job's
+        queue has quota for now): the positions whose pool fits the gang, best first, then ties
+        by the utilization policy."""
+        shape = self.shape[index]
+        signature = self.signature[index]
+        ranking = self.rankings[signature]
+        lists = ranking.lists
+        positions = self.fit.fitting_positions(signature, ranking, shape)
+        fit = self.fit.workers_that_fit[job.gpus_per_worker]
+        row_type = self.row_type
+        first = None
+        read = 0
+        while first is None:
+            for position in positions[read:]:
+                row = lists.pool[position]
+                if row_type[row] in allowed and fit[row] >= job.workers and self._kept(index, job, lists, position):
+                    first = position
+                    break
+            read = len(positions)
+            if first is None and not self.fit.read_more(signature, ranking, shape, positions):
+                return None
+        threshold = _score(lists, first, job) + 1e-9
+        best, best_key = first, self._tie_key(lists.pool[first])
+        for position in range(first + 1, len(lists.pool)):
+            row = lists.pool[position]
+            if row_type[row] not in allowed or not self._kept(index, job, lists, position):
+                continue
+            if _score(lists, position, job) > threshold:
+                break
+            if fit[row] < job.workers:
+                continue
+            key = self._tie_key(row)
+            if key < best_key:
+                best, best_key = position, key
+        return best
 
     def static_misfit(self, index: int) -> Decision:
         """A job no pool can ever take: explained once per distinct request in a cycle."""
@@ -296,7 +379,7 @@ class Walk:
         self.free[row] -= job.gang_gpus
         if job.gpus_per_worker:
             self.fit.taken(row, levels, job.gpus_per_worker)
-        self.quota.take(job.queue, job.gang_gpus)
+        self.quota.take(job.queue, self.row_type[row], job.gang_gpus)
         if self.snapshot.allocations:
             self.preemptor.admitted(
                 Allocation(

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from transfer_operator.api.enums import UtilizationPolicy
-from transfer_operator.scheduler.types import Allocation, PoolState, QueueQuota
+from transfer_operator.scheduler.types import ANY_GPU_TYPE, Allocation, PoolState, QueueQuota
 
 
 @dataclass(slots=True)
@@ -96,57 +96,164 @@ def build_capacity(
     return capacity
 
 
+Key = tuple[str, str]  # (queue, quota key: an upper-case GPU type or `*`)
+
+
+@dataclass(slots=True)
+class CohortBook:
+    """A cohort's GPUs per type: nominal GPUs of each typed quota key of its members (`typed`),
+    of their `*` quotas (`any_type`), and the GPUs its members use per GPU type. A GPU type's
+    use is covered by the cohort's typed quota of that type first, the rest (its overflow) by the
+    `*` quotas; the cohort has room while the overflows add up to at most `any_type` (a flow:
+    typed GPUs serve their type only, `*` GPUs any type, and no GPU is lent twice)."""
+
+    typed: dict[str, int] = field(default_factory=dict)
+    any_type: int = 0
+    used: dict[str, int] = field(default_factory=dict)  # GPU type -> GPUs the members use
+    overflow: int = 0  # Σ over types of max(0, used - typed)
+
+    def copy(self) -> CohortBook:
+        return CohortBook(self.typed, self.any_type, dict(self.used), self.overflow)
+
+    def add(self, gpu_type: str, gpus: int) -> None:
+        typed = self.typed.get(gpu_type, 0)
+        before = self.used.get(gpu_type, 0)
+        self.used[gpu_type] = after = before + gpus
+        self.overflow += max(0, after - typed) - max(0, before - typed)
+
+    def unused(self, gpu_type: str) -> int:
+        """GPUs of this type the cohort can still lend: its typed ones nobody uses, and the `*`
+        ones no overflow takes."""
+        left_typed = max(0, self.typed.get(gpu_type, 0) - self.used.get(gpu_type, 0))
+        return left_typed + max(0, self.any_type - self.overflow)
+
+
 @dataclass(slots=True)
 class QuotaLedger:
+    """GPUs used per queue and quota key this cycle (Kueue's usage per ClusterQueue and flavor).
+
+    A job on a pool of GPU type T counts against its queue's T quota, else the queue's `*`
+    quota, else a T quota of 0 (QueueQuota). Past it, a queue of a cohort borrows T GPUs the
+    cohort does not use: its members' unused T quotas, and their unused `*` quotas
+    (CohortBook). `pool_types` maps pool rows to their GPU type; an allocation on a pool not in
+    it (deleted) counts against nothing, as it holds no capacity (build_capacity)."""
+
     quotas: dict[str, QueueQuota]
-    used_gpus: dict[str, int] = field(default_factory=dict)
+    pool_types: dict[str, str] = field(default_factory=dict)  # pool row name -> upper-case GPU type
+    used_gpus: dict[Key, int] = field(default_factory=dict)
+    nominal: dict[str, dict[str, int]] = field(default_factory=dict)  # queue -> key -> nominal GPUs
+    cohorts: dict[str, CohortBook] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, quotas: Iterable[QueueQuota], allocations: Iterable[Allocation]) -> QuotaLedger:
-        ledger = cls({quota.name: quota for quota in quotas})
+    def build(
+        cls, quotas: Iterable[QueueQuota], allocations: Iterable[Allocation], pools: Iterable[PoolState] = ()
+    ) -> QuotaLedger:
+        by_name = {quota.name: quota for quota in quotas}
+        ledger = cls(by_name, {pool.name: pool.gpu_type.upper() for pool in pools})
+        ledger.nominal = {name: quota.by_type() for name, quota in by_name.items()}
+        for name, quota in by_name.items():
+            if quota.cohort is not None:
+                book = ledger.cohorts.setdefault(quota.cohort, CohortBook())
+                for key, count in ledger.nominal[name].items():
+                    if key == ANY_GPU_TYPE:
+                        book.any_type += count
+                    else:
+                        book.typed[key] = book.typed.get(key, 0) + count
         for allocation in allocations:
-            ledger.used_gpus[allocation.queue] = ledger.used_gpus.get(allocation.queue, 0) + allocation.gpus
+            gpu_type = ledger.pool_types.get(allocation.pool)
+            if gpu_type is not None and allocation.gpus:
+                ledger.take(allocation.queue, gpu_type, allocation.gpus)
         return ledger
 
     def copy(self) -> QuotaLedger:
-        return QuotaLedger(self.quotas, dict(self.used_gpus))
+        cohorts = {name: book.copy() for name, book in self.cohorts.items()}
+        return QuotaLedger(self.quotas, self.pool_types, dict(self.used_gpus), self.nominal, cohorts)
 
-    def _cohort_free(self, cohort: str) -> int:
-        """Nominal GPUs of the cohort that no member uses (borrowed GPUs count as used)."""
-        members = [q for q in self.quotas.values() if q.cohort == cohort]
-        return sum(q.nominal_gpus - self.used_gpus.get(q.name, 0) for q in members)
+    def key_of(self, queue: str, gpu_type: str) -> str:
+        """The quota key a job of `queue` on a pool of `gpu_type` counts against."""
+        gpu_type = gpu_type.upper()
+        nominal = self.nominal.get(queue)
+        if nominal is None or gpu_type in nominal or ANY_GPU_TYPE not in nominal:
+            return gpu_type
+        return ANY_GPU_TYPE
 
-    def why_not(self, queue: str, gpus: int) -> str | None:
-        """None when the queue may take `gpus` more; otherwise a sentence saying why not."""
+    def type_of(self, pool: str) -> str | None:
+        return self.pool_types.get(pool)
+
+    def used(self, queue: str, key: str) -> int:
+        return self.used_gpus.get((queue, key), 0)
+
+    def why_not(self, queue: str, gpu_type: str, gpus: int) -> str | None:
+        """None when the queue may take `gpus` more of `gpu_type`; otherwise a sentence saying why
+        not, naming the GPU type."""
         quota = self.quotas.get(queue)
-        if quota is None:
+        if quota is None or gpus <= 0:
             return None
-        used = self.used_gpus.get(queue, 0)
+        key = self.key_of(queue, gpu_type)
+        nominal = self.nominal[queue].get(key, 0)
+        used = self.used_gpus.get((queue, key), 0)
         wanted = used + gpus
-        if wanted <= quota.nominal_gpus:
+        if wanted <= nominal:
             return None
-        borrow = wanted - max(used, quota.nominal_gpus)
-        borrowed_already = max(0, used - quota.nominal_gpus)
+        gpu_type = gpu_type.upper()
+        typed = key == gpu_type
+        in_use = (
+            f"{used} {gpu_type} GPUs in use + {gpus} requested"
+            if typed
+            else f"{used} GPUs in use + {gpus} {gpu_type} requested"
+        )
+        over = f"nominal quota {nominal} for {gpu_type if typed else 'any GPU type'}"
         if quota.cohort is None:
-            return (
-                f"queue {queue}: {used} GPUs in use + {gpus} requested > nominal quota {quota.nominal_gpus}"
-            )
+            return f"queue {queue}: {in_use} > {over}"
+        borrow = wanted - max(used, nominal)
+        borrowed_already = max(0, used - nominal)
         limit = quota.borrowing_limit_gpus
         if limit is not None and borrowed_already + borrow > limit:
-            return (
-                f"queue {queue}: needs to borrow {borrowed_already + borrow} GPUs, "
-                f"over its borrowing limit {limit}"
-            )
-        unused = max(0, self._cohort_free(quota.cohort))
+            what = f"{gpu_type} GPUs" if typed else f"GPUs of any type (for {gpu_type})"
+            return f"queue {queue}: needs to borrow {borrowed_already + borrow} {what}, over its borrowing limit {limit}"
+        # The cohort's unused GPUs of the type (its unused share of the queue's own quota included).
+        unused = self.cohorts[quota.cohort].unused(gpu_type)
         if gpus > unused:
             return (
-                f"queue {queue}: {used} GPUs in use + {gpus} requested > nominal quota {quota.nominal_gpus}, "
-                f"and cohort {quota.cohort} has only {unused} unused GPUs to lend"
+                f"queue {queue}: {in_use} > {over}, and cohort {quota.cohort} has only {unused} unused "
+                f"GPUs for {gpu_type} to lend"
             )
         return None
 
-    def take(self, queue: str, gpus: int) -> None:
-        self.used_gpus[queue] = self.used_gpus.get(queue, 0) + gpus
+    def take(self, queue: str, gpu_type: str, gpus: int) -> None:
+        self._add(queue, gpu_type, gpus)
 
-    def give_back(self, queue: str, gpus: int) -> None:
-        self.used_gpus[queue] = self.used_gpus.get(queue, 0) - gpus
+    def give_back(self, queue: str, gpu_type: str, gpus: int) -> None:
+        self._add(queue, gpu_type, -gpus)
+
+    def _add(self, queue: str, gpu_type: str, gpus: int) -> None:
+        gpu_type = gpu_type.upper()
+        key = self.key_of(queue, gpu_type)
+        self.used_gpus[queue, key] = self.used_gpus.get((queue, key), 0) + gpus
+        quota = self.quotas.get(queue)
+        if quota is not None and quota.cohort is not None:
+            self.cohorts[quota.cohort].add(gpu_type, gpus)
+
+    def move(self, queue: str, gpus: int, from_type: str, to_type: str) -> bool:
+        """Move a job's `gpus` from a pool of `from_type` to one of `to_type` if the queue's quota
+        takes them there (True); otherwise leave the ledger as it was (False)."""
+        if gpus <= 0 or from_type.upper() == to_type.upper():
+            return True
+        self.give_back(queue, from_type, gpus)
+        if self.why_not(queue, to_type, gpus) is None:
+            self.take(queue, to_type, gpus)
+            return True
+        self.take(queue, from_type, gpus)
+        return False
+
+    def move_back(self, queue: str, gpus: int, from_type: str, to_type: str) -> None:
+        """Undo a `move` from `to_type` to `from_type` (unconditional: it restores a prior state)."""
+        if gpus > 0 and from_type.upper() != to_type.upper():
+            self.give_back(queue, from_type, gpus)
+            self.take(queue, to_type, gpus)
+
+    def borrows(self, queue: str, gpu_type: str) -> bool:
+        """Whether the queue uses more than its nominal GPUs of the key `gpu_type` counts against."""
+        key = self.key_of(queue, gpu_type)
+        nominal = self.nominal.get(queue, {}).get(key, 0)
+        return self.used_gpus.get((queue, key), 0) > nominal

@@ -83,8 +83,7 @@ def allocation_of(job: TransferJob) -> Allocation | None:
 
 
 def queue_quota_of(queue: TransferQueue) -> QueueQuota:
-    """A TransferQueue's quota. The scheduler's ledger holds one GPU count per queue, so the
-    per-type nominal GPUs add up to one nominal (docs/security.md: per-type quotas are not
-    enforced apart yet)."""
+    """A TransferQueue's quota: its nominal GPUs per GPU type (`*`: any type it names no quota
+    for), cohort and borrowing limit (per GPU type), as the scheduler's ledger counts them."""
     spec = queue.spec
-    return QueueQuota(queue.metadata.name, sum(spec.nominal_gpus.values()), spec.cohort, spec.borrowing_limit_gpus)
+    return QueueQuota(queue.metadata.name, dict(spec.nominal_gpus), spec.cohort, spec.borrowing_limit_gpus)

@@ -63,13 +63,20 @@ class Assignment:
 
 
 def _try_insert(
-    assignment: Assignment, job: JobRequest, job_options: list[Option], options: dict[str, list[Option]]
+    assignment: Assignment,
+    job: JobRequest,
+    job_options: list[Option],
+    options: dict[str, list[Option]],
+    quota: QuotaLedger,
 ) -> bool:
-    """Place `job` directly, or by moving one admitted job out of the way."""
+    """Place `job` directly, or by moving one admitted job out of the way, where the job's queue
+    has quota for the option's GPU type (and the moved job's for its new one); takes the quota."""
+    job_options = [o for o in job_options if quota.why_not(job.queue, o.placement.gpu_type, job.gang_gpus) is None]
     for option in job_options:
         pool = option.placement.pool
         if assignment.fits_after(pool, job):
             assignment.place(job, option)
+            quota.take(job.queue, option.placement.gpu_type, job.gang_gpus)
             return True
     for option in job_options:
         pool = option.placement.pool
@@ -81,18 +88,33 @@ def _try_insert(
                 target = alternative.placement.pool
                 if target == pool or not assignment.fits_after(target, other):
                     continue
+                if not _move_quota(quota, other, other_option, alternative):
+                    continue
                 assignment.remove(other_key)
                 assignment.place(other, alternative)
-                if assignment.fits_after(pool, job):
+                if assignment.fits_after(pool, job) and quota.why_not(
+                    job.queue, option.placement.gpu_type, job.gang_gpus
+                ) is None:
                     assignment.place(job, option)
+                    quota.take(job.queue, option.placement.gpu_type, job.gang_gpus)
                     return True
                 # Capacity interacts across pools only through the move; undo it.
                 assignment.remove(other_key)
                 assignment.place(other, other_option)
+                _undo_quota(quota, other, alternative, other_option)
     return False
 
 
-def _cheaper_moves(assignment: Assignment, options: dict[str, list[Option]]) -> bool:
+def _move_quota(quota: QuotaLedger, job: JobRequest, current: Option, new: Option) -> bool:
+    """Move the job's GPUs in its queue's quota to the new option's GPU type, if it takes them."""
+    return quota.move(job.queue, job.gang_gpus, current.placement.gpu_type, new.placement.gpu_type)
+
+
+def _undo_quota(quota: QuotaLedger, job: JobRequest, moved_to: Option, back_to: Option) -> None:
+    quota.move_back(job.queue, job.gang_gpus, moved_to.placement.gpu_type, back_to.placement.gpu_type)
+
+
+def _cheaper_moves(assignment: Assignment, options: dict[str, list[Option]], quota: QuotaLedger) -> bool:
     improved = False
     for key in sorted(assignment.chosen):
         job, current = assignment.chosen[key]
@@ -105,7 +127,7 @@ def _cheaper_moves(assignment: Assignment, options: dict[str, list[Option]]) -> 
                 if pool == current.placement.pool
                 else assignment.fits_after(pool, job)
             )
-            if fits:
+            if fits and _move_quota(quota, job, current, option):
                 assignment.remove(key)
                 assignment.place(job, option)
                 improved = True
@@ -113,7 +135,7 @@ def _cheaper_moves(assignment: Assignment, options: dict[str, list[Option]]) -> 
     return improved
 
 
-def _cheaper_swaps(assignment: Assignment, options: dict[str, list[Option]]) -> bool:
+def _cheaper_swaps(assignment: Assignment, options: dict[str, list[Option]], quota: QuotaLedger) -> bool:
     improved = False
     keys = sorted(assignment.chosen)
     for i, a_key in enumerate(keys):
@@ -129,6 +151,11 @@ def _cheaper_swaps(assignment: Assignment, options: dict[str, list[Option]]) -> 
                 continue
             if a_new.score + b_new.score >= a_opt.score + b_opt.score - 1e-9:
                 continue
+            if not _move_quota(quota, a_job, a_opt, a_new):
+                continue
+            if not _move_quota(quota, b_job, b_opt, b_new):
+                _undo_quota(quota, a_job, a_new, a_opt)
+                continue
             assignment.remove(a_key)
             assignment.remove(b_key)
             if assignment.fits_after(b_pool, a_job) and assignment.fits_after(a_pool, b_job):
@@ -140,6 +167,8 @@ def _cheaper_swaps(assignment: Assignment, options: dict[str, list[Option]]) -> 
                 assignment.remove(a_key)
             assignment.place(a_job, a_opt)
             assignment.place(b_job, b_opt)
+            _undo_quota(quota, b_job, b_new, b_opt)
+            _undo_quota(quota, a_job, a_new, a_opt)
     return improved
 
 
@@ -154,14 +183,13 @@ def improve(
     for _ in range(MAX_ROUNDS):
         changed = False
         for job, job_options in waiting:
-            if job.key in assignment.chosen or quota.why_not(job.queue, job.gang_gpus) is not None:
+            if job.key in assignment.chosen:
                 continue
-            if _try_insert(assignment, job, job_options, options):
-                quota.take(job.queue, job.gang_gpus)
+            if _try_insert(assignment, job, job_options, options, quota):
                 admitted.append(job.key)
                 changed = True
-        changed |= _cheaper_moves(assignment, options)
-        changed |= _cheaper_swaps(assignment, options)
+        changed |= _cheaper_moves(assignment, options, quota)
+        changed |= _cheaper_swaps(assignment, options, quota)
         if not changed:
             break
     return admitted

@@ -8,7 +8,7 @@ The search is bounded, whatever the fleet holds:
   bisection and not pruned further (pruning k victims costs k checks of the whole pool);
 - across queues, only the cohort reclaims (Kueue's rule): a job may preempt a job of another
   queue only when both queues have quotas in the same cohort and the other queue uses more than
-  its nominal GPUs (it borrows); with no quotas at all, any lower-priority job on the pool;
+  its nominal GPUs of the victim's GPU type (it borrows them); with no quotas at all, any lower-priority job on the pool;
 - a search that found nothing is remembered for the rest of the cycle: capacity only shrinks and
   claimed victims stay claimed, so a later job asking for the same with no higher priority is
   answered at once.
@@ -133,14 +133,21 @@ class Preemptor:
             for allocation in found:
                 if allocation.priority >= job.priority:
                     break  # in victim order: every later one has an equal or higher priority
-                if allocation.job_key not in self.taken and may_reclaim(job.queue, allocation.queue, quota):
+                if allocation.job_key not in self.taken and may_reclaim(job.queue, allocation, quota):
                     out.append(allocation)
             return out
 
         on_pool = usable(self.by_pool.get(pool, ()))
         if not quota_matters:
             return on_pool
-        in_queue = [a for a in usable(self.by_queue.get(job.queue, ())) if a.pool != pool]
+        # Its own queue's jobs elsewhere free its quota only where they count against the same
+        # GPU type's quota as this pool (quotas are per GPU type).
+        key = quota.key_of(job.queue, self.pools[pool].gpu_type)
+        in_queue = [
+            a
+            for a in usable(self.by_queue.get(job.queue, ()))
+            if a.pool != pool and a.pool in self.pools and quota.key_of(job.queue, self.pools[a.pool].gpu_type) == key
+        ]
         return sorted(on_pool + in_queue, key=_victim_order)
 
     def _fits_without(
@@ -150,8 +157,10 @@ class Preemptor:
         if job.queue in quota.quotas:
             trial_quota = quota.copy()
             for allocation in removed:
-                trial_quota.give_back(allocation.queue, allocation.gpus)
-            if trial_quota.why_not(job.queue, job.gang_gpus) is not None:
+                gpu_type = quota.type_of(allocation.pool)
+                if gpu_type is not None:
+                    trial_quota.give_back(allocation.queue, gpu_type, allocation.gpus)
+            if trial_quota.why_not(job.queue, pool.gpu_type, job.gang_gpus) is not None:
                 return False
         removed_keys = {a.job_key for a in removed}
         staying = [a for a in self.held.get(pool.name, ()) if a.job_key not in removed_keys]
@@ -186,11 +195,13 @@ class Preemptor:
         return tuple(sorted(a.job_key for a in removed))
 
 
-def may_reclaim(queue: str, victim_queue: str, quota: QuotaLedger) -> bool:
-    """May a job of `queue` preempt one of `victim_queue` (priority aside)? Its own queue: yes.
-    Another: only within a cohort, from a queue that borrows (uses more than its nominal GPUs);
+def may_reclaim(queue: str, victim: Allocation, quota: QuotaLedger) -> bool:
+    """May a job of `queue` preempt `victim` (priority aside)? Of its own queue: yes. Of another:
+    only within a cohort, from a queue that borrows GPUs of the victim's pool's type (uses more
+    than its nominal GPUs of the quota that type counts against, as Kueue reclaims per flavor);
     a queue outside every cohort is never preempted from outside. With no quota for either
     queue (no TransferQueue, no configured queue), only the pools limit jobs: yes."""
+    victim_queue = victim.queue
     if queue == victim_queue:
         return True
     mine, theirs = quota.quotas.get(queue), quota.quotas.get(victim_queue)
@@ -198,7 +209,8 @@ def may_reclaim(queue: str, victim_queue: str, quota: QuotaLedger) -> bool:
         return True
     if mine is None or theirs is None or mine.cohort is None or mine.cohort != theirs.cohort:
         return False
-    return quota.used_gpus.get(victim_queue, 0) > theirs.nominal_gpus
+    gpu_type = quota.type_of(victim.pool)
+    return gpu_type is not None and quota.borrows(victim_queue, gpu_type)
 
 
 def _request_of(job: JobRequest) -> tuple[object, ...]:

@@ -8,8 +8,8 @@ The objective, in order (docs/scheduler.md#the-objective):
   3. then the utilization policy: binpack prefers pools with fewer free GPUs, spread more.
 
 One binary per (job, option), at most one option per job, GPUs per pool within its free GPUs,
-and per queue within its quota (nominal, plus what its cohort lends, within its borrowing
-limit). Each level is one solve that keeps the levels before it at their optimum. The greedy
+and per queue and GPU type within its quota (nominal, plus what its cohort lends of that type,
+within its borrowing limit). Each level is one solve that keeps the levels before it at their optimum. The greedy
 walk's admissions are the warm start. The answer is then replayed on the node-level capacity
 and through the quota ledger in the walk's order; if either refuses it (GPUs counted per pool
 cannot see fragmentation across nodes), or HiGHS is missing, over the size bound or out of
@@ -18,6 +18,7 @@ time, the greedy answer stands.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from transfer_operator.scheduler.types import Placement
 if TYPE_CHECKING:
     from transfer_operator.scheduler.admit import Walk
 
+COHORT_SUBSET_TYPES = 6  # GPU types of a cohort up to which its quota rows are exact (2^n - 1 rows)
 MAX_OPTIONS = 20_000  # (job, option) pairs up to which a solve fits the default budget
 
 
@@ -109,7 +111,7 @@ def solve_exact(walk: Walk, budget_s: float) -> Solved:
         by_pool.setdefault(option.pool_index, []).append(column)
     for row, found in by_pool.items():
         rows.append((0.0, float(walk.initial_free[row]), found, gpus[found].tolist()))
-    rows.extend(_quota_rows(walk, columns, gpus))
+    rows.extend(_quota_rows(walk, columns, [o.placement.gpu_type for o in options], gpus))
 
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
@@ -212,30 +214,50 @@ def _level_name(level: int, tie_level: int) -> str:
 
 
 def _quota_rows(
-    walk: Walk, columns: list[tuple[int, int]], gpus: np.ndarray
+    walk: Walk, columns: list[tuple[int, int]], gpu_types: list[str], gpus: np.ndarray
 ) -> list[tuple[float, float, list[int], list[float]]]:
-    """GPUs per queue within its nominal quota left plus what it may borrow; per cohort within its
-    unused nominal GPUs. The ledger replay afterwards has the last word."""
+    """Per queue and quota key (a GPU type or `*`, capacity.QuotaLedger), GPUs within its nominal
+    quota left plus what it may borrow. Per cohort (capacity.CohortBook), the GPUs its members
+    take of each set S of GPU types within S's unused typed quota plus the unused `*` quota: the
+    flow's cut conditions, exact up to COHORT_SUBSET_TYPES types (beyond, one row per type and one
+    for all). A queue's own nominal GPUs a peer borrowed can make the walk's answer break these
+    rows; then the solve fails and the walk stands. The ledger replay has the last word."""
     ledger = walk.initial_quota
     rows = []
-    cohorts: dict[str, list[int]] = {}
-    for name, quota in ledger.quotas.items():
-        found = [c for c, (i, _) in enumerate(columns) if walk.jobs[i].queue == name]
-        if not found:
+    by_key: dict[tuple[str, str], list[int]] = {}  # (queue, key) -> columns
+    by_type: dict[str, dict[str, list[int]]] = {}  # cohort -> GPU type -> columns
+    for column, (index, _) in enumerate(columns):
+        queue = walk.jobs[index].queue
+        quota = ledger.quotas.get(queue)
+        if quota is None:
             continue
-        used = ledger.used_gpus.get(name, 0)
-        own = max(0, quota.nominal_gpus - used)
+        gpu_type = gpu_types[column].upper()
+        by_key.setdefault((queue, ledger.key_of(queue, gpu_type)), []).append(column)
+        if quota.cohort is not None:
+            by_type.setdefault(quota.cohort, {}).setdefault(gpu_type, []).append(column)
+    for (name, key), found in by_key.items():
+        quota = ledger.quotas[name]
+        nominal = ledger.nominal[name].get(key, 0)
+        used = ledger.used(name, key)
+        own = max(0, nominal - used)
         if quota.cohort is None:
             borrow = 0.0
         else:
-            cohorts.setdefault(quota.cohort, []).extend(found)
             limit = quota.borrowing_limit_gpus
-            borrow = np.inf if limit is None else max(0, limit - max(0, used - quota.nominal_gpus))
+            borrow = np.inf if limit is None else max(0, limit - max(0, used - nominal))
         rows.append((0.0, own + borrow, found, gpus[found].tolist()))
-    for cohort, found in cohorts.items():
-        members = [q for q in ledger.quotas.values() if q.cohort == cohort]
-        unused = sum(max(0, q.nominal_gpus - ledger.used_gpus.get(q.name, 0)) for q in members)
-        rows.append((0.0, float(unused), found, gpus[found].tolist()))
+    for cohort, found_by_type in by_type.items():
+        book = ledger.cohorts[cohort]
+        spare = max(0, book.any_type - book.overflow)
+        left = {t: max(0, book.typed.get(t, 0) - book.used.get(t, 0)) for t in found_by_type}
+        types = sorted(found_by_type)
+        if len(types) <= COHORT_SUBSET_TYPES:
+            subsets = [c for size in range(1, len(types) + 1) for c in itertools.combinations(types, size)]
+        else:
+            subsets = [(t,) for t in types] + [tuple(types)]
+        for subset in subsets:
+            found = [c for t in subset for c in found_by_type[t]]
+            rows.append((0.0, float(sum(left[t] for t in subset) + spare), found, gpus[found].tolist()))
     return rows
 
 
@@ -252,6 +274,7 @@ def _replay(walk: Walk, picked: dict[int, Placement]) -> None:
         pool.take(job.workers, job.gpus_per_worker, walk.policy)
     for index in sorted(picked, key=walk.order_rank.__getitem__):
         job = walk.jobs[index]
-        if ledger.why_not(job.queue, job.gang_gpus) is not None:
-            raise NotSolved(f"queue {job.queue} refuses the answer")
-        ledger.take(job.queue, job.gang_gpus)
+        gpu_type = picked[index].gpu_type
+        if ledger.why_not(job.queue, gpu_type, job.gang_gpus) is not None:
+            raise NotSolved(f"queue {job.queue} refuses the answer ({gpu_type})")
+        ledger.take(job.queue, gpu_type, job.gang_gpus)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 
@@ -94,14 +95,29 @@ class Allocation:
         return self.workers * self.gpus_per_worker
 
 
+ANY_GPU_TYPE = "*"
+
+
 @dataclass(frozen=True, slots=True)
 class QueueQuota:
-    """Kueue-like quota: nominal GPUs, borrowing unused nominal GPUs of the same cohort."""
+    """Kueue-like quota per GPU type (as a ClusterQueue's quota per resource flavor): nominal
+    GPUs of each type, borrowing unused nominal GPUs of the same type from the cohort.
+
+    `nominal_gpus` is one count for any GPU type, or a mapping GPU type -> count where `*` counts
+    for every type the mapping does not name. A job on a pool of type T counts against the
+    queue's T quota, else its `*` quota, else a T quota of 0 (it may only borrow). Types compare
+    case-insensitively. `borrowing_limit_gpus` bounds what the queue borrows of each type."""
 
     name: str
-    nominal_gpus: int
+    nominal_gpus: int | Mapping[str, int]
     cohort: str | None = None
-    borrowing_limit_gpus: int | None = None  # None: may borrow all the cohort has unused
+    borrowing_limit_gpus: int | None = None  # per GPU type; None: all the cohort has unused
+
+    def by_type(self) -> dict[str, int]:
+        """Nominal GPUs per quota key: upper-case GPU types, and `*` for any type not named."""
+        if isinstance(self.nominal_gpus, int):
+            return {ANY_GPU_TYPE: self.nominal_gpus}
+        return {key.upper(): count for key, count in self.nominal_gpus.items()}
 
 
 @dataclass(frozen=True, slots=True)

@@ -322,6 +322,24 @@ def test_a_transferqueue_quota_holds_a_16_gpu_job_past_an_8_gpu_team_quota():
     assert "nominal quota 8" in ready["message"], ready
 
 
+def test_a_transferqueue_quota_is_per_gpu_type():
+    """8 H100 and no A100: a job of any type goes to the H100 pool (the A100 one is cheaper); a
+    second waits naming both types."""
+    ctx, kube = ctx_with(
+        a_pool("eu-a100", nodes=2), a_pool("eu-h100", nodes=2, gpuType="H100", pricing={"onDemandPerGpuHour": 9.0}),
+        a_queue("team-a", nominalGpus={"H100": 8}), a_job("first", queue="team-a"),
+        a_job("second", queue="team-a", resources={"workers": 1, "gpusPerWorker": 4}),
+    )  # fmt: skip
+    run_cycle(ctx, NOW)
+    assert status_of(kube, "first")["placement"]["pool"] == "eu-h100"
+    ready = ready_of(kube, "second")
+    assert ready["reason"] == "QuotaExceeded", ready
+    assert ready["message"] == (
+        "queue team-a: 0 A100 GPUs in use + 4 requested > nominal quota 0 for A100; "
+        "queue team-a: 8 H100 GPUs in use + 4 requested > nominal quota 8 for H100"
+    )
+
+
 def test_priority_comes_from_the_class_and_a_raw_priority_above_the_ceiling_is_refused():
     classes = {"apiVersion": "transfer.dev/v1alpha1", "kind": "TransferPriorityClass",
                "metadata": {"name": "urgent"}, "spec": {"value": 50}}  # fmt: skip

@@ -195,3 +195,91 @@ def test_preemption_only_takes_lower_priority_victims(scenario):
 def test_deterministic(scenario):
     snapshot, pending = scenario
     assert schedule(snapshot, pending) == schedule(snapshot, list(reversed(pending)))
+
+
+def _key_of(nominal: dict[str, int], gpu_type: str) -> str:
+    """The quota key a pool's type counts against, restated from QueueQuota's docstring."""
+    if gpu_type in nominal or "*" not in nominal:
+        return gpu_type
+    return "*"
+
+
+@st.composite
+def typed_scenarios(draw):
+    """Scenarios whose quotas are per GPU type (some with `*`), in and out of one cohort."""
+    snapshot, pending = draw(scenarios())
+    queues = ["default", "nlp", "vision"]
+    quotas = tuple(
+        QueueQuota(
+            q,
+            draw(st.dictionaries(st.sampled_from([*GPUS, "*"]), st.integers(0, 16), max_size=3)),
+            draw(st.sampled_from([None, "research"])),
+            draw(st.one_of(st.none(), st.integers(0, 8))),
+        )
+        for q in queues
+        if draw(st.booleans())
+    )
+    return ClusterSnapshot(snapshot.pools, snapshot.allocations, quotas, snapshot.policy), pending
+
+
+@settings(max_examples=int(os.environ.get("TRANSFER_FUZZ_EXAMPLES", "300")), deadline=None)
+@given(typed_scenarios())
+def test_no_admission_breaks_a_quota_of_its_gpu_type(scenario):
+    """Per queue and quota key: no cohort, at most the nominal GPUs; with a cohort, at most the
+    nominal plus the borrowing limit, and a cohort grows only into GPUs it does not use (or a
+    queue's own nominal ones), whatever path decided the cycle."""
+    snapshot, pending = scenario
+    decisions = schedule(snapshot, pending)
+    by_key = {j.key: j for j in pending}
+    type_of = {p.name: p.gpu_type for p in snapshot.pools}
+    nominal = {q.name: q.by_type() for q in snapshot.quotas}
+    quota_of = {q.name: q for q in snapshot.quotas}
+
+    def usage(admitted: bool) -> dict[tuple[str, str], int]:
+        used: dict[tuple[str, str], int] = defaultdict(int)
+        for allocation in snapshot.allocations:
+            if allocation.queue in nominal:
+                used[allocation.queue, _key_of(nominal[allocation.queue], type_of[allocation.pool])] += allocation.gpus
+        for decision in decisions if admitted else ():
+            job = by_key[decision.job_key]
+            if decision.action is Action.ADMIT and job.queue in nominal:
+                pool_type = type_of[decision.placement.pool]
+                assert job.gpu_type is None or job.gpu_type == pool_type
+                used[job.queue, _key_of(nominal[job.queue], pool_type)] += job.gang_gpus
+        return used
+
+    before, after = usage(False), usage(True)
+    for (queue, key), gpus in after.items():
+        if gpus <= before[queue, key]:
+            continue
+        quota = quota_of[queue]
+        own = nominal[queue].get(key, 0)
+        if quota.cohort is None:
+            assert gpus <= own, (queue, key)
+        elif quota.borrowing_limit_gpus is not None:
+            assert gpus <= own + quota.borrowing_limit_gpus, (queue, key)
+    # A cohort lends only what it has: typed quotas cover their type's use, `*` quotas the rest
+    # (the types' overflows). Past that, only a queue's own nominal GPUs may take it (always
+    # allowed, even where a peer borrowed them before; no reclaim within a cycle).
+    for cohort in {q.cohort for q in snapshot.quotas if q.cohort}:
+        members = [q.name for q in snapshot.quotas if q.cohort == cohort]
+        typed: dict[str, int] = defaultdict(int)
+        for m in members:
+            for key, count in nominal[m].items():
+                if key != "*":
+                    typed[key] += count
+        any_type = sum(nominal[m].get("*", 0) for m in members)
+
+        def excess(admitted: bool) -> int:
+            used_of_type: dict[str, int] = defaultdict(int)
+            for allocation in snapshot.allocations:
+                if allocation.queue in members:
+                    used_of_type[type_of[allocation.pool]] += allocation.gpus
+            for decision in decisions if admitted else ():
+                job = by_key[decision.job_key]
+                if decision.action is Action.ADMIT and job.queue in members:
+                    used_of_type[type_of[decision.placement.pool]] += job.gang_gpus
+            return sum(max(0, used - typed[t]) for t, used in used_of_type.items()) - any_type
+
+        own_left = sum(max(0, n - before[m, key]) for m in members for key, n in nominal[m].items())
+        assert excess(True) <= max(0, excess(False)) + own_left, cohort
