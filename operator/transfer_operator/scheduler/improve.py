@@ -213,8 +213,8 @@ def local_search(walk: Walk, start: dict[int, Placement] | None = None) -> dict[
         ]
         capacity = build_capacity(walk.snapshot.pools, [*walk.snapshot.allocations, *held], walk.policy)
         quota = walk.initial_quota.copy()
-        for index, _ in admitted:
-            quota.take(walk.jobs[index].queue, walk.jobs[index].gang_gpus)
+        for index, placement in admitted:
+            quota.take(walk.jobs[index].queue, placement.gpu_type, walk.jobs[index].gang_gpus)
         # The jobs that waited for capacity, or that the walk admitted and `start` does not.
         waits = {index for index, _ in (*walk.waiting, *walk.admitted) if index not in start}
     chosen: dict[str, tuple[JobRequest, Option]] = {}
