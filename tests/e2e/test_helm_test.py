@@ -54,7 +54,9 @@ def values(tmp_path: Path, replicas: int, timeout_s: int = 60) -> Path:
 
 
 @pytest.fixture(scope="module")
-def release(cluster: devcluster.Cluster, podman_node: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def release(
+    cluster: devcluster.Cluster, podman_node: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
     workdir = tmp_path_factory.mktemp("helm-test")
     cluster.helm(
         "upgrade", "--install", RELEASE, str(CHART), "-n", RELEASE_NAMESPACE, "--create-namespace",
@@ -82,6 +84,7 @@ def helm_test(cluster: devcluster.Cluster) -> subprocess.CompletedProcess[str]:
 def test_helm_test_passes_against_the_operators_pod(cluster: devcluster.Cluster, release: Path) -> None:
     pod = operator_pod(cluster)
     assert pod["spec"]["nodeName"] == podlet.NODE_NAME and pod["status"]["phase"] == "Running", pod["status"]
+
     # The operator in the pod is the image's, running as the chart's ServiceAccount: it holds the
     # peering lease kopf keeps in the ClusterKopfPeering object.
     def peered() -> bool | None:
@@ -91,7 +94,9 @@ def test_helm_test_passes_against_the_operators_pod(cluster: devcluster.Cluster,
     wait_for(peered, 120, "the operator pod to join the kopf peering")
     result = helm_test(cluster)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"TEST SUITE:     {TEST_POD}" in result.stdout and "Phase:          Succeeded" in result.stdout, result.stdout
+    assert f"TEST SUITE:     {TEST_POD}" in result.stdout and "Phase:          Succeeded" in result.stdout, (
+        result.stdout
+    )
 
 
 def test_helm_test_fails_without_an_operator(cluster: devcluster.Cluster, release: Path) -> None:
@@ -100,14 +105,19 @@ def test_helm_test_fails_without_an_operator(cluster: devcluster.Cluster, releas
         "--wait", "--timeout", "2m",
     )  # fmt: skip
     wait_for(
-        lambda: cluster.kubectl("get", "pod", f"{RELEASE}-0", "-n", RELEASE_NAMESPACE, check=False).returncode != 0
-        or None,
+        lambda: (
+            cluster.kubectl("get", "pod", f"{RELEASE}-0", "-n", RELEASE_NAMESPACE, check=False).returncode
+            != 0
+            or None
+        ),
         120,
         "the operator pod to go",
     )
     result = helm_test(cluster)
     assert result.returncode != 0, result.stdout
-    assert "Phase:          Failed" in result.stdout or "failed" in result.stderr, result.stdout + result.stderr
+    assert "Phase:          Failed" in result.stdout or "failed" in result.stderr, (
+        result.stdout + result.stderr
+    )
     # The hook's pod really ran and exited 1 (chartcheck found no endpoint), on the podman node.
     pod = get_json(cluster, "pod", TEST_POD, "-n", RELEASE_NAMESPACE)
     assert pod["spec"]["nodeName"] == podlet.NODE_NAME

@@ -31,6 +31,7 @@ from .conftest import EXAMPLES, RELEASE_NAMESPACE, SERVICE_ACCOUNT, get_json, wa
 from .podman import OPERATOR_IMAGE, TRAINER_IMAGE, podman, runnable
 from .prometheus import free_port
 
+
 @pytest.fixture(scope="module")
 def operator_image() -> str:
     return runnable(OPERATOR_IMAGE, "operator", 5)

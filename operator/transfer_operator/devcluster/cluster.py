@@ -459,8 +459,14 @@ def start_podman_node(cluster: Cluster, timeout_s: float = 60.0) -> str:
     `helm test`. Pods land there only with its nodeSelector and toleration. Returns its name."""
     from transfer_operator.devcluster import podlet
 
-    argv = [sys.executable, "-m", "transfer_operator.devcluster.podlet", f"--kubeconfig={cluster.kubeconfig}",
-            f"--node={podlet.NODE_NAME}", f"--work-dir={cluster.state_dir / 'podman-node'}"]
+    argv = [
+        sys.executable,
+        "-m",
+        "transfer_operator.devcluster.podlet",
+        f"--kubeconfig={cluster.kubeconfig}",
+        f"--node={podlet.NODE_NAME}",
+        f"--work-dir={cluster.state_dir / 'podman-node'}",
+    ]
     record = start_process(cluster, PODMAN_NODE_PROCESS, argv, cluster.env())
 
     def ready() -> bool:

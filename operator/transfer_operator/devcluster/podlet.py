@@ -69,7 +69,9 @@ def podman(*args: str, check: bool = True, timeout: float = 120) -> subprocess.C
     conf = os.environ.get("CONTAINERS_CONF") or (str(CONTAINERS_CONF) if CONTAINERS_CONF.exists() else "")
     if conf:
         env["CONTAINERS_CONF"] = conf
-    return subprocess.run(["podman", *args], env=env, capture_output=True, text=True, check=check, timeout=timeout)
+    return subprocess.run(
+        ["podman", *args], env=env, capture_output=True, text=True, check=check, timeout=timeout
+    )
 
 
 def node_manifest(name: str, cpu: str = "2", memory: str = "4Gi") -> dict[str, Any]:
@@ -91,14 +93,28 @@ def node_status(name: str) -> dict[str, Any]:
     return {
         "status": {
             "conditions": [
-                {"type": "Ready", "status": "True", "reason": "PodletReady",
-                 "message": "podman runs this node's pods", "lastHeartbeatTime": stamp,
-                 "lastTransitionTime": stamp},
+                {
+                    "type": "Ready",
+                    "status": "True",
+                    "reason": "PodletReady",
+                    "message": "podman runs this node's pods",
+                    "lastHeartbeatTime": stamp,
+                    "lastTransitionTime": stamp,
+                },
             ],
             "addresses": [{"type": "InternalIP", "address": POD_IP}, {"type": "Hostname", "address": name}],
-            "nodeInfo": {"containerRuntimeVersion": "podman", "kubeletVersion": "podlet", "kubeProxyVersion": "",
-                         "operatingSystem": "linux", "architecture": "amd64", "osImage": "", "kernelVersion": "",
-                         "machineID": "", "systemUUID": "", "bootID": ""},
+            "nodeInfo": {
+                "containerRuntimeVersion": "podman",
+                "kubeletVersion": "podlet",
+                "kubeProxyVersion": "",
+                "operatingSystem": "linux",
+                "architecture": "amd64",
+                "osImage": "",
+                "kernelVersion": "",
+                "machineID": "",
+                "systemUUID": "",
+                "bootID": "",
+            },
         }
     }
 
@@ -108,7 +124,7 @@ def container_name(pod: dict[str, Any], container: str) -> str:
     return f"k8s_{meta['namespace']}_{meta['name']}_{container}_{meta['uid'][:8]}"
 
 
-def podman_command(spec: dict[str, Any], image_config: dict[str, Any] | None = None) -> tuple[list[str], list[str]]:
+def podman_command(spec: dict[str, Any]) -> tuple[list[str], list[str]]:
     """(podman run flags, trailing arguments) for a container's command and args, with the
     Kubernetes rules: `command` replaces the image's ENTRYPOINT (and drops its CMD), `args` its CMD."""
     command, args = spec.get("command"), spec.get("args")
@@ -123,9 +139,10 @@ class Podlet:
         from kubernetes import client, config
 
         self.api_client = config.new_client_from_config(config_file=str(kubeconfig))
-        self.core = client.CoreV1Api(self.api_client)
-        self.coordination = client.CoordinationV1Api(self.api_client)
-        self.discovery = client.DiscoveryV1Api(self.api_client)
+        # Any: bodies are plain dicts, as the API takes them.
+        self.core: Any = client.CoreV1Api(self.api_client)
+        self.coordination: Any = client.CoordinationV1Api(self.api_client)
+        self.discovery: Any = client.DiscoveryV1Api(self.api_client)
         self.node = node
         self.work_dir = work_dir
         kube = yaml.safe_load(kubeconfig.read_text())
@@ -184,7 +201,9 @@ class Podlet:
 
     def containers(self) -> dict[str, dict[str, Any]]:
         """This node's podman containers by name, with their state."""
-        listed = podman("ps", "--all", "--format", "json", "--filter", f"label=transfer.dev/podlet={self.node}")
+        listed = podman(
+            "ps", "--all", "--format", "json", "--filter", f"label=transfer.dev/podlet={self.node}"
+        )
         return {c["Names"][0]: c for c in json.loads(listed.stdout or "[]")}
 
     def sync(self) -> None:
@@ -209,12 +228,19 @@ class Podlet:
         status = pod.get("status") or {}
         if meta.get("deletionTimestamp"):
             for c in spec["containers"]:
-                podman("rm", "--force", "--time", str(spec.get("terminationGracePeriodSeconds") or 10),
-                       container_name(pod, c["name"]), check=False)
+                podman(
+                    "rm",
+                    "--force",
+                    "--time",
+                    str(spec.get("terminationGracePeriodSeconds") or 10),
+                    container_name(pod, c["name"]),
+                    check=False,
+                )
             from kubernetes import client
 
-            self.core.delete_namespaced_pod(meta["name"], meta["namespace"],
-                                            body=client.V1DeleteOptions(grace_period_seconds=0))
+            self.core.delete_namespaced_pod(
+                meta["name"], meta["namespace"], body=client.V1DeleteOptions(grace_period_seconds=0)
+            )
             shutil.rmtree(self.pod_dir(pod), ignore_errors=True)
             return
         if status.get("phase") in ("Succeeded", "Failed"):
@@ -227,16 +253,21 @@ class Podlet:
             if found is None:
                 self.start(pod, c)
                 found = self.containers().get(name)
-            elif found.get("Exited") and (policy == "Always" or (policy == "OnFailure" and found.get("ExitCode"))):
-                if time.monotonic() >= self.restart_at.setdefault(name, time.monotonic() + RESTART_BACKOFF_S):
-                    log.info("restarting %s (exit code %s)", name, found.get("ExitCode"))
-                    podman("start", name)
-                    self.restart_at.pop(name, None)
-                    found = self.containers().get(name)
+            elif (
+                found.get("Exited")
+                and (policy == "Always" or (policy == "OnFailure" and found.get("ExitCode")))
+                and time.monotonic() >= self.restart_at.setdefault(name, time.monotonic() + RESTART_BACKOFF_S)
+            ):
+                log.info("restarting %s (exit code %s)", name, found.get("ExitCode"))
+                podman("start", name)
+                self.restart_at.pop(name, None)
+                found = self.containers().get(name)
             states.append((c, found))
         self.write_status(pod, states)
 
-    def write_status(self, pod: dict[str, Any], states: list[tuple[dict[str, Any], dict[str, Any] | None]]) -> None:
+    def write_status(
+        self, pod: dict[str, Any], states: list[tuple[dict[str, Any], dict[str, Any] | None]]
+    ) -> None:
         statuses = []
         exits: list[int | None] = []
         for c, found in states:
@@ -245,24 +276,39 @@ class Podlet:
                 exits.append(None)
             elif found.get("Exited"):
                 code = int(found.get("ExitCode") or 0)
-                state = {"terminated": {"exitCode": code, "reason": "Completed" if code == 0 else "Error",
-                                        "startedAt": _stamp(found.get("StartedAt")),
-                                        "finishedAt": _stamp(found.get("ExitedAt"))}}
+                state = {
+                    "terminated": {
+                        "exitCode": code,
+                        "reason": "Completed" if code == 0 else "Error",
+                        "startedAt": _stamp(found.get("StartedAt")),
+                        "finishedAt": _stamp(found.get("ExitedAt")),
+                    }
+                }
                 exits.append(code)
             else:
                 state = {"running": {"startedAt": _stamp(found.get("StartedAt"))}}
                 exits.append(None)
-            statuses.append({
-                "name": c["name"], "image": c["image"], "imageID": f"podman://{found['ImageID']}" if found else "",
-                "containerID": f"podman://{found['Id']}" if found else "", "ready": "running" in state,
-                "started": "running" in state, "restartCount": int((found or {}).get("Restarts") or 0), "state": state,
-            })
-        if all(code is not None for code in exits):
-            phase = "Succeeded" if all(code == 0 for code in exits) else "Failed"
-        elif all(s["state"].get("running") for s in statuses):
-            phase = "Running"
+            statuses.append(
+                {
+                    "name": c["name"],
+                    "image": c["image"],
+                    "imageID": f"podman://{found['ImageID']}" if found else "",
+                    "containerID": f"podman://{found['Id']}" if found else "",
+                    "ready": "running" in state,
+                    "started": "running" in state,
+                    "restartCount": int((found or {}).get("Restarts") or 0),
+                    "state": state,
+                }
+            )
+        policy = pod["spec"].get("restartPolicy") or "Always"
+        done = all(code is not None for code in exits)
+        failed = any(code for code in exits)
+        if done and (policy == "Never" or (policy == "OnFailure" and not failed)):
+            phase = "Failed" if failed else "Succeeded"
+        elif any(s["state"].get("running") for s in statuses) or any(c is not None for c in exits):
+            phase = "Running"  # a container that exited is restarted (restartPolicy Always, OnFailure)
         else:
-            phase = "Pending" if not any(s["state"].get("running") for s in statuses) else "Running"
+            phase = "Pending"
         ready = "True" if phase == "Running" and all(s["ready"] for s in statuses) else "False"
         old = pod.get("status") or {}
         stamp = now()
@@ -272,15 +318,23 @@ class Podlet:
             since = previous["lastTransitionTime"] if previous and previous["status"] == value else stamp
             return {"type": kind, "status": value, "lastTransitionTime": since}
 
-        body = {"status": {
-            "phase": phase, "hostIP": POD_IP, "podIP": POD_IP, "podIPs": [{"ip": POD_IP}],
-            "startTime": old.get("startTime") or stamp, "containerStatuses": statuses,
-            "conditions": [condition("PodScheduled", "True"), condition("Initialized", "True"),
-                           condition("ContainersReady", ready), condition("Ready", ready)],
-        }}
-        if (old.get("phase"), [s.get("state") for s in old.get("containerStatuses") or []]) != (
-            phase, [s["state"] for s in statuses]
-        ) or [c.get("status") for c in old.get("conditions") or []] != [c["status"] for c in body["status"]["conditions"]]:
+        body = {
+            "status": {
+                "phase": phase,
+                "hostIP": POD_IP,
+                "podIP": POD_IP,
+                "podIPs": [{"ip": POD_IP}],
+                "startTime": old.get("startTime") or stamp,
+                "containerStatuses": statuses,
+                "conditions": [
+                    condition("PodScheduled", "True"),
+                    condition("Initialized", "True"),
+                    condition("ContainersReady", ready),
+                    condition("Ready", ready),
+                ],
+            }
+        }
+        if _summary(old) != _summary(body["status"]):
             self.core.patch_namespaced_pod_status(pod["metadata"]["name"], pod["metadata"]["namespace"], body)
             log.info("%s/%s: %s", pod["metadata"]["namespace"], pod["metadata"]["name"], phase)
 
@@ -296,11 +350,23 @@ class Podlet:
     def start(self, pod: dict[str, Any], c: dict[str, Any]) -> None:
         meta, spec = pod["metadata"], pod["spec"]
         name = container_name(pod, c["name"])
-        flags = ["--detach", "--name", name, "--network", "host", "--pull", "never",
-                 "--label", f"transfer.dev/podlet={self.node}"]
+        flags = [
+            "--detach",
+            "--name",
+            name,
+            "--network",
+            "host",
+            "--pull",
+            "never",
+            "--label",
+            f"transfer.dev/podlet={self.node}",
+        ]
         security = {**(spec.get("securityContext") or {}), **(c.get("securityContext") or {})}
         if security.get("runAsUser") is not None:
-            flags += ["--user", f"{security['runAsUser']}:{security.get('runAsGroup', security['runAsUser'])}"]
+            flags += [
+                "--user",
+                f"{security['runAsUser']}:{security.get('runAsGroup', security['runAsUser'])}",
+            ]
         if security.get("readOnlyRootFilesystem"):
             flags.append("--read-only")
         if security.get("allowPrivilegeEscalation") is False:
@@ -320,9 +386,13 @@ class Podlet:
     def env(self, pod: dict[str, Any], c: dict[str, Any]) -> dict[str, str]:
         meta, spec = pod["metadata"], pod["spec"]
         fields = {
-            "metadata.name": meta["name"], "metadata.namespace": meta["namespace"], "metadata.uid": meta["uid"],
-            "spec.nodeName": self.node, "spec.serviceAccountName": spec.get("serviceAccountName") or "default",
-            "status.podIP": POD_IP, "status.hostIP": POD_IP,
+            "metadata.name": meta["name"],
+            "metadata.namespace": meta["namespace"],
+            "metadata.uid": meta["uid"],
+            "spec.nodeName": self.node,
+            "spec.serviceAccountName": spec.get("serviceAccountName") or "default",
+            "status.podIP": POD_IP,
+            "status.hostIP": POD_IP,
         }
         env = {"KUBERNETES_SERVICE_HOST": self.api_host, "KUBERNETES_SERVICE_PORT": self.api_port}
         if c.get("envFrom"):
@@ -343,7 +413,9 @@ class Podlet:
                 env[item["name"]] = base64.b64decode(data[ref["key"]]).decode()
             elif "configMapKeyRef" in source:
                 ref = source["configMapKeyRef"]
-                env[item["name"]] = (self.core.read_namespaced_config_map(ref["name"], meta["namespace"]).data or {})[ref["key"]]
+                env[item["name"]] = (
+                    self.core.read_namespaced_config_map(ref["name"], meta["namespace"]).data or {}
+                )[ref["key"]]
             else:
                 raise Unsupported(f"env {item['name']}: {sorted(source)} is not supported on {self.node}")
         return env
@@ -361,17 +433,29 @@ class Podlet:
             if "emptyDir" in volume:
                 path.chmod(0o1777)
             elif "configMap" in volume:
-                data = self.core.read_namespaced_config_map(volume["configMap"]["name"], meta["namespace"]).data or {}
-                self._write_files(path, {k: v.encode() for k, v in data.items()}, volume["configMap"].get("items"))
+                data = (
+                    self.core.read_namespaced_config_map(volume["configMap"]["name"], meta["namespace"]).data
+                    or {}
+                )
+                self._write_files(
+                    path, {k: v.encode() for k, v in data.items()}, volume["configMap"].get("items")
+                )
             elif "secret" in volume:
-                data = self.core.read_namespaced_secret(volume["secret"]["secretName"], meta["namespace"]).data or {}
-                self._write_files(path, {k: base64.b64decode(v) for k, v in data.items()}, volume["secret"].get("items"))
+                data = (
+                    self.core.read_namespaced_secret(volume["secret"]["secretName"], meta["namespace"]).data
+                    or {}
+                )
+                self._write_files(
+                    path, {k: base64.b64decode(v) for k, v in data.items()}, volume["secret"].get("items")
+                )
             elif "projected" in volume and self._is_token_volume(volume):
                 self._write_token(pod, path)
             else:
                 shutil.rmtree(path)
-                raise Unsupported(f"volume {volume['name']}: only emptyDir, configMap, secret and the "
-                                  f"ServiceAccount token are supported on {self.node}")
+                raise Unsupported(
+                    f"volume {volume['name']}: only emptyDir, configMap, secret and the "
+                    f"ServiceAccount token are supported on {self.node}"
+                )
             paths[volume["name"]] = path
         flags = []
         mounted = set()
@@ -413,11 +497,20 @@ class Podlet:
             "kind": "TokenRequest",
             "spec": {
                 "expirationSeconds": TOKEN_SECONDS,
-                "boundObjectRef": {"apiVersion": "v1", "kind": "Pod", "name": meta["name"], "uid": meta["uid"]},
+                "boundObjectRef": {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                },
             },
         }
         token = self.core.create_namespaced_service_account_token(account, meta["namespace"], request)
-        files = {"token": token.status.token.encode(), "ca.crt": self.ca, "namespace": meta["namespace"].encode()}
+        files = {
+            "token": token.status.token.encode(),
+            "ca.crt": self.ca,
+            "namespace": meta["namespace"].encode(),
+        }
         self._write_files(path, files, None)
 
     def service_hosts(self) -> list[str]:
@@ -439,8 +532,12 @@ class Podlet:
             if not ports or any(targets.get(port.name or "") != port.port for port in ports):
                 continue
             ready = [
-                e for piece in pieces for e in piece.endpoints or []
-                if e.conditions and e.conditions.ready and e.target_ref is not None
+                e
+                for piece in pieces
+                for e in piece.endpoints or []
+                if e.conditions
+                and e.conditions.ready
+                and e.target_ref is not None
                 and (ns, e.target_ref.name) in on_node
             ]
             if ready:
@@ -463,6 +560,16 @@ class Podlet:
         self.stopping.set()
         for name in self.containers():
             podman("rm", "--force", "--time", "5", name, check=False)
+
+
+def _summary(status: dict[str, Any]) -> tuple[Any, ...]:
+    """What a status update would change: phase, container states and exit codes, conditions."""
+    containers = [
+        (c.get("name"), sorted(c.get("state") or {}), c.get("restartCount"), c.get("ready"))
+        for c in status.get("containerStatuses") or []
+    ]
+    conditions = sorted((c.get("type"), c.get("status")) for c in status.get("conditions") or [])
+    return status.get("phase"), containers, conditions
 
 
 def _stamp(value: Any) -> str:
