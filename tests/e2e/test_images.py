@@ -98,8 +98,9 @@ def test_operator_image_admits_the_examples(
 
 
 # The digits example (manifests/examples/digits-feature-extraction.yaml) is the small one: its
-# pre-trained CNN and its data come with the image. This machine has no GPU, so the job asks for
-# none; everything else is the example's.
+# pre-trained CNN and its data come with the image. The RayJob is rendered as for the cluster
+# (a GPU per worker: the API admits nothing else); this machine has no GPU, so the one change to
+# what the engine renders is gpusPerWorker 0 in the runtime env's TRANSFER_JOB.
 TRAINER_EXAMPLE = EXAMPLES / "digits-feature-extraction.yaml"
 DATA = "/data"  # the mount in the containers: checkpoint storage and output
 TOKEN = "trainer-image-" + "t" * 40
@@ -128,7 +129,6 @@ def env_flags(env: dict[str, str]) -> list[str]:
 def trainer_rayjob() -> tuple[dict, dict]:
     document = yaml.safe_load(TRAINER_EXAMPLE.read_text())
     spec = document["spec"]
-    spec["resources"]["gpusPerWorker"] = 0
     spec["checkpoint"] = {"uri": f"{DATA}/checkpoints", "everySteps": 20}
     spec["output"] = {"uri": f"{DATA}/output"}
     job = parse_transferjob(document)
@@ -156,6 +156,8 @@ def trainer_head(trainer_image: str, tmp_path: Path) -> Iterator[tuple[str, dict
     podman(
         "run", "--detach", "--name", name, "--network", "none", "--shm-size", "1g",
         "-v", f"{data}:{DATA}", *env_flags(env),
+        # The raylet waits 15 s for its dashboard agent, too short on 2 loaded shared cores.
+        "-e", "RAY_agent_register_timeout_ms=180000",
         trainer_image, "ray", "start", "--head", "--block", *flags,
         # KubeRay's head pod: the pod's CPU limit becomes --num-cpus; here the host's 2 shared cores.
         "--num-cpus=2", "--disable-usage-stats",
@@ -181,6 +183,10 @@ def test_trainer_image_runs_the_rayjob_entrypoint(trainer_head: tuple[str, dict,
     runtime_env = yaml.safe_load(rayjob["spec"]["runtimeEnvYAML"])
     env_vars = runtime_env["env_vars"]
     assert env_vars["TRANSFER_STORAGE_PATH"] == f"{DATA}/checkpoints"
+    spec = json.loads(env_vars["TRANSFER_JOB"])
+    assert spec["resources"]["gpusPerWorker"] == 1
+    spec["resources"]["gpusPerWorker"] = 0  # no GPU here: the trainer runs its workers on CPU
+    env_vars["TRANSFER_JOB"] = json.dumps(spec, sort_keys=True, separators=(",", ":"))
     # What KubeRay's submitter runs: `ray job submit` follows the driver's log until the job ends.
     submitted = podman(
         *in_pod, "ray", "job", "submit", "--address", address,
