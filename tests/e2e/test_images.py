@@ -106,6 +106,19 @@ DATA = "/data"  # the mount in the containers: checkpoint storage and output
 TOKEN = "trainer-image-" + "t" * 40
 
 
+HEAD_PROBE = """
+import sys, urllib.request
+for url in ("http://127.0.0.1:52365/api/local_raylet_healthz", "http://127.0.0.1:8265/api/gcs_healthz"):
+    request = urllib.request.Request(url, headers={"x-ray-authorization": f"Bearer {sys.argv[1]}"})
+    try:
+        body = urllib.request.urlopen(request, timeout=10).read()
+    except OSError:
+        sys.exit(1)
+    if b"success" not in body:
+        sys.exit(1)
+"""
+
+
 def container_env(container: dict, secret: dict, pod_ip: str) -> dict[str, str]:
     """A rendered container's env as the kubelet fills it: Secret keys and the pod's IP."""
     env: dict[str, str] = {}
@@ -175,11 +188,14 @@ def test_trainer_image_runs_the_rayjob_entrypoint(trainer_head: tuple[str, dict,
     address = "http://127.0.0.1:8265"  # KubeRay: the head Service's dashboard port
     in_pod = ("run", "--rm", "--network", f"container:{head}", *env_flags(submitter), TRAINER_IMAGE)
 
-    def dashboard_up() -> bool | None:
-        ready = podman(*in_pod, "ray", "job", "list", "--address", address, check=False, timeout=120)
-        return ready.returncode == 0 or None
+    def head_ready() -> bool | None:
+        # KubeRay's readiness probe of a head pod: the raylet (through the dashboard agent, which
+        # also runs the job agent) and the GCS (through the dashboard) say "success".
+        probe = podman("exec", head, "python3", "-c", HEAD_PROBE, TOKEN, check=False, timeout=60)
+        return probe.returncode == 0 or None
 
-    wait_for(dashboard_up, 180, "the Ray head's job API in the trainer image")
+    # Minutes on 2 loaded shared cores (the Ray head starts a dozen Python processes).
+    wait_for(head_ready, 600, "the Ray head in the trainer image to be ready")
     runtime_env = yaml.safe_load(rayjob["spec"]["runtimeEnvYAML"])
     env_vars = runtime_env["env_vars"]
     assert env_vars["TRANSFER_STORAGE_PATH"] == f"{DATA}/checkpoints"
