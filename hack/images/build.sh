@@ -24,11 +24,12 @@ VERSION=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$ROOT/pyproject.toml")
 PYTHON=${PYTHON:-python3}
 HOST_CA=${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}
 LOCK_DIR=$ROOT/hack/images/lock
+relock_all=0
 relock=0
 targets=()
 for arg in "$@"; do
   case $arg in
-    --lock) relock=1 ;;
+    --lock) relock_all=1 ;;
     *) targets+=("$arg") ;;
   esac
 done
@@ -180,8 +181,10 @@ for target in "${targets[@]}"; do
     trainer) name=$REGISTRY/transfer-trainers ;;
     *) echo "unknown image '$target' (operator or trainer)" >&2 && exit 2 ;;
   esac
+  relock=$relock_all
   if ((!relock)) && [[ ! -f $LOCK_DIR/$target.pip || ! -f $LOCK_DIR/$target.deb ]]; then
-    echo "$target: no lock files in $LOCK_DIR: run with --lock once" >&2 && exit 2
+    echo "$target: no lock files in $LOCK_DIR yet: resolving afresh and writing them (commit them)" >&2
+    relock=1
   fi
   key=$(content_key "$target")
   layout=$CACHE/$target-$key
