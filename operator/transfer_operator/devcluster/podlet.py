@@ -180,7 +180,7 @@ class Podlet:
             "spec": {"holderIdentity": self.node, "leaseDurationSeconds": 40, "renewTime": stamp},
         }
         try:
-            self.coordination.replace_namespaced_lease(self.node, "kube-node-lease", lease)
+            self.coordination.patch_namespaced_lease(self.node, "kube-node-lease", lease)
         except ApiException as error:
             if error.status != 404:
                 raise
