@@ -3,11 +3,17 @@
 # filesystem from mmdebstrap, the project's wheel and its PyPI dependencies installed into it with
 # pip, assembled with umoci, tagged with the project version, and loaded into podman's store.
 #
-#   bash hack/images/build.sh [operator|trainer ...]     (default: both)
+#   bash hack/images/build.sh [--lock] [operator|trainer ...]     (default: both)
 #
-# Each image is cached by content (this script, pyproject.toml and the packaged sources): a
-# second run with nothing changed reuses the OCI layout under $CACHE and only prints its size.
-# Needs root (mmdebstrap, chroot) and the Debian packages mmdebstrap, umoci and podman.
+# Pinned inputs, in hack/images/lock/: <image>.pip (every Python distribution, version and sha256,
+# pip installs them with --require-hashes), <image>.deb (every Debian package and version, checked
+# after mmdebstrap: the build stops when Debian's mirror has moved on, since no snapshot archive is
+# reachable from here) and source-date-epoch (every timestamp of the image). `--lock` resolves
+# afresh from PyPI and Debian and rewrites the image's lock files.
+#
+# Each image is cached by content (this script, its lock files, pyproject.toml and the packaged
+# sources): a second run with nothing changed reuses the OCI layout under $CACHE and only prints
+# its size. Needs root (mmdebstrap, chroot) and the Debian packages mmdebstrap, umoci and podman.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -17,8 +23,22 @@ REGISTRY=ghcr.io/transfer-operator
 VERSION=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$ROOT/pyproject.toml")
 PYTHON=${PYTHON:-python3}
 HOST_CA=${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}
-targets=("$@")
+LOCK_DIR=$ROOT/hack/images/lock
+relock_all=0
+relock=0
+targets=()
+for arg in "$@"; do
+  case $arg in
+    --lock) relock_all=1 ;;
+    *) targets+=("$arg") ;;
+  esac
+done
 ((${#targets[@]})) || targets=(operator trainer)
+# One timestamp for every file, the wheel, the image config and its history: the same inputs give
+# the same bytes.
+SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(cat "$LOCK_DIR/source-date-epoch")}
+export SOURCE_DATE_EPOCH
+CREATED=$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y-%m-%dT%H:%M:%SZ)
 
 need() {
   local missing=()
@@ -32,7 +52,8 @@ need() {
 content_key() {
   local target=$1
   (cd "$ROOT" && git ls-files -z -- hack/images pyproject.toml operator trainers README.md LICENSE |
-    xargs -0 sha256sum && echo "$SUITE $target") | sha256sum | cut -c1-16
+    xargs -0 sha256sum && { sha256sum hack/images/lock/"$target".* 2>/dev/null || true; } &&
+    echo "$SUITE $target $SOURCE_DATE_EPOCH") | sha256sum | cut -c1-16
 }
 
 wheel() {
@@ -64,6 +85,27 @@ in_rootfs() {
     PIP_DISABLE_PIP_VERSION_CHECK=1 ${HTTPS_PROXY:+HTTPS_PROXY=$HTTPS_PROXY} "$@"
 }
 
+# The Debian packages of a root filesystem, one `name=version` a line.
+debs() {
+  chroot "$1" dpkg-query -W -f '${Package}=${Version}\n' | LC_ALL=C sort
+}
+
+# A pip lock from `pip install --report`: `name==version --hash=sha256:...` per distribution from
+# the index (the project's own wheel, built here, is installed on its own).
+pip_lock() {
+  "$PYTHON" - "$1" <<'PY'
+import json, sys
+report = json.load(open(sys.argv[1]))
+for item in sorted(report["install"], key=lambda i: i["metadata"]["name"].lower()):
+    info = item["download_info"]
+    if info["url"].startswith("file:"):
+        continue
+    archive = info["archive_info"]
+    digest = archive.get("hashes", {}).get("sha256") or archive["hash"].removeprefix("sha256=")
+    print(f"{item['metadata']['name']}=={item['metadata']['version']} --hash=sha256:{digest}")
+PY
+}
+
 build_rootfs() {
   local target=$1 rootfs=$2 extra
   case $target in
@@ -73,15 +115,39 @@ build_rootfs() {
   mmdebstrap --quiet --variant=minbase --include=python3,python3-venv,ca-certificates,tini \
     --customize-hook='chroot "$1" useradd --uid 10001 --home-dir /home/transfer --create-home transfer' \
     "$SUITE" "$rootfs" >&2
+  local deb_lock=$LOCK_DIR/$target.deb pip_lock_file=$LOCK_DIR/$target.pip
+  if ((relock)); then
+    debs "$rootfs" >"$deb_lock"
+  elif ! diff -u "$deb_lock" <(debs "$rootfs") >&2; then
+    echo "$target: Debian's packages differ from $deb_lock (above); rebuild with --lock to take them" >&2
+    return 1
+  fi
   in_rootfs "$rootfs" python3 -m venv /opt/transfer
-  in_rootfs "$rootfs" /opt/transfer/bin/pip install --quiet --upgrade pip
   local wheel_file
   wheel_file=$(basename "$WHEEL")
   # Trainer: PyPI's Linux torch wheel (CUDA runtime from the nvidia-* wheels) runs on CPU too;
   # the CPU-only index is not a registry this build can reach (docs/operations.md#images).
-  in_rootfs "$rootfs" /opt/transfer/bin/pip install --quiet "/wheels/$wheel_file[$extra]"
+  if ((relock)); then
+    # The newest pip resolves (and is then pinned with the rest); the locked build installs with
+    # the venv's own pip.
+    in_rootfs "$rootfs" /opt/transfer/bin/pip install --quiet --upgrade pip
+    in_rootfs "$rootfs" /opt/transfer/bin/pip install --quiet --dry-run --ignore-installed \
+      --report /wheels/report.json pip "/wheels/$wheel_file[$extra]"
+    pip_lock "$WHEEL_DIR/report.json" >"$pip_lock_file"
+  fi
+  cp "$pip_lock_file" "$WHEEL_DIR/lock.pip"
+  in_rootfs "$rootfs" /opt/transfer/bin/pip install --quiet --no-deps --require-hashes -r /wheels/lock.pip
+  in_rootfs "$rootfs" /opt/transfer/bin/pip install --quiet --no-deps "/wheels/$wheel_file"
+  in_rootfs "$rootfs" /opt/transfer/bin/pip check >&2
   rm -rf "${rootfs:?}/wheels" "$rootfs/host-ca.crt" "$rootfs/root/.cache/pip" "$rootfs/var/lib/apt/lists/"* "$rootfs/etc/resolv.conf"
-  find "$rootfs/opt/transfer" -name __pycache__ -prune -exec rm -rf {} +
+  # What records the build's own time or host: logs, caches, byte code (Python's marshal output is
+  # not stable from one compilation to the next; the interpreter compiles in memory instead).
+  rm -rf "$rootfs/var/log/"*.log "$rootfs/var/log/apt/"* "$rootfs/var/cache/ldconfig/aux-cache" \
+    "$rootfs/var/cache/debconf/"*-old "$rootfs/var/lib/dpkg/"*-old
+  find "$rootfs/opt/transfer" "$rootfs/usr/lib/python3" "$rootfs/usr/lib/python3.11" \
+    -name __pycache__ -prune -exec rm -rf {} +
+  find "$rootfs" -xdev -newermt "@$SOURCE_DATE_EPOCH" -print0 |
+    xargs -0r touch --no-dereference --date="@$SOURCE_DATE_EPOCH"
 }
 
 assemble() {
@@ -92,7 +158,8 @@ assemble() {
   umoci new --image "$layout:$tag"
   umoci unpack --image "$layout:$tag" "$bundle" >/dev/null
   rmdir "$bundle/rootfs" && mv "$rootfs" "$bundle/rootfs"
-  umoci repack --image "$layout:$tag" "$bundle"
+  umoci repack --history.created "$CREATED" --history.created_by "hack/images/build.sh $target" \
+    --image "$layout:$tag" "$bundle"
   local entry=() user=10001 workdir=/home/transfer
   case $target in
     operator) entry=(--config.entrypoint /usr/bin/tini --config.entrypoint -- --config.cmd transferctl --config.cmd operator) ;;
@@ -101,7 +168,7 @@ assemble() {
   umoci config --image "$layout:$tag" "${entry[@]}" --config.user "$user" --config.workingdir "$workdir" \
     --config.env PATH=/opt/transfer/bin:/usr/local/bin:/usr/bin:/bin --config.env PYTHONUNBUFFERED=1 \
     --config.env HOME=/home/transfer --config.env HF_HUB_OFFLINE=1 \
-    --config.label "org.opencontainers.image.version=$VERSION"
+    --config.label "org.opencontainers.image.version=$VERSION" --created "$CREATED" --no-history
   umoci gc --layout "$layout"
   rm -rf "$bundle"
 }
@@ -114,19 +181,26 @@ for target in "${targets[@]}"; do
     trainer) name=$REGISTRY/transfer-trainers ;;
     *) echo "unknown image '$target' (operator or trainer)" >&2 && exit 2 ;;
   esac
+  relock=$relock_all
+  if ((!relock)) && [[ ! -f $LOCK_DIR/$target.pip || ! -f $LOCK_DIR/$target.deb ]]; then
+    echo "$target: no lock files in $LOCK_DIR yet: resolving afresh and writing them (commit them)" >&2
+    relock=1
+  fi
   key=$(content_key "$target")
   layout=$CACHE/$target-$key
   start=$SECONDS
-  if [[ -f $layout/index.json ]]; then
+  if ((!relock)) && [[ -f $layout/index.json ]]; then
     echo "$target: cached $layout" >&2
   else
     WHEEL=$(wheel "$target")
     WHEEL_DIR=$(dirname "$WHEEL")
     rootfs=$CACHE/work/$target-rootfs
-    rm -rf "$rootfs"
+    rm -rf "$rootfs" "$CACHE/work/$target.partial"
     build_rootfs "$target" "$rootfs"
-    assemble "$target" "$rootfs" "$layout.partial" "$VERSION"
-    mv "$layout.partial" "$layout"
+    assemble "$target" "$rootfs" "$CACHE/work/$target.partial" "$VERSION"
+    key=$(content_key "$target") # the lock files may be new
+    layout=$CACHE/$target-$key
+    rm -rf "$layout" && mv "$CACHE/work/$target.partial" "$layout"
   fi
   # A relative path: podman names the image after it, and `.cache` is no valid reference part.
   image_id=$(cd "$CACHE" && podman pull --quiet "oci:$(basename "$layout"):$VERSION")

@@ -57,12 +57,26 @@ def job(
 def test_a_row_says_phase_pool_cost_budget_and_times() -> None:
     running = job("lora", "Running", 0.5, pool="eu-west-a100", budget=20, admitted_s_ago=95)
     assert views.job_row(running, NOW) == [
-        "lora", "Running", "eu-west-a100", "local", "$0.5000", "2% of $20.00", "95s", "10m",
+        "lora", "Running", "eu-west-a100", "local", "$0.5000", "2% of $20.00", "-", "95s", "10m",
     ]  # fmt: skip
     wide = views.job_row(running, NOW, wide=True, namespace=True)
     assert wide[0] == "default" and wide[-7:] == ["eu-west", "2x A100", "spot", "2.70", "1", "lora-a1", ""]
     pending = views.job_row(job("big", "Pending", 0), NOW)
-    assert pending[1:7] == ["Pending", "-", "-", "$0.00", "-", "-"]
+    assert pending[1:8] == ["Pending", "-", "-", "$0.00", "-", "-", "-"]
+
+
+def test_progress_is_an_estimate_while_running_and_the_steps_once_done() -> None:
+    running = job("lora", "Running", 0.5, pool="eu-west-a100", admitted_s_ago=900)
+    assert views.progress(running, NOW) == "-"  # no estimate in the spec
+    running["spec"]["resources"] = {"estimatedHours": 0.5}
+    assert views.progress(running, NOW) == "~50%"
+    running["status"]["admittedAt"] = stamp(7200)
+    assert views.progress(running, NOW) == "~99%"  # over its estimate: not done until it says so
+    done = job("lora", "Succeeded", 1.2, pool="eu-west-a100")
+    assert views.progress(done, NOW) == "100%"
+    done["status"]["metrics"] = {"steps": 152}
+    assert views.progress(done, NOW) == "100% (152 steps)"
+    assert views.progress(job("x", "Failed", 1.0, pool="p"), NOW) == "-"
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-COLUMNS = ("NAME", "PHASE", "POOL", "CLUSTER", "COST", "BUDGET", "RUN TIME", "AGE")
+COLUMNS = ("NAME", "PHASE", "POOL", "CLUSTER", "COST", "BUDGET", "PROGRESS", "RUN TIME", "AGE")
 WIDE_COLUMNS = (*COLUMNS, "REGION", "GPUS", "PRICE", "$/H", "ATTEMPTS", "RAYJOB", "MESSAGE")
 COST_KEYS = ("namespace", "queue", "pool")
 _SINCE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
@@ -86,6 +86,23 @@ def run_time(job: dict[str, Any], now: datetime) -> str:
     return since(status.get("admittedAt"), now)
 
 
+def progress(job: dict[str, Any], now: datetime) -> str:
+    """How far the job is: done (100% and the trainer's step count) once Succeeded; while
+    Running, an estimate, `~N%`: the current attempt's run time over spec.resources.estimatedHours
+    (capped at 99%; the trainer's own step count is known to the operator only at the end)."""
+    status = _status(job)
+    phase = status.get("phase")
+    if phase == "Succeeded":
+        steps = (status.get("metrics") or {}).get("steps")
+        return f"100% ({steps} steps)" if steps else "100%"
+    hours = ((job.get("spec") or {}).get("resources") or {}).get("estimatedHours")
+    start = parse_time(status.get("admittedAt"))
+    if phase != "Running" or start is None or not hours:
+        return "-"
+    fraction = (now - start).total_seconds() / (float(hours) * 3600)
+    return f"~{min(99, max(0, int(100 * fraction)))}%"
+
+
 def job_row(job: dict[str, Any], now: datetime, *, wide: bool = False, namespace: bool = False) -> list[str]:
     status, placement = _status(job), _placement(job)
     meta = job["metadata"]
@@ -96,6 +113,7 @@ def job_row(job: dict[str, Any], now: datetime, *, wide: bool = False, namespace
         placement.get("cluster") or ("-" if not placement else "local"),
         money(float(status.get("costSoFar") or 0)),
         budget_text(job),
+        progress(job, now),
         run_time(job, now),
         since(meta.get("creationTimestamp"), now),
     ]

@@ -451,6 +451,35 @@ def _start_kuberay(cluster: Cluster, timeout_s: float, env: dict[str, str] | Non
     wait_for("KubeRay operator /readyz", lambda: _http_ok(url), timeout_s, operator)
 
 
+PODMAN_NODE_PROCESS = "podman-node"
+
+
+def start_podman_node(cluster: Cluster, timeout_s: float = 60.0) -> str:
+    """A node whose pods run for real, in podman (podlet.py): for the operator's own pod and
+    `helm test`. Pods land there only with its nodeSelector and toleration. Returns its name."""
+    from transfer_operator.devcluster import podlet
+
+    argv = [
+        sys.executable,
+        "-m",
+        "transfer_operator.devcluster.podlet",
+        f"--kubeconfig={cluster.kubeconfig}",
+        f"--node={podlet.NODE_NAME}",
+        f"--work-dir={cluster.state_dir / 'podman-node'}",
+    ]
+    record = start_process(cluster, PODMAN_NODE_PROCESS, argv, cluster.env())
+
+    def ready() -> bool:
+        found = cluster.kubectl("get", "node", podlet.NODE_NAME, "-o", "json", check=False)
+        if found.returncode != 0:
+            return False
+        conditions = json.loads(found.stdout).get("status", {}).get("conditions") or []
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+    wait_for(f"node {podlet.NODE_NAME} Ready", ready, timeout_s, record)
+    return podlet.NODE_NAME
+
+
 def _allocate_ports() -> dict[str, int]:
     names = (
         "etcd",
