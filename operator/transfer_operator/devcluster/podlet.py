@@ -16,9 +16,9 @@ but it does the kubelet's part for the pods bound to its node, with a real conta
   restartPolicy Always restarts an exited container;
 - removes the containers of a deleted pod, then the pod.
 
-Networking is the host's (`--network host`, pod IP = node IP = 127.0.0.1): there is no kube-proxy
+Networking is the host's (`--network host`, pod IP = node IP = the host's address): there is no kube-proxy
 and no cluster DNS, so a container's /etc/hosts maps `<service>.<namespace>.svc[.cluster.local]`
-to 127.0.0.1 for each Service whose ready endpoints are pods of this node and whose ports are
+to that address for each Service whose ready endpoints are pods of this node and whose ports are
 their target ports (anything else does not resolve), and KUBERNETES_SERVICE_HOST/PORT name the
 API server's own address rather than the `kubernetes` Service's cluster IP.
 """
@@ -32,6 +32,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -41,13 +42,26 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import psutil
 import yaml
 
 log = logging.getLogger("podlet")
 
 NODE_NAME = "podman-0"
 NODE_LABEL = "transfer.dev/podman-node"
-POD_IP = "127.0.0.1"
+
+
+def host_address() -> str:
+    """The host's first non-loopback IPv4 address: the EndpointSlice controller refuses loopback
+    endpoints, so pods on the host's network must be addressed by it (127.0.0.1 without one)."""
+    for addresses in psutil.net_if_addrs().values():
+        for address in addresses:
+            if address.family == socket.AF_INET and not address.address.startswith("127."):
+                return str(address.address)
+    return "127.0.0.1"
+
+
+POD_IP = host_address()
 TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 TOKEN_SECONDS = 3600
 HEARTBEAT_S = 10.0
