@@ -12,7 +12,8 @@ maxWorkers w) runs work/held hours at the size it was admitted with. Fleets:
             up to MAX_NODES each: a bought node is ready NODE_STARTUP_S after the admission (the job
             waits for it), is paid from its purchase until it is empty at a cycle (consolidated
             away), and a spot node is interrupted at SPOT_RATE per hour: its job loses the work
-            since its last checkpoint (every CHECKPOINT_H) and goes back to the queue.
+            since its last checkpoint (every CHECKPOINT_H) and goes back to the queue
+  elastic-on-demand  the same without the spot pool (what elasticity alone saves)
 
 Printed per fleet and gang kind: dollars (nodes paid, idle or not), GPU utilization (busy GPU-hours
 over paid GPU-hours), mean and p95 wait (arrival to running, a bought node's start-up included),
@@ -91,7 +92,8 @@ def pools_of(kind: str) -> list[tuple[str, int, float | None, int]]:
     """(name, fixed nodes, spot price or None, most nodes to buy)."""
     if kind.startswith("static-"):
         return [("static-a100", int(kind.removeprefix("static-")), None, 0)]
-    return [("warm-a100", WARM_NODES, None, 0), ("od-a100", 0, None, MAX_NODES), ("spot-a100", 0, SPOT, MAX_NODES)]
+    elastic = [("warm-a100", WARM_NODES, None, 0), ("od-a100", 0, None, MAX_NODES)]
+    return elastic if kind == "elastic-on-demand" else [*elastic, ("spot-a100", 0, SPOT, MAX_NODES)]
 
 
 def simulate(kind: str, jobs: list[Job], seed: int) -> dict[str, float]:
@@ -227,7 +229,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     rows = {}
-    for kind in (*(f"static-{n}" for n in STATIC_NODES), "elastic"):
+    for kind in (*(f"static-{n}" for n in STATIC_NODES), "elastic-on-demand", "elastic"):
         for gangs in (False, True):
             rows[f"{kind}, {'elastic' if gangs else 'fixed'} gangs"] = run(kind, args.jobs, args.seed, gangs)
     print(
@@ -235,15 +237,15 @@ def main() -> None:
         f"elastic: {WARM_NODES} warm on-demand + up to {MAX_NODES} on-demand + {MAX_NODES} spot bought on demand, "
         f"start-up {NODE_STARTUP_S} s, spot {SPOT_RATE}/node-hour"
     )
-    header = f"{'fleet':<28} {'dollars':>10} {'GPU util':>9} {'mean wait':>10} {'p95 wait':>9} {'interrupts':>10} {'last end':>9}"
+    header = f"{'fleet':<34} {'dollars':>10} {'GPU util':>9} {'mean wait':>10} {'p95 wait':>9} {'interrupts':>10} {'last end':>9}"
     print(header)
     for name, row in rows.items():
         print(
-            f"{name:<28} {row['usd']:>10,.0f} {row['utilization']:>8.1%} {row['mean_wait_min']:>8.1f} m "
+            f"{name:<34} {row['usd']:>10,.0f} {row['utilization']:>8.1%} {row['mean_wait_min']:>8.1f} m "
             f"{row['p95_wait_min']:>7.1f} m {row['interruptions']:>10} {row['end_h']:>7.1f} h"
         )
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=2, sort_keys=True) + "\n")
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
 
 
 if __name__ == "__main__":
