@@ -72,7 +72,7 @@ def provisioner(cluster: devcluster.Cluster) -> Iterator[None]:
         karpenter.start(cluster, POOLS, build=os.environ.get(REQUIRE_ENV) == "require")
     except BinariesMissing as missing:
         pytest.skip(f"Karpenter's kwok provider is not built ({missing}); set {REQUIRE_ENV}=require to build it")
-    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(karpenter.node_class("never-ready", "1h")))
+    karpenter.apply_node_class(cluster, "never-ready", "1h")
     yield
     record = cluster.processes.get(karpenter.COMPONENT)
     if record is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterable
@@ -134,5 +135,18 @@ def start(cluster: Cluster, pools: Iterable[dict[str, Any]], timeout_s: float = 
     }
     record = cluster_mod.start_process(cluster, COMPONENT, [str(bin_dir / BINARY)], env)
     wait_for("Karpenter /readyz", lambda: _ready(f"http://127.0.0.1:{probe}/readyz"), timeout_s, record)
-    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(node_class()))
+    apply_node_class(cluster)
     return bin_dir
+
+
+def apply_node_class(cluster: Cluster, name: str = "default", registration_delay: str = DEFAULT_REGISTRATION_DELAY) -> None:
+    """Create a KWOKNodeClass and mark it Ready. No controller of the kwok provider does (on a cloud
+    the provider's NodeClass controller checks its subnets, roles, images), and Karpenter buys
+    nothing through a NodePool whose NodeClass is not Ready."""
+    cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(node_class(name, registration_delay)))
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    ready = {"type": "Ready", "status": "True", "reason": "Ready", "message": "", "lastTransitionTime": now}
+    cluster.kubectl(
+        "patch", "kwoknodeclass", name, "--subresource=status", "--type=merge",
+        "-p", json.dumps({"status": {"conditions": [ready]}}),
+    )  # fmt: skip
