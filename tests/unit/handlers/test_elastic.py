@@ -171,3 +171,29 @@ def test_a_job_whose_pods_are_bound_is_not_timed_out():
     )
     run_cycle(ctx, NOW + timedelta(seconds=120))
     assert status_of(kube, "a")["phase"] == "Admitted"
+
+
+def test_without_karpenter_the_cycle_runs_and_the_lists_are_retried_later_not_each_step():
+    ctx, kube = ctx_with(a_pool(), a_job("a"))
+    run_cycle(ctx, NOW)
+    run_cycle(ctx, NOW + timedelta(seconds=2))
+    assert ctx.index.is_synced() and not ctx.index.karpenter_served()
+    assert kube.lists["nodepools"] == 1  # asked again only after informer.ABSENT_RETRY_S
+    assert status_of(kube, "a")["phase"] == "Admitted"  # static pools work as before
+    assert "nodes" not in pool_status(kube) and "conditions" not in pool_status(kube)
+
+
+def test_the_generated_node_pool_carries_taints_and_spot_when_the_pool_sells_spot():
+    pool = a_pool(
+        "eu-a100",
+        nodes=0,
+        pricing={"onDemandPerGpuHour": 3.0, "spotPerGpuHour": 1.2},
+        tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        scaling={"maxNodes": 1, "nodeClassRef": NODE_CLASS},
+    )
+    ctx, kube = ctx_with(pool, kube=FakeKube(karpenter=True))
+    run_cycle(ctx, NOW)
+    spec = kube.nodepools["eu-a100"]["spec"]["template"]["spec"]
+    assert spec["taints"] == [{"key": "nvidia.com/gpu", "effect": "NoSchedule"}]
+    capacity = next(r for r in spec["requirements"] if r["key"] == "karpenter.sh/capacity-type")
+    assert capacity["values"] == ["on-demand", "spot"]
