@@ -83,8 +83,10 @@ def provisioner(cluster: devcluster.Cluster) -> Iterator[None]:
 def elastic_fleet(cluster: devcluster.Cluster, provisioner: None, operator: OperatorProcess) -> Iterator[None]:
     cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(POOLS))
     yield
-    for pool in POOLS:
-        cluster.kubectl("delete", "gpupool", pool["metadata"]["name"], "--wait=false", check=False)
+    names = [pool["metadata"]["name"] for pool in POOLS]
+    cluster.kubectl("delete", "gpupool", *names, "--wait=false", check=False)
+    # While Karpenter still runs: its NodeClaims' finalizers need it.
+    cluster.kubectl("delete", "nodepool", *names, "--ignore-not-found", check=False, timeout_s=120)
 
 
 def a_job(name: str, run_seconds: int, gpu: str = GPU, **resources: Any) -> dict[str, Any]:
