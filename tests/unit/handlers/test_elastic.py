@@ -87,6 +87,7 @@ def test_a_job_that_does_not_fit_is_admitted_onto_nodes_to_buy_and_they_are_coun
     rayjob = kube.rayjobs[("default", "a-a1")]
     worker = rayjob["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]["spec"]
     assert worker["nodeSelector"] == {"transfer.dev/pool": "eu-a100"}
+    assert rayjob["spec"]["ttlSecondsAfterFinished"] == 30  # its pods go soon: the bought nodes empty
 
     karpenter_node(kube, "eu-a100-abc", ready=False)  # Karpenter launched a NodeClaim
     run_cycle(ctx, NOW + timedelta(seconds=4))
