@@ -47,6 +47,13 @@ bash hack/controlplane/build.sh >/dev/null
 phase_done "control plane binaries"
 bash hack/controlplane/build-component.sh seaweedfs >/dev/null
 phase_done "seaweedfs binary"
+# Karpenter's kwok provider for the elastic-pool e2e (tests/e2e/test_elastic.py, which skips
+# without it): ~4.5 min cold, cached. TRANSFER_CI_KARPENTER=0 leaves it out.
+if [[ "${TRANSFER_CI_KARPENTER:-1}" != 0 ]]; then
+  bash hack/controlplane/build-component.sh karpenter >/dev/null
+  export TRANSFER_E2E_KARPENTER=require
+fi
+phase_done "karpenter binary"
 
 export RAY_AUTH_MODE=disabled HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 set +e

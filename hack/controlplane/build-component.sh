@@ -48,6 +48,10 @@ log "building $name ($MODULE $VERSION)"
 # The wrapper module sits inside this repository's git work tree: -buildvcs=false.
 (cd "$component_dir" && GOFLAGS="-mod=mod -buildvcs=false" go build -trimpath -ldflags "-s -w" \
   -o "$tmp/$OUTPUT" "$PACKAGE")
+# A component may copy more of its module into the output (e.g. CRDs): post-build.sh OUTPUT_DIR.
+if [[ -x "$component_dir/post-build.sh" ]]; then
+  (cd "$component_dir" && GOFLAGS="-mod=mod" "$component_dir/post-build.sh" "$tmp")
+fi
 {
   echo "VERSION=$VERSION"
   echo "GO_VERSION=$(go env GOVERSION)"

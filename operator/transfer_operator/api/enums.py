@@ -116,6 +116,8 @@ class Reason(StrEnum):
     INVALID_SCALING = "InvalidScaling"
     PROVISIONER_NOT_INSTALLED = "ProvisionerNotInstalled"
     POOL_READY = "PoolReady"
+    # A job admitted onto nodes to be bought whose pods found no node in time.
+    PROVISIONING_TIMED_OUT = "ProvisioningTimedOut"
 
 
 class UtilizationPolicy(StrEnum):

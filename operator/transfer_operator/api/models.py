@@ -562,7 +562,16 @@ class NodePoolRef(ApiModel):
     name: Annotated[str, Field(pattern=SUBDOMAIN_PATTERN, max_length=253)]
 
 
+class NodeClassRef(ApiModel):
+    """The provider's NodeClass a generated Karpenter NodePool launches nodes with."""
+
+    group: Annotated[str, Field(pattern=SUBDOMAIN_PATTERN, max_length=253, description="e.g. karpenter.k8s.aws")]
+    kind: Annotated[str, Field(min_length=1, max_length=63, description="e.g. EC2NodeClass, KWOKNodeClass")]
+    name: Annotated[str, Field(pattern=SUBDOMAIN_PATTERN, max_length=253)]
+
+
 DEFAULT_NODE_STARTUP_SECONDS = 300
+DEFAULT_PROVISIONING_TIMEOUT_SECONDS = 900
 
 
 class ScalingSpec(ApiModel):
@@ -601,6 +610,20 @@ class ScalingSpec(ApiModel):
             "bought is that much later (`prefer: fastest` and expected hours see it).",
         ),
     ] = DEFAULT_NODE_STARTUP_SECONDS
+    node_class_ref: NodeClassRef | None = Field(
+        default=None,
+        description="The NodeClass of the NodePool the operator generates (needed without nodePoolRef): "
+        "an EC2NodeClass on EKS, a KWOKNodeClass in the dev cluster.",
+    )
+    provisioning_timeout_seconds: Annotated[
+        int,
+        Field(
+            ge=1,
+            le=86400,
+            description="A job admitted onto nodes to be bought whose pods are still unscheduled this long "
+            "after its admission goes back to the queue (reason ProvisioningTimedOut).",
+        ),
+    ] = DEFAULT_PROVISIONING_TIMEOUT_SECONDS
 
     @model_validator(mode="after")
     def _range(self) -> ScalingSpec:

@@ -51,6 +51,14 @@ def dev_cluster() -> None:
 )
 @click.option("--no-s3", is_flag=True, help="Do not start the S3 store (SeaweedFS).")
 @click.option(
+    "--provisioner",
+    type=click.Choice(["none", "karpenter"]),
+    default="none",
+    show_default=True,
+    help="A node provisioner for elastic pools (spec.scaling): karpenter runs Karpenter's kwok provider, "
+    "which turns NodeClaims into kwok nodes (built on first use, ~5 min cold).",
+)
+@click.option(
     "--with-operator",
     is_flag=True,
     help="Also install the chart (no pod) and run the operator here with its ServiceAccount token.",
@@ -63,6 +71,7 @@ def up(
     no_kuberay: bool,
     clusters: int,
     no_s3: bool,
+    provisioner: str,
     with_operator: bool,
     timeout_s: float,
     state_dir: Path,
@@ -82,6 +91,7 @@ def up(
             kuberay=not no_kuberay,
             timeout_s=timeout_s,
             echo=lambda message: click.echo(message, err=True),
+            provisioner=None if provisioner == "none" else provisioner,
         )
         if with_operator:
             click.echo("operator ...", err=True)
@@ -95,6 +105,11 @@ def up(
     for name, worker in fleet.workers.items():
         nodes = f" ({', '.join(worker.nodes)})" if worker.nodes else ""
         click.echo(f"Worker cluster {name}: {worker.server}{nodes}; TransferCluster {name} registered")
+    if provisioner == "karpenter":
+        click.echo(
+            "Karpenter (kwok provider): NodeClaims become kwok nodes; KWOKNodeClass `default` for "
+            "spec.scaling.nodeClassRef; log logs/karpenter.log"
+        )
     if fleet.store is not None:
         click.echo(
             f"S3 (SeaweedFS): {fleet.store.endpoint}, bucket {fleet_mod.STORAGE_BUCKET}; keys in Secret "

@@ -21,8 +21,8 @@ import yaml
 
 from transfer_operator.api.crd import render_crds_yaml
 from transfer_operator.devcluster import cluster as cluster_mod
+from transfer_operator.devcluster import karpenter, objectstore
 from transfer_operator.devcluster import nodes as nodes_mod
-from transfer_operator.devcluster import objectstore
 from transfer_operator.devcluster.cluster import Cluster, ClusterError, Echo
 
 FLEET_FILE = "fleet.json"
@@ -161,8 +161,11 @@ def up(
     kuberay: bool = True,
     timeout_s: float = 180.0,
     echo: Echo | None = None,
+    provisioner: str | None = None,
 ) -> Fleet:
-    """Start the management cluster, `clusters` workers and the S3 store (or return those running)."""
+    """Start the management cluster, `clusters` workers and the S3 store (or return those running).
+    `provisioner="karpenter"`: Karpenter's kwok provider buys nodes for the management cluster's
+    elastic pools (devcluster/karpenter.py)."""
     say = echo or (lambda _message: None)
     state_dir = state_dir.resolve()
     names = worker_names(pools, clusters)
@@ -179,6 +182,9 @@ def up(
             echo=echo,
         )
         started.append(state_dir)
+        if provisioner == "karpenter":
+            say("Karpenter (kwok provider) ...")
+            karpenter.start(management, pools_of(pools, None), timeout_s=timeout_s)
         _save(state_dir, names, s3)
         _install_crds(management)
         _apply(management, [_namespace(OPERATOR_NAMESPACE)])

@@ -6,10 +6,25 @@ condition says what is wrong and the fix.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
 
-from transfer_operator.api.enums import Reason
-from transfer_operator.api.models import GPUPool
+from transfer_operator.api.enums import Phase, Reason
+from transfer_operator.api.models import GPUPool, TransferJob
+from transfer_operator.engine.conditions import seconds_since
+from transfer_operator.engine.rayjob import LABEL_ATTEMPT, LABEL_JOB, PoolPin, label_value
+
+NODEPOOL_LABEL = "karpenter.sh/nodepool"  # on every NodeClaim and Node Karpenter launches
+CAPACITY_TYPE_LABEL = "karpenter.sh/capacity-type"
+INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
+ZONE_LABEL = "topology.kubernetes.io/zone"
+GPU_RESOURCE = "nvidia.com/gpu"
+MANAGED_LABEL = "app.kubernetes.io/managed-by"
+MANAGER = "transfer-operator"
+CONSOLIDATE_AFTER = "30s"  # an empty bought node is given back this long after its last pod left
 
 
 @dataclass(frozen=True)
@@ -49,6 +64,14 @@ def scaling_readiness(pool: GPUPool, view: ProvisionerView) -> tuple[bool, Reaso
             "spec.scaling; counting only the pool's ready nodes",
         )
     name = node_pool_name(pool)
+    if scaling.node_pool_ref is None and scaling.node_class_ref is None:
+        return (
+            False,
+            Reason.INVALID_SCALING,
+            "the generated Karpenter NodePool needs spec.scaling.nodeClassRef (an EC2NodeClass on EKS, a "
+            "KWOKNodeClass in the dev cluster), or point spec.scaling.nodePoolRef at an existing NodePool; "
+            "counting only the pool's ready nodes",
+        )
     if name not in view.node_pools:
         fix = (
             "create it or point spec.scaling.nodePoolRef at an existing one"
@@ -61,3 +84,168 @@ def scaling_readiness(pool: GPUPool, view: ProvisionerView) -> tuple[bool, Reaso
             f"Karpenter NodePool {name} not found: {fix}; counting only the pool's ready nodes",
         )
     return True, Reason.POOL_READY, f"Karpenter NodePool {name} buys up to {scaling.max_nodes} nodes"
+
+
+# --- the generated NodePool ----------------------------------------------------------------
+
+
+def instance_type_name(gpu_type: str, gpus_per_node: int) -> str:
+    """The instance type of a pool's node shape in the dev cluster's kwok catalog
+    (devcluster/karpenter.py); a real cloud's NodePool is referenced instead (nodePoolRef)."""
+    return f"{gpu_type.lower()}-{gpus_per_node}x"
+
+
+def node_pool_manifest(pool: GPUPool) -> dict[str, Any]:
+    """The Karpenter NodePool the operator generates for a pool without nodePoolRef: nodes with
+    the labels the pool's pods select and the taints they tolerate, of the pool's GPU shape, in its
+    zone, spot only when the pool sells spot, at most maxNodes of them; empty nodes consolidated."""
+    spec = pool.spec
+    scaling = spec.scaling
+    assert scaling is not None and scaling.node_class_ref is not None
+    name = pool.metadata.name
+    pin = PoolPin.of(name, spec)
+    labels = {"transfer.dev/pool": name, "nvidia.com/gpu.product": spec.gpu_type, **pin.node_selector}
+    capacity_types = ["on-demand"] + (["spot"] if spec.pricing.spot_per_gpu_hour is not None else [])
+    requirements: list[dict[str, Any]] = [
+        {"key": CAPACITY_TYPE_LABEL, "operator": "In", "values": capacity_types},
+        {"key": INSTANCE_TYPE_LABEL, "operator": "In", "values": [instance_type_name(spec.gpu_type, spec.gpus_per_node)]},
+    ]
+    if spec.zone:
+        requirements.append({"key": ZONE_LABEL, "operator": "In", "values": [spec.zone]})
+    taints = [
+        {k: v for k, v in (("key", t.key), ("value", t.value), ("effect", t.effect)) if v}
+        for t in spec.tolerations
+        if t.key and t.effect
+    ]
+    template_spec: dict[str, Any] = {
+        "nodeClassRef": scaling.node_class_ref.to_wire(),
+        "requirements": requirements,
+        "expireAfter": "Never",
+    }
+    if taints:
+        template_spec["taints"] = taints
+    return {
+        "apiVersion": "karpenter.sh/v1",
+        "kind": "NodePool",
+        "metadata": {"name": name, "labels": {MANAGED_LABEL: MANAGER, "transfer.dev/pool": name}},
+        "spec": {
+            "template": {"metadata": {"labels": labels}, "spec": template_spec},
+            "limits": {GPU_RESOURCE: str(scaling.max_nodes * spec.gpus_per_node)},
+            # Only empty nodes go (never one under a running gang), all of them when idle.
+            "disruption": {
+                "consolidationPolicy": "WhenEmpty",
+                "consolidateAfter": CONSOLIDATE_AFTER,
+                "budgets": [{"nodes": "100%"}],
+            },
+        },
+    }
+
+
+# --- what the pool holds --------------------------------------------------------------------
+
+
+def _ready(obj: Mapping[str, Any]) -> bool:
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def _of_node_pool(obj: Mapping[str, Any], node_pool: str) -> bool:
+    return ((obj.get("metadata") or {}).get("labels") or {}).get(NODEPOOL_LABEL) == node_pool
+
+
+def provisioned_nodes(
+    pool: GPUPool, nodes: Iterable[Mapping[str, Any]], node_claims: Iterable[Mapping[str, Any]], lost: Iterable[str] = ()
+) -> tuple[int, int, set[str]]:
+    """(ready, provisioning, names of the pool's NodeClaims): nodes of its NodePool that are Ready
+    and not lost; NodeClaims of it whose node is not (yet) ready."""
+    name = node_pool_name(pool)
+    gone = set(lost)
+    ready_nodes = {
+        (n.get("metadata") or {}).get("name")
+        for n in nodes
+        if _of_node_pool(n, name) and _ready(n) and (n.get("metadata") or {}).get("name") not in gone
+    }
+    claims = [c for c in node_claims if _of_node_pool(c, name)]
+    provisioning = sum(
+        1 for c in claims if (c.get("status") or {}).get("nodeName") not in ready_nodes or not _ready(c)
+    )
+    return len(ready_nodes), provisioning, {(c.get("metadata") or {}).get("name", "") for c in claims}
+
+
+def nodes_status(
+    pool: GPUPool,
+    ready: int,
+    provisioning: int,
+    allocated_gpus: int,
+    claims: set[str],
+    known_claims: set[str] | None,
+) -> dict[str, Any]:
+    """status.nodes of an elastic pool. `requested`: nodes the admitted jobs need beyond the ready
+    ones; bought/released count NodeClaims that appeared/went since `known_claims` (None: the
+    first look, which counts nothing), added to what status says already."""
+    before = pool.status.nodes
+    bought, released = (before.bought, before.released) if before is not None else (0, 0)
+    if known_claims is not None:
+        bought += len(claims - known_claims)
+        released += len(known_claims - claims)
+    needed = math.ceil(allocated_gpus / pool.spec.gpus_per_node) if pool.spec.gpus_per_node else 0
+    requested = max(0, needed - pool.spec.nodes - ready)
+    return {
+        "ready": ready,
+        "provisioning": provisioning,
+        "requested": requested,
+        "bought": bought,
+        "released": released,
+    }
+
+
+# --- the provisioning deadline ----------------------------------------------------------------
+
+
+def stale_claims(pool: GPUPool, node_claims: Iterable[Mapping[str, Any]], now_s: float) -> list[str]:
+    """NodeClaims of the pool's generated NodePool still not Ready past its provisioning timeout:
+    released rather than leaked once the jobs they were bought for went back to the queue."""
+    scaling = pool.spec.scaling
+    if scaling is None or scaling.node_pool_ref is not None:
+        return []  # a referenced NodePool is the admin's: its claims are Karpenter's business
+    now = datetime.fromtimestamp(now_s, UTC)
+    stale = []
+    for claim in node_claims:
+        metadata = claim.get("metadata") or {}
+        age = seconds_since(metadata.get("creationTimestamp"), now)
+        mine = _of_node_pool(claim, node_pool_name(pool)) and not _ready(claim)
+        if mine and age is not None and age >= scaling.provisioning_timeout_seconds:
+            stale.append(metadata.get("name", ""))
+    return sorted(stale)
+
+
+
+def unprovisioned(
+    job: TransferJob, pool: GPUPool, pods: Iterable[Mapping[str, Any]], now_s: float
+) -> str | None:
+    """Why `job` goes back to the queue: it holds an elastic pool's capacity, is not Running, and its
+    pods are still unscheduled (no node came) past the pool's provisioning timeout; None otherwise."""
+    scaling = pool.spec.scaling
+    if scaling is None or job.status.phase is not Phase.ADMITTED:
+        return None
+    waited = seconds_since(job.status.admitted_at, datetime.fromtimestamp(now_s, UTC))
+    if waited is None or waited < scaling.provisioning_timeout_seconds:
+        return None
+    name, attempt = label_value(job.metadata.name), str(job.status.attempts)
+    namespace = job.metadata.namespace or "default"
+    mine = [
+        p
+        for p in pods
+        if (p.get("metadata") or {}).get("namespace") == namespace
+        and ((p.get("metadata") or {}).get("labels") or {}).get(LABEL_JOB) == name
+        and ((p.get("metadata") or {}).get("labels") or {}).get(LABEL_ATTEMPT) == attempt
+    ]
+    unbound = [p for p in mine if not (p.get("spec") or {}).get("nodeName")]
+    if not unbound:
+        return None
+    nodes = pool.status.nodes
+    held = f"{nodes.ready} ready, {nodes.provisioning} provisioning" if nodes is not None else "none ready"
+    return (
+        f"{len(unbound)} of its pods found no node {int(waited)} s after admission (provisioning timeout "
+        f"{scaling.provisioning_timeout_seconds} s; Karpenter NodePool {node_pool_name(pool)}: {held})"
+    )

@@ -71,7 +71,7 @@ def ensure_rayjob(
     job = with_storage_defaults(job, ctx.config.storage)
     cluster = pool.spec.cluster
     manifest = render_rayjob(
-        job, PoolPin.of(pool_name, pool.spec), attempt, ttl_seconds=ctx.config.rayjob_ttl_seconds, token_auth=True
+        job, PoolPin.of(pool_name, pool.spec), attempt, ttl_seconds=rayjob_ttl(ctx, pool), token_auth=True
     )
     name = manifest["metadata"]["name"]
     namespace = manifest["metadata"]["namespace"]
@@ -110,3 +110,15 @@ def ensure_rayjob(
             body, "Warning", Reason.RAYJOB_CREATE_FAILED.value, f"creating the RayJob failed: {error}"
         )
         raise
+
+
+ELASTIC_TTL_SECONDS = 30
+
+
+def rayjob_ttl(ctx: Ctx, pool: GPUPool) -> int:
+    """How long a finished RayJob keeps its Ray cluster: on an elastic pool at most
+    ELASTIC_TTL_SECONDS, so that its pods go and the bought nodes, empty, are given back
+    (the job's status and outputs are mirrored well within that time)."""
+    if pool.spec.scaling is not None:
+        return min(ctx.config.rayjob_ttl_seconds, ELASTIC_TTL_SECONDS)
+    return ctx.config.rayjob_ttl_seconds

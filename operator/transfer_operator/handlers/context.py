@@ -20,6 +20,8 @@ class Ctx:
     index: FleetIndex = field(default_factory=FleetIndex)  # watch-fed; the cycle reads only this
     last_reconcile_s: float = 0.0  # when the cycle last reconciled the jobs that hold GPUs
     lost_lease: threading.Event = field(default_factory=threading.Event)  # set: stop this cycle's writes
+    # Elastic pools: the NodeClaims of each pool's NodePool at the last cycle (bought / released).
+    elastic_claims: dict[str, set[str]] = field(default_factory=dict)
     clusters: dict[str, RemoteCluster] = field(
         default_factory=dict
     )  # worker clusters, by TransferCluster name

@@ -18,6 +18,9 @@ class Fleet:
     jobs: dict[str, tuple[dict[str, Any], TransferJob]]
     lost_nodes: dict[str, list[NodeLoss]] = field(default_factory=dict)  # pool -> its lost nodes
     job_losses: dict[JobAttempt, NodeLoss] = field(default_factory=dict)  # job attempts on lost nodes
+    # Elastic pools (handlers/elastic.py): whether the provisioner can buy, and status to write.
+    scaling_ready: dict[str, bool] = field(default_factory=dict)
+    elastic_status: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def read_fleet(ctx: Ctx) -> Fleet:

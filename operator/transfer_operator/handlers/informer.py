@@ -49,6 +49,9 @@ class Kind:
     version: str = "v1"
     label_selector: str | None = None
     namespace: str | None = None  # None: every namespace (or cluster-scoped)
+    # Another product's API that may not be installed (or not granted): a LIST answered 404 or
+    # 403 leaves the store empty and counts as synced; it is listed again every ABSENT_RETRY_S.
+    optional: bool = False
 
 
 TRANSFERJOBS = Kind("transferjobs", GROUP, VERSION)
@@ -60,6 +63,10 @@ NAMESPACES = Kind("namespaces")
 TRANSFERQUEUES = Kind("transferqueues", GROUP, VERSION)
 TRANSFERPRIORITYCLASSES = Kind("transferpriorityclasses", GROUP, VERSION)
 PODS = Kind("pods", label_selector=f"{LABEL_MANAGED_BY}={MANAGER}")
+# Karpenter (elastic pools, handlers/elastic.py): its NodePools and the NodeClaims they bought.
+NODEPOOLS = Kind("nodepools", "karpenter.sh", "v1", optional=True)
+NODECLAIMS = Kind("nodeclaims", "karpenter.sh", "v1", optional=True)
+ABSENT_RETRY_S = 30.0
 
 
 class Gone(Exception):
@@ -196,11 +203,27 @@ class Informer:
     resource_version: str | None = None  # None: list next
     watch_timeout_s: int = 60
     synced: threading.Event = field(default_factory=threading.Event)
+    absent: bool = False  # an optional kind the API server does not serve (or lets us list)
+    absent_at: float = 0.0  # when it said so
 
     def step(self) -> None:
         """One LIST (when needed) or one watch stream until the server closes it."""
         if self.resource_version is None:
-            items, version = self.source.list_objects(self.kind)
+            if self.absent and time.monotonic() - self.absent_at < ABSENT_RETRY_S:
+                return  # not served a moment ago: ask again later
+            try:
+                items, version = self.source.list_objects(self.kind)
+            except Exception as error:
+                if not self.kind.optional or getattr(error, "status", None) not in (403, 404):
+                    raise
+                if not self.absent:
+                    log.info("%s.%s not served or not allowed (%s): none", self.kind.plural, self.kind.group,
+                             getattr(error, "status", None))
+                self.absent, self.absent_at = True, time.monotonic()
+                self.store.replace([], self.kind.namespace)
+                self.synced.set()
+                return
+            self.absent = False
             self.store.replace(items, self.kind.namespace)
             self.resource_version = version
             self.synced.set()
@@ -228,6 +251,8 @@ class Informer:
             try:
                 self.step()
                 backoff_s = 1.0
+                if self.absent:
+                    stopped.wait(ABSENT_RETRY_S)
             except Exception as error:  # a broken stream resumes from the last resourceVersion
                 log.warning("watch of %s broke: %s; retrying in %.0f s", self.kind.plural, error, backoff_s)
                 metrics.RECONCILE_ERRORS.labels(stage="watch").inc()
@@ -319,6 +344,21 @@ def prepare_admin_object(parse: Callable[[dict[str, Any]], V]) -> Callable[[dict
     return prepare
 
 
+def prepare_karpenter_object(body: dict[str, Any]) -> dict[str, Any]:
+    """A NodePool or NodeClaim: name, labels, and (a NodeClaim) its node and conditions."""
+    metadata = body.get("metadata") or {}
+    status = body.get("status") or {}
+    return {
+        "metadata": {
+            "name": metadata.get("name", ""),
+            "labels": metadata.get("labels") or {},
+            "annotations": metadata.get("annotations") or {},
+            "creationTimestamp": metadata.get("creationTimestamp"),
+        },
+        "status": {"nodeName": status.get("nodeName"), "conditions": status.get("conditions") or []},
+    }
+
+
 def prepare_namespace(body: dict[str, Any]) -> dict[str, Any]:
     metadata = body.get("metadata") or {}
     return {"metadata": {"name": metadata.get("name", ""), "labels": metadata.get("labels") or {}}}
@@ -342,7 +382,13 @@ class FleetIndex:
     )
     namespaces: Store[dict[str, Any]] = field(default_factory=lambda: Store(prepare_namespace))
     transferclusters: Store[ParsedCluster] = field(default_factory=lambda: Store(prepare_transfercluster))
+    nodepools: Store[dict[str, Any]] = field(default_factory=lambda: Store(prepare_karpenter_object))
+    nodeclaims: Store[dict[str, Any]] = field(default_factory=lambda: Store(prepare_karpenter_object))
     informers: list[Informer] = field(default_factory=list)
+
+    def karpenter_served(self) -> bool:
+        """Karpenter's NodePool API is served and listable (elastic pools can buy nodes)."""
+        return any(i.kind is NODEPOOLS and i.synced.is_set() and not i.absent for i in self.informers)
 
     def connect(self, source: WatchSource, *, nodes: bool = True, pod_namespaces: Sequence[str] = ()) -> None:
         """`pod_namespaces`: list the jobs' pods in these namespaces only (one watch each, one
@@ -359,6 +405,7 @@ class FleetIndex:
         if nodes:
             pod_kinds = [replace(PODS, namespace=n) for n in sorted(set(pod_namespaces))] or [PODS]
             pairs += [*((kind, self.pods) for kind in pod_kinds), (NODES, self.nodes)]
+            pairs += [(NODEPOOLS, self.nodepools), (NODECLAIMS, self.nodeclaims)]
         self.informers = [Informer(source, kind, store) for kind, store in pairs]
 
     def start(self, stopped: threading.Event) -> list[threading.Thread]:

@@ -266,6 +266,38 @@ class Kube:
             if error.status != 404:
                 raise
 
+    # --- Karpenter (elastic pools) ---------------------------------------------------------
+
+    def apply_nodepool(self, manifest: dict[str, Any], create: bool) -> dict[str, Any]:
+        """Create a generated Karpenter NodePool, or merge-patch its spec (limits, labels) when
+        the GPUPool changed; returns the object as written."""
+        self.writes.wait()
+        name = manifest["metadata"]["name"]
+        if create:
+            try:
+                return cast(
+                    dict[str, Any],
+                    self.custom.create_cluster_custom_object("karpenter.sh", "v1", "nodepools", manifest),
+                )
+            except ApiException as error:
+                if error.status != 409:
+                    raise
+        return cast(
+            dict[str, Any],
+            self.custom.patch_cluster_custom_object(
+                "karpenter.sh", "v1", "nodepools", name, {"metadata": manifest["metadata"], "spec": manifest["spec"]}
+            ),
+        )
+
+    def delete_nodeclaim(self, name: str) -> None:
+        """Release a bought node that never became ready (Karpenter terminates its instance)."""
+        self.writes.wait()
+        try:
+            self.custom.delete_cluster_custom_object("karpenter.sh", "v1", "nodeclaims", name)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+
     # --- worker clusters ------------------------------------------------------------------
 
     def read_secret(self, namespace: str, name: str) -> dict[str, Any] | None:

@@ -31,6 +31,7 @@ from transfer_operator.handlers.clusters import (
 )
 from transfer_operator.handlers.context import Ctx
 from transfer_operator.handlers.effects import perform
+from transfer_operator.handlers.elastic import release_unprovisioned, sync_elastic
 from transfer_operator.handlers.fleet import Fleet, read_fleet
 from transfer_operator.handlers.queues import queue_rules, schedulable_jobs
 from transfer_operator.handlers.running import reconcile_holding
@@ -62,7 +63,9 @@ def run_cycle(ctx: Ctx, now: datetime) -> Sequence[Decision]:
         elif changed_rayjobs:
             reconcile_holding(ctx, fleet, now, only_rayjobs=changed_rayjobs)
     release_lost_capacity(ctx, fleet, now)
+    release_unprovisioned(ctx, fleet, now)
     give_up_exhausted(ctx, fleet, now)
+    sync_elastic(ctx, fleet, now)
     rules = queue_rules(ctx)
     snapshot, pending = snapshot_of(
         (pool for _, pool in fleet.pools.values()),
@@ -71,6 +74,7 @@ def run_cycle(ctx: Ctx, now: datetime) -> Sequence[Decision]:
         now_s=now.timestamp(),
         lost_nodes=lost_node_counts(ctx, fleet, now),
         queues=rules.queues,
+        scaling_ready=fleet.scaling_ready,
     )
     with metrics.CYCLE_STAGE_DURATION.labels(stage="decide").time(), collector_paused():
         cycle = schedule_cycle(snapshot, pending, exact_budget_s=ctx.config.exact_budget_seconds)
@@ -239,7 +243,9 @@ def write_pool_status(ctx: Ctx, fleet: Fleet) -> None:
         allocated, jobs = held.get(name, (0, 0))
         lost = len(fleet.lost_nodes.get(name, []))
         reachable = usable(ctx, pool.spec.cluster, now_s)
-        capacity = max(0, pool.spec.nodes - lost) * pool.spec.gpus_per_node if reachable else 0
+        elastic = fleet.elastic_status.get(name, {})
+        bought = elastic["nodes"]["ready"] if elastic else 0
+        capacity = max(0, pool.spec.nodes + bought - lost) * pool.spec.gpus_per_node if reachable else 0
         health = (
             "Cordoned"
             if pool.spec.cordoned
@@ -256,6 +262,7 @@ def write_pool_status(ctx: Ctx, fleet: Fleet) -> None:
             "jobs": jobs,
             "health": health,
             "lostNodes": lost,
+            **elastic,
         }
         metrics.record_pool(pool, allocated)
         cluster = pool.spec.cluster or "local"

@@ -41,10 +41,13 @@ def snapshot_of(
     now_s: float = float("inf"),
     lost_nodes: Mapping[str, int] | None = None,
     queues: Iterable[TransferQueue] = (),
+    scaling_ready: Mapping[str, bool] | None = None,
 ) -> tuple[ClusterSnapshot, list[JobRequest]]:
     """Quotas come from the TransferQueues and the operator config's `queues:`; a TransferQueue
-    replaces a config entry of its name (the config is the migration path: docs/security.md)."""
+    replaces a config entry of its name (the config is the migration path: docs/security.md).
+    `scaling_ready`: per elastic pool, whether its provisioner can buy nodes (absent: it can)."""
     lost_nodes = lost_nodes or {}
+    scaling_ready = scaling_ready or {}
     jobs = list(jobs)
     allocations = tuple(a for a in (allocation_of(job) for job in jobs) if a is not None)
     by_name = {q.name: QueueQuota(q.name, q.nominal_gpus, q.cohort, q.borrowing_limit_gpus) for q in config.queues}
@@ -52,7 +55,15 @@ def snapshot_of(
     quotas = tuple(by_name.values())
     snapshot = ClusterSnapshot(
         pools=tuple(
-            sorted((pool_state_of(p, lost_nodes.get(p.metadata.name, 0)) for p in pools), key=lambda p: p.name)
+            sorted(
+                (
+                    pool_state_of(
+                        p, lost_nodes.get(p.metadata.name, 0), scaling_ready.get(p.metadata.name, True)
+                    )
+                    for p in pools
+                ),
+                key=lambda p: p.name,
+            )
         ),
         allocations=allocations,
         quotas=quotas,

@@ -36,6 +36,10 @@ CLUSTER_SCOPED = {
 }
 
 
+class NotServed(Exception):
+    status = 404
+
+
 @dataclass
 class FakeKube:
     transferjobs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
@@ -54,6 +58,10 @@ class FakeKube:
     expire: set[str] = field(default_factory=set)
     lists: dict[str, int] = field(default_factory=dict)
     owned: dict[tuple[str, str, str], dict[str, Any]] = field(default_factory=dict)
+    # Karpenter's API: served only when `karpenter` (else a LIST answers 404, as without its CRDs).
+    karpenter: bool = False
+    nodepools: dict[str, dict[str, Any]] = field(default_factory=dict)
+    nodeclaims: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     written: dict[str, dict[str, Any]] = field(default_factory=dict)  # resourceVersion -> the object then
 
@@ -74,6 +82,10 @@ class FakeKube:
             return dict(self.rayjobs)
         if kind.plural == "nodes":
             return {("", name): obj for name, obj in self.nodes.items()}
+        if kind.plural in ("nodepools", "nodeclaims"):
+            if not self.karpenter:
+                raise NotServed()
+            return {("", name): obj for name, obj in getattr(self, kind.plural).items()}
         if kind.plural in self.cluster_scoped:
             return {("", name): obj for name, obj in self.cluster_scoped[kind.plural].items()}
         if kind.plural == "pods":
@@ -168,6 +180,17 @@ class FakeKube:
 
     def delete_rayjob(self, namespace: str, name: str) -> None:
         self.rayjobs.pop((namespace, name), None)
+
+    def apply_nodepool(self, manifest: dict[str, Any], create: bool) -> dict[str, Any]:
+        name = manifest["metadata"]["name"]
+        if create and name not in self.nodepools:
+            self.nodepools[name] = copy.deepcopy(manifest)
+        else:
+            _merge(self.nodepools[name], {"metadata": manifest["metadata"], "spec": manifest["spec"]})
+        return copy.deepcopy(self._bump(self.nodepools[name]))
+
+    def delete_nodeclaim(self, name: str) -> None:
+        self.nodeclaims.pop(name, None)
 
     def post_event(self, obj: dict[str, Any], event_type: str, reason: str, message: str) -> None:
         self.events.append((obj["metadata"]["name"], event_type, reason, message))

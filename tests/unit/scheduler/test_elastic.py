@@ -149,8 +149,11 @@ def test_scaling_readiness_names_the_reason_and_the_fix():
     ready, reason, message = scaling_readiness(referenced, ProvisionerView(installed=True))
     assert (ready, reason) == (False, Reason.NODE_POOL_NOT_FOUND) and "gpu" in message and "nodePoolRef" in message
     assert scaling_readiness(referenced, ProvisionerView(True, frozenset({"gpu"})))[0]
-    generated = _pool({"maxNodes": 4})
+    node_class = {"group": "karpenter.kwok.sh", "kind": "KWOKNodeClass", "name": "default"}
+    generated = _pool({"maxNodes": 4, "nodeClassRef": node_class})
     assert scaling_readiness(generated, ProvisionerView(True, frozenset({"eu-a100"})))[0]
+    no_class = scaling_readiness(_pool({"maxNodes": 4}), ProvisionerView(True, frozenset({"eu-a100"})))
+    assert no_class[1] is Reason.INVALID_SCALING and "nodeClassRef" in no_class[2]
     broken = _pool({"maxNodes": 4}).model_copy()
     assert broken.spec.scaling is not None
     broken.spec.scaling.__dict__["max_nodes"] = 0

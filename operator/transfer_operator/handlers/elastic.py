@@ -1,0 +1,156 @@
+"""Elastic pools in the scheduling cycle: what Karpenter bought for each, from the watch-fed index.
+
+Before the snapshot, `sync_elastic` brings each elastic pool in step: its generated Karpenter
+NodePool exists and matches the pool (created or patched, written through to the index), its
+scaling readiness (engine/elastic_pool.py), and `status.nodes` (ready / provisioning / requested /
+bought / released) from the nodes and NodeClaims of its NodePool. The pool the snapshot reads then
+has this cycle's ready count, so a job waits for no node that has already come.
+
+Buying is Karpenter's: the operator admits a job onto nodes still to buy (the scheduler's
+provisionable row), creates its RayJob as for any pool, and Karpenter sees the pods Pending
+against the NodePool and launches NodeClaims sized to them; once the pods are gone, it
+consolidates the empty nodes away. `release_unprovisioned` is the deadline: a job whose pods are
+still unscheduled past the pool's provisioning timeout goes back to the queue with the reason.
+
+Elastic pools of worker clusters are not wired yet: they count their fixed nodes only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from datetime import datetime
+from typing import Any
+
+from transfer_operator.api.enums import ConditionType, Phase, Reason
+from transfer_operator.api.models import GPUPool, PoolNodesStatus
+from transfer_operator.engine import transitions
+from transfer_operator.engine.conditions import upsert_condition
+from transfer_operator.engine.elastic_pool import (
+    ProvisionerView,
+    node_pool_manifest,
+    nodes_status,
+    provisioned_nodes,
+    scaling_readiness,
+    stale_claims,
+    unprovisioned,
+)
+from transfer_operator.handlers.context import Ctx
+from transfer_operator.handlers.effects import perform
+from transfer_operator.handlers.fleet import Fleet
+from transfer_operator.scheduler.snapshot import requeue_backoff_s
+
+log = logging.getLogger(__name__)
+SPEC_HASH = "transfer.dev/spec-hash"
+
+
+def spec_hash(manifest: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(manifest["spec"], sort_keys=True).encode()).hexdigest()[:16]
+
+
+def ensure_node_pool(ctx: Ctx, pool: GPUPool) -> None:
+    """The generated NodePool of `pool`, created or brought in step with it (no write when it is)."""
+    manifest = node_pool_manifest(pool)
+    digest = spec_hash(manifest)
+    manifest["metadata"]["annotations"] = {SPEC_HASH: digest}
+    stored = ctx.index.nodepools.get(("", manifest["metadata"]["name"]))
+    if stored is not None and (stored["metadata"].get("annotations") or {}).get(SPEC_HASH) == digest:
+        return
+    written = ctx.kube.apply_nodepool(manifest, create=stored is None)
+    ctx.index.nodepools.apply("MODIFIED", written, mark=False)
+
+
+def sync_elastic(ctx: Ctx, fleet: Fleet, now: datetime) -> None:
+    """Every elastic pool of the operator's own cluster: NodePool, readiness and status.nodes,
+    kept in `fleet` (the pool as the snapshot reads it, and the status to write)."""
+    installed = ctx.index.karpenter_served()
+    held: dict[str, int] = {}
+    for _, job in fleet.jobs.values():
+        placement = job.status.placement
+        if placement is not None and job.status.phase.holds_capacity:
+            held[placement.pool] = held.get(placement.pool, 0) + placement.gpus
+    for name, (body, pool) in list(fleet.pools.items()):
+        scaling = pool.spec.scaling
+        if scaling is None:
+            continue
+        if pool.spec.cluster:
+            ready, reason = False, Reason.PROVISIONER_NOT_INSTALLED
+            message = "elastic pools of worker clusters are not supported yet; counting the fixed nodes only"
+        else:
+            generated = scaling.node_pool_ref is None and scaling.node_class_ref is not None
+            if installed and generated and scaling.max_nodes >= scaling.min_nodes and not pool.spec.cordoned:
+                try:
+                    ensure_node_pool(ctx, pool)
+                except Exception as error:  # noqa: BLE001 - shown on the pool's Ready condition
+                    log.warning("NodePool of GPUPool %s: %s", name, error)
+            view = ProvisionerView(installed, frozenset(n["metadata"]["name"] for n in ctx.index.nodepools.values()))
+            ready, reason, message = scaling_readiness(pool, view)
+        # (lost nodes of the pool, bought ones too, are taken off by the snapshot's lost_nodes)
+        node_count, provisioning, claims = (
+            provisioned_nodes(pool, ctx.index.nodes.values(), ctx.index.nodeclaims.values())
+            if not pool.spec.cluster
+            else (0, 0, set())
+        )
+        nodes = nodes_status(
+            pool, node_count, provisioning, held.get(name, 0), claims, ctx.elastic_claims.get(name)
+        )
+        ctx.elastic_claims[name] = claims
+        conditions = upsert_condition(
+            (body.get("status") or {}).get("conditions") or [],
+            ConditionType.READY,
+            ready,
+            reason,
+            message,
+            now,
+            pool.metadata.generation,
+        )
+        fleet.scaling_ready[name] = ready
+        fleet.elastic_status[name] = {"nodes": nodes, "conditions": conditions}
+        status = pool.status.model_copy(update={"nodes": PoolNodesStatus.model_validate(nodes)})
+        fleet.pools[name] = (body, pool.model_copy(update={"status": status}))
+
+
+def release_unprovisioned(ctx: Ctx, fleet: Fleet, now: datetime) -> None:
+    """Jobs admitted onto nodes to be bought whose pods still have no node past the pool's
+    provisioning timeout go back to the queue; NodeClaims not ready past it, with no job of the
+    pool waiting for nodes, are deleted (a node that comes late is consolidated away anyway)."""
+    now_s = now.timestamp()
+    pods = None
+    for key, (body, job) in list(fleet.jobs.items()):
+        placement = job.status.placement
+        if placement is None or not job.status.phase.holds_capacity or placement.cluster:
+            continue
+        entry = fleet.pools.get(placement.pool)
+        if entry is None or entry[1].spec.scaling is None:
+            continue
+        if pods is None:
+            pods = ctx.index.pods.values()
+        why = unprovisioned(job, entry[1], pods, now_s)
+        if why is None:
+            continue
+        message = f"{why}; back in the queue, resuming from the last checkpoint"
+        change = transitions.preempt(
+            job,
+            body.get("status") or {},
+            Reason.PROVISIONING_TIMED_OUT,
+            message,
+            now,
+            requeue_after_s=requeue_backoff_s(job.status.attempts),
+            failover=True,
+        )
+        fleet.jobs[key] = (body, perform(ctx, body, job, change))
+    # NodeClaims still not ready past the timeout while no job of the pool waits for nodes.
+    waiting = {
+        job.status.placement.pool
+        for _, job in fleet.jobs.values()
+        if job.status.placement is not None and job.status.phase is Phase.ADMITTED
+    }
+    for name, (_, pool) in fleet.pools.items():
+        if pool.spec.scaling is None or pool.spec.cluster or name in waiting:
+            continue
+        for claim in stale_claims(pool, ctx.index.nodeclaims.values(), now_s):
+            log.info("releasing NodeClaim %s of GPUPool %s: not ready within the provisioning timeout", claim, name)
+            ctx.kube.delete_nodeclaim(claim)
+            ctx.index.nodeclaims.delete(("", claim))
+
