@@ -188,6 +188,8 @@ def test_finished_phases_set_the_finished_condition():
 
 OPERATOR = Path(__file__).resolve().parents[3] / "operator" / "transfer_operator"
 THE_WRITER = OPERATOR / "engine" / "transitions.py"
+# The dev cluster's podman node stands in for a kubelet: the phases it writes are Pods', not jobs'.
+POD_PHASE_WRITERS = {OPERATOR / "devcluster" / "podlet.py"}
 
 
 def phase_writes(tree: ast.AST) -> list[int]:
@@ -214,7 +216,9 @@ def test_only_the_transition_module_writes_status_phase():
     offenders = {
         str(path.relative_to(OPERATOR)): lines
         for path in sorted(OPERATOR.rglob("*.py"))
-        if path != THE_WRITER and (lines := phase_writes(ast.parse(path.read_text())))
+        if path != THE_WRITER
+        and path not in POD_PHASE_WRITERS
+        and (lines := phase_writes(ast.parse(path.read_text())))
     }
     assert offenders == {}, f"status.phase written outside engine/transitions.py: {offenders}"
     assert phase_writes(ast.parse(THE_WRITER.read_text()))  # the check sees the real writer
