@@ -218,6 +218,30 @@ def run_rayjob_locally(
     )
 
 
+def wait_for_first_checkpoint(
+    attempt: subprocess.Popen[bytes], log_path: Path, steps: Callable[[], list[int]]
+) -> None:
+    """Until `steps()` (complete checkpoints) has one; the attempt must still be training then."""
+    wait_for(lambda: steps() or attempt.poll() is not None, 300, "a first checkpoint")
+    assert attempt.poll() is None, (
+        "attempt 1 ended before it could be interrupted:\n" + log_path.read_text()[-4000:]
+    )
+
+
+def run_resumed_attempt(
+    cluster: devcluster.Cluster, namespace: str, rayjob: str, log_path: Path, interrupted_at: int
+) -> str:
+    """Run the next attempt's RayJob to its end; it must resume at `interrupted_at`. Its log."""
+    attempt = run_rayjob_locally(cluster, namespace, rayjob, log_path)
+    try:
+        assert attempt.wait(timeout=900) == 0, log_path.read_text()[-4000:]
+    finally:
+        stop(attempt)
+    log = log_path.read_text()
+    assert f"(step {interrupted_at})" in log, log[-4000:]
+    return log
+
+
 def secret_env(cluster: devcluster.Cluster, namespace: str, template: dict[str, Any]) -> dict[str, str]:
     """What the kubelet puts into the head container from its `envFrom` Secrets (e.g. storage keys)."""
     env: dict[str, str] = {}
@@ -296,10 +320,7 @@ def test_an_interrupted_job_resumes_at_its_last_checkpoint_step(
 
     attempt_1 = run_rayjob_locally(cluster, namespace, first["rayJobName"], tmp_path / "attempt-1.log")
     try:
-        wait_for(lambda: checkpoint_steps(storage) or attempt_1.poll() is not None, 300, "a first checkpoint")
-        assert attempt_1.poll() is None, (
-            "attempt 1 ended before it could be interrupted:\n" + (tmp_path / "attempt-1.log").read_text()
-        )
+        wait_for_first_checkpoint(attempt_1, tmp_path / "attempt-1.log", lambda: checkpoint_steps(storage))
         interrupted = time.monotonic()
         for node in nodes:
             interrupt_spot(cluster, node)
@@ -323,13 +344,7 @@ def test_an_interrupted_job_resumes_at_its_last_checkpoint_step(
 
     second = transferjob(cluster, namespace, "resumer")["status"]
     assert second["rayJobName"] == "resumer-a2" and second["placement"]["pool"] != first["placement"]["pool"]
-    attempt_2 = run_rayjob_locally(cluster, namespace, "resumer-a2", tmp_path / "attempt-2.log")
-    try:
-        assert attempt_2.wait(timeout=900) == 0, (tmp_path / "attempt-2.log").read_text()[-4000:]
-    finally:
-        stop(attempt_2)
-    log = (tmp_path / "attempt-2.log").read_text()
-    assert f"(step {interrupted_at})" in log, log[-4000:]
+    log = run_resumed_attempt(cluster, namespace, "resumer-a2", tmp_path / "attempt-2.log", interrupted_at)
     final = json.loads(
         next(line for line in reversed(log.splitlines()) if line.startswith('{"final_metrics"'))
     )

@@ -37,7 +37,14 @@ from .conftest import (
     wait_for,
 )
 from .prometheus import Prometheus, assert_every_query_returns_data, shipped_queries
-from .test_failover import MAX_STEPS, resumable_training, run_rayjob_locally, stop
+from .test_failover import (
+    MAX_STEPS,
+    resumable_training,
+    run_rayjob_locally,
+    run_resumed_attempt,
+    stop,
+    wait_for_first_checkpoint,
+)
 from .test_faults import record
 from .test_s3_resume import s3_checkpoint_steps
 
@@ -415,12 +422,9 @@ def test_a_job_trained_in_a_lost_cluster_resumes_in_the_other_from_its_s3_checkp
     )
     attempt_1 = run_rayjob_locally(lost, NAMESPACE, first["rayJobName"], tmp_path / "attempt-1.log")
     try:
-        wait_for(
-            lambda: s3_checkpoint_steps(filesystem, prefix) or attempt_1.poll() is not None,
-            300,
-            "a first checkpoint in S3",
+        wait_for_first_checkpoint(
+            attempt_1, tmp_path / "attempt-1.log", lambda: s3_checkpoint_steps(filesystem, prefix)
         )
-        assert attempt_1.poll() is None, (tmp_path / "attempt-1.log").read_text()[-4000:]
         interrupted = time.monotonic()
         restart.start()
         moved = wait_for(
@@ -443,13 +447,7 @@ def test_a_job_trained_in_a_lost_cluster_resumes_in_the_other_from_its_s3_checkp
     interrupted_at = max(s3_checkpoint_steps(filesystem, prefix))
     assert interrupted_at < MAX_STEPS
 
-    attempt_2 = run_rayjob_locally(other, NAMESPACE, second["rayJobName"], tmp_path / "attempt-2.log")
-    try:
-        assert attempt_2.wait(timeout=900) == 0, (tmp_path / "attempt-2.log").read_text()[-4000:]
-    finally:
-        stop(attempt_2)
-    log = (tmp_path / "attempt-2.log").read_text()
-    assert f"(step {interrupted_at})" in log, log[-4000:]
+    run_resumed_attempt(other, NAMESPACE, second["rayJobName"], tmp_path / "attempt-2.log", interrupted_at)
     resumed = s3_checkpoint_steps(filesystem, prefix, run="trained-attempt-2")
     assert resumed[0] == interrupted_at + 10 and resumed[-1] == MAX_STEPS, resumed
     manifest = output.removeprefix("s3://") + "/manifest.json"

@@ -27,8 +27,10 @@ from .test_failover import (  # noqa: F401 (fleet is a fixture)
     placed,
     resumable_training,
     run_rayjob_locally,
+    run_resumed_attempt,
     stop,
     transferjob,
+    wait_for_first_checkpoint,
 )
 from .test_faults import invariant_violations, record
 
@@ -87,12 +89,9 @@ def test_an_interrupted_job_resumes_from_its_s3_checkpoint(
     filesystem = pafs.S3FileSystem(**objectstore.pyarrow_options(s3_store.credentials))
     attempt_1 = run_rayjob_locally(cluster, namespace, first["rayJobName"], tmp_path / "attempt-1.log")
     try:
-        wait_for(
-            lambda: s3_checkpoint_steps(filesystem, prefix) or attempt_1.poll() is not None,
-            300,
-            "a first checkpoint in S3",
+        wait_for_first_checkpoint(
+            attempt_1, tmp_path / "attempt-1.log", lambda: s3_checkpoint_steps(filesystem, prefix)
         )
-        assert attempt_1.poll() is None, (tmp_path / "attempt-1.log").read_text()[-4000:]
         interrupted = time.monotonic()
         for node in nodes:
             interrupt_spot(cluster, node)
@@ -105,13 +104,7 @@ def test_an_interrupted_job_resumes_from_its_s3_checkpoint(
 
     second = transferjob(cluster, namespace, "s3-resumer")["status"]
     assert second["placement"]["pool"] != first["placement"]["pool"]
-    attempt_2 = run_rayjob_locally(cluster, namespace, "s3-resumer-a2", tmp_path / "attempt-2.log")
-    try:
-        assert attempt_2.wait(timeout=900) == 0, (tmp_path / "attempt-2.log").read_text()[-4000:]
-    finally:
-        stop(attempt_2)
-    log = (tmp_path / "attempt-2.log").read_text()
-    assert f"(step {interrupted_at})" in log, log[-4000:]
+    run_resumed_attempt(cluster, namespace, "s3-resumer-a2", tmp_path / "attempt-2.log", interrupted_at)
     resumed = s3_checkpoint_steps(filesystem, prefix, run="s3-resumer-attempt-2")
     assert resumed[0] == interrupted_at + 10 and resumed[-1] == MAX_STEPS, resumed
     record(
