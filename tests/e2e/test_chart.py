@@ -58,7 +58,7 @@ def test_chart_lints_and_renders_what_the_operator_needs(cluster: devcluster.Clu
     dashboards = [
         d for d in documents if d["kind"] == "ConfigMap" and "grafana_dashboard" in d["metadata"]["labels"]
     ]
-    assert sorted(next(iter(d["data"])) for d in dashboards) == ["fleet.json", "job.json"]
+    assert sorted(next(iter(d["data"])) for d in dashboards) == ["clusters.json", "fleet.json", "job.json"]
     statefulset = next(d for d in documents if d["kind"] == "StatefulSet")
     assert statefulset["spec"]["replicas"] == 2
     assert (
