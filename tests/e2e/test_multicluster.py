@@ -158,13 +158,17 @@ def placed_in(fleet: fleet_mod.Fleet, name: str, attempt: int) -> str:
     return wait_for(placed, 120, f"{name} placed in a worker cluster (attempt {attempt})")
 
 
+WAITING = {"reviews-distill": "BudgetTooLow"}  # examples that wait by design, with their reason
+
+
 def test_the_examples_land_in_their_pools_clusters(
     fleet: fleet_mod.Fleet, operator: OperatorProcess, prometheus: Prometheus
 ) -> None:
     """`kubectl apply` of the example TransferJobs on the management cluster (the fleet's pools,
     manifests/multicluster/pools.yaml, stand in for examples/pools.yaml): each job's RayJob is
     created in the cluster of the pool it is placed on, pinned to that pool, and the jobs span
-    both worker clusters and the management cluster's own pool."""
+    a worker cluster and the management cluster's own pool. reviews-distill waits with
+    BudgetTooLow, as its manifest says (its only pool, us-east-h100, costs more than its budget)."""
     examples = [
         document
         for path in sorted(EXAMPLES.glob("*.yaml"))
@@ -183,6 +187,10 @@ def test_the_examples_land_in_their_pools_clusters(
         where: dict[str, str | None] = {}
         for name in names:
             status = get_json(fleet.management, "transferjob", name, "-n", "default").get("status") or {}
+            if name in WAITING:
+                if WAITING[name] not in {c["reason"] for c in status.get("conditions") or []}:
+                    return None
+                continue
             placement = status.get("placement")
             if not placement:
                 return None
@@ -196,24 +204,31 @@ def test_the_examples_land_in_their_pools_clusters(
             where[name] = placement.get("cluster")
         return where
 
-    where = wait_for(landed, 180, "every example placed, its RayJob in its pool's cluster")
-    assert set(fleet.workers) <= set(where.values()), where  # both workers hold some
-    assert None in where.values(), where  # and the management cluster's own pool (ap-south-l4)
-    fleet.management.kubectl(
-        "delete", "transferjobs", "--all", "-n", "default", "--wait=true", "--timeout=120s"
-    )
-    for cluster, member in members.items():
-        wait_for(
-            lambda m=member: (
-                not any(
-                    not r["metadata"].get("deletionTimestamp")
-                    for r in get_json(m, "rayjobs", "-n", "default")["items"]
-                )
-                or None
-            ),
-            120,
-            f"the examples' RayJobs deleted in {cluster or 'the management cluster'}",
+    try:
+        where = wait_for(landed, 180, "every example placed, its RayJob in its pool's cluster")
+        assert len(set(where.values())) >= 2 and None in where.values(), where  # ap-south-l4 is local
+    except AssertionError as failure:
+        messages = {
+            j["metadata"]["name"]: (j.get("status") or {}).get("message")
+            for j in get_json(fleet.management, "transferjobs", "-n", "default")["items"]
+        }
+        raise AssertionError(f"{failure}: {messages}") from None
+    finally:  # their GPUs free for the next tests, pass or fail
+        fleet.management.kubectl(
+            "delete", "transferjobs", "--all", "-n", "default", "--wait=true", "--timeout=120s"
         )
+        for cluster, member in members.items():
+            wait_for(
+                lambda m=member: (
+                    not any(
+                        not r["metadata"].get("deletionTimestamp")
+                        for r in get_json(m, "rayjobs", "-n", "default")["items"]
+                    )
+                    or None
+                ),
+                120,
+                f"the examples' RayJobs deleted in {cluster or 'the management cluster'}",
+            )
 
 
 def test_jobs_are_dispatched_deleted_and_moved_on_cluster_loss(
