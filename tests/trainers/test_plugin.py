@@ -82,6 +82,24 @@ def test_launch_rejects_bad_spec_without_ray(capsys):
     assert "spec.strategy.type" in capsys.readouterr().err
 
 
+def test_launch_says_in_one_line_that_its_storage_is_unreachable(monkeypatch, capsys):
+    """No traceback: the last line (what KubeRay's RayJob message shows) names the storage."""
+    import socket
+
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    for key, value in {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "k",
+                       "AWS_SECRET_ACCESS_KEY": "s", "AWS_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(key, value)
+    spec = image_spec(training={"maxSteps": 8}, checkpoint={"everySteps": 4})
+    env = {"TRANSFER_JOB": json.dumps(spec), "TRANSFER_JOB_NAME": "digits",
+           "TRANSFER_STORAGE_PATH": "s3://bucket/checkpoints/digits"}
+    assert launch.main(env) == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("training failed: checkpoint storage s3://bucket/checkpoints/digits is unreachable ("), last
+
+
 def test_unknown_trainer_error_lists_installed():
     with pytest.raises(TrainerError, match="text-classification"):
         registry.get_trainer("nope")
