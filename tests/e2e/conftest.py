@@ -128,6 +128,22 @@ def get_or_none(cluster: devcluster.Cluster, *args: str) -> dict[str, Any] | Non
     return json.loads(result.stdout) if result.returncode == 0 else None
 
 
+def container_env(container: dict[str, Any], secret: dict[str, Any], pod_ip: str) -> dict[str, str]:
+    """A rendered container's env as the kubelet fills it: Secret keys and the pod's IP."""
+    env: dict[str, str] = {}
+    for item in container.get("env", []):
+        if "value" in item:
+            env[item["name"]] = item["value"]
+        elif "secretKeyRef" in item["valueFrom"]:
+            ref = item["valueFrom"]["secretKeyRef"]
+            assert ref["name"] == secret["metadata"]["name"]
+            env[item["name"]] = secret["stringData"][ref["key"]]
+        else:
+            assert item["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+            env[item["name"]] = pod_ip
+    return env
+
+
 class OperatorProcess:
     """`transferctl operator` as a subprocess, authenticated as the chart's ServiceAccount."""
 

@@ -27,7 +27,7 @@ from transfer_operator.api.validation import parse_gpupool, parse_transferjob
 from transfer_operator.engine.isolation import render_ray_token_secret
 from transfer_operator.engine.rayjob import PoolPin, render_rayjob
 
-from .conftest import EXAMPLES, RELEASE_NAMESPACE, SERVICE_ACCOUNT, get_json, wait_for
+from .conftest import EXAMPLES, RELEASE_NAMESPACE, SERVICE_ACCOUNT, container_env, get_json, wait_for
 from .podman import OPERATOR_IMAGE, TRAINER_IMAGE, podman, runnable
 from .prometheus import free_port
 
@@ -117,22 +117,6 @@ for url in ("http://127.0.0.1:52365/api/local_raylet_healthz", "http://127.0.0.1
     if b"success" not in body:
         sys.exit(1)
 """
-
-
-def container_env(container: dict, secret: dict, pod_ip: str) -> dict[str, str]:
-    """A rendered container's env as the kubelet fills it: Secret keys and the pod's IP."""
-    env: dict[str, str] = {}
-    for item in container.get("env", []):
-        if "value" in item:
-            env[item["name"]] = item["value"]
-        elif "secretKeyRef" in item["valueFrom"]:
-            ref = item["valueFrom"]["secretKeyRef"]
-            assert ref["name"] == secret["metadata"]["name"]
-            env[item["name"]] = secret["stringData"][ref["key"]]
-        else:
-            assert item["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
-            env[item["name"]] = pod_ip
-    return env
 
 
 def env_flags(env: dict[str, str]) -> list[str]:

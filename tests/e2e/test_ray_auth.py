@@ -27,27 +27,15 @@ import pytest
 import yaml
 
 from transfer_operator.api.validation import parse_gpupool, parse_transferjob
+from transfer_operator.devcluster.podlet import host_address
 from transfer_operator.engine.isolation import render_ray_token_secret
 from transfer_operator.engine.rayjob import PoolPin, render_rayjob
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "manifests" / "examples"
+from .conftest import EXAMPLES, container_env
+
 RAY = Path(sys.executable).parent / "ray"
 TOKEN = "job-a-" + "k" * 40
 OTHER_TOKEN = "job-b-" + "z" * 40
-
-
-def host_ip() -> str:
-    """This machine's address on its network (what a pod IP is to a pod); loopback without one."""
-    for target in ("192.0.2.1", "10.255.255.254", "8.8.8.8"):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            try:
-                probe.connect((target, 9))  # no packet is sent for a UDP connect
-            except OSError:
-                continue
-            address = str(probe.getsockname()[0])
-            if not address.startswith("127."):
-                return address
-    return "127.0.0.1"
 
 
 def free_ports(count: int) -> list[int]:
@@ -67,17 +55,7 @@ def head_settings(ip: str) -> tuple[dict[str, str], list[str]]:
     rayjob = render_rayjob(job, PoolPin.of(pool.metadata.name, pool.spec), attempt=1)
     secret = render_ray_token_secret(job, rayjob["metadata"]["name"], TOKEN)
     head_group = rayjob["spec"]["rayClusterSpec"]["headGroupSpec"]
-    env: dict[str, str] = {}
-    for item in head_group["template"]["spec"]["containers"][0]["env"]:
-        if "value" in item:
-            env[item["name"]] = item["value"]
-        elif "secretKeyRef" in item["valueFrom"]:
-            ref = item["valueFrom"]["secretKeyRef"]
-            assert ref["name"] == secret["metadata"]["name"]
-            env[item["name"]] = secret["stringData"][ref["key"]]
-        else:
-            assert item["valueFrom"] == {"fieldRef": {"fieldPath": "status.podIP"}}
-            env[item["name"]] = ip
+    env = container_env(head_group["template"]["spec"]["containers"][0], secret, ip)
 
     def expand(value: str) -> str:  # as the kubelet expands $(VAR) in a container's args
         return re.sub(r"\$\((\w+)\)", lambda m: env[m.group(1)], value)
@@ -110,7 +88,7 @@ def status_of(url: str, token: str | None = None) -> int:
 
 @pytest.fixture(scope="module")
 def head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Head]:
-    ip = host_ip()
+    ip = host_address()  # what a pod IP is to a pod here (the dev cluster's podman node uses it too)
     env, flags = head_settings(ip)
     assert env["RAY_AUTH_MODE"] == "token" and env["RAY_AUTH_TOKEN"] == TOKEN
     gcs, dashboard, client, agent_http, agent_grpc, runtime_env, metrics, node, objects = free_ports(9)
