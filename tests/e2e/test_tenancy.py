@@ -21,30 +21,26 @@ from .conftest import EXAMPLES, OperatorProcess, get_json, get_or_none, keep_ray
 GROUP = "transfer.dev/v1alpha1"
 
 
+def transfer_queue(name: str, nominal: dict[str, int], users: str, max_priority: int = 100) -> dict[str, Any]:
+    """A TransferQueue that the namespace `users` may use."""
+    return {
+        "apiVersion": GROUP,
+        "kind": "TransferQueue",
+        "metadata": {"name": name},
+        "spec": {
+            "nominalGpus": nominal,
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": users}},
+            "maxPriority": max_priority,
+        },
+    }
+
+
 def admin_objects(namespace: str) -> list[dict[str, Any]]:
     """The tenant's queue (its namespace only, 8 A100s, priorities up to 100), another team's
     queue, and a priority class."""
     return [
-        {
-            "apiVersion": GROUP,
-            "kind": "TransferQueue",
-            "metadata": {"name": f"{namespace}-q"},
-            "spec": {
-                "nominalGpus": {"A100": 8},
-                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
-                "maxPriority": 100,
-            },
-        },
-        {
-            "apiVersion": GROUP,
-            "kind": "TransferQueue",
-            "metadata": {"name": f"{namespace}-other-team"},
-            "spec": {
-                "nominalGpus": {"*": 64},
-                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "someone-else"}},
-                "maxPriority": 1000000,
-            },
-        },
+        transfer_queue(f"{namespace}-q", {"A100": 8}, namespace),
+        transfer_queue(f"{namespace}-other-team", {"*": 64}, "someone-else", max_priority=1000000),
         {
             "apiVersion": GROUP,
             "kind": "TransferPriorityClass",
@@ -198,7 +194,9 @@ def assert_isolated(cluster: devcluster.Cluster, namespace: str, job: str, rayjo
     and admits only the job's own pods and peers named by namespace; the RayJob runs with Ray
     token auth from its own Secret. (kwok pods have no network: packets are checked against a
     real Ray in test_ray_auth.py.)"""
-    policy = wait_for(lambda: get_or_none(cluster, "networkpolicy", f"{job}-ray", "-n", namespace), 60, "policy")
+    policy = wait_for(
+        lambda: get_or_none(cluster, "networkpolicy", f"{job}-ray", "-n", namespace), 60, "policy"
+    )
     selector = policy["spec"]["podSelector"]["matchLabels"]
     assert policy["spec"]["policyTypes"] == ["Ingress"]
     for rule in policy["spec"]["ingress"]:
@@ -208,9 +206,14 @@ def assert_isolated(cluster: devcluster.Cluster, namespace: str, job: str, rayjo
                 source["namespaceSelector"]["matchLabels"]
             ) == {"kubernetes.io/metadata.name"}, source
     body = wait_for(lambda: get_or_none(cluster, "rayjob", rayjob, "-n", namespace), 60, "the RayJob")
-    assert body["spec"]["rayClusterSpec"]["authOptions"] == {"mode": "token", "secretName": f"{rayjob}-ray-token"}
+    assert body["spec"]["rayClusterSpec"]["authOptions"] == {
+        "mode": "token",
+        "secretName": f"{rayjob}-ray-token",
+    }
     pods = wait_for(
-        lambda: get_json(cluster, "pods", "-n", namespace, "-l", "ray.io/node-type=head")["items"], 90, "head pod"
+        lambda: get_json(cluster, "pods", "-n", namespace, "-l", "ray.io/node-type=head")["items"],
+        90,
+        "head pod",
     )
     for pod in pods:
         labels = pod["metadata"].get("labels") or {}
@@ -224,16 +227,7 @@ def test_a_queue_with_quota_for_one_gpu_type_places_its_jobs_on_that_type(
     H100 pool (A100 is cheaper per GPU-hour), and a 2-GPU job waits naming both types."""
     keep_ray_jobs_running(cluster, namespace)
     cluster.kubectl("apply", "-f", str(EXAMPLES / "pools.yaml"))
-    queue = {
-        "apiVersion": GROUP,
-        "kind": "TransferQueue",
-        "metadata": {"name": f"{namespace}-typed"},
-        "spec": {
-            "nominalGpus": {"H100": 1},
-            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
-            "maxPriority": 100,
-        },
-    }
+    queue = transfer_queue(f"{namespace}-typed", {"H100": 1}, namespace)
     cluster.kubectl("apply", "-f", "-", input=json.dumps(queue))
     try:
         any_type = {"workers": 1, "gpusPerWorker": 1, "estimatedHours": 0.5}
@@ -244,10 +238,12 @@ def test_a_queue_with_quota_for_one_gpu_type_places_its_jobs_on_that_type(
             created = tenant("create", "-f", "-", input=json.dumps(body))
             assert created.returncode == 0, created.stderr
         status = wait_for(
-            lambda: (s := get_json(cluster, "transferjob", "fits", "-n", namespace).get("status") or {}).get(
-                "placement"
-            )
-            and s,
+            lambda: (
+                (s := get_json(cluster, "transferjob", "fits", "-n", namespace).get("status") or {}).get(
+                    "placement"
+                )
+                and s
+            ),
             90,
             "fits admitted",
         )
@@ -280,16 +276,7 @@ def test_foreground_deletion_is_not_blocked_by_the_token_secret(
     for the Secret."""
     keep_ray_jobs_running(cluster, namespace)
     cluster.kubectl("apply", "-f", str(EXAMPLES / "pools.yaml"))
-    queue = {
-        "apiVersion": GROUP,
-        "kind": "TransferQueue",
-        "metadata": {"name": f"{namespace}-fg"},
-        "spec": {
-            "nominalGpus": {"*": 8},
-            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}},
-            "maxPriority": 100,
-        },
-    }
+    queue = transfer_queue(f"{namespace}-fg", {"*": 8}, namespace)
     cluster.kubectl("apply", "-f", "-", input=json.dumps(queue))
     try:
         body = a_job("doomed", namespace, queue=f"{namespace}-fg")
@@ -304,15 +291,19 @@ def test_foreground_deletion_is_not_blocked_by_the_token_secret(
         secret = f"{rayjob}-ray-token"
         wait_for(lambda: get_or_none(cluster, "secret", secret, "-n", namespace), 60, "the token Secret")
         rayjob_body = wait_for(
-            lambda: (r := get_or_none(cluster, "rayjob", rayjob, "-n", namespace))
-            and "ray.io/rayjob-finalizer" in (r["metadata"].get("finalizers") or [])
-            and (r.get("status") or {}).get("rayClusterName")
-            and r,
+            lambda: (
+                (r := get_or_none(cluster, "rayjob", rayjob, "-n", namespace))
+                and "ray.io/rayjob-finalizer" in (r["metadata"].get("finalizers") or [])
+                and (r.get("status") or {}).get("rayClusterName")
+                and r
+            ),
             90,
             "KubeRay's finalizer and RayCluster",
         )
         raycluster = rayjob_body["status"]["rayClusterName"]
-        wait_for(lambda: get_or_none(cluster, "raycluster", raycluster, "-n", namespace), 60, "the RayCluster")
+        wait_for(
+            lambda: get_or_none(cluster, "raycluster", raycluster, "-n", namespace), 60, "the RayCluster"
+        )
         uids = {
             what: get_json(cluster, what, name, "-n", namespace)["metadata"]["uid"]
             for what, name in (("rayjob", rayjob), ("secret", secret), ("raycluster", raycluster))
@@ -332,10 +323,14 @@ def test_foreground_deletion_is_not_blocked_by_the_token_secret(
         assert gone("secret", secret) and gone("raycluster", raycluster)
         if kind == "transferjob":
             wait_for(
-                lambda: get_or_none(cluster, "transferjob", "doomed", "-n", namespace) is None, 60, "TransferJob deleted"
+                lambda: get_or_none(cluster, "transferjob", "doomed", "-n", namespace) is None,
+                60,
+                "TransferJob deleted",
             )
         kuberay_log = Path(cluster.processes["kuberay-operator"].log).read_text(errors="replace")
         missed = f"failed to get auth secret {namespace}/{secret}" in kuberay_log
-        print(f"\n{kind} foreground deletion: RayJob gone after {took_s:.1f}s; KubeRay missed the Secret: {missed}")
+        print(
+            f"\n{kind} foreground deletion: RayJob gone after {took_s:.1f}s; KubeRay missed the Secret: {missed}"
+        )
     finally:
         cluster.kubectl("delete", "-f", "-", "--wait=false", input=json.dumps(queue), check=False)
