@@ -119,6 +119,28 @@ def keep_ray_jobs_running(cluster: devcluster.Cluster, namespace: str) -> None:
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(quota))
 
 
+def pods_report(cluster: devcluster.Cluster, namespace: str, selector: str) -> str:
+    """Why pods are not bound: the RayJobs and RayClusters of the namespace, the selected pods
+    with their scheduling condition, and every pod that holds GPUs on any node."""
+    lines = []
+    for kind in ("rayjobs", "rayclusters"):
+        for item in get_json(cluster, kind, "-n", namespace)["items"]:
+            status = item.get("status") or {}
+            state = status.get("jobDeploymentStatus") or status.get("state")
+            lines.append(f"{kind} {item['metadata']['name']}: {state}")
+    for pod in get_json(cluster, "pods", "-n", namespace, "-l", selector)["items"]:
+        scheduled = [c for c in pod["status"].get("conditions", []) if c["type"] == "PodScheduled"]
+        why = scheduled[0].get("message", scheduled[0]["status"]) if scheduled else "no PodScheduled yet"
+        lines.append(f"pod {pod['metadata']['name']}: {pod['status'].get('phase')} on {pod['spec'].get('nodeName')}: {why}")
+    for pod in get_json(cluster, "pods", "-A")["items"]:
+        gpus = [c for c in pod["spec"]["containers"] if "nvidia.com/gpu" in (c.get("resources") or {}).get("limits", {})]
+        if gpus and pod["spec"].get("nodeName"):
+            meta = pod["metadata"]
+            gone = " (terminating)" if meta.get("deletionTimestamp") else ""
+            lines.append(f"GPU pod {meta['namespace']}/{meta['name']} on {pod['spec']['nodeName']}{gone}")
+    return "\n".join(lines) or "no RayJob, RayCluster or pod"
+
+
 def get_json(cluster: devcluster.Cluster, *args: str) -> dict[str, Any]:
     return json.loads(cluster.kubectl("get", *args, "-o", "json").stdout)
 

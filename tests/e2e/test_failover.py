@@ -38,6 +38,7 @@ from .conftest import (
     get_json,
     get_or_none,
     keep_ray_jobs_running,
+    pods_report,
     wait_for,
 )
 from .test_faults import invariant_violations, record
@@ -82,7 +83,10 @@ def nodes_of_job(cluster: devcluster.Cluster, namespace: str, name: str, attempt
         nodes = {p["spec"].get("nodeName") for p in ray_pods}
         return nodes if len(ray_pods) >= 2 and None not in nodes else None
 
-    return wait_for(bound, 120, f"the pods of {name} attempt {attempt} bound to nodes")
+    try:
+        return wait_for(bound, 120, f"the pods of {name} attempt {attempt} bound to nodes")
+    except AssertionError as timeout:
+        raise AssertionError(f"{timeout}:\n{pods_report(cluster, namespace, selector)}") from None
 
 
 @pytest.fixture

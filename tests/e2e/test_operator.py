@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import signal
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -26,6 +27,20 @@ from .conftest import (
     get_or_none,
     wait_for,
 )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def examples_removed_afterwards(cluster: devcluster.Cluster) -> Iterator[None]:
+    """These tests apply the examples in `default`; later modules must find their GPUs free (a
+    finished job's Ray pods keep their node until KubeRay deletes them), so they go, pods too."""
+    yield
+    cluster.kubectl("delete", "transferjobs", "--all", "-n", "default", "--wait=false", check=False)
+
+    def gone() -> bool:
+        pods = get_json(cluster, "pods", "-n", "default", "-l", "transfer.dev/job")["items"]
+        return not get_json(cluster, "transferjobs", "-n", "default")["items"] and not pods
+
+    wait_for(gone, 120, "the examples' TransferJobs and pods in default to be gone")
 
 
 def example_objects() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -3,6 +3,8 @@
 A node is lost when its kubelet stops reporting Ready (NotReady or Unknown), or when it carries a
 taint that announces its end (a spot interruption notice, a scale-down, out-of-service). A job is
 hit when a pod of its current attempt is bound to a lost node or to a node that no longer exists.
+A node is also taken while GPU pods of an attempt that holds nothing any more still run on it
+(KubeRay keeps a finished RayJob's cluster for its TTL; a deleted one's pods take a while to go).
 Plain dicts in, plain values out: the operator reads the objects, this decides.
 """
 
@@ -83,3 +85,33 @@ def losses_by_job(
         elif node not in existing_nodes:
             found[key] = NodeLoss(node, Reason.NODE_LOST, f"node {node} is gone")
     return found
+
+
+def nodes_taken_by_leftovers(
+    pods: Iterable[Mapping[str, Any]],
+    nodes: Iterable[Mapping[str, Any]],
+    pool_selectors: Mapping[str, Mapping[str, str]],
+    holding: set[JobAttempt],
+    lost: Mapping[str, NodeLoss],
+) -> dict[str, int]:
+    """Per pool, the nodes on which GPU pods of an attempt not in `holding` (the job finished,
+    was preempted, or is gone) still run: their GPUs are not free, whatever the jobs' status says.
+    A whole node counts, as a lost one does (and a lost one is not counted twice)."""
+    busy = set()
+    for pod in pods:
+        metadata = pod["metadata"]
+        labels = metadata.get("labels") or {}
+        node = (pod.get("spec") or {}).get("nodeName")
+        if not node or not pod.get("gpus") or LABEL_JOB not in labels:
+            continue
+        if (metadata.get("namespace") or "default", labels[LABEL_JOB], labels.get(LABEL_ATTEMPT, "")) not in holding:
+            busy.add(node)
+    counts: dict[str, int] = {}
+    for node in nodes:
+        name = node["metadata"]["name"]
+        if name not in busy or name in lost:
+            continue
+        for pool, selector in pool_selectors.items():
+            if selector and selects(selector, node):
+                counts[pool] = counts.get(pool, 0) + 1
+    return counts

@@ -216,7 +216,16 @@ def give_up(job: TransferJob, current: Status, now: datetime) -> Transition:
 
 def reject_spec(job_phase: Phase, current: Status, message: str, now: datetime, generation: int | None) -> Transition:
     """A spec the checks refuse: InvalidSpec on Ready. A job that holds GPUs or is finished keeps
-    its phase (it runs on the spec it started with); any other stays or becomes Pending."""
+    its phase (it runs on the spec it started with); any other stays or becomes Pending. Said
+    once: nothing when the Ready condition already says it of this generation."""
+    ready = next((c for c in current.get("conditions") or [] if c.get("type") == ConditionType.READY.value), None)
+    if (
+        ready is not None
+        and ready.get("reason") == Reason.INVALID_SPEC.value
+        and ready.get("message") == message
+        and ready.get("observedGeneration") == generation
+    ):
+        return NOTHING
     effects = (Event("Warning", Reason.INVALID_SPEC, message),)
     conditions = upsert_condition(
         current.get("conditions") or [], ConditionType.READY, False, Reason.INVALID_SPEC, message, now, generation

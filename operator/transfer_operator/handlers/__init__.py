@@ -1,5 +1,6 @@
-"""kopf handlers: importing this package registers them."""
+"""kopf handlers: importing this package registers them (start-up and clean-up only: the
+scheduling cycle reads every object from its own watches, handlers/informer.py)."""
 
-from transfer_operator.handlers import operator, transferjob
+from transfer_operator.handlers import operator
 
-__all__ = ["operator", "transferjob"]
+__all__ = ["operator"]

@@ -49,3 +49,14 @@ def perform(
     if transition.failover is not None:
         metrics.FAILOVERS.labels(reason=transition.failover.value).inc()
     return after
+
+
+def perform_on_body(ctx: Ctx, body: dict[str, Any], transition: Transition) -> None:
+    """A transition of a job that could not be parsed (a bad spec): it holds nothing, so only
+    its status and events are written."""
+    assert not any(isinstance(e, (DeleteRayJob, CreateRayJob)) for e in transition.effects), transition
+    if transition.status:
+        write_job_status(ctx, body, transition.status)
+    for effect in transition.effects:
+        if isinstance(effect, Event):
+            ctx.kube.post_event(body, effect.type, effect.reason.value, effect.message)

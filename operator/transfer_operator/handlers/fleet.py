@@ -7,8 +7,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from transfer_operator.api.models import GPUPool, TransferJob, TransferJobStatus
-from transfer_operator.engine.node_health import JobAttempt, NodeLoss, losses_by_job, lost_nodes_by_pool
-from transfer_operator.engine.rayjob import PoolPin
+from transfer_operator.engine.node_health import (
+    JobAttempt,
+    NodeLoss,
+    losses_by_job,
+    lost_nodes_by_pool,
+    nodes_taken_by_leftovers,
+)
+from transfer_operator.engine.rayjob import PoolPin, label_value
 from transfer_operator.handlers.context import Ctx
 
 
@@ -18,24 +24,34 @@ class Fleet:
     jobs: dict[str, tuple[dict[str, Any], TransferJob]]
     lost_nodes: dict[str, list[NodeLoss]] = field(default_factory=dict)  # pool -> its lost nodes
     job_losses: dict[JobAttempt, NodeLoss] = field(default_factory=dict)  # job attempts on lost nodes
+    # pool -> its nodes still taken by GPU pods of attempts that hold nothing (engine/node_health.py)
+    taken_nodes: dict[str, int] = field(default_factory=dict)
     # Elastic pools (handlers/elastic.py): whether the provisioner can buy, and status to write.
     scaling_ready: dict[str, bool] = field(default_factory=dict)
     elastic_status: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Jobs whose spec the checks refuse (handlers/specs.py): the body and the problems.
+    invalid: list[tuple[dict[str, Any], tuple[str, ...]]] = field(default_factory=list)
 
 
 def read_fleet(ctx: Ctx) -> Fleet:
     """The fleet from the watch-fed index: no API call."""
     pools = {body["metadata"]["name"]: (body, pool) for body, pool in ctx.index.gpupools.values() if pool}
-    jobs = {job.key: (body, job) for body, job in ctx.index.transferjobs.values() if job}
-    fleet = Fleet(pools, jobs)
+    parsed = ctx.index.transferjobs.values()
+    jobs = {job.key: (body, job) for body, job, _ in parsed if job}
+    fleet = Fleet(pools, jobs, invalid=[(body, problems) for body, _, problems in parsed if problems])
     if ctx.config.node_failover:
         read_node_health(ctx, fleet)
     return fleet
 
 
 def read_node_health(ctx: Ctx, fleet: Fleet) -> None:
-    """Which pools lost nodes and which job attempts have pods on them, in each cluster from its
-    own watch-fed index (pods of a worker cluster are keyed by their origin namespace)."""
+    """Which pools lost nodes, which job attempts have pods on them, and which nodes pods of
+    finished attempts still take, in each cluster from its own watch-fed index (pods of a worker cluster are keyed by their origin namespace)."""
+    holding = {
+        (job.metadata.namespace or "default", label_value(job.metadata.name), str(job.status.attempts))
+        for _, job in fleet.jobs.values()
+        if job.status.phase.holds_capacity
+    }
     by_cluster: dict[str | None, dict[str, dict[str, str]]] = {}
     for name, (_, pool) in fleet.pools.items():
         by_cluster.setdefault(pool.spec.cluster or None, {})[name] = PoolPin.of(name, pool.spec).node_selector
@@ -63,6 +79,7 @@ def read_node_health(ctx: Ctx, fleet: Fleet) -> None:
         fleet.lost_nodes.update(lost_nodes)
         lost = {loss.node: loss for losses in lost_nodes.values() for loss in losses}
         fleet.job_losses.update(losses_by_job(pods, {n["metadata"]["name"] for n in nodes}, lost))
+        fleet.taken_nodes.update(nodes_taken_by_leftovers(pods, nodes, selectors, holding, lost))
 
 
 def with_status(job: TransferJob, status: dict[str, Any]) -> TransferJob:

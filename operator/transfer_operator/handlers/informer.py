@@ -18,11 +18,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from transfer_operator import metrics
 from transfer_operator.api.clusters import TransferCluster
-from transfer_operator.api.enums import GROUP, VERSION
+from transfer_operator.api.enums import GROUP, VERSION, Phase
 from transfer_operator.api.models import GPUPool, TransferJob
 from transfer_operator.api.queues import (
     TransferPriorityClass,
@@ -31,6 +31,7 @@ from transfer_operator.api.queues import (
     parse_transferqueue,
 )
 from transfer_operator.api.validation import InvalidSpec, parse_gpupool, parse_transferjob
+from transfer_operator.engine.elastic_pool import GPU_RESOURCE
 from transfer_operator.engine.rayjob import LABEL_MANAGED_BY, MANAGER, RAYJOB_API_VERSION
 
 log = logging.getLogger(__name__)
@@ -137,10 +138,13 @@ class Store(Generic[V]):
                 if version <= tomb[0] and time.monotonic() - tomb[1] < TOMBSTONE_S:
                     return
                 del self.tombstones[key]
-            value = self.prepare(body)
+            value = self.prepared(body, stored[1] if stored else None)
             self.items[key] = (version, value)
             if mark:
                 self.changed.add(key)
+
+    def prepared(self, body: dict[str, Any], previous: V | None) -> V:  # noqa: ARG002
+        return self.prepare(body)
 
     def delete(self, key: Key) -> None:
         """The cycle deleted the object: forget it now, and ignore the watch's older news of it."""
@@ -162,7 +166,7 @@ class Store(Generic[V]):
             if stored is not None and version and version <= stored[0]:
                 fresh[key] = stored
             else:
-                fresh[key] = (version, self.prepare(body))
+                fresh[key] = (version, self.prepared(body, stored[1] if stored else None))
         with self.lock:
             self.changed |= set(old) ^ set(fresh) | {k for k in fresh if old.get(k) is not fresh[k]}
             if namespace is None:
@@ -262,20 +266,42 @@ class Informer:
 
 # --- what each store keeps ------------------------------------------------------------------
 
-ParsedJob = tuple[dict[str, Any], TransferJob | None]
+class ParsedJob(NamedTuple):
+    """A TransferJob as the cycle reads it: the body without its spec, the parsed job, and what is
+    wrong with the spec. A new job with a bad spec has no parsed job; one that holds GPUs keeps
+    running on the spec it started with (its previous parse, with the new metadata and status)."""
+
+    body: dict[str, Any]
+    job: TransferJob | None
+    problems: tuple[str, ...] = ()
+
+
 ParsedPool = tuple[dict[str, Any], GPUPool | None]
 ParsedCluster = tuple[dict[str, Any], TransferCluster | None]
 
 
-def prepare_transferjob(body: dict[str, Any]) -> ParsedJob:
-    """The parsed job, and the body without its spec (the parsed job has it; the cycle reads the
-    body's metadata and status only)."""
+def prepare_transferjob(body: dict[str, Any], previous: ParsedJob | None = None) -> ParsedJob:
     body = slim(body)
+    slimmed = {k: v for k, v in body.items() if k != "spec"}
     try:
-        job = parse_transferjob(body)
-    except InvalidSpec:
-        job = None  # the validate handler has already told the user
-    return {k: v for k, v in body.items() if k != "spec"}, job
+        return ParsedJob(slimmed, parse_transferjob(body))
+    except InvalidSpec as error:
+        problems = tuple(error.problems)
+    kept = previous.job if previous is not None else None
+    if kept is not None and Phase(body.get("status", {}).get("phase") or "Pending").holds_capacity:
+        old_spec = kept.spec.model_dump(by_alias=True, exclude_none=True, mode="json")
+        return ParsedJob(slimmed, parse_transferjob({**body, "spec": old_spec}), problems)
+    return ParsedJob(slimmed, None, problems)
+
+
+@dataclass
+class JobStore(Store[ParsedJob]):
+    """TransferJobs: a spec change is parsed against the job's previous parse (see ParsedJob)."""
+
+    prepare: Callable[[dict[str, Any]], ParsedJob] = prepare_transferjob
+
+    def prepared(self, body: dict[str, Any], previous: ParsedJob | None) -> ParsedJob:
+        return prepare_transferjob(body, previous)
 
 
 def prepare_gpupool(body: dict[str, Any]) -> ParsedPool:
@@ -328,7 +354,21 @@ def prepare_pod(body: dict[str, Any]) -> dict[str, Any]:
             "labels": metadata.get("labels") or {},
         },
         "spec": {"nodeName": (body.get("spec") or {}).get("nodeName")},
+        "gpus": pod_gpus(body),
     }
+
+
+def pod_gpus(body: dict[str, Any]) -> int:
+    """The GPUs a pod's containers are given (limits; requests when a container has no limit)."""
+    total = 0
+    for container in (body.get("spec") or {}).get("containers") or []:
+        resources = container.get("resources") or {}
+        amount = (resources.get("limits") or {}).get(GPU_RESOURCE) or (resources.get("requests") or {}).get(GPU_RESOURCE)
+        try:
+            total += int(amount or 0)
+        except (TypeError, ValueError):
+            continue
+    return total
 
 
 def prepare_admin_object(parse: Callable[[dict[str, Any]], V]) -> Callable[[dict[str, Any]], V | None]:
@@ -368,7 +408,7 @@ def prepare_namespace(body: dict[str, Any]) -> dict[str, Any]:
 class FleetIndex:
     """The stores the cycle reads, and the informers that feed them."""
 
-    transferjobs: Store[ParsedJob] = field(default_factory=lambda: Store(prepare_transferjob))
+    transferjobs: JobStore = field(default_factory=JobStore)
     gpupools: Store[ParsedPool] = field(default_factory=lambda: Store(prepare_gpupool))
     rayjobs: Store[dict[str, Any]] = field(default_factory=lambda: Store(prepare_rayjob))
     nodes: Store[dict[str, Any]] = field(default_factory=lambda: Store(prepare_node))

@@ -35,6 +35,7 @@ from transfer_operator.handlers.elastic import release_unprovisioned, sync_elast
 from transfer_operator.handlers.fleet import Fleet, read_fleet
 from transfer_operator.handlers.queues import queue_rules, schedulable_jobs
 from transfer_operator.handlers.running import reconcile_holding
+from transfer_operator.handlers.specs import review_specs
 from transfer_operator.handlers.writes import write_gpupool_status
 from transfer_operator.scheduler import Action, Decision
 from transfer_operator.scheduler.schedule import schedule_cycle
@@ -51,6 +52,7 @@ def run_cycle(ctx: Ctx, now: datetime) -> Sequence[Decision]:
         sync_clusters(ctx)
         fleet = read_fleet(ctx)
         finalize_deleted(ctx, fleet.jobs)
+    review_specs(ctx, fleet, now)  # first: a suspended job's GPUs are placed in this cycle
     changed_rayjobs = changed_rayjob_keys(ctx)
     with metrics.CYCLE_STAGE_DURATION.labels(stage="reconcile").time():
         # First: GPUs it frees are placed in this cycle. Every job that holds GPUs once per
@@ -124,9 +126,12 @@ def changed_rayjob_keys(ctx: Ctx) -> set[tuple[str, str]]:
 
 
 def lost_node_counts(ctx: Ctx, fleet: Fleet, now: datetime) -> dict[str, int]:
-    """Per pool, the nodes that hold no capacity: lost ones, or all of a pool whose worker cluster
-    cannot be used (not registered, not Ready, not answering)."""
+    """Per pool, the nodes that hold no capacity: lost ones, those pods of finished attempts still
+    take, or all of a pool whose worker cluster cannot be used (not registered, not Ready, not
+    answering)."""
     counts = {pool: len(losses) for pool, losses in fleet.lost_nodes.items()}
+    for name, taken in fleet.taken_nodes.items():
+        counts[name] = counts.get(name, 0) + taken
     for name, (_, pool) in fleet.pools.items():
         if not usable(ctx, pool.spec.cluster, now.timestamp()):
             counts[name] = pool.spec.nodes
@@ -245,7 +250,8 @@ def write_pool_status(ctx: Ctx, fleet: Fleet) -> None:
         reachable = usable(ctx, pool.spec.cluster, now_s)
         elastic = fleet.elastic_status.get(name, {})
         bought = elastic["nodes"]["ready"] if elastic else 0
-        capacity = max(0, pool.spec.nodes + bought - lost) * pool.spec.gpus_per_node if reachable else 0
+        usable_nodes = pool.spec.nodes + bought - lost - fleet.taken_nodes.get(name, 0)
+        capacity = max(0, usable_nodes) * pool.spec.gpus_per_node if reachable else 0
         health = (
             "Cordoned"
             if pool.spec.cordoned

@@ -42,7 +42,7 @@ def test_an_expired_watch_relists_once_and_loses_nothing():
     del kube.transferjobs[("default", "a")]
     run_cycle(ctx, NOW + timedelta(seconds=2))
     assert kube.lists["transferjobs"] == 2 and relists._value.get() - before == 1
-    assert [body["metadata"]["name"] for body, _ in ctx.index.transferjobs.values()] == ["b"]
+    assert [parsed.body["metadata"]["name"] for parsed in ctx.index.transferjobs.values()] == ["b"]
     assert status_of(kube, "b")["phase"] == "Admitted"
 
 

@@ -204,6 +204,22 @@ def test_vanished_node_fails_the_job_over_but_keeps_the_pools_capacity():
     assert kube.gpupools["eu-a100"]["status"]["health"] == "Healthy"
 
 
+def test_gpu_pods_of_a_finished_job_take_their_node_until_they_go():
+    ctx, kube = two_pools_one_job()
+    worker = pod_of(kube, "a-a1", "eu-0")
+    worker["spec"]["containers"] = [{"name": "ray-worker", "resources": {"limits": {"nvidia.com/gpu": "8"}}}]
+    kube.pods = [pod_of(kube, "a-a1", "eu-0"), worker]
+    kube.transferjobs[("default", "a")]["status"]["phase"] = "Succeeded"  # KubeRay keeps its cluster for the TTL
+    kube.add(a_job("b", placement={"regions": ["eu-west", "us-east"]}))
+    run_cycle(ctx, NOW + timedelta(seconds=2))
+    assert status_of(kube, "b")["placement"]["pool"] == "us-a100"  # eu-0's GPUs are still a's pods'
+    assert kube.gpupools["eu-a100"]["status"]["freeGpus"] == 0
+    kube.pods = []  # the RayCluster went
+    kube.add(a_job("c", placement={"regions": ["eu-west", "us-east"]}))
+    run_cycle(ctx, NOW + timedelta(seconds=4))
+    assert status_of(kube, "c")["placement"]["pool"] == "eu-a100"
+
+
 def test_a_lost_node_without_pods_of_the_job_leaves_it_alone():
     ctx, kube = two_pools_one_job()
     kube.nodes["eu-1"] = a_node("eu-1", "eu-a100", ready="False")
