@@ -227,21 +227,16 @@ class Kube:
         self.writes.wait()
         try:
             if manifest["kind"] == "NetworkPolicy":
-                # No client models are built for an answer nobody reads (CPU the GIL shares).
-                response: Any = client.NetworkingV1Api(self.api).create_namespaced_network_policy(
-                    namespace,
-                    manifest,  # type: ignore[arg-type]  # the client takes plain dicts too
-                    _preload_content=False,
-                )
-                response.drain_conn()  # read off, unparsed: the connection goes back to the pool
-                response.release_conn()
+                create: Any = client.NetworkingV1Api(self.api).create_namespaced_network_policy
             elif manifest["kind"] == "Secret":
-                client.CoreV1Api(self.api).create_namespaced_secret(
-                    namespace,
-                    manifest,  # type: ignore[arg-type]
-                )
+                create = client.CoreV1Api(self.api).create_namespaced_secret
             else:
                 raise ValueError(f"create_owned: unexpected kind {manifest['kind']}")
+            # No client models are built for an answer nobody reads (CPU the GIL shares); the
+            # client takes plain dicts too.
+            response = create(namespace, manifest, _preload_content=False)
+            response.drain_conn()  # read off, unparsed: the connection goes back to the pool
+            response.release_conn()
         except ApiException as error:
             if error.status == 409:
                 return False
