@@ -141,19 +141,32 @@ def test_sft_trains_and_exports(strategy, tiny_llama: Path, tmp_path: Path, ray_
         assert "Item 1 is green" in out.output and "→" in out.output
 
 
-def test_resume_continues_where_it_stopped(tiny_llama: Path, tmp_path: Path, ray_session):
+def adapter_weights(model_dir: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(model_dir / "adapter" / "adapter_model.safetensors")
+
+
+def test_interrupted_run_resumes_to_the_same_adapter(tiny_llama: Path, tmp_path: Path, ray_session):
     data = qa_jsonl(tmp_path / "qa.jsonl")
     spec = llm_spec(tiny_llama, data)
-    first = run_local(spec, "resume", runs_dir=tmp_path / "runs", progress=False, _stop_at_step=3)
+    whole = run_local(spec, "whole", runs_dir=tmp_path / "runs", progress=False)
+    assert whole.status == "succeeded", whole.error
+    first = run_local(spec, "resume", runs_dir=tmp_path / "runs", progress=False, _stop_at_step=4)
     assert first.status == "interrupted"
     second = run_local(spec, "resume", runs_dir=tmp_path / "runs", progress=False)
-    assert second.status == "succeeded" and second.resumed_from_step == 3
+    assert second.status == "succeeded" and second.resumed_from_step == 4
     assert second.metrics["step"] == 6
     steps = [json.loads(x)["step"] for x in (second.run_dir / "metrics.jsonl").read_text().splitlines()
              if json.loads(x)["kind"] == "train"]
-    assert steps == [1, 2, 3, 4, 5, 6]  # the second attempt started at step 4
+    assert steps == [1, 2, 3, 4, 5, 6]  # the second attempt started at step 5
+    a, b = adapter_weights(whole.model_dir), adapter_weights(second.model_dir)
+    assert a.keys() == b.keys() and a
+    for name in a:
+        assert torch.equal(a[name], b[name]), name  # same batches, dropout RNG, optimizer and LR schedule
     # zero-shot accuracy was measured once, before training, and carried by the checkpoint
-    assert second.metrics["zero_shot_accuracy"] is not None
+    assert second.metrics["zero_shot_accuracy"] == whole.metrics["zero_shot_accuracy"] is not None
+    assert second.metrics["val_accuracy"] == whole.metrics["val_accuracy"]
 
 
 # --------------------------------------------------------------------------- bad input

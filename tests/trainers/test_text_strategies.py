@@ -55,6 +55,22 @@ def test_fine_tune_loss_goes_down(fine_tuned):
     assert json.loads((r.model_dir / "transfer_model.json").read_text())["labels"] == ["fresh", "rotten"]
 
 
+def test_interrupted_run_resumes_to_the_same_weights(fine_tuned, tmp_path):
+    spec = text_spec(trainer={"config": {"numLayers": 2}}, training={"maxSteps": 16})
+    first = run_local(spec, "resume", runs_dir=tmp_path, progress=False, _stop_at_step=7)
+    assert first.status == "interrupted", first.error
+    second = run_local(spec, "resume", runs_dir=tmp_path, progress=False)
+    assert second.status == "succeeded", second.error
+    assert second.resumed_from_step == 7 and second.metrics["step"] == 16
+    assert losses(second.run_dir) == losses(fine_tuned.run_dir)  # step 8 on, the same batches and dropout
+    a, b = backbone_state(fine_tuned.model_dir / "backbone"), backbone_state(second.model_dir / "backbone")
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    head_a, head_b = torch.load(fine_tuned.model_dir / "head.pt"), torch.load(second.model_dir / "head.pt")
+    assert all(torch.equal(head_a[k], head_b[k]) for k in head_a)
+    assert second.metrics["val_accuracy"] == fine_tuned.metrics["val_accuracy"]
+
+
 def test_top_k_and_layer_lr_decay_groups():
     """fineTune topKLayers=2 with layerLrDecay=0.5: head and top block at lr, the one below at lr/2."""
     from transfer_trainers import strategies
