@@ -98,6 +98,60 @@ def test_solve_path(count, allocations, budget, want):
     assert result.path is want
 
 
+def admitted(result) -> dict[str, str]:
+    return {d.job_key: d.placement.pool for d in result.decisions if d.action is Action.ADMIT}
+
+
+def test_exact_path_out_of_time_before_it_starts_falls_back_to_the_walk():
+    jobs = [a_job(f"ns/j{i}", priority=i % 2, created=i) for i in range(3)]
+    off = schedule_cycle(snapshot_of(*POOLS), jobs, exact_budget_s=0)
+    late = schedule_cycle(snapshot_of(*POOLS), jobs, exact_budget_s=1e-12)
+    assert late.path is SolvePath.LOCAL_SEARCH and "out of time before" in late.detail
+    assert admitted(late) == admitted(off)
+
+
+class StepClock:
+    """perf_counter for the exact path, one second later at every read: the budget runs out
+    after the first level HiGHS solves, whatever the machine's speed."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+TWO_TIERS = [a_job("ns/hi", priority=5, created=0), a_job("ns/lo", priority=0, created=1, workers=2)]
+# One tier, one 4-GPU node: in order the walk admits the 3-GPU job; the tier's optimum is the two 2-GPU jobs.
+KNAPSACK = ([a_pool("p", nodes=1, gpus_per_node=4)],
+            [a_job("ns/three", gpus=3, created=0), a_job("ns/two-a", gpus=2, created=1),
+             a_job("ns/two-b", gpus=2, created=2)])
+
+
+@pytest.mark.parametrize(
+    "pools, jobs, budget, paths, detail, want",
+    [
+        # the walk places both tiers, so no tier is solved: the clock is first read at the cost level
+        pytest.param(POOLS, TWO_TIERS, 0.5, {SolvePath.LOCAL_SEARCH}, "out of time before the cost level",
+                     {"ns/hi", "ns/lo"}, id="before-the-cost-level"),
+        pytest.param(POOLS, TWO_TIERS, 1.5, {SolvePath.EXACT}, "out of time before the utilization tie-break",
+                     {"ns/hi", "ns/lo"}, id="before-the-tie-break"),
+        # the tier is solved (4 GPUs), then time is out: HiGHS's answer is kept over the walk's (and
+        # local search's) 3 GPUs
+        pytest.param(*KNAPSACK, 1.5, {SolvePath.BEST_FOUND},
+                     "out of time before the cost level", {"ns/two-a", "ns/two-b"}, id="tier-solved-then-out"),
+    ],
+)
+def test_exact_path_out_of_time_between_levels(monkeypatch, pools, jobs, budget, paths, detail, want):
+    from transfer_operator.scheduler import solve
+
+    monkeypatch.setattr(solve.time, "perf_counter", StepClock())
+    result = schedule_cycle(snapshot_of(*pools), jobs, exact_budget_s=budget)
+    assert result.path in paths and detail in result.detail
+    assert admitted(result).keys() == want
+
+
 def test_explain_says_where_a_waiting_job_would_run_and_what_must_free_up():
     pools = (a_pool("eu", nodes=2, usd=1.0), a_pool("eu-dear", nodes=1, usd=2.0))
     allocations = (held("ns/x", "eu", gpus=4), held("ns/y", "eu-dear", gpus=8))
