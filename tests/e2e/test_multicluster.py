@@ -34,6 +34,7 @@ from .conftest import (
     get_json,
     get_or_none,
     keep_ray_jobs_running,
+    pods_report,
     wait_for,
 )
 from .prometheus import Prometheus, assert_every_query_returns_data, shipped_queries
@@ -146,6 +147,18 @@ def live_attempts(fleet: fleet_mod.Fleet, job: str) -> list[tuple[str, str]]:
         for cluster, worker in fleet.workers.items()
         for name, rayjob in rayjobs_in(worker).items()
         if rayjob["metadata"]["labels"].get("transfer.dev/origin-name") == job
+    ]
+
+
+def earlier_attempts_pods(fleet: fleet_mod.Fleet, job: str) -> list[str]:
+    """cluster/pod of every pod of `job` in a worker from an attempt before the current one: the
+    nodes they run on are not free until they go (the operator counts them as taken)."""
+    attempt = str(status_of(fleet, job).get("attempts") or 1)
+    return [
+        f"{cluster}/{pod['metadata']['name']}"
+        for cluster, worker in fleet.workers.items()
+        for pod in get_json(worker, "pods", "-n", NAMESPACE, "-l", f"transfer.dev/job={job}")["items"]
+        if pod["metadata"]["labels"].get("transfer.dev/attempt") != attempt
     ]
 
 
@@ -376,7 +389,10 @@ def test_repeated_worker_cluster_losses_lose_and_double_nothing(
                     violations["lost"].append(f"run {run}: {job}")
                     continue
                 if moved == victim:
-                    violations["wrong"].append(f"run {run}: {job} placed in the lost cluster")
+                    others = [c for c in fleet.workers if c != victim]
+                    violations["wrong"].append(
+                        f"run {run}: {job} placed in the lost cluster; in {others}: {pods_report(fleet.workers[others[0]], NAMESPACE, 'transfer.dev/job')}"
+                    )
             recoveries.append(time.monotonic() - started)
         finally:
             restart.join()
@@ -403,6 +419,8 @@ def test_repeated_worker_cluster_losses_lose_and_double_nothing(
             60,
             f"{victim} reachable again",
         )
+        # The next loss moves the jobs back here: the pods of their attempts here must be gone first.
+        wait_for(lambda: not any(earlier_attempts_pods(fleet, j) for j in jobs), 120, f"{victim}'s old pods gone")
     record("worker cluster loss (kube-apiserver SIGKILL)", LOSSES, violations, max(recoveries, default=0.0))
     for job in jobs:  # their GPUs free for the next test
         fleet.management.kubectl(

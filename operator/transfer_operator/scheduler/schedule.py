@@ -158,8 +158,9 @@ def _solve(walk: Walk, exact_budget_s: float) -> tuple[Outcome, SolvePath, str]:
         placements = local_search(walk)
         outcome, path = outcome_of(walk, placements), SolvePath.LOCAL_SEARCH
     else:
-        placements = {index: walk.placement(index, position) for index, position in walk.admitted}
         outcome, path = greedy_outcome(walk), SolvePath.GREEDY
+        if found is not None:  # the walk's placements, built only to compare them with HiGHS's
+            placements = {index: walk.placement(index, position) for index, position in walk.admitted}
     if found is not None:
         # Out of time with an incumbent: keep it where it beats the walk's answer on the objective.
         best = found.placements
