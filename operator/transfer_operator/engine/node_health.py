@@ -2,7 +2,8 @@
 
 A node is lost when its kubelet stops reporting Ready (NotReady or Unknown), or when it carries a
 taint that announces its end (a spot interruption notice, a scale-down, out-of-service). A job is
-hit when a pod of its current attempt is bound to a lost node or to a node that no longer exists.
+hit when a pod of its current attempt is bound to a lost node or to a node that no longer exists,
+or was until it was deleted since the last cycle (a node drained and removed in between).
 A node is also taken while GPU pods of an attempt that holds nothing any more still run on it
 (KubeRay keeps a finished RayJob's cluster for its TTL; a deleted one's pods take a while to go).
 Plain dicts in, plain values out: the operator reads the objects, this decides.

@@ -59,26 +59,32 @@ def read_node_health(ctx: Ctx, fleet: Fleet) -> None:
         if cluster is None:
             # Pods first: a node that joins between the two reads is then in the node list, so a
             # pod bound to it is never mistaken for one on a vanished node.
-            pods, nodes = ctx.index.pods.values(), ctx.index.nodes.values()
+            deleted, pods, nodes = ctx.index.pods.take_deleted(), ctx.index.pods.values(), ctx.index.nodes.values()
         else:
             remote = ctx.clusters.get(cluster)
             if remote is None or remote.kube is None:
                 continue
-            pods = [
-                {
-                    **pod,
-                    "metadata": {
-                        **pod["metadata"],
-                        "namespace": remote.origin_namespace(pod["metadata"]["namespace"]),
-                    },
-                }
-                for pod in remote.index.pods.values()
-            ]
+            deleted, pods = (
+                [
+                    {
+                        **pod,
+                        "metadata": {
+                            **pod["metadata"],
+                            "namespace": remote.origin_namespace(pod["metadata"]["namespace"]),
+                        },
+                    }
+                    for pod in found
+                ]
+                for found in (remote.index.pods.take_deleted(), remote.index.pods.values())
+            )
             nodes = remote.index.nodes.values()
         lost_nodes = lost_nodes_by_pool(nodes, selectors, ctx.config.interruption_taints)
         fleet.lost_nodes.update(lost_nodes)
         lost = {loss.node: loss for losses in lost_nodes.values() for loss in losses}
-        fleet.job_losses.update(losses_by_job(pods, {n["metadata"]["name"] for n in nodes}, lost))
+        # A pod deleted since the last cycle counts as one still bound: its attempt is hit when
+        # its node is lost or gone now (drained and removed in between), not when the node lives.
+        existing = {n["metadata"]["name"] for n in nodes}
+        fleet.job_losses.update(losses_by_job([*pods, *deleted], existing, lost))
         fleet.taken_nodes.update(nodes_taken_by_leftovers(pods, nodes, selectors, holding, lost))
 
 

@@ -41,6 +41,8 @@ V = TypeVar("V")
 # A deleted key ignores events older than its deletion this long (a lagging watch must not
 # bring back an object the cycle has just deleted).
 TOMBSTONE_S = 300.0
+DELETED_PODS_KEPT = 20_000  # deleted pods kept for the next cycle at most (PodStore)
+DELETED_PODS_S = 120.0  # and for this long
 
 
 @dataclass(frozen=True)
@@ -358,6 +360,32 @@ def prepare_pod(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@dataclass
+class PodStore(Store[dict[str, Any]]):
+    """The jobs' pods, and the bound ones deleted since the cycle last asked (`take_deleted`): a
+    node drained and removed between two cycles (Karpenter's disruption, a fast scale-down)
+    takes its pods with it, and KubeRay's new ones wait unbound, so the cycle would see no pod on
+    a lost or vanished node; the deleted pods still name the node they were on."""
+
+    prepare: Callable[[dict[str, Any]], dict[str, Any]] = prepare_pod
+    deleted: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+
+    def apply(self, event_type: str, body: dict[str, Any], *, mark: bool = True) -> None:
+        if event_type == "DELETED" and (body.get("spec") or {}).get("nodeName"):
+            with self.lock:
+                if len(self.deleted) >= DELETED_PODS_KEPT:
+                    del self.deleted[: DELETED_PODS_KEPT // 2]  # a replica that never runs a cycle
+                self.deleted.append((time.monotonic(), prepare_pod(body)))
+        super().apply(event_type, body, mark=mark)
+
+    def take_deleted(self, within_s: float = DELETED_PODS_S) -> list[dict[str, Any]]:
+        """The bound pods deleted since the last call, within the last `within_s` seconds."""
+        with self.lock:
+            deleted, self.deleted = self.deleted, []
+        oldest = time.monotonic() - within_s
+        return [pod for at, pod in deleted if at >= oldest]
+
+
 def pod_gpus(body: dict[str, Any]) -> int:
     """The GPUs a pod's containers are given (limits; requests when a container has no limit)."""
     total = 0
@@ -412,7 +440,7 @@ class FleetIndex:
     gpupools: Store[ParsedPool] = field(default_factory=lambda: Store(prepare_gpupool))
     rayjobs: Store[dict[str, Any]] = field(default_factory=lambda: Store(prepare_rayjob))
     nodes: Store[dict[str, Any]] = field(default_factory=lambda: Store(prepare_node))
-    pods: Store[dict[str, Any]] = field(default_factory=lambda: Store(prepare_pod))
+    pods: PodStore = field(default_factory=PodStore)
     # Queue rules (handlers/queues.py): the admin's objects and the namespaces' labels.
     transferqueues: Store[TransferQueue | None] = field(
         default_factory=lambda: Store(prepare_admin_object(parse_transferqueue))

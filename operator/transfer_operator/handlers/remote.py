@@ -32,9 +32,9 @@ from transfer_operator.handlers.informer import (
     PODS,
     RAYJOBS,
     Informer,
+    PodStore,
     Store,
     prepare_node,
-    prepare_pod,
     prepare_rayjob,
 )
 
@@ -59,7 +59,7 @@ class ClusterProblem(Exception):
 @dataclass
 class RemoteIndex:
     rayjobs: Store[dict[str, Any]] = field(default_factory=lambda: Store(prepare_rayjob))
-    pods: Store[dict[str, Any]] = field(default_factory=lambda: Store(prepare_pod))
+    pods: PodStore = field(default_factory=PodStore)
     nodes: Store[dict[str, Any]] = field(default_factory=lambda: Store(prepare_node))
 
 

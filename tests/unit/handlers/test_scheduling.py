@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from prometheus_client import REGISTRY
 
 from transfer_operator.api.config import OperatorConfig
@@ -218,6 +219,36 @@ def test_gpu_pods_of_a_finished_job_take_their_node_until_they_go():
     kube.add(a_job("c", placement={"regions": ["eu-west", "us-east"]}))
     run_cycle(ctx, NOW + timedelta(seconds=4))
     assert status_of(kube, "c")["placement"]["pool"] == "eu-a100"
+
+
+@pytest.mark.parametrize(
+    "node, event",
+    [
+        pytest.param("gone", "node eu-0 is gone", id="node-gone"),
+        pytest.param("disrupted", "interruption taint karpenter.sh/disrupted", id="node-draining"),
+        pytest.param("lives", None, id="node-lives"),
+    ],
+)
+def test_a_pod_deleted_between_cycles_counts_where_its_node_went_too(node, event):
+    """Karpenter taints, drains and removes a node within one cycle: the job's pod is deleted (the
+    watch says so) and KubeRay's replacement waits unbound, so no pod is on a lost node at the
+    cycle. A pod deleted from a node that lives (KubeRay restarting one) is no loss."""
+    ctx, kube = two_pools_one_job()
+    run_cycle(ctx, NOW + timedelta(seconds=1))  # the index holds the pod on eu-0
+    old = kube.pods[0]
+    ctx.index.pods.apply("DELETED", {**old, "metadata": {**old["metadata"], "name": "head-0", "resourceVersion": "99"}})
+    kube.pods = [{**old, "spec": {"nodeName": None}}]  # the replacement, not bound yet
+    if node == "gone":
+        del kube.nodes["eu-0"]
+    elif node == "disrupted":
+        kube.nodes["eu-0"] = a_node("eu-0", "eu-a100", taints=("karpenter.sh/disrupted",))
+    run_cycle(ctx, NOW + timedelta(seconds=2))
+    status = status_of(kube, "a")
+    assert status["attempts"] == (1 if event is None else 2), status
+    if event is not None:
+        assert any(event in e[3] for e in kube.events), kube.events
+    if node == "disrupted":
+        assert status["placement"]["pool"] == "us-a100"
 
 
 def test_a_lost_node_without_pods_of_the_job_leaves_it_alone():
