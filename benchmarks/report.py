@@ -195,7 +195,7 @@ def main() -> None:
         "below to refresh. Figures are from one machine, shared with other work while they ran: quote",
         "ratios, not absolute times.",
         "",
-        f"Machine: {machine()}. Commit: `{commit}`.",
+        f"Machine: {machine()}. Page generated at commit `{commit}`; each figure is from the run its JSON records.",
         "",
     ]
     scale = load("scheduler_scale.json")
@@ -424,8 +424,39 @@ def main() -> None:
         "its GPUs). Spot: 30-70% of on-demand. Spot interruption rates: 0-15% per hour, per region.",
         "",
     ]
-    OUT.write_text("\n".join(lines))
+    OUT.write_text(with_kept_sections("\n".join(lines), OUT.read_text() if OUT.exists() else ""))
     print(f"wrote {OUT}")
+
+
+def sections(text: str) -> list[tuple[str, str]]:
+    """(heading, text) of each `##`/`###` section of a Markdown page; the part before the first
+    heading has the heading ""."""
+    found: list[tuple[str, list[str]]] = [("", [])]
+    for line in text.splitlines(keepends=True):
+        if line.startswith(("## ", "### ")):
+            found.append((line.strip(), []))
+        found[-1][1].append(line)
+    return [(heading, "".join(body)) for heading, body in found]
+
+
+def with_kept_sections(generated: str, existing: str) -> str:
+    """The generated page, with every section of the existing page that this script does not
+    generate (written by hand from a run, e.g. the elastic day or a side-by-side run) kept after
+    the section it followed there."""
+    made = sections(generated)
+    names = {heading for heading, _ in made}
+    kept: dict[str, list[str]] = {}
+    previous = ""
+    for heading, body in sections(existing):
+        if heading in names:
+            previous = heading
+        elif heading:
+            kept.setdefault(previous, []).append(body.rstrip("\n") + "\n\n")
+    out = []
+    for heading, body in made:
+        out.append(body if body.endswith("\n\n") or not kept.get(heading) else body.rstrip("\n") + "\n\n")
+        out += kept.get(heading, [])
+    return "".join(out).rstrip("\n") + "\n"
 
 
 if __name__ == "__main__":
