@@ -451,12 +451,11 @@ def with_kept_sections(generated: str, existing: str) -> str:
         if heading in names:
             previous = heading
         elif heading:
-            kept.setdefault(previous, []).append(body.rstrip("\n") + "\n\n")
+            kept.setdefault(previous, []).append(body)
     out = []
     for heading, body in made:
-        out.append(body if body.endswith("\n\n") or not kept.get(heading) else body.rstrip("\n") + "\n\n")
-        out += kept.get(heading, [])
-    return "".join(out).rstrip("\n") + "\n"
+        out += [body, *kept.get(heading, [])]
+    return "\n\n".join(part.rstrip("\n") for part in out) + "\n"
 
 
 if __name__ == "__main__":
