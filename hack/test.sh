@@ -55,6 +55,17 @@ if [[ "${TRANSFER_CI_KARPENTER:-0}" != 0 ]]; then
 fi
 phase_done "karpenter binary"
 
+# Earlier runs' temporary directories in pytest's default place, ours (a dev-cluster0 in it) and
+# finished (no .lock): pytest keeps them until a later run ends, ~12 GB each before
+# tmp_path_retention_policy, on a CI disk that others fill too.
+pytest_root="${TMPDIR:-/tmp}/pytest-of-$(id -un)"
+for dir in "$pytest_root"/pytest-[0-9]*/; do
+  if [[ -d "$dir/dev-cluster0" && ! -e "$dir/.lock" ]]; then
+    rm -rf "$dir"
+  fi
+done
+echo "disk: $(df -h --output=avail "${TMPDIR:-/tmp}" | tail -1 | tr -d ' ') free in ${TMPDIR:-/tmp}, $(df -h --output=avail . | tail -1 | tr -d ' ') in $PWD"
+
 export RAY_AUTH_MODE=disabled HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 set +e
 .venv/bin/python -m pytest -p no:cacheprovider --timeout=1800 --durations=25 "${@:-tests}"

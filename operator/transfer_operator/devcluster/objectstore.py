@@ -34,6 +34,9 @@ REGION = "us-east-1"  # SeaweedFS ignores it; SigV4 clients need one
 # volumes at once, and full-model checkpoints are ~100 MB each: the volume count follows the free
 # disk (-volume.max=0) instead of the default 8, which a few checkpointed jobs fill.
 VOLUME_SIZE_LIMIT_MB = 1024
+MAX_VOLUMES = 100
+MIN_FREE_SPACE = "256MiB"
+VACUUM_INTERVAL_S = 60
 PORT_NAMES = ("master", "master_grpc", "volume", "volume_grpc", "filer", "filer_grpc", "s3", "s3_grpc")
 
 
@@ -132,7 +135,11 @@ def _argv(weed: Path, data_dir: Path, config: Path, ports: dict[str, int]) -> li
         f"-master.port={ports['master']}",
         f"-master.port.grpc={ports['master_grpc']}",
         f"-master.volumeSizeLimitMB={VOLUME_SIZE_LIMIT_MB}",
-        "-volume.max=0",
+        f"-master.vacuumIntervalSeconds={VACUUM_INTERVAL_S}",  # deleted checkpoints free their disk
+        # A fixed volume count and an absolute free-space floor: the defaults (volumes from free
+        # space, read-only under 1% free) refuse every write on a large disk that others fill.
+        f"-volume.max={MAX_VOLUMES}",
+        f"-volume.minFreeSpace={MIN_FREE_SPACE}",
         f"-volume.port={ports['volume']}",
         f"-volume.port.grpc={ports['volume_grpc']}",
         "-filer",
