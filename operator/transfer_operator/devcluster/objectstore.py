@@ -31,8 +31,8 @@ COMPONENT = "seaweedfs"
 STATE_FILE = "objectstore.json"
 REGION = "us-east-1"  # SeaweedFS ignores it; SigV4 clients need one
 # SeaweedFS grows volume files as data comes (no preallocation); each bucket takes several
-# volumes at once, and full-model checkpoints are ~100 MB each: the volume count follows the free
-# disk (-volume.max=0) instead of the default 8, which a few checkpointed jobs fill.
+# volumes at once, and full-model checkpoints are ~100 MB each: 100 volumes instead of the
+# default 8, which a few checkpointed jobs fill.
 VOLUME_SIZE_LIMIT_MB = 1024
 MAX_VOLUMES = 100
 MIN_FREE_SPACE = "256MiB"
