@@ -61,6 +61,9 @@ JOB_PHASE = Gauge(
     "1 for the phase a queued or running TransferJob is in (finished jobs have no series).",
     ["namespace", "transferjob", "phase"],
 )
+GANG_RESIZES = Counter(
+    "transfer_gang_resizes_total", "Running elastic gangs restarted at a larger size (scheduler/growth.py)."
+)
 RAYJOB_CREATE_ERRORS = Counter("transfer_rayjob_create_errors_total", "RayJob creations that failed.")
 CYCLE_STAGE_DURATION = Histogram(
     "transfer_scheduling_cycle_stage_seconds",

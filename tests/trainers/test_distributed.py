@@ -76,3 +76,22 @@ def test_text_lora_on_two_workers(ray_session, tmp_path: Path):
     assert r.status == "succeeded", r.error
     assert r.metrics["step"] == 6 and r.metrics["final"]
     assert (r.model_dir / "adapter").is_dir()
+
+
+def test_a_checkpoint_of_one_worker_resumes_on_two_at_the_same_epoch_position(ray_session, tmp_path: Path):
+    """The operator grows an elastic gang by restarting it at the new size from its checkpoint:
+    batches are per worker, so step 13 of 26 (epoch 0.5 on one worker) is step 6 or 7 of 13 on two."""
+    first = run_local(image_spec(), "resize", runs_dir=tmp_path, progress=False, _stop_at_step=13)
+    assert first.status == "interrupted", first.error
+    second = run_local(image_spec(resources={"workers": 2}), "resize", runs_dir=tmp_path, progress=False)
+    assert second.status == "succeeded", second.error
+    assert second.resumed_from_step == 13
+    steps = _train_steps(second.run_dir)
+    assert steps[:13] == list(range(1, 14))  # one worker's steps, then two workers' from epoch 0.5
+    assert steps[13:] in (list(range(7, 14)), list(range(8, 14)))
+    assert second.metrics["step"] == 13 and second.metrics["epoch"] == 1.0
+    assert second.metrics["val_accuracy"] > 0.8
+    reports = [json.loads(x) for x in (second.run_dir / "metrics.jsonl").read_text().splitlines()]
+    lrs = [e["lr"] for e in reports if e["kind"] == "train"]
+    # The schedule goes on from the same point of the run: no jump back to the warm-up's start.
+    assert lrs[13] <= lrs[12] * 1.5 and lrs[-1] < lrs[13]

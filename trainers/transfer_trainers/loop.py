@@ -11,6 +11,7 @@ checkpoint layout and resume (with its seed check), progress and stop requests.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import random
@@ -26,6 +27,8 @@ import torch
 
 from transfer_trainers.contract import ConfigT, TrainerError, parse_config
 from transfer_trainers.spec import JobSpec
+
+logger = logging.getLogger(__name__)
 
 STATE_FILE = "state.pt"
 META_FILE = "meta.json"  # {"step", "seed", "epoch", "final"}: readable without torch
@@ -409,11 +412,28 @@ class TrainLoop:
         self.scheduler.load_state_dict(state["scheduler"])
         restore_rng(state["rng"])
         self.step, self.best_val, self.bad_evals = state["step"], state["best_val"], state["bad_evals"]
+        if state.get("world", self.world) != self.world:
+            self.rescale(state)
+
+    def rescale(self, state: dict[str, Any]) -> None:
+        """Resume a checkpoint of another gang size (the operator resized an elastic gang): batches
+        are per worker, so an epoch has another number of steps. The run goes on from the same
+        epoch position (`maxSteps` counts steps, so it keeps the step), and the learning-rate
+        schedule, built for this size's total, continues from that step."""
+        if not self.job.training.max_steps:
+            self.step = min(self.total, round(state["epoch"] * self.spe))
+        self.scheduler.last_epoch = self.step
+        lrs = [base * f(self.step) for base, f in zip(self.scheduler.base_lrs, self.scheduler.lr_lambdas, strict=True)]
+        for group, lr in zip(self.optimizer.param_groups, lrs, strict=True):
+            group["lr"] = lr
+        self.scheduler._last_lr = lrs  # what get_last_lr() reports until the next step
+        logger.info("resumed a %d-worker checkpoint on %d workers: epoch %.3f is step %d of %d",
+                    state["world"], self.world, state["epoch"], self.step, self.total)
 
     def snapshot(self, final: bool = False) -> dict[str, Any]:
         model = self.model_state() if self.model_state is not None else {"model": self.model.state_dict()}
         return {**model, **self.checkpoint_extra, "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "rng": rng_state(), "step": self.step,
+                "scheduler": self.scheduler.state_dict(), "rng": rng_state(), "step": self.step, "world": self.world,
                 "seed": self.seed, "epoch": self.step / self.spe, "best_val": self.best_val,
                 "bad_evals": self.bad_evals, "final": final}
 

@@ -49,6 +49,10 @@ class OperatorConfig(ApiModel):
     # Time the exact placement (HiGHS) may take per cycle; past it, or at 0, the greedy walk decides.
     exact_budget_seconds: Annotated[float, Field(ge=0, le=10)] = 0.2
     queues: list[QueueConfig] = Field(default_factory=list)
+    # A running elastic gang below its maxWorkers grows into free capacity the queue does not want
+    # (a restart at the new size from its latest checkpoint), at the earliest this long after its
+    # last (re)admission; 0 turns growth off.
+    grow_after_seconds: Annotated[float, Field(ge=0, le=86400)] = 300.0
     rayjob_ttl_seconds: Annotated[int, Field(ge=0)] = 3600
     budget_warning_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.8
     # How often the cycle checks running jobs: cost, budget (a job stops before the next check

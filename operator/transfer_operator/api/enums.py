@@ -118,6 +118,8 @@ class Reason(StrEnum):
     POOL_READY = "PoolReady"
     # A job admitted onto nodes to be bought whose pods found no node in time.
     PROVISIONING_TIMED_OUT = "ProvisioningTimedOut"
+    # A running elastic gang restarted at a larger size from its latest checkpoint.
+    RESIZED = "Resized"
 
 
 class UtilizationPolicy(StrEnum):

@@ -521,6 +521,10 @@ class TransferJobStatus(StatusModel):
     placement: PlacementStatus | None = None
     ray_job_name: str | None = None
     attempts: int = 0
+    resizes: int = Field(
+        default=0,
+        description="Attempts that restarted a running elastic gang at a new size (not counted against maxAttempts).",
+    )
     cost_so_far: float = 0.0
     cost_accrued_at: str | None = None
     admitted_at: str | None = None
@@ -536,6 +540,11 @@ class TransferJobStatus(StatusModel):
     observed_generation: int | None = None
     outputs: OutputsStatus | None = None
     metrics: FinalMetrics | None = None
+
+    @property
+    def placements(self) -> int:
+        """Attempts that count against spec.maxAttempts: every attempt but a resize."""
+        return self.attempts - self.resizes
 
 
 # --- GPUPool ----------------------------------------------------------------------------

@@ -201,10 +201,38 @@ def preempt(
     return Transition(status, tuple(effects), added, preempted=reason, failover=reason if failover else None)
 
 
+def resize(
+    job: TransferJob,
+    current: Status,
+    placement: dict[str, Any],
+    rayjob_name: str,
+    message: str,
+    now: datetime,
+) -> Transition:
+    """Running -> Admitted at a new gang size (`placement["gpus"]`), as the next attempt: the old
+    RayJob goes, the new one resumes from the latest checkpoint. Billed up to now at the old size;
+    the attempt is a resize, not a placement against spec.maxAttempts."""
+    attempt = job.status.attempts + 1
+    status = _phase(job, current, Phase.ADMITTED, Reason.RESIZED, message, now)
+    cost, added = _bill(job, now)
+    status.update(
+        cost,
+        placement=placement,
+        rayJobName=rayjob_name,
+        attempts=attempt,
+        resizes=job.status.resizes + 1,
+        admittedAt=iso(now),
+        costAccruedAt=iso(now),
+    )
+    effects: list[Effect] = [DeleteRayJob(job.status.ray_job_name)] if job.status.ray_job_name else []
+    effects += [CreateRayJob(placement["pool"], attempt), Event("Normal", Reason.RESIZED, f"{message}; RayJob {rayjob_name}")]
+    return Transition(status, tuple(effects), added)
+
+
 def give_up(job: TransferJob, current: Status, now: datetime) -> Transition:
     """Preempted with every attempt used -> Failed (MaxAttemptsReached)."""
     message = (
-        f"preempted after {job.status.attempts} of spec.maxAttempts={job.spec.max_attempts} placements; "
+        f"preempted after {job.status.placements} of spec.maxAttempts={job.spec.max_attempts} placements; "
         f"checkpoints kept at {job.status.last_checkpoint or '(none yet)'}; raise maxAttempts to retry"
     )
     status = _phase(job, current, Phase.FAILED, Reason.MAX_ATTEMPTS, message, now)

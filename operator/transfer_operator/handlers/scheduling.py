@@ -33,6 +33,7 @@ from transfer_operator.handlers.context import Ctx
 from transfer_operator.handlers.effects import perform
 from transfer_operator.handlers.elastic import release_unprovisioned, sync_elastic
 from transfer_operator.handlers.fleet import Fleet, read_fleet
+from transfer_operator.handlers.growth import grow_gangs
 from transfer_operator.handlers.queues import queue_rules, schedulable_jobs
 from transfer_operator.handlers.running import reconcile_holding
 from transfer_operator.handlers.specs import review_specs
@@ -96,6 +97,8 @@ def run_cycle(ctx: Ctx, now: datetime) -> Sequence[Decision]:
     with metrics.CYCLE_STAGE_DURATION.labels(stage="write").time():
         with ThreadPoolExecutor(max_workers=WRITE_CONCURRENCY) as pool:
             list(pool.map(apply, decisions))
+        if not ctx.lost_lease.is_set():
+            grow_gangs(ctx, fleet, snapshot, pending, decisions, now)  # after the queue, into what it left
         if not ctx.lost_lease.is_set():
             write_pool_status(ctx, fleet)
     metrics.record_cycle(
@@ -171,7 +174,7 @@ def release_lost_capacity(ctx: Ctx, fleet: Fleet, now: datetime) -> None:
 def give_up_exhausted(ctx: Ctx, fleet: Fleet, now: datetime) -> None:
     """A preempted job that used all its attempts fails, with the reason, instead of waiting forever."""
     for key, (body, job) in list(fleet.jobs.items()):
-        if job.status.phase is not Phase.PREEMPTED or job.status.attempts < job.spec.max_attempts:
+        if job.status.phase is not Phase.PREEMPTED or job.status.placements < job.spec.max_attempts:
             continue
         change = transitions.give_up(job, body.get("status") or {}, now)
         fleet.jobs[key] = (body, perform(ctx, body, job, change))

@@ -24,7 +24,7 @@ def is_queued(job: TransferJob, now_s: float) -> bool:
     """Waiting for a placement: new, or back in the queue after a preemption and its backoff."""
     if job.spec.suspend or job.status.phase not in QUEUED_PHASES:
         return False
-    if job.status.attempts >= job.spec.max_attempts:
+    if job.status.placements >= job.spec.max_attempts:
         return False
     return seconds_of(job.status.requeue_after) <= now_s
 

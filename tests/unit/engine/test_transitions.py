@@ -74,6 +74,9 @@ CASES: list[Any] = [
     ("running-pool-lost", holding(),
      lambda j, s: t.preempt(j, s, Reason.POOL_LOST, "pool gone", NOW, requeue_after_s=0, failover=True),
      Phase.PREEMPTED, ["DeleteRayJob", "Event:PoolLost"]),
+    ("running-resized", holding(),
+     lambda j, s: t.resize(j, s, {**PLACEMENT, "gpus": 16}, "a-a2", "grown", NOW),
+     Phase.ADMITTED, ["DeleteRayJob", "CreateRayJob", "Event:Resized"]),
     ("preempted-out-of-attempts", a_job("Preempted", attempts=3),
      lambda j, s: t.give_up(j, s, NOW), Phase.FAILED, ["Event:MaxAttemptsReached"]),
     ("pending-invalid-spec", a_job("Pending"),
@@ -131,6 +134,18 @@ def test_admission_writes_the_attempt_and_the_childs_name_and_clears_the_requeue
     assert change.status["admittedAt"] == change.status["costAccruedAt"] == "2026-01-01T01:00:00Z"
     assert change.status["requeueAfter"] is None
     assert change.effects[0] == CreateRayJob("eu-a100", 2)
+
+
+def test_a_resize_bills_the_old_size_starts_the_next_attempt_and_spends_no_placement():
+    job, status = holding()
+    change = t.resize(job, status, {**PLACEMENT, "gpus": 16, "usdPerHour": 48.0}, "a-a2", "grown", NOW)
+    assert change.status["costSoFar"] == pytest.approx(12.0) and change.billed_usd == pytest.approx(12.0)
+    assert change.status["attempts"] == 2 and change.status["resizes"] == 1
+    assert change.status["placement"]["gpus"] == 16 and change.status["admittedAt"] == "2026-01-01T01:00:00Z"
+    assert change.effects[:2] == (DeleteRayJob("a-a1"), CreateRayJob("eu-a100", 2))
+    assert change.preempted is None and change.failover is None
+    resized = parse_transferjob({**transferjob_manifest("a", namespace="ns"), "status": {"attempts": 5, "resizes": 3}})
+    assert resized.status.placements == 2  # maxAttempts counts placements, not resizes
 
 
 def test_preemption_bills_up_to_now_and_queues_after_the_backoff():
