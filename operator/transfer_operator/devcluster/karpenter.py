@@ -28,7 +28,8 @@ from transfer_operator.devcluster import cluster as cluster_mod
 from transfer_operator.devcluster.binaries import ensure_component
 from transfer_operator.devcluster.cluster import Cluster
 from transfer_operator.devcluster.processes import free_port, wait_for
-from transfer_operator.engine.elastic_pool import CAPACITY_TYPE_LABEL, ZONE_LABEL, instance_type_name
+from transfer_operator.engine.elastic_pool import ZONE_LABEL, instance_type_name
+from transfer_operator.engine.rayjob import CAPACITY_TYPE_LABEL
 
 CPU_PER_GPU = 8
 MEMORY_GI_PER_GPU = 64

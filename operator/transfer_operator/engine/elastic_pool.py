@@ -15,10 +15,15 @@ from typing import Any
 from transfer_operator.api.enums import Phase, Reason
 from transfer_operator.api.models import GPUPool, TransferJob
 from transfer_operator.engine.conditions import seconds_since
-from transfer_operator.engine.rayjob import LABEL_ATTEMPT, LABEL_JOB, PoolPin, label_value
+from transfer_operator.engine.rayjob import (
+    CAPACITY_TYPE_LABEL,
+    LABEL_ATTEMPT,
+    LABEL_JOB,
+    PoolPin,
+    label_value,
+)
 
 NODEPOOL_LABEL = "karpenter.sh/nodepool"  # on every NodeClaim and Node Karpenter launches
-CAPACITY_TYPE_LABEL = "karpenter.sh/capacity-type"
 INSTANCE_TYPE_LABEL = "node.kubernetes.io/instance-type"
 ZONE_LABEL = "topology.kubernetes.io/zone"
 GPU_RESOURCE = "nvidia.com/gpu"

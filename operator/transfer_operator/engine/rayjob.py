@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from transfer_operator.api.enums import PriceClass
 from transfer_operator.api.models import GPUPoolSpec, TransferJob
 from transfer_operator.engine.isolation import (
     DASHBOARD_PORT,
@@ -48,6 +49,8 @@ class PoolPin:
     gpu_type: str
     node_selector: dict[str, str]
     tolerations: list[dict[str, Any]]
+    # An elastic pool that sells spot: its provisioner may buy either capacity type for it.
+    buys_spot: bool = False
 
     @classmethod
     def of(cls, name: str, spec: GPUPoolSpec) -> PoolPin:
@@ -56,7 +59,23 @@ class PoolPin:
             gpu_type=spec.gpu_type,
             node_selector=dict(spec.node_selector) or {LABEL_POOL: name},
             tolerations=[t.to_wire() for t in spec.tolerations],
+            buys_spot=spec.scaling is not None and spec.pricing.spot_per_gpu_hour is not None,
         )
+
+
+CAPACITY_TYPE_LABEL = "karpenter.sh/capacity-type"
+
+
+def on_demand_affinity(pin: PoolPin, job: TransferJob) -> dict[str, Any] | None:
+    """Keeps an on-demand placement off spot nodes of a pool whose provisioner buys both: the
+    provisioner buys the cheapest type the pods allow, and the job was priced (and may have
+    refused spot) as on-demand. NotIn also matches nodes without the label (the pool's fixed
+    ones). A spot placement is left to the provisioner, which buys spot first by price."""
+    placement = job.status.placement
+    if not pin.buys_spot or placement is None or placement.price_class is not PriceClass.ON_DEMAND:
+        return None
+    term = {"matchExpressions": [{"key": CAPACITY_TYPE_LABEL, "operator": "NotIn", "values": ["spot"]}]}
+    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}}}
 
 
 def labels_for(job: TransferJob, pool: str, attempt: int) -> dict[str, str]:
@@ -136,9 +155,15 @@ def _container(
 
 
 def _pod_template(
-    container: dict[str, Any], pin: PoolPin, labels: dict[str, str], restart_policy: str | None = None
+    container: dict[str, Any],
+    pin: PoolPin,
+    labels: dict[str, str],
+    restart_policy: str | None = None,
+    affinity: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     spec: dict[str, Any] = {"containers": [container], "nodeSelector": dict(pin.node_selector)}
+    if affinity:
+        spec["affinity"] = affinity
     if restart_policy:
         spec["restartPolicy"] = restart_policy
     if pin.tolerations:
@@ -190,6 +215,7 @@ def render_rayjob(
         "ray-job-submitter", image, submitter_resources, job, storage_credentials=False, token_secret=token_secret
     )
     runtime_env = {"env_vars": trainer_env(job, attempt)}
+    affinity = on_demand_affinity(pin, job)
     return {
         "apiVersion": RAYJOB_API_VERSION,
         "kind": "RayJob",
@@ -205,7 +231,7 @@ def render_rayjob(
             "shutdownAfterJobFinishes": True,
             "ttlSecondsAfterFinished": ttl_seconds,
             "suspend": job.spec.suspend,
-            "submitterPodTemplate": _pod_template(submitter, pin, labels, restart_policy="Never"),
+            "submitterPodTemplate": _pod_template(submitter, pin, labels, restart_policy="Never", affinity=affinity),
             "rayClusterSpec": {
                 "rayVersion": RAY_VERSION,
                 # KubeRay >= 1.5: token auth from our Secret (KubeRay then generates none, puts the
@@ -220,7 +246,7 @@ def render_rayjob(
                     # submitter and KubeRay use, not on 0.0.0.0; Kubernetes expands $(VAR) in the
                     # `ray start` args KubeRay builds. Health probes use the agent port (Ray >= 2.53).
                     "rayStartParams": {"dashboard-host": f"$({POD_IP_ENV})", "num-gpus": "0"},
-                    "template": _pod_template(head, pin, labels),
+                    "template": _pod_template(head, pin, labels, affinity=affinity),
                 },
                 "workerGroupSpecs": [
                     {
@@ -229,7 +255,7 @@ def render_rayjob(
                         "minReplicas": workers,
                         "maxReplicas": workers,
                         "rayStartParams": {},
-                        "template": _pod_template(worker, pin, labels),
+                        "template": _pod_template(worker, pin, labels, affinity=affinity),
                     }
                 ],
             },

@@ -10,7 +10,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from transfer_operator.api.models import GPUPool, TransferJob
+from transfer_operator.api.models import GPUPool, ScalingSpec, TransferJob
 from transfer_operator.api.validation import parse_gpupool, parse_transferjob
 from transfer_operator.engine.rayjob import MAX_NAME, PoolPin, label_value, rayjob_name, render_rayjob
 
@@ -69,6 +69,30 @@ def test_pins_every_pod_to_the_pool_and_sizes_the_gang():
         "nvidia.com/gpu"
         not in cluster["headGroupSpec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
     )
+
+
+def _placed(job: TransferJob, price_class: str) -> TransferJob:
+    placement = {"pool": "p", "region": "eu-west", "gpuType": "A100", "priceClass": price_class,
+                 "usdPerGpuHour": 1.0, "usdPerHour": 2.0, "gpus": 2}
+    return job.model_copy(update={"status": job.status.model_validate({"placement": placement, "attempts": 1})})
+
+
+def test_an_on_demand_placement_on_an_elastic_pool_that_sells_spot_stays_off_spot_nodes():
+    spec = pool("eu-west-a100").spec  # sells spot
+    elastic = spec.model_copy(update={"scaling": ScalingSpec.model_validate({"maxNodes": 2})})
+    job = example("lora-sentiment.yaml")
+    not_spot = {"key": "karpenter.sh/capacity-type", "operator": "NotIn", "values": ["spot"]}
+    manifest = render_rayjob(_placed(job, "onDemand"), PoolPin.of("p", elastic), 1)
+    cluster = manifest["spec"]["rayClusterSpec"]
+    templates = [cluster["headGroupSpec"]["template"], cluster["workerGroupSpecs"][0]["template"],
+                 manifest["spec"]["submitterPodTemplate"]]
+    for template in templates:
+        terms = template["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        assert terms["nodeSelectorTerms"] == [{"matchExpressions": [not_spot]}]
+    # A spot placement, or a pool that is not elastic, gets no capacity-type term.
+    for placed, pin in ((_placed(job, "spot"), PoolPin.of("p", elastic)), (_placed(job, "onDemand"), PoolPin.of("p", spec))):
+        worker = render_rayjob(placed, pin, 1)["spec"]["rayClusterSpec"]["workerGroupSpecs"][0]["template"]
+        assert "affinity" not in worker["spec"]
 
 
 def test_trainer_contract_is_in_the_runtime_env():
