@@ -38,7 +38,7 @@ SLOW_CLASS = {**NODE_CLASS, "name": "never-ready"}
 
 
 def elastic_pool(
-    name: str, max_nodes: int, node_class: dict[str, str], gpu: str = GPU, timeout_s: int = 300
+    name: str, max_nodes: int, node_class: dict[str, str], gpu: str = GPU, timeout_s: int = 300, min_nodes: int = 0
 ) -> dict[str, Any]:
     return gpupool_manifest(
         name,
@@ -51,6 +51,7 @@ def elastic_pool(
         tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
         scaling={
             "maxNodes": max_nodes,
+            "minNodes": min_nodes,
             "nodeClassRef": node_class,
             "nodeStartupSeconds": 5,
             "provisioningTimeoutSeconds": timeout_s,
@@ -59,9 +60,11 @@ def elastic_pool(
 
 
 SLOW_GPU = "GB200"  # the never-ready pool's, so that only its jobs go there
+FLOOR_GPU = "GH200"  # the warm-floor pool's
 POOLS = [
     elastic_pool("e2e-elastic", 2, NODE_CLASS),
     elastic_pool("e2e-never-ready", 1, SLOW_CLASS, gpu=SLOW_GPU, timeout_s=20),
+    elastic_pool("e2e-floor", 2, NODE_CLASS, gpu=FLOOR_GPU, min_nodes=1),
 ]
 
 
@@ -86,7 +89,8 @@ def elastic_fleet(cluster: devcluster.Cluster, provisioner: None, operator: Oper
     names = [pool["metadata"]["name"] for pool in POOLS]
     cluster.kubectl("delete", "gpupool", *names, "--wait=false", check=False)
     # While Karpenter still runs: its NodeClaims' finalizers need it.
-    cluster.kubectl("delete", "nodepool", *names, "--ignore-not-found", check=False, timeout_s=120)
+    floors = [f"{name}-floor" for name in names]
+    cluster.kubectl("delete", "nodepool", *names, *floors, "--ignore-not-found", check=False, timeout_s=120)
 
 
 def a_job(name: str, run_seconds: int, gpu: str = GPU, **resources: Any) -> dict[str, Any]:
@@ -184,6 +188,31 @@ def test_an_elastic_gang_starts_at_the_size_that_can_be_bought(
     assert len({p["spec"]["nodeName"] for p in pods if p["metadata"]["labels"]["ray.io/node-type"] == "worker"}) == 2
     wait_for(lambda: job_status(cluster, namespace, "gang").get("phase") == "Succeeded", 180, "gang Succeeded")
     wait_for(lambda: not nodes_of(cluster, "e2e-elastic"), 180, "the pool back to no node")
+
+
+def test_min_nodes_keeps_a_warm_node_that_a_job_takes_without_buying_and_that_outlives_it(
+    cluster: devcluster.Cluster, elastic_fleet: None, namespace: str
+) -> None:
+    """minNodes 1: the operator's static floor NodePool (Karpenter's StaticCapacity) keeps one node;
+    a job lands on it at once, nothing is bought, and the idle node stays past consolidateAfter."""
+    floor = wait_for(lambda: [n for n in nodes_of(cluster, "e2e-floor-floor") if node_ready(n)], 120, "the floor node")
+    assert len(floor) == 1
+    wait_for(lambda: pool_status(cluster, "e2e-floor").get("nodes", {}).get("ready") == 1, 60, "status.nodes.ready 1")
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(a_job("warm", run_seconds=10, gpu=FLOOR_GPU)))
+    placed = wait_for(lambda: (s := job_status(cluster, namespace, "warm")).get("placement") and s, 60, "warm admitted")
+    assert placed["placement"]["pool"] == "e2e-floor" and "nodes to be bought" not in placed["message"], placed
+    pods = wait_for(lambda: bound_pods(cluster, namespace, "warm", 2), 90, "warm's pods bound")
+    assert {p["spec"]["nodeName"] for p in pods} == {floor[0]["metadata"]["name"]}
+    assert claims_of(cluster, "e2e-floor") == []  # the NodePool that buys bought nothing
+    wait_for(lambda: job_status(cluster, namespace, "warm").get("phase") == "Succeeded", 120, "warm Succeeded")
+    cluster.kubectl("delete", "transferjob", "warm", "-n", namespace)
+    wait_for(lambda: not bound_pods(cluster, namespace, "warm", 1), 90, "warm's pods gone")
+    time.sleep(40)  # past consolidateAfter (30 s): an empty node of the buying NodePool would go
+    assert [n["metadata"]["name"] for n in nodes_of(cluster, "e2e-floor-floor")] == [floor[0]["metadata"]["name"]]
+
+
+def node_ready(node: dict[str, Any]) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in (node.get("status") or {}).get("conditions") or [])
 
 
 def test_a_nodeclaim_that_never_gets_ready_sends_the_job_back_with_the_reason(

@@ -130,6 +130,8 @@ def start(cluster: Cluster, pools: Iterable[dict[str, Any]], timeout_s: float = 
         "METRICS_PORT": str(metrics),
         "HEALTH_PROBE_PORT": str(probe),
         "LOG_LEVEL": "info",
+        # Static NodePools (spec.replicas): an elastic pool's warm floor of minNodes.
+        "FEATURE_GATES": "StaticCapacity=true",
         # Batch the pending pods of a gang briefly, so that one NodeClaim fits them together.
         "BATCH_IDLE_DURATION": "1s",
         "BATCH_MAX_DURATION": "5s",

@@ -29,6 +29,7 @@ ZONE_LABEL = "topology.kubernetes.io/zone"
 GPU_RESOURCE = "nvidia.com/gpu"
 MANAGED_LABEL = "app.kubernetes.io/managed-by"
 MANAGER = "transfer-operator"
+FLOOR_SUFFIX = "-floor"
 CONSOLIDATE_AFTER = "30s"  # an empty bought node is given back this long after its last pod left
 
 
@@ -77,7 +78,8 @@ def scaling_readiness(pool: GPUPool, view: ProvisionerView) -> tuple[bool, Reaso
             "KWOKNodeClass in the dev cluster), or point spec.scaling.nodePoolRef at an existing NodePool; "
             "counting only the pool's ready nodes",
         )
-    if name not in view.node_pools:
+    missing = [n for n in node_pool_names(pool) if n not in view.node_pools]
+    if missing:
         fix = (
             "create it or point spec.scaling.nodePoolRef at an existing one"
             if scaling.node_pool_ref is not None
@@ -86,9 +88,17 @@ def scaling_readiness(pool: GPUPool, view: ProvisionerView) -> tuple[bool, Reaso
         return (
             False,
             Reason.NODE_POOL_NOT_FOUND,
-            f"Karpenter NodePool {name} not found: {fix}; counting only the pool's ready nodes",
+            f"Karpenter NodePool {missing[0]} not found: {fix}; counting only the pool's ready nodes",
         )
-    return True, Reason.POOL_READY, f"Karpenter NodePool {name} buys up to {scaling.max_nodes} nodes"
+    message = f"Karpenter NodePool {name} buys up to {scaling.max_nodes} nodes"
+    if scaling.min_nodes > 0 and scaling.node_pool_ref is None:
+        message += f"; {floor_node_pool_name(pool)} keeps {scaling.min_nodes} warm"
+    elif scaling.min_nodes > 0:
+        message += (
+            f"; minNodes {scaling.min_nodes} is kept only with generated NodePools: keep the floor in your "
+            "own (a static NodePool, spec.replicas)"
+        )
+    return True, Reason.POOL_READY, message
 
 
 # --- the generated NodePool ----------------------------------------------------------------
@@ -100,17 +110,80 @@ def instance_type_name(gpu_type: str, gpus_per_node: int) -> str:
     return f"{gpu_type.lower()}-{gpus_per_node}x"
 
 
-def node_pool_manifest(pool: GPUPool) -> dict[str, Any]:
-    """The Karpenter NodePool the operator generates for a pool without nodePoolRef: nodes with
-    the labels the pool's pods select and the taints they tolerate, of the pool's GPU shape, in its
-    zone, spot only when the pool sells spot, at most maxNodes of them; empty nodes consolidated."""
+def floor_node_pool_name(pool: GPUPool) -> str:
+    """The static NodePool that keeps a generated pool's `minNodes` (its warm floor)."""
+    return pool.metadata.name + FLOOR_SUFFIX
+
+
+def node_pool_names(pool: GPUPool) -> tuple[str, ...]:
+    """Every Karpenter NodePool whose nodes are the pool's: the one that buys on demand, and the
+    floor's when the operator generates the pool's NodePools and keeps `minNodes`."""
+    scaling = pool.spec.scaling
+    if scaling is not None and scaling.node_pool_ref is None and scaling.min_nodes > 0:
+        return (node_pool_name(pool), floor_node_pool_name(pool))
+    return (node_pool_name(pool),)
+
+
+def node_pool_manifests(pool: GPUPool) -> list[dict[str, Any]]:
+    """The Karpenter NodePools the operator generates for a pool without nodePoolRef. Both launch
+    nodes with the labels the pool's pods select and the taints they tolerate, of the pool's GPU
+    shape, in its zone:
+
+    - `<pool>` buys on demand (spot too when the pool sells spot), at most maxNodes - minNodes of
+      them, and gives empty ones back after CONSOLIDATE_AFTER;
+    - `<pool>-floor`, when minNodes > 0, is static (`replicas: minNodes`, Karpenter's
+      StaticCapacity): that many on-demand nodes, kept when idle. Karpenter allows no change
+      between static and dynamic, so the floor is a NodePool of its own (its replicas go to 0,
+      not away, when minNodes does, until the pool is deleted)."""
+    spec = pool.spec
+    scaling = spec.scaling
+    assert scaling is not None and scaling.node_class_ref is not None
+    name = pool.metadata.name
+    capacity_types = ["on-demand"] + (["spot"] if spec.pricing.spot_per_gpu_hour is not None else [])
+    buying = {
+        "apiVersion": "karpenter.sh/v1",
+        "kind": "NodePool",
+        "metadata": {"name": name, "labels": {MANAGED_LABEL: MANAGER, "transfer.dev/pool": name}},
+        "spec": {
+            "template": _template(pool, capacity_types),
+            "limits": {GPU_RESOURCE: str((scaling.max_nodes - scaling.min_nodes) * spec.gpus_per_node)},
+            # Only empty nodes go (never one under a running gang), all of them when idle.
+            "disruption": {
+                "consolidationPolicy": "WhenEmpty",
+                "consolidateAfter": CONSOLIDATE_AFTER,
+                "budgets": [{"nodes": "100%"}],
+            },
+        },
+    }
+    if scaling.min_nodes == 0:
+        return [buying]
+    floor_name = floor_node_pool_name(pool)
+    floor = {
+        "apiVersion": "karpenter.sh/v1",
+        "kind": "NodePool",
+        "metadata": {"name": floor_name, "labels": {MANAGED_LABEL: MANAGER, "transfer.dev/pool": name}},
+        "spec": {
+            "template": _template(pool, ["on-demand"]),
+            "replicas": scaling.min_nodes,
+            "limits": {"nodes": str(scaling.min_nodes)},
+        },
+    }
+    return [buying, floor]
+
+
+def idle_floor(name: str) -> dict[str, Any]:
+    """The patch that empties a floor NodePool the pool no longer keeps (minNodes went to 0)."""
+    return {"apiVersion": "karpenter.sh/v1", "kind": "NodePool", "metadata": {"name": name},
+            "spec": {"replicas": 0, "limits": {"nodes": "0"}}}  # fmt: skip
+
+
+def _template(pool: GPUPool, capacity_types: list[str]) -> dict[str, Any]:
     spec = pool.spec
     scaling = spec.scaling
     assert scaling is not None and scaling.node_class_ref is not None
     name = pool.metadata.name
     pin = PoolPin.of(name, spec)
     labels = {"transfer.dev/pool": name, "nvidia.com/gpu.product": spec.gpu_type, **pin.node_selector}
-    capacity_types = ["on-demand"] + (["spot"] if spec.pricing.spot_per_gpu_hour is not None else [])
     requirements: list[dict[str, Any]] = [
         {"key": CAPACITY_TYPE_LABEL, "operator": "In", "values": capacity_types},
         {"key": INSTANCE_TYPE_LABEL, "operator": "In", "values": [instance_type_name(spec.gpu_type, spec.gpus_per_node)]},
@@ -129,21 +202,7 @@ def node_pool_manifest(pool: GPUPool) -> dict[str, Any]:
     }
     if taints:
         template_spec["taints"] = taints
-    return {
-        "apiVersion": "karpenter.sh/v1",
-        "kind": "NodePool",
-        "metadata": {"name": name, "labels": {MANAGED_LABEL: MANAGER, "transfer.dev/pool": name}},
-        "spec": {
-            "template": {"metadata": {"labels": labels}, "spec": template_spec},
-            "limits": {GPU_RESOURCE: str(scaling.max_nodes * spec.gpus_per_node)},
-            # Only empty nodes go (never one under a running gang), all of them when idle.
-            "disruption": {
-                "consolidationPolicy": "WhenEmpty",
-                "consolidateAfter": CONSOLIDATE_AFTER,
-                "budgets": [{"nodes": "100%"}],
-            },
-        },
-    }
+    return {"metadata": {"labels": labels}, "spec": template_spec}
 
 
 # --- what the pool holds --------------------------------------------------------------------
@@ -154,8 +213,8 @@ def _ready(obj: Mapping[str, Any]) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
-def _of_node_pool(obj: Mapping[str, Any], node_pool: str) -> bool:
-    return ((obj.get("metadata") or {}).get("labels") or {}).get(NODEPOOL_LABEL) == node_pool
+def _of_node_pools(obj: Mapping[str, Any], node_pools: tuple[str, ...]) -> bool:
+    return ((obj.get("metadata") or {}).get("labels") or {}).get(NODEPOOL_LABEL) in node_pools
 
 
 def provisioned_nodes(
@@ -163,14 +222,14 @@ def provisioned_nodes(
 ) -> tuple[int, int, set[str]]:
     """(ready, provisioning, names of the pool's NodeClaims): nodes of its NodePool that are Ready
     and not lost; NodeClaims of it whose node is not (yet) ready."""
-    name = node_pool_name(pool)
+    names = node_pool_names(pool)
     gone = set(lost)
     ready_nodes = {
         (n.get("metadata") or {}).get("name")
         for n in nodes
-        if _of_node_pool(n, name) and _ready(n) and (n.get("metadata") or {}).get("name") not in gone
+        if _of_node_pools(n, names) and _ready(n) and (n.get("metadata") or {}).get("name") not in gone
     }
-    claims = [c for c in node_claims if _of_node_pool(c, name)]
+    claims = [c for c in node_claims if _of_node_pools(c, names)]
     provisioning = sum(
         1 for c in claims if (c.get("status") or {}).get("nodeName") not in ready_nodes or not _ready(c)
     )
@@ -218,7 +277,7 @@ def stale_claims(pool: GPUPool, node_claims: Iterable[Mapping[str, Any]], now_s:
     for claim in node_claims:
         metadata = claim.get("metadata") or {}
         age = seconds_since(metadata.get("creationTimestamp"), now)
-        mine = _of_node_pool(claim, node_pool_name(pool)) and not _ready(claim)
+        mine = _of_node_pools(claim, node_pool_names(pool)) and not _ready(claim)
         if mine and age is not None and age >= scaling.provisioning_timeout_seconds:
             stale.append(metadata.get("name", ""))
     return sorted(stale)

@@ -29,7 +29,9 @@ from transfer_operator.engine import transitions
 from transfer_operator.engine.conditions import upsert_condition
 from transfer_operator.engine.elastic_pool import (
     ProvisionerView,
-    node_pool_manifest,
+    floor_node_pool_name,
+    idle_floor,
+    node_pool_manifests,
     nodes_status,
     provisioned_nodes,
     scaling_readiness,
@@ -50,15 +52,20 @@ def spec_hash(manifest: dict[str, Any]) -> str:
 
 
 def ensure_node_pool(ctx: Ctx, pool: GPUPool) -> None:
-    """The generated NodePool of `pool`, created or brought in step with it (no write when it is)."""
-    manifest = node_pool_manifest(pool)
-    digest = spec_hash(manifest)
-    manifest["metadata"]["annotations"] = {SPEC_HASH: digest}
-    stored = ctx.index.nodepools.get(("", manifest["metadata"]["name"]))
-    if stored is not None and (stored["metadata"].get("annotations") or {}).get(SPEC_HASH) == digest:
-        return
-    written = ctx.kube.apply_nodepool(manifest, create=stored is None)
-    ctx.index.nodepools.apply("MODIFIED", written, mark=False)
+    """The generated NodePools of `pool`, created or brought in step with it (no write when they
+    are); a floor NodePool it no longer keeps (minNodes went to 0) emptied."""
+    manifests = node_pool_manifests(pool)
+    floor = floor_node_pool_name(pool)
+    if len(manifests) == 1 and ctx.index.nodepools.get(("", floor)) is not None:
+        manifests.append(idle_floor(floor))  # written once: then its hash matches
+    for manifest in manifests:
+        digest = spec_hash(manifest)
+        manifest["metadata"]["annotations"] = {SPEC_HASH: digest}
+        stored = ctx.index.nodepools.get(("", manifest["metadata"]["name"]))
+        if stored is not None and (stored["metadata"].get("annotations") or {}).get(SPEC_HASH) == digest:
+            continue
+        written = ctx.kube.apply_nodepool(manifest, create=stored is None)
+        ctx.index.nodepools.apply("MODIFIED", written, mark=False)
 
 
 def sync_elastic(ctx: Ctx, fleet: Fleet, now: datetime) -> None:

@@ -114,6 +114,41 @@ def test_the_generated_node_pool_follows_the_pool_and_is_not_rewritten_otherwise
     assert kube.nodepools["eu-a100"]["spec"]["limits"] == {"nvidia.com/gpu": "24"}
 
 
+def test_min_nodes_is_a_static_floor_node_pool_beside_the_one_that_buys():
+    ctx, kube = ctx_with(elastic_pool(max_nodes=3, minNodes=1), a_job("a"), kube=FakeKube(karpenter=True))
+    run_cycle(ctx, NOW)
+    floor, buying = kube.nodepools["eu-a100-floor"], kube.nodepools["eu-a100"]
+    assert floor["spec"]["replicas"] == 1 and floor["spec"]["limits"] == {"nodes": "1"}
+    assert "disruption" not in floor["spec"]  # a static NodePool is never consolidated
+    requirements = floor["spec"]["template"]["spec"]["requirements"]
+    assert {"key": "karpenter.sh/capacity-type", "operator": "In", "values": ["on-demand"]} in requirements
+    assert floor["spec"]["template"]["metadata"]["labels"]["transfer.dev/pool"] == "eu-a100"
+    assert buying["spec"]["limits"] == {"nvidia.com/gpu": "16"}  # (3 - 1) nodes of 8 GPUs to buy
+    run_cycle(ctx, NOW + timedelta(seconds=2))
+    assert "eu-a100-floor keeps 1 warm" in ready_condition(kube)["message"]
+    # The floor's node is the pool's: counted ready, and the job is placed on it (nothing to buy).
+    karpenter_node(kube, "floor-abc", node_pool="eu-a100-floor")
+    ctx2, kube2 = ctx, kube
+    run_cycle(ctx2, NOW + timedelta(seconds=4))
+    assert pool_status(kube2)["nodes"]["ready"] == 1
+    # minNodes back to 0: the floor NodePool is emptied (Karpenter allows no static -> dynamic).
+    kube.gpupools["eu-a100"]["spec"]["scaling"]["minNodes"] = 0
+    run_cycle(ctx, NOW + timedelta(seconds=6))
+    assert kube.nodepools["eu-a100-floor"]["spec"]["replicas"] == 0
+    assert kube.nodepools["eu-a100"]["spec"]["limits"] == {"nvidia.com/gpu": "24"}
+
+
+def test_the_floor_node_is_where_a_job_goes_before_any_is_bought():
+    ctx, kube = ctx_with(elastic_pool(max_nodes=3, minNodes=1), kube=FakeKube(karpenter=True))
+    run_cycle(ctx, NOW)
+    karpenter_node(kube, "floor-abc", node_pool="eu-a100-floor")
+    run_cycle(ctx, NOW + timedelta(seconds=2))
+    kube.add(a_job("a"))
+    run_cycle(ctx, NOW + timedelta(seconds=4))
+    status = status_of(kube, "a")
+    assert status["phase"] == "Admitted" and "nodes to be bought" not in status["message"]
+
+
 def test_a_referenced_node_pool_that_does_not_exist_keeps_the_pool_not_ready():
     pool = a_pool("eu-a100", nodes=0, scaling={"maxNodes": 2, "nodePoolRef": {"name": "gpu"}})
     ctx, kube = ctx_with(pool, a_job("a"), kube=FakeKube(karpenter=True))
