@@ -140,11 +140,10 @@ def node_pool_manifests(pool: GPUPool) -> list[dict[str, Any]]:
     assert scaling is not None and scaling.node_class_ref is not None
     name = pool.metadata.name
     capacity_types = ["on-demand"] + (["spot"] if spec.pricing.spot_per_gpu_hour is not None else [])
-    buying = {
-        "apiVersion": "karpenter.sh/v1",
-        "kind": "NodePool",
-        "metadata": {"name": name, "labels": {MANAGED_LABEL: MANAGER, "transfer.dev/pool": name}},
-        "spec": {
+    buying = _node_pool(
+        name,
+        name,
+        {
             "template": _template(pool, capacity_types),
             "limits": {GPU_RESOURCE: str((scaling.max_nodes - scaling.min_nodes) * spec.gpus_per_node)},
             # Only empty nodes go (never one under a running gang), all of them when idle.
@@ -154,21 +153,20 @@ def node_pool_manifests(pool: GPUPool) -> list[dict[str, Any]]:
                 "budgets": [{"nodes": "100%"}],
             },
         },
-    }
+    )
     if scaling.min_nodes == 0:
         return [buying]
-    floor_name = floor_node_pool_name(pool)
-    floor = {
-        "apiVersion": "karpenter.sh/v1",
-        "kind": "NodePool",
-        "metadata": {"name": floor_name, "labels": {MANAGED_LABEL: MANAGER, "transfer.dev/pool": name}},
-        "spec": {
-            "template": _template(pool, ["on-demand"]),
-            "replicas": scaling.min_nodes,
-            "limits": {"nodes": str(scaling.min_nodes)},
-        },
+    floor_spec = {
+        "template": _template(pool, ["on-demand"]),
+        "replicas": scaling.min_nodes,
+        "limits": {"nodes": str(scaling.min_nodes)},
     }
-    return [buying, floor]
+    return [buying, _node_pool(floor_node_pool_name(pool), name, floor_spec)]
+
+
+def _node_pool(name: str, pool: str, spec: dict[str, Any]) -> dict[str, Any]:
+    labels = {MANAGED_LABEL: MANAGER, "transfer.dev/pool": pool}
+    return {"apiVersion": "karpenter.sh/v1", "kind": "NodePool", "metadata": {"name": name, "labels": labels}, "spec": spec}
 
 
 def idle_floor(name: str) -> dict[str, Any]:

@@ -39,16 +39,15 @@ def running_gang(job: TransferJob, now: datetime, grow_after_s: float) -> Runnin
     fewest, most = job.spec.resources.worker_range
     if job.status.phase is not Phase.RUNNING or placement is None or fewest == most:
         return None
-    held = job.held_workers
     age = seconds_since(job.status.admitted_at, now)
-    if held >= most or age is None or age < grow_after_s:
+    if age is None or age < grow_after_s:
         return None
     budget = job.spec.budget
     spent, _ = transitions.accrue_cost(job, now)
     return Running(
         key=job.key,
         pool=placement.pool,
-        workers=held,
+        workers=job.held_workers,
         max_workers=most,
         gpus_per_worker=job.spec.resources.gpus_per_worker,
         usd_per_gpu_hour=placement.usd_per_gpu_hour,

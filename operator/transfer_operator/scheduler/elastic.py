@@ -85,11 +85,17 @@ def most_workers(
         if free is None:
             continue
         fit = min(job.workers, free.workers_that_fit(job.gpus_per_worker))
-        if job.budget_usd is not None and usd * hours * job.gpus_per_worker > 0:
-            affordable = job.budget_usd * (1 + BUDGET_SLACK) / (usd * hours * job.gpus_per_worker)
-            fit = min(fit, math.floor(affordable))
-        best = max(best, fit)
+        best = max(best, min(fit, affordable_workers(job.budget_usd, usd, hours, job.gpus_per_worker)))
     return best if best >= job.min_workers else None
+
+
+def affordable_workers(budget_usd: float | None, usd_per_gpu_hour: float, hours: float, gpus_per_worker: int) -> int:
+    """The most workers the budget left pays for over `hours` (any number when there is no budget
+    or the workers cost nothing)."""
+    per_worker = usd_per_gpu_hour * hours * gpus_per_worker
+    if budget_usd is None or per_worker <= 0:
+        return 1 << 30
+    return math.floor(budget_usd * (1 + BUDGET_SLACK) / per_worker)
 
 
 def sized(job: JobRequest, workers: int) -> JobRequest:

@@ -9,7 +9,7 @@ restart of the gang at the new size from its latest checkpoint, so it pays a res
   for capacity this cycle, could run on (its GPU type and regions allow the pool);
 - a growth is worth its restart only when it adds at least a quarter of the gang (`MIN_GAIN`), or
   takes the gang to its most;
-- the budget left bounds the new size as it bounds an admission (elastic.most_workers' rule).
+- the budget left bounds the new size as it bounds an admission (elastic.affordable_workers).
 
 Jobs are considered by priority (highest first), then the oldest admission, then key; each growth
 takes its capacity before the next job looks.
@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from transfer_operator.scheduler.capacity import build_capacity
-from transfer_operator.scheduler.costmap import BUDGET_SLACK
+from transfer_operator.scheduler.elastic import affordable_workers
 from transfer_operator.scheduler.types import ClusterSnapshot, JobRequest, PoolState
 
 MIN_GAIN = 0.25  # a growth restarts the gang: below a quarter more workers it is not worth it
@@ -72,10 +72,11 @@ def grow(snapshot: ClusterSnapshot, running: Sequence[Running], waiting: Iterabl
         free = capacity.get(job.pool)
         if free is None or job.pool not in pools or wanted.get(job.pool, -math.inf) >= job.priority:
             continue
-        most = min(job.max_workers, job.workers + free.workers_that_fit(job.gpus_per_worker))
-        if job.budget_usd is not None and job.usd_per_gpu_hour * job.hours > 0:
-            per_worker = job.usd_per_gpu_hour * job.hours * job.gpus_per_worker
-            most = min(most, math.floor(job.budget_usd * (1 + BUDGET_SLACK) / per_worker))
+        most = min(
+            job.max_workers,
+            job.workers + free.workers_that_fit(job.gpus_per_worker),
+            affordable_workers(job.budget_usd, job.usd_per_gpu_hour, job.hours, job.gpus_per_worker),
+        )
         extra = most - job.workers
         if extra <= 0 or (most < job.max_workers and extra < math.ceil(job.workers * MIN_GAIN)):
             continue
