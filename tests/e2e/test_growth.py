@@ -1,7 +1,8 @@
 """An elastic gang grows on the real control plane: it starts on the GPUs free beside another job
 (1 of its 1..2 workers), the other job ends and goes, and the operator restarts the gang at 2
 workers as its next attempt (a RayJob of 2 replicas, the old one deleted first), with exactly one
-live RayJob throughout and no placement of maxAttempts spent."""
+live RayJob throughout and no placement of maxAttempts spent. And the other way: a higher-priority
+job shrinks a running gang to make room, rather than preempting it."""
 
 from __future__ import annotations
 
@@ -100,4 +101,36 @@ def test_an_elastic_gang_grows_when_the_gpus_beside_it_free_up(
     violations = invariant_violations(cluster, namespace, ["gang"])
     # recovery: from the other job's delete to the gang's resize written (the cooldown had passed)
     record("an elastic gang grows into freed GPUs (restart at 2 workers)", 1, violations, grow_s)
+    assert not any(violations.values()), violations
+
+
+def test_a_higher_priority_job_shrinks_a_running_gang_instead_of_preempting_it(
+    cluster: devcluster.Cluster, operator: OperatorProcess, namespace: str
+) -> None:
+    gang = h100_job("wide", run_seconds=600, minWorkers=1, maxWorkers=2)
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(gang))
+    # Both H100 nodes: once the last test's namespace (and its gang) is gone.
+    wide = wait_for(
+        lambda: (s := status_of(cluster, namespace, "wide")).get("phase") == "Running" and s["placement"]["gpus"] == 16 and s,
+        180,
+        "wide Running on 2 workers",
+    )
+    assert wide["attempts"] == 1, wide
+    started = time.monotonic()
+    cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(h100_job("vip", run_seconds=600, priority=9, workers=1)))
+    shrunk = wait_for(
+        lambda: (s := status_of(cluster, namespace, "wide")).get("attempts") == 2 and s, 120, "wide shrunk (attempt 2)"
+    )
+    assert shrunk["placement"]["gpus"] == 8 and shrunk["resizes"] == 1 and shrunk["phase"] != "Preempted", shrunk
+    ready = next(c for c in shrunk["conditions"] if c["type"] == "Ready")
+    assert "shrunk from 2 to 1 workers to make room for higher-priority" in ready["message"], ready
+    wait_for(lambda: status_of(cluster, namespace, "vip").get("phase") == "Running", 120, "vip Running")
+    shrink_s = time.monotonic() - started
+    running = wait_for(
+        lambda: (s := status_of(cluster, namespace, "wide")).get("phase") == "Running" and s, 120, "wide Running at 1"
+    )
+    assert running["attempts"] == 2 and replicas(cluster, namespace, running["rayJobName"]) == 1
+    violations = invariant_violations(cluster, namespace, ["wide", "vip"])
+    # recovery: from the higher-priority job's apply to it running beside the shrunk gang
+    record("a higher-priority job shrinks a running elastic gang (restart at 1 worker)", 1, violations, shrink_s)
     assert not any(violations.values()), violations

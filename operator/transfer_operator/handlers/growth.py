@@ -83,24 +83,31 @@ def grow_gangs(
     growths = grow(after, running, waiting_for_capacity(pending, decisions))
     for growth in growths:
         try:
-            resize(ctx, fleet, growth, now)
+            grow_one(ctx, fleet, growth, now)
         except Exception:  # one job's failure must not stop the cycle
             log.exception("growing %s failed", growth.key)
             metrics.RECONCILE_ERRORS.labels(stage="grow").inc()
     return growths
 
 
-def resize(ctx: Ctx, fleet: Fleet, growth: Growth, now: datetime) -> None:
-    body, job = fleet.jobs[growth.key]
+def resize(ctx: Ctx, fleet: Fleet, key: str, workers: int, message: str, now: datetime) -> None:
+    """Restart a held elastic gang at `workers` in its pool from its latest checkpoint: a growth,
+    or a shrink that makes room for a higher-priority job (handlers/scheduling.py)."""
+    body, job = fleet.jobs[key]
     placement = job.status.placement
     assert placement is not None
+    gpus = workers * job.spec.resources.gpus_per_worker
     wire = placement.to_wire()
-    wire.update(gpus=growth.gpus, usdPerHour=round(placement.usd_per_gpu_hour * growth.gpus, 4))
+    wire.update(gpus=gpus, usdPerHour=round(placement.usd_per_gpu_hour * gpus, 4))
     name = rayjob_name(job.metadata.name, job.status.attempts + 1)
+    change = transitions.resize(job, body.get("status") or {}, wire, name, message, now)
+    fleet.jobs[key] = (body, perform(ctx, body, job, change, fleet.pools))
+    metrics.GANG_RESIZES.inc()
+
+
+def grow_one(ctx: Ctx, fleet: Fleet, growth: Growth, now: datetime) -> None:
     message = (
         f"grown from {growth.workers_from} to {growth.workers_to} workers on {growth.pool} (GPUs freed up); "
         "restarting from the latest checkpoint"
     )
-    change = transitions.resize(job, body.get("status") or {}, wire, name, message, now)
-    fleet.jobs[growth.key] = (body, perform(ctx, body, job, change, fleet.pools))
-    metrics.GANG_RESIZES.inc()
+    resize(ctx, fleet, growth.key, growth.workers_to, message, now)

@@ -33,7 +33,7 @@ from transfer_operator.handlers.context import Ctx
 from transfer_operator.handlers.effects import perform
 from transfer_operator.handlers.elastic import release_unprovisioned, sync_elastic
 from transfer_operator.handlers.fleet import Fleet, read_fleet
-from transfer_operator.handlers.growth import grow_gangs
+from transfer_operator.handlers.growth import grow_gangs, resize
 from transfer_operator.handlers.queues import queue_rules, schedulable_jobs
 from transfer_operator.handlers.running import reconcile_holding
 from transfer_operator.handlers.specs import review_specs
@@ -230,6 +230,13 @@ def preempt_victims(ctx: Ctx, fleet: Fleet, decision: Decision, now: datetime) -
             requeue_after_s=requeue_backoff_s(victim.status.attempts),
         )
         fleet.jobs[victim_key] = (body, perform(ctx, body, victim, change))
+    for victim_key, workers in decision.shrinks:
+        held = fleet.jobs[victim_key][1].held_workers
+        message = (
+            f"shrunk from {held} to {workers} workers to make room for higher-priority {decision.job_key}; "
+            "restarting from the latest checkpoint"
+        )
+        resize(ctx, fleet, victim_key, workers, message, now)
 
 
 def wait(ctx: Ctx, fleet: Fleet, decision: Decision, now: datetime) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from transfer_operator.api.enums import Phase
 from transfer_operator.api.models import GPUPool, TransferJob
 from transfer_operator.api.queues import TransferQueue
 from transfer_operator.scheduler.types import Allocation, JobRequest, PoolState, QueueQuota
@@ -67,10 +68,12 @@ def job_request_of(job: TransferJob) -> JobRequest:
 
 
 def allocation_of(job: TransferJob) -> Allocation | None:
-    """GPUs a job holds: admitted or running jobs with a placement."""
+    """GPUs a job holds: admitted or running jobs with a placement. A running elastic gang may be
+    shrunk down to its minimum (a restart from its checkpoint, as a growth is)."""
     placement = job.status.placement
     if placement is None or not job.status.phase.holds_capacity:
         return None
+    fewest, most = job.spec.resources.worker_range
     return Allocation(
         job_key=job.key,
         pool=placement.pool,
@@ -79,6 +82,7 @@ def allocation_of(job: TransferJob) -> Allocation | None:
         priority=job.spec.priority,
         queue=job.spec.queue,
         admitted_at_s=seconds_of(job.status.admitted_at),
+        min_workers=fewest if fewest < most and job.status.phase is Phase.RUNNING else None,
     )
 
 

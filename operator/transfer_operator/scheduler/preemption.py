@@ -11,13 +11,18 @@ The search is bounded, whatever the fleet holds:
   its nominal GPUs of the victim's GPU type (it borrows them); with no quotas at all, any lower-priority job on the pool;
 - a search that found nothing is remembered for the rest of the cycle: capacity only shrinks and
   claimed victims stay claimed, so a later job asking for the same with no higher priority is
-  answered at once.
+  answered at once;
+- running elastic gangs are shrunk rather than evicted: first alone (no eviction at all) when
+  shrinking them to their minimum is enough; else each gang among the evicted keeps the most
+  workers (at least its minimum) that still leave room. The operator restarts a shrunk gang at its
+  new size from its checkpoint, as a growth does.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from transfer_operator.api.enums import Reason, UtilizationPolicy
@@ -42,17 +47,39 @@ def _victim_order(allocation: Allocation) -> tuple[int, float, str]:
     return (allocation.priority, -allocation.admitted_at_s, allocation.job_key)
 
 
-def preempt_decision(entry: JobOptions, option: Option, victims: tuple[str, ...]) -> Decision:
+@dataclass(frozen=True, slots=True)
+class Victims:
+    """What makes room for a job: lower-priority jobs to evict, and elastic gangs to shrink,
+    each with the workers it keeps."""
+
+    evicted: tuple[str, ...]
+    shrunk: tuple[tuple[str, int], ...] = ()
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return self.evicted + tuple(key for key, _ in self.shrunk)
+
+    @property
+    def order(self) -> tuple[int, int]:
+        """Fewer evictions first, then fewer shrinks."""
+        return len(self.evicted), len(self.shrunk)
+
+
+def preempt_decision(entry: JobOptions, option: Option, victims: Victims) -> Decision:
+    pool = option.placement.pool
+    said = [*victims.evicted, *(f"{key} (shrunk to {keep} workers)" for key, keep in victims.shrunk)]
+    verb = "preempting" if victims.evicted else "shrinking"
     return Decision(
         entry.job.key,
         Action.PREEMPT,
         Fit.PREEMPT,
         Reason.PREEMPTING,
-        f"preempting {len(victims)} lower-priority job(s) on {option.placement.pool}: "
-        + ", ".join(victims[:NAMED_VICTIMS])
-        + (f" and {len(victims) - NAMED_VICTIMS} more" if len(victims) > NAMED_VICTIMS else ""),
+        f"{verb} {len(said)} lower-priority job(s) on {pool}: "
+        + ", ".join(said[:NAMED_VICTIMS])
+        + (f" and {len(said) - NAMED_VICTIMS} more" if len(said) > NAMED_VICTIMS else ""),
         placement=option.placement,
-        victims=victims,
+        victims=victims.evicted,
+        shrinks=victims.shrunk,
     )
 
 
@@ -93,16 +120,16 @@ class Preemptor:
     def admitted(self, allocation: Allocation) -> None:
         self.held[allocation.pool].append(allocation)
 
-    def plan(self, entry: JobOptions, quota: QuotaLedger) -> tuple[Option, tuple[str, ...]] | None:
-        """The option that fits once the fewest lower-priority jobs leave, and those jobs; None if
-        there is none (remembered for this cycle). Claims the victims it returns."""
+    def plan(self, entry: JobOptions, quota: QuotaLedger) -> tuple[Option, Victims] | None:
+        """The option that fits once the fewest lower-priority jobs leave (or shrink), and those
+        jobs; None if there is none (remembered for this cycle). Claims the victims it returns."""
         job = entry.job
         if job.priority <= self.lowest_priority:
             return None
         request = _request_of(job)
         if self.failed.get(request, -(2**63)) >= job.priority:
             return None
-        best: tuple[tuple[int, float, str], Option, tuple[str, ...]] | None = None
+        best: tuple[tuple[int, int, float, str], Option, Victims] | None = None
         quota_matters = job.queue in quota.quotas
         for position in range(min(entry.count, PREEMPTION_OPTIONS)):
             option = entry.option_at(position)
@@ -113,13 +140,13 @@ class Preemptor:
             victims = self._minimal_victims(job, self.pools[pool_name], candidates, quota)
             if victims is None:
                 continue
-            key = (len(victims), option.score, pool_name)
+            key = (*victims.order, option.score, pool_name)
             if best is None or key < best[0]:
                 best = (key, option, victims)
         if best is None:
             self.failed[request] = max(job.priority, self.failed.get(request, -(2**63)))
             return None
-        self.taken.update(best[2])
+        self.taken.update(best[2].keys)
         return best[1], best[2]
 
     def _candidates(
@@ -151,25 +178,47 @@ class Preemptor:
         return sorted(on_pool + in_queue, key=_victim_order)
 
     def _fits_without(
-        self, job: JobRequest, pool: PoolState, removed: list[Allocation], quota: QuotaLedger
+        self, job: JobRequest, pool: PoolState, removed: Sequence[Allocation], quota: QuotaLedger
     ) -> bool:
         """Would the job fit on `pool` (and in its quota) if `removed` were evicted?"""
+        return self._fits_after(job, pool, [(a, 0) for a in removed], quota)
+
+    def _fits_after(
+        self, job: JobRequest, pool: PoolState, freed: Sequence[tuple[Allocation, int]], quota: QuotaLedger
+    ) -> bool:
+        """Would the job fit on `pool` (and in its quota) if each allocation of `freed` kept only
+        its given workers (0: evicted)?"""
         if job.queue in quota.quotas:
             trial_quota = quota.copy()
-            for allocation in removed:
+            for allocation, keep in freed:
                 gpu_type = quota.type_of(allocation.pool)
                 if gpu_type is not None:
-                    trial_quota.give_back(allocation.queue, gpu_type, allocation.gpus)
+                    trial_quota.give_back(
+                        allocation.queue, gpu_type, (allocation.workers - keep) * allocation.gpus_per_worker
+                    )
             if trial_quota.why_not(job.queue, pool.gpu_type, job.gang_gpus) is not None:
                 return False
-        removed_keys = {a.job_key for a in removed}
-        staying = [a for a in self.held.get(pool.name, ()) if a.job_key not in removed_keys]
+        kept = {a.job_key: keep for a, keep in freed}
+        staying = []
+        for allocation in self.held.get(pool.name, ()):
+            workers = kept.get(allocation.job_key)
+            if workers is None:
+                staying.append(allocation)
+            elif workers > 0:
+                staying.append(dataclasses.replace(allocation, workers=workers))
         return build_capacity([pool], staying, self.policy)[pool.name].fits(job.workers, job.gpus_per_worker)
 
     def _minimal_victims(
         self, job: JobRequest, pool: PoolState, candidates: list[Allocation], quota: QuotaLedger
-    ) -> tuple[str, ...] | None:
-        """The shortest prefix of the candidates after which the job fits, pruned to a minimal set."""
+    ) -> Victims | None:
+        """What makes room with the least lost: shrinking elastic gangs alone when that is enough;
+        else the shortest prefix of the candidates after which the job fits, pruned to a minimal
+        set, with the elastic gangs among it shrunk rather than evicted where that is enough."""
+        shrinkable = [a for a in candidates if _shrinkable(a)][:LINEAR_SEARCH]
+        if shrinkable:
+            freed = [(a, a.min_workers or 0) for a in shrinkable]
+            if self._fits_after(job, pool, freed, quota):
+                return self._least_taken(job, pool, freed, quota)
         if not self._fits_without(job, pool, candidates, quota):
             return None
         if len(candidates) <= LINEAR_SEARCH:
@@ -186,13 +235,56 @@ class Preemptor:
                     low = middle
         removed = candidates[:end]
         if len(removed) > LINEAR_SEARCH:
-            return tuple(sorted(a.job_key for a in removed))  # the shortest prefix; pruning would cost k^2
+            return Victims(tuple(sorted(a.job_key for a in removed)))  # the shortest prefix; pruning would cost k^2
         # Prune: keep a victim only if the job no longer fits without evicting it.
         for allocation in list(reversed(removed)):
             trial = [a for a in removed if a is not allocation]
             if self._fits_without(job, pool, trial, quota):
                 removed = trial
-        return tuple(sorted(a.job_key for a in removed))
+        return self._least_taken(job, pool, [(a, 0) for a in removed], quota)
+
+    def _least_taken(
+        self, job: JobRequest, pool: PoolState, freed: list[tuple[Allocation, int]], quota: QuotaLedger
+    ) -> Victims:
+        """`freed` (each allocation with the workers it keeps) with which the job fits, each elastic
+        gang (the last in victim order first) then given back the most workers it may keep."""
+        freed = list(freed)
+        for index in reversed(range(len(freed))):
+            freed[index] = (freed[index][0], self._most_kept(job, pool, freed, index, quota))
+        return Victims(
+            tuple(sorted(a.job_key for a, keep in freed if keep == 0)),
+            tuple(sorted((a.job_key, keep) for a, keep in freed if 0 < keep < a.workers)),
+        )
+
+    def _most_kept(
+        self, job: JobRequest, pool: PoolState, freed: list[tuple[Allocation, int]], index: int, quota: QuotaLedger
+    ) -> int:
+        """The most workers (0, or min_workers up to all it holds) the allocation `freed[index]`
+        may keep with the job still fitting, given what it keeps now does. Fitting only gets easier
+        as it keeps less, so the size is found by bisection."""
+        allocation, keep = freed[index]
+        if not _shrinkable(allocation):
+            return keep
+
+        def fits_keeping(workers: int) -> bool:
+            return self._fits_after(job, pool, [*freed[:index], (allocation, workers), *freed[index + 1 :]], quota)
+
+        fewest = allocation.min_workers or 0
+        if keep < fewest and not fits_keeping(fewest):
+            return keep
+        low, high = max(keep, fewest), allocation.workers + 1  # fits keeping `low`, not keeping `high`
+        while high - low > 1:
+            middle = (low + high) // 2
+            if fits_keeping(middle):
+                low = middle
+            else:
+                high = middle
+        return low
+
+
+def _shrinkable(allocation: Allocation) -> bool:
+    fewest = allocation.min_workers
+    return fewest is not None and 0 < fewest < allocation.workers
 
 
 def may_reclaim(queue: str, victim: Allocation, quota: QuotaLedger) -> bool:

@@ -19,7 +19,7 @@ class Fit(IntEnum):
 
 class Action(StrEnum):
     ADMIT = "admit"
-    PREEMPT = "preempt"  # evict the victims; the job is admitted in a later cycle
+    PREEMPT = "preempt"  # evict (or shrink) the victims; the job is admitted in a later cycle
     WAIT = "wait"
 
 
@@ -89,6 +89,7 @@ class Allocation:
     priority: int = 0
     queue: str = "default"
     admitted_at_s: float = 0.0
+    min_workers: int | None = None  # a running elastic gang may be shrunk to this instead of evicted
 
     @property
     def gpus(self) -> int:
@@ -159,7 +160,8 @@ class Decision:
     reason: Reason
     message: str
     placement: Placement | None = None
-    victims: tuple[str, ...] = ()
+    victims: tuple[str, ...] = ()  # jobs to evict
+    shrinks: tuple[tuple[str, int], ...] = ()  # (job, workers it keeps): elastic gangs to shrink
 
 
 # A frozen dataclass's __init__ sets each field through object.__setattr__. A large cycle builds
@@ -185,6 +187,7 @@ _new = object.__new__
     _set_message,
     _set_placement,
     _set_victims,
+    _set_shrinks,
 ) = (getattr(Decision, f).__set__ for f in Decision.__dataclass_fields__)
 
 
@@ -231,4 +234,5 @@ def new_decision(
     _set_message(decision, message)
     _set_placement(decision, placement)
     _set_victims(decision, ())
+    _set_shrinks(decision, ())
     return decision

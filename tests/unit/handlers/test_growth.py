@@ -1,6 +1,7 @@
 """Growing a running elastic gang in the cycle (handlers/growth.py) over a FakeKube: it starts at the
 size free, grows once the GPUs free up and its cooldown has passed, as a new attempt of the new
-size that spends no placement of maxAttempts, and never while the queue wants the pool."""
+size that spends no placement of maxAttempts, and never while the queue wants the pool; and
+shrinking one for a higher-priority job instead of preempting it."""
 
 from __future__ import annotations
 
@@ -82,3 +83,24 @@ def test_resizes_do_not_use_up_max_attempts():
     finish_x(ctx, kube, 61)
     status = status_of(kube, "e")
     assert status["attempts"] == 2 and status["resizes"] == 1 and status["phase"] == "Admitted"
+
+
+def test_a_higher_priority_job_shrinks_a_running_gang_instead_of_preempting_it():
+    ctx, kube = ctx_with(a_pool(), elastic_job())
+    run_cycle(ctx, NOW)
+    kube.rayjobs[("default", "e-a1")]["status"] = RUNNING
+    run_cycle(ctx, NOW + timedelta(seconds=2))
+    assert status_of(kube, "e")["placement"]["gpus"] == 8
+    kube.add(a_job("vip", gpus=3, priority=5))
+    run_cycle(ctx, NOW + timedelta(seconds=10))
+    status = status_of(kube, "e")
+    assert (status["phase"], status["attempts"], status["resizes"]) == ("Admitted", 2, 1)
+    assert status["placement"]["gpus"] == 5 and workers_of(kube, "e-a2") == 5
+    assert ("default", "e-a1") not in kube.rayjobs
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert "shrunk from 8 to 5 workers to make room for higher-priority default/vip" in ready["message"]
+    assert status_of(kube, "vip")["phase"] == "Pending"
+    run_cycle(ctx, NOW + timedelta(seconds=12))  # the gang's 3 GPUs are free: the job runs beside it
+    assert status_of(kube, "vip")["phase"] == "Admitted"
+    assert kube.gpupools["eu-a100"]["status"]["allocatedGpus"] == 8
+    assert status_of(kube, "e")["placement"]["gpus"] == 5

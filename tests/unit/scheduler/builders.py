@@ -63,8 +63,9 @@ def held(
     priority: int = 0,
     queue: str = "default",
     at: float = 0.0,
+    min_workers: int | None = None,
 ) -> Allocation:
-    return Allocation(job_key, pool, workers, gpus, priority, queue, at)
+    return Allocation(job_key, pool, workers, gpus, priority, queue, at, min_workers)
 
 
 def snapshot_of(
