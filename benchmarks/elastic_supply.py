@@ -4,7 +4,12 @@ over one simulated day, with the real scheduler (transfer_operator.scheduler) de
 A discrete-event simulation with five-minute cycles. Jobs arrive over 24 h (busier in the working
 day), each a gang of 1-4 workers of 8 A100s (one node per worker), with a given amount of work in
 node-hours; a fixed gang of w workers runs work/w hours, an elastic gang (minWorkers 1,
-maxWorkers w) runs work/held hours at the size it was admitted with. Fleets:
+maxWorkers w) runs work/held hours at the size it holds. Gangs come in three kinds: fixed,
+elastic (sized at admission only), and elastic that grow (the operator's growth step,
+scheduler/growth.py, every cycle after the admissions, GROW_AFTER_H after a gang's last
+(re)admission, on free ready nodes only; a growth restarts the gang: the work since its last
+checkpoint is done again and the restart takes RESIZE_RESTART_S, measured by
+benchmarks/resize_cost.py). Fleets:
 
   static-N  one pool of N on-demand nodes (N in STATIC_NODES), paid around the clock
   elastic   a warm pool of WARM_NODES on-demand nodes, plus two elastic pools a provisioner buys
@@ -33,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from transfer_operator.scheduler import Action, Allocation, ClusterSnapshot, JobRequest, PoolState
+from transfer_operator.scheduler.growth import Running, grow
 from transfer_operator.scheduler.schedule import schedule_cycle
 
 CYCLE_H = 5 / 60
@@ -44,6 +50,8 @@ SPOT = 1.35
 SPOT_RATE = 0.08  # interruptions per node-hour
 CHECKPOINT_H = 0.25
 NODE_STARTUP_S = 300
+GROW_AFTER_H = 300 / 3600  # the operator's default growAfterSeconds
+RESIZE_RESTART_S = 60  # the trainer's restart to its first step (16.5 s, docs/results/resize_cost.md) plus new pods
 STATIC_NODES = (16, 24)  # the static fleet sized for about the mean demand, and for more
 WARM_NODES = 2
 MAX_NODES = 24
@@ -57,11 +65,13 @@ class Job:
     work: float  # node-hours
     spot: bool
     elastic: bool
+    grows: bool = False
     held: int = 0
     pool: str | None = None
     nodes: list[int] = field(default_factory=list)
     running_from_h: float | None = None  # when its nodes are all ready
     first_run_h: float | None = None
+    admitted_h: float = 0.0  # its last (re)admission
     since_checkpoint_h: float = 0.0
     done_h: float | None = None
 
@@ -76,7 +86,8 @@ class Node:
     job: str | None = None
 
 
-def trace(count: int, seed: int, elastic_gangs: bool) -> list[Job]:
+def trace(count: int, seed: int, gangs: str) -> list[Job]:
+    """`gangs`: fixed, elastic, or growing."""
     rng = random.Random(seed)
     jobs = []
     for i in range(count):
@@ -84,7 +95,8 @@ def trace(count: int, seed: int, elastic_gangs: bool) -> list[Job]:
         arrival = rng.uniform(8, 20) if rng.random() < 2 / 3 else rng.choice([rng.uniform(0, 8), rng.uniform(20, 24)])
         workers = rng.choice([1, 1, 2, 2, 3, 4])
         hours = min(8.0, rng.lognormvariate(math.log(1.5), 0.7))
-        jobs.append(Job(f"default/j{i:04d}", arrival, workers, hours * workers, rng.random() < 0.6, elastic_gangs))
+        spot = rng.random() < 0.6
+        jobs.append(Job(f"default/j{i:04d}", arrival, workers, hours * workers, spot, gangs != "fixed", gangs == "growing"))
     return sorted(jobs, key=lambda j: j.arrival_h)
 
 
@@ -115,7 +127,7 @@ def simulate(kind: str, jobs: list[Job], seed: int) -> dict[str, float]:
             nodes[next_id] = Node(next_id, name, 0.0, 0.0, True)
             next_id += 1
     by_key = {j.key: j for j in jobs}
-    interruptions = 0
+    interruptions = resizes = 0
     busy_gpu_h = 0.0
     now = 0.0
     while now < HORIZON_H:
@@ -189,9 +201,10 @@ def simulate(kind: str, jobs: list[Job], seed: int) -> dict[str, float]:
                 for node in take:
                     node.job = job.key
                 job.nodes = [n.id for n in take]
-                job.running_from_h = ready_h
+                job.running_from_h, job.admitted_h = ready_h, now
                 if job.first_run_h is None:
                     job.first_run_h = ready_h
+            resizes += grow_gangs(jobs, nodes, states, snapshot, pending, now)
         # 3. empty bought nodes are consolidated away
         for node in list(nodes.values()):
             if not node.fixed and node.job is None:
@@ -205,12 +218,47 @@ def simulate(kind: str, jobs: list[Job], seed: int) -> dict[str, float]:
         "usd": round(paid["usd"], 2),
         "utilization": busy_gpu_h / paid["gpu_h"] if paid["gpu_h"] else 0.0,
         "interruptions": interruptions,
+        "resizes": resizes,
         "end_h": round(end_h, 2),
     }
 
 
-def run(kind: str, count: int, seed: int, elastic_gangs: bool) -> dict[str, float]:
-    jobs = trace(count, seed, elastic_gangs)
+def grow_gangs(
+    jobs: list[Job],
+    nodes: dict[int, Node],
+    states: list[PoolState],
+    before: ClusterSnapshot,
+    pending: list[JobRequest],
+    now: float,
+) -> int:
+    """The growth step after a cycle's admissions, performed: a grown gang takes free ready nodes
+    of its pool, does the work since its last checkpoint again and runs after its restart."""
+    running = [
+        Running(j.key, j.pool, j.held, j.workers, GPUS_PER_NODE, ON_DEMAND, admitted_at_s=j.admitted_h * 3600)
+        for j in jobs
+        if j.grows and j.pool is not None and j.running_from_h is not None and j.running_from_h <= now
+        and j.held < j.workers and now - j.admitted_h >= GROW_AFTER_H
+    ]  # fmt: skip
+    if not running:
+        return 0
+    by_key = {j.key: j for j in jobs}
+    held = tuple(Allocation(j.key, j.pool, j.held, GPUS_PER_NODE) for j in jobs if j.pool is not None)
+    waiting = [r for r in pending if by_key[r.key].pool is None]  # left waiting by this cycle
+    growths = grow(ClusterSnapshot(tuple(states), held, (), before.policy), running, waiting)
+    for growth in growths:
+        job = by_key[growth.key]
+        free = [n for n in nodes.values() if n.pool == job.pool and n.job is None and n.ready_h <= now]
+        for node in free[: growth.workers_to - job.held]:
+            node.job = job.key
+            job.nodes.append(node.id)
+        job.work += job.since_checkpoint_h * job.held  # the work since the last checkpoint, again
+        job.held, job.since_checkpoint_h = len(job.nodes), 0.0
+        job.running_from_h, job.admitted_h = now + RESIZE_RESTART_S / 3600, now
+    return len(growths)
+
+
+def run(kind: str, count: int, seed: int, gangs: str) -> dict[str, float]:
+    jobs = trace(count, seed, gangs)
     result = simulate(kind, jobs, seed)
     waits = sorted((j.first_run_h - j.arrival_h) * 60 for j in jobs if j.first_run_h is not None)
     unfinished = sum(1 for j in jobs if j.done_h is None)
@@ -230,19 +278,23 @@ def main() -> None:
     args = parser.parse_args()
     rows = {}
     for kind in (*(f"static-{n}" for n in STATIC_NODES), "elastic-on-demand", "elastic"):
-        for gangs in (False, True):
-            rows[f"{kind}, {'elastic' if gangs else 'fixed'} gangs"] = run(kind, args.jobs, args.seed, gangs)
+        for gangs in ("fixed", "elastic", "growing"):
+            rows[f"{kind}, {gangs} gangs"] = run(kind, args.jobs, args.seed, gangs)
     print(
         f"{args.jobs} jobs over {ARRIVAL_WINDOW_H:g} h, seed {args.seed}; static-N: N on-demand nodes of 8 A100; "
         f"elastic: {WARM_NODES} warm on-demand + up to {MAX_NODES} on-demand + {MAX_NODES} spot bought on demand, "
-        f"start-up {NODE_STARTUP_S} s, spot {SPOT_RATE}/node-hour"
+        f"start-up {NODE_STARTUP_S} s, spot {SPOT_RATE}/node-hour; growing gangs: growth after "
+        f"{GROW_AFTER_H * 3600:.0f} s, restart {RESIZE_RESTART_S} s"
     )
-    header = f"{'fleet':<34} {'dollars':>10} {'GPU util':>9} {'mean wait':>10} {'p95 wait':>9} {'interrupts':>10} {'last end':>9}"
+    header = (
+        f"{'fleet':<34} {'dollars':>10} {'GPU util':>9} {'mean wait':>10} {'p95 wait':>9} {'interrupts':>10} "
+        f"{'resizes':>8} {'last end':>9}"
+    )
     print(header)
     for name, row in rows.items():
         print(
             f"{name:<34} {row['usd']:>10,.0f} {row['utilization']:>8.1%} {row['mean_wait_min']:>8.1f} m "
-            f"{row['p95_wait_min']:>7.1f} m {row['interruptions']:>10} {row['end_h']:>7.1f} h"
+            f"{row['p95_wait_min']:>7.1f} m {row['interruptions']:>10} {row['resizes']:>8} {row['end_h']:>7.1f} h"
         )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2) + "\n")

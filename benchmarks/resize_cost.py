@@ -86,7 +86,7 @@ def timed(label: str, job: dict[str, Any], name: str, runs: Path, **kwargs: Any)
 
 def drop_checkpoint_at(storage: Path, step: int) -> None:
     """Remove the checkpoint of `step`: the RayJob was deleted before it could write one."""
-    for meta in storage.rglob(runner.META_FILE):
+    for meta in list(storage.rglob(runner.META_FILE)):
         if json.loads(meta.read_text()).get("step") == step:
             shutil.rmtree(meta.parent)
 

@@ -39,6 +39,11 @@ class ProvisionerView:
 
     installed: bool  # the karpenter.sh NodePool and NodeClaim kinds are served
     node_pools: frozenset[str] = frozenset()
+    cluster: str | None = None  # a worker cluster's name; None: the operator's own
+
+    @property
+    def where(self) -> str:
+        return "" if self.cluster is None else f" in cluster {self.cluster}"
 
 
 def node_pool_name(pool: GPUPool) -> str:
@@ -65,8 +70,8 @@ def scaling_readiness(pool: GPUPool, view: ProvisionerView) -> tuple[bool, Reaso
         return (
             False,
             Reason.PROVISIONER_NOT_INSTALLED,
-            f"provisioner {scaling.provisioner.value} is not installed (no karpenter.sh/v1 NodePool API); "
-            "install Karpenter (`transferctl dev-cluster up --provisioner karpenter` locally) or remove "
+            f"provisioner {scaling.provisioner.value} is not installed{view.where} (no karpenter.sh/v1 NodePool "
+            "API); install Karpenter (`transferctl dev-cluster up --provisioner karpenter` locally) or remove "
             "spec.scaling; counting only the pool's ready nodes",
         )
     name = node_pool_name(pool)
@@ -88,9 +93,9 @@ def scaling_readiness(pool: GPUPool, view: ProvisionerView) -> tuple[bool, Reaso
         return (
             False,
             Reason.NODE_POOL_NOT_FOUND,
-            f"Karpenter NodePool {missing[0]} not found: {fix}; counting only the pool's ready nodes",
+            f"Karpenter NodePool {missing[0]} not found{view.where}: {fix}; counting only the pool's ready nodes",
         )
-    message = f"Karpenter NodePool {name} buys up to {scaling.max_nodes} nodes"
+    message = f"Karpenter NodePool {name}{view.where} buys up to {scaling.max_nodes} nodes"
     if scaling.min_nodes > 0 and scaling.node_pool_ref is None:
         message += f"; {floor_node_pool_name(pool)} keeps {scaling.min_nodes} warm"
     elif scaling.min_nodes > 0:

@@ -16,7 +16,6 @@ from transfer_operator.engine.node_health import (
 )
 from transfer_operator.engine.rayjob import PoolPin, label_value
 from transfer_operator.handlers.context import Ctx
-from transfer_operator.handlers.remote import RemoteCluster
 
 
 @dataclass
@@ -65,8 +64,8 @@ def read_node_health(ctx: Ctx, fleet: Fleet) -> None:
             remote = ctx.clusters.get(cluster)
             if remote is None or remote.kube is None:
                 continue
-            deleted = _in_origin_namespaces(remote, remote.index.pods.take_deleted())
-            pods = _in_origin_namespaces(remote, remote.index.pods.values())
+            deleted = remote.in_origin_namespaces(remote.index.pods.take_deleted())
+            pods = remote.in_origin_namespaces(remote.index.pods.values())
             nodes = remote.index.nodes.values()
         lost_nodes = lost_nodes_by_pool(nodes, selectors, ctx.config.interruption_taints)
         fleet.lost_nodes.update(lost_nodes)
@@ -76,14 +75,6 @@ def read_node_health(ctx: Ctx, fleet: Fleet) -> None:
         existing = {n["metadata"]["name"] for n in nodes}
         fleet.job_losses.update(losses_by_job([*pods, *deleted], existing, lost))
         fleet.taken_nodes.update(nodes_taken_by_leftovers(pods, nodes, selectors, holding, lost))
-
-
-def _in_origin_namespaces(remote: RemoteCluster, pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A worker cluster's pods, each in the namespace of its job in the operator's cluster."""
-    return [
-        {**pod, "metadata": {**pod["metadata"], "namespace": remote.origin_namespace(pod["metadata"]["namespace"])}}
-        for pod in pods
-    ]
 
 
 def with_status(job: TransferJob, status: dict[str, Any]) -> TransferJob:

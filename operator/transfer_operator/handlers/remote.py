@@ -28,12 +28,15 @@ from transfer_operator.api.enums import Reason
 from transfer_operator.engine.names import label_value
 from transfer_operator.engine.rayjob import LABEL_MANAGED_BY, MANAGER
 from transfer_operator.handlers.informer import (
+    NODECLAIMS,
+    NODEPOOLS,
     NODES,
     PODS,
     RAYJOBS,
     Informer,
     PodStore,
     Store,
+    prepare_karpenter_object,
     prepare_node,
     prepare_rayjob,
 )
@@ -61,6 +64,8 @@ class RemoteIndex:
     rayjobs: Store[dict[str, Any]] = field(default_factory=lambda: Store(prepare_rayjob))
     pods: PodStore = field(default_factory=PodStore)
     nodes: Store[dict[str, Any]] = field(default_factory=lambda: Store(prepare_node))
+    nodepools: Store[dict[str, Any]] = field(default_factory=lambda: Store(prepare_karpenter_object))
+    nodeclaims: Store[dict[str, Any]] = field(default_factory=lambda: Store(prepare_karpenter_object))
 
 
 @dataclass
@@ -108,6 +113,17 @@ class RemoteCluster:
         """Unreachable for longer than `clusterLostAfterSeconds`: its jobs go elsewhere."""
         since = self.last_contact_s if self.last_contact_s is not None else self.first_seen_s
         return self.problem is None and now_s - since >= self.lost_after_s
+
+    def karpenter_served(self) -> bool:
+        """Karpenter's NodePool API is served there (its elastic pools can buy nodes)."""
+        return any(i.kind is NODEPOOLS and i.synced.is_set() and not i.absent for i in self.informers)
+
+    def in_origin_namespaces(self, pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Pods of this cluster, each in the namespace of its job in the operator's cluster."""
+        return [
+            {**pod, "metadata": {**pod["metadata"], "namespace": self.origin_namespace(pod["metadata"]["namespace"])}}
+            for pod in pods
+        ]
 
     def stop(self) -> None:
         self.stopped.set()
@@ -188,6 +204,8 @@ def connect(remote: RemoteCluster, api: client.ApiClient) -> None:
         Informer(kube, RAYJOBS, remote.index.rayjobs),
         Informer(kube, PODS, remote.index.pods),
         Informer(kube, NODES, remote.index.nodes),
+        Informer(kube, NODEPOOLS, remote.index.nodepools),  # optional: a cluster without Karpenter
+        Informer(kube, NODECLAIMS, remote.index.nodeclaims),
     ]
     for informer in remote.informers:
         threading.Thread(
