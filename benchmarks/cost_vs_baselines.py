@@ -12,6 +12,10 @@ checkpoint interval), then go back to the queue. Policies:
   kueue-like  priority then FIFO; flavors in a fixed order: spot pools, then on-demand pools
 
     python benchmarks/cost_vs_baselines.py [--jobs 400] [--pools 60] [--seed 7]
+
+Pools here have fixed nodes. Elastic pools (a warm pool plus nodes bought on demand, spot first)
+and elastic gangs (sized at admission, grown later) against the static fleet, over a day with
+node start-up and spot interruptions priced in: benchmarks/elastic_supply.py.
 """
 
 from __future__ import annotations

@@ -164,8 +164,8 @@ def up(
     provisioner: str | None = None,
 ) -> Fleet:
     """Start the management cluster, `clusters` workers and the S3 store (or return those running).
-    `provisioner="karpenter"`: Karpenter's kwok provider buys nodes for the management cluster's
-    elastic pools (devcluster/karpenter.py)."""
+    `provisioner="karpenter"`: Karpenter's kwok provider buys nodes for the elastic pools of each
+    cluster, one provider per cluster (devcluster/karpenter.py)."""
     say = echo or (lambda _message: None)
     state_dir = state_dir.resolve()
     names = worker_names(pools, clusters)
@@ -199,6 +199,9 @@ def up(
                 echo=echo,
             )
             started.append(worker.state_dir)
+            if provisioner == "karpenter":
+                say(f"Karpenter (kwok provider) in {name} ...")
+                karpenter.start(worker, pools_of(pools, name), timeout_s=timeout_s)
             _register(management, name, worker, pools_of(pools, name))
             workers[name] = worker
         store = None
