@@ -66,6 +66,10 @@ def main(env: dict[str, str] | None = None) -> int:
         error = exc
     if error:
         # The last line is what KubeRay's RayJob message and the TransferJob's Failed condition show.
+        # Ray streams the workers' logs to this driver from a thread of its own: stop it first, or a
+        # worker's traceback may be printed after that line.
+        ray.shutdown()
+        sys.stdout.flush()
         problem = storage_problem(storage)
         cause = f"checkpoint storage {storage} is unreachable ({problem})" if problem else one_line(error)
         print(f"training failed: {cause}", file=sys.stderr)
