@@ -50,6 +50,7 @@ def main(env: dict[str, str] | None = None) -> int:
 
     # Inside a RayJob the job supervisor sets RAY_ADDRESS; without it, start a Ray of our own
     # rather than attach to whatever Ray instance happens to run on this machine.
+    connected_here = not ray.is_initialized()  # a caller's own Ray (tests call main) stays up
     ray.init(address=env.get("RAY_ADDRESS") or "local", log_to_driver=True, ignore_reinit_error=True)
     error: BaseException | None
     try:
@@ -64,12 +65,12 @@ def main(env: dict[str, str] | None = None) -> int:
         error = result.error
     except Exception as exc:  # Ray Train raises controller errors (e.g. a failed checkpoint upload) from fit()
         error = exc
-    if error:
-        # The last line is what KubeRay's RayJob message and the TransferJob's Failed condition show.
-        # Ray streams the workers' logs to this driver from a thread of its own: stop it first, or a
-        # worker's traceback may be printed after that line.
+    # The last line printed is what KubeRay's RayJob message and the TransferJob's condition show.
+    # Ray prints the workers' logs here from a thread of its own and flushes its deduplicated
+    # lines when it shuts down: shut it down now, or those lines would follow ours.
+    if connected_here:
         ray.shutdown()
-        sys.stdout.flush()
+    if error:
         problem = storage_problem(storage)
         cause = f"checkpoint storage {storage} is unreachable ({problem})" if problem else one_line(error)
         print(f"training failed: {cause}", file=sys.stderr)
