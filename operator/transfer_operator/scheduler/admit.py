@@ -293,12 +293,13 @@ class Walk:
         cap = job.max_usd_per_gpu_hour
         limit = None if job.budget_usd is None else budget_limit(job.budget_usd)
         gang_hours = job.gang_gpus * job.estimated_hours
-        unfit = scanned = 0
+        unfit: list[int] = []  # indices into positions of pools that stopped fitting
+        scanned = 0
         found = None
         while found is None:
             for position in positions[scanned:] if scanned else positions:
                 if fit[pools[position]] < workers:
-                    unfit += 1
+                    unfit.append(scanned)
                 elif (
                     (codes is None or region[position] in codes)
                     and (cap is None or within_price_cap(usd[position], cap))
@@ -309,8 +310,8 @@ class Walk:
                 scanned += 1
             if found is None and not self.fit.read_more(signature, ranking, shape, positions):
                 break
-        if unfit:
-            self.fit.drop_unfit(positions, scanned, pools, shape)
+        for at in reversed(unfit):  # capacity only shrinks: they fit no later job of the shape either
+            del positions[at]
         return found
 
     def _best_of_ties(self, index: int, job: JobRequest, first: int) -> int:

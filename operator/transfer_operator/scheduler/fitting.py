@@ -96,15 +96,17 @@ class FitTracker:
             before = fit[row]
             fit[row] = after = before + change
             self.fit_arrays[gpus][row] = after
-            for workers in shape_workers:
-                if after < workers <= before:
+            for workers in shape_workers:  # ascending
+                if workers > before:
+                    break
+                if after < workers:
                     alive = self.alive[self.shape_index[workers, gpus]]
                     for group in self.groups_of_row[row]:
                         alive[group] -= 1
 
     def fitting_positions(self, signature: int, ranking: Ranking, shape: int) -> list[int]:
         """The first ranking positions whose pool fits the shape, best first. Positions whose pool
-        has stopped fitting since may still be in it (`drop_unfit` removes them); `read_more`
+        has stopped fitting since may still be in it (the walk deletes those it meets); `read_more`
         appends the next ones."""
         key = (signature, shape)
         found = self._positions.get(key)
@@ -134,9 +136,3 @@ class FitTracker:
     def _fits(self, rows: np.ndarray, shape: int) -> np.ndarray:
         workers, gpus = self.shapes[shape]
         return self.fit_arrays[gpus][rows] >= workers
-
-    def drop_unfit(self, positions: list[int], end: int, pools: list[int], shape: int) -> None:
-        """Drop the positions in positions[:end] whose pool no longer fits the shape."""
-        workers, gpus = self.shapes[shape]
-        fit = self.workers_that_fit[gpus]
-        positions[:end] = [p for p in positions[:end] if fit[pools[p]] >= workers]
