@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from transfer_operator import metrics
-from transfer_operator.api.enums import Phase, Reason
+from transfer_operator.api.enums import Phase, PriceClass, Reason
 from transfer_operator.api.models import TransferJob
 from transfer_operator.engine import transitions
 from transfer_operator.engine.conditions import seconds_since
@@ -24,7 +24,7 @@ from transfer_operator.handlers.context import Ctx
 from transfer_operator.handlers.effects import perform
 from transfer_operator.handlers.fleet import Fleet
 from transfer_operator.scheduler import Action, Decision
-from transfer_operator.scheduler.costmap import gpu_speed
+from transfer_operator.scheduler.costmap import expected_hours
 from transfer_operator.scheduler.from_api import allocation_of, seconds_of
 from transfer_operator.scheduler.growth import Growth, Running, grow
 from transfer_operator.scheduler.types import ClusterSnapshot, JobRequest
@@ -33,8 +33,11 @@ log = logging.getLogger(__name__)
 STATIC_REASONS = (Reason.INVALID_SPEC, Reason.BUDGET_TOO_LOW)  # waits no capacity would end
 
 
-def running_gang(job: TransferJob, now: datetime, grow_after_s: float) -> Running | None:
-    """The job as the growth step sees it, when it may grow now."""
+def running_gang(
+    job: TransferJob, now: datetime, grow_after_s: float, interruptions_per_hour: float = 0.0
+) -> Running | None:
+    """The job as the growth step sees it, when it may grow now; `interruptions_per_hour` is its
+    pool's spot interruption rate (the budget's horizon prices the rework in, as admission does)."""
     placement = job.status.placement
     fewest, most = job.spec.resources.worker_range
     if job.status.phase is not Phase.RUNNING or placement is None or fewest == most:
@@ -54,8 +57,17 @@ def running_gang(job: TransferJob, now: datetime, grow_after_s: float) -> Runnin
         priority=job.spec.priority,
         admitted_at_s=seconds_of(job.status.admitted_at),
         budget_usd=None if budget is None else max(0.0, budget.max_dollars - spent),
-        hours=job.spec.resources.estimated_hours / gpu_speed(placement.gpu_type),
+        hours=expected_hours(
+            job.spec.resources.estimated_hours,
+            placement.gpu_type,
+            placement.price_class is PriceClass.SPOT,
+            interruptions_per_hour,
+        ),
     )
+
+
+def _pool_of(job: TransferJob) -> str:
+    return "" if job.status.placement is None else job.status.placement.pool
 
 
 def waiting_for_capacity(pending: Sequence[JobRequest], decisions: Iterable[Decision]) -> list[JobRequest]:
@@ -75,7 +87,12 @@ def grow_gangs(
     grow_after_s = ctx.config.grow_after_seconds
     if grow_after_s <= 0:
         return []
-    running = [r for _, job in fleet.jobs.values() if (r := running_gang(job, now, grow_after_s)) is not None]
+    rates = {pool.name: pool.spot_interruptions_per_hour for pool in snapshot.pools}
+    running = [
+        r
+        for _, job in fleet.jobs.values()
+        if (r := running_gang(job, now, grow_after_s, rates.get(_pool_of(job), 0.0))) is not None
+    ]
     if not running:
         return []
     held = tuple(a for _, job in fleet.jobs.values() if (a := allocation_of(job)) is not None)

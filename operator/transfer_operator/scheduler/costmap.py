@@ -58,6 +58,18 @@ def gpu_speed(gpu_type: str) -> float:
     return GPU_SPEED.get(gpu_type.upper(), DEFAULT_GPU_SPEED)
 
 
+def spot_hours_factor(interruptions_per_hour: float) -> float:
+    """Expected hours on spot per hour of work: each interruption costs SPOT_RESTART_HOURS of rework."""
+    return 1.0 + interruptions_per_hour * SPOT_RESTART_HOURS
+
+
+def expected_hours(estimated_hours: float, gpu_type: str, spot: bool, interruptions_per_hour: float) -> float:
+    """Expected run hours of a job on one pool and price class (a ranking's `hours_per_hour` x
+    the job's estimated hours, for one option)."""
+    factor = spot_hours_factor(interruptions_per_hour) if spot else 1.0
+    return estimated_hours * factor / gpu_speed(gpu_type)
+
+
 # --- the cost model ---------------------------------------------------------------------------
 
 
@@ -170,7 +182,7 @@ class PoolTable:
                 dtype=float,
             ),
             spot_hours_factor=np.array(
-                [1.0 + p.spot_interruptions_per_hour * SPOT_RESTART_HOURS for p in pools], dtype=float
+                [spot_hours_factor(p.spot_interruptions_per_hour) for p in pools], dtype=float
             ),
             speed=np.array([gpu_speed(p.gpu_type) for p in pools], dtype=float),
             name=np.array([p.name for p in pools], dtype=object),

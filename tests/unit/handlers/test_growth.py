@@ -63,6 +63,25 @@ def test_a_gang_grows_into_freed_gpus_after_its_cooldown_as_a_new_attempt():
     assert kube.gpupools["eu-a100"]["status"]["allocatedGpus"] == 8
 
 
+def test_a_spot_gang_grows_only_as_far_as_its_budget_pays_for_the_spot_rework():
+    """The budget's horizon of a growth is the admission's: spot hours include the rework of the
+    pool's interruptions (costmap.expected_hours), here 1.25 h per hour of work."""
+    pricing = {"onDemandPerGpuHour": 3.0, "spotPerGpuHour": 1.0, "spotInterruptionRate": 1.0}
+    gang = elastic_job(placement={"spot": True}, budget={"maxDollars": 8.0})
+    gang["spec"]["resources"]["estimatedHours"] = 1.0
+    ctx, kube = ctx_with(a_pool(pricing=pricing), a_job("x", gpus=6, priority=5), gang)
+    ctx.config = OperatorConfig(grow_after_seconds=60.0)
+    run_cycle(ctx, NOW)
+    for rayjob in kube.rayjobs.values():
+        rayjob["status"] = RUNNING
+    run_cycle(ctx, NOW + timedelta(seconds=2))
+    assert status_of(kube, "e")["placement"]["priceClass"] == "spot"
+    finish_x(ctx, kube, 61)
+    # $8 less the $0.03 spent pays for 6 workers at $1 x 1.25 h (7 at $1 x 1 h, without the rework).
+    status = status_of(kube, "e")
+    assert (status["attempts"], status["placement"]["gpus"]) == (2, 6)
+
+
 def test_a_gang_does_not_grow_while_a_job_of_its_priority_waits_for_the_pool():
     ctx, kube = started(elastic_job())
     kube.add(a_job("waits", gpus=8))  # priority 0 as the gang: it wants the whole pool

@@ -14,7 +14,13 @@ from hypothesis import strategies as st
 from transfer_operator.api.enums import Preference, PriceClass
 from transfer_operator.scheduler import JobRequest, PoolState
 from transfer_operator.scheduler.batch import HEAD, Estimates
-from transfer_operator.scheduler.costmap import SPOT_RESTART_HOURS, gpu_speed, pool_matches, score
+from transfer_operator.scheduler.costmap import (
+    SPOT_RESTART_HOURS,
+    expected_hours,
+    gpu_speed,
+    pool_matches,
+    score,
+)
 from transfer_operator.scheduler.options import OptionCache
 
 REGIONS = ["eu-west", "us-east", "ap-south"]
@@ -120,3 +126,22 @@ def test_options_are_exactly_the_pairs_within_the_limits(pools, jobs):
             job.prefer is Preference.BALANCED
         )
 
+
+@settings(max_examples=100, deadline=None)
+@given(fleets(), job_lists())
+def test_the_scalar_expected_hours_are_the_rankings(pools, jobs):
+    """`expected_hours` (what a running gang's budget horizon reads) is the hours every option of
+    the map states, spot rework included."""
+    cache = OptionCache(pools)
+    by_name = {pool.name: pool for pool in pools}
+    for job in jobs:
+        for option in cache.estimate(job).options:
+            placement = option.placement
+            pool = by_name[placement.pool]
+            hours = expected_hours(
+                job.estimated_hours,
+                pool.gpu_type,
+                placement.price_class is PriceClass.SPOT,
+                pool.spot_interruptions_per_hour,
+            )
+            assert placement.expected_hours == pytest.approx(hours + pool.startup_hours, rel=1e-12)
