@@ -194,14 +194,12 @@ def test_two_replicas_never_double_schedule(
 def test_apiserver_restart_mid_run(
     cluster: devcluster.Cluster, namespace: str, jobs: list[str], sa_kubeconfig: Path, tmp_path: Path
 ) -> None:
-    from transfer_operator.devcluster.cluster import restart
-
     operator = OperatorProcess(sa_kubeconfig, tmp_path / "operator.log")
     operator.start()
     try:
         settle(cluster, namespace, jobs)
         started = time.monotonic()
-        restart(cluster, "kube-apiserver")
+        restart_apiserver(cluster)
         late = a_job("after-restart", gpus=1, priority=50)
         cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(late))
 
@@ -218,6 +216,21 @@ def test_apiserver_restart_mid_run(
         operator.kill(signal.SIGTERM)
     record("kube-apiserver SIGKILL and restart mid-run", 1, violations, recovery_s)
     assert violations == {"lost": [], "duplicated": {}, "wrong": {}}
+
+
+def restart_apiserver(cluster: devcluster.Cluster) -> None:
+    """Restart kube-apiserver once no namespace is being deleted. A namespace whose deletion spans
+    the restart can lose its custom resources' deletion: the namespace controller's discovery of a
+    starting API server may lack the CRDs' groups, so it finalizes the namespace and leaves its
+    TransferJobs behind, holding GPUs for every later module (one CI run's failure)."""
+    from transfer_operator.devcluster.cluster import restart
+
+    def none_terminating() -> bool:
+        items = get_json(cluster, "namespaces")["items"]
+        return not [n for n in items if (n.get("status") or {}).get("phase") == "Terminating"]
+
+    wait_for(none_terminating, 300, "earlier tests' namespaces to be deleted before the restart")
+    restart(cluster, "kube-apiserver")
 
 
 def etcd_compact(cluster: devcluster.Cluster) -> int:
@@ -271,8 +284,6 @@ def test_watch_expiry_relists_without_losing_or_doubling(
     deleted, etcd is compacted to its current revision and the API server restarted (its new watch
     cache starts there), so every watch resumes from a resourceVersion that is gone: 410, relist.
     Afterwards the new job is admitted, the deleted one's GPUs are free, nothing lost or doubled."""
-    from transfer_operator.devcluster.cluster import restart
-
     operator = OperatorProcess(sa_kubeconfig, tmp_path / "operator.log")
     operator.start()
     assert operator.process is not None
@@ -287,7 +298,7 @@ def test_watch_expiry_relists_without_losing_or_doubling(
             cluster.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(late))
             cluster.kubectl("delete", "transferjob", jobs[0], "-n", namespace, "--wait=false")
             etcd_compact(cluster)
-            restart(cluster, "kube-apiserver")
+            restart_apiserver(cluster)
         finally:
             os.killpg(operator.process.pid, signal.SIGCONT)
         wait_for(lambda: relists(operator, "transferjobs") > before, 120, "a relist after 410 Gone")

@@ -83,11 +83,14 @@ def test_examples_are_placed_where_the_scheduler_says(
 ) -> None:
     jobs, pools = example_objects()
 
-    def no_other_jobs() -> bool:  # earlier modules' namespaces are being deleted: wait for their GPUs
+    def other_jobs() -> list[str]:  # earlier modules' namespaces are being deleted: wait for their GPUs
         items = get_json(cluster, "transferjobs", "-A")["items"]
-        return not [j for j in items if j["metadata"]["namespace"] != "default"]
+        return [f"{j['metadata']['namespace']}/{j['metadata']['name']}" for j in items if j["metadata"]["namespace"] != "default"]
 
-    wait_for(no_other_jobs, 120, "other modules' TransferJobs to be gone")
+    try:
+        wait_for(lambda: not other_jobs(), 120, "other modules' TransferJobs to be gone")
+    except AssertionError as timeout:
+        raise AssertionError(f"{timeout}; left: {other_jobs()[:10]}") from None
     cluster.kubectl("apply", "-f", str(EXAMPLES))
     expected = {
         d.job_key: d
