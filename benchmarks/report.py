@@ -88,6 +88,19 @@ def load_span(scale: dict[str, Any]) -> str:
     return end
 
 
+def load_sentence(scale: dict[str, Any]) -> list[str]:
+    """What the load during the run says about its times (nothing when it was not recorded)."""
+    if "load_average_1m_at_end" not in scale:
+        return []
+    if scale["load_average_1m_at_end"] < BUSY_LOAD:
+        return [f"The 1-minute load average was {load_span(scale)} on 2 cores: a quiet machine.", ""]
+    return [
+        f"The 1-minute load average was {load_span(scale)} on 2 cores",
+        "(other agents' work): the absolute times are inflated several-fold; compare sizes, not runs.",
+        "",
+    ]
+
+
 def segment_slopes(scale: dict[str, Any]) -> list[str]:
     """Log-log slope between neighbouring job counts, per pool count (where growth changes)."""
     import math
@@ -230,14 +243,7 @@ def main() -> None:
             f"![scale]({plot_scale(scale).relative_to('docs')})",
             "",
             scale_verdict(scale),
-            *(
-                [f"The 1-minute load average was {load_span(scale)} on 2 cores",
-                 "(other agents' work): the absolute times are inflated several-fold; compare sizes, not runs.", ""]
-                if scale.get("load_average_1m_at_end", 0.0) >= BUSY_LOAD
-                else [f"The 1-minute load average was {load_span(scale)} on 2 cores: a quiet machine.", ""]
-                if "load_average_1m_at_end" in scale
-                else []
-            ),
+            *load_sentence(scale),
             f"Time grows {'less than linearly' if max(scale['slope_jobs'].values()) < 1 else 'about linearly or more'} "
             "with jobs (at 100k jobs most of them find no pool",
             "with room and are set aside a chunk at a time with NumPy) and little with pools: options are",

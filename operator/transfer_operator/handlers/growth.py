@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 
 from transfer_operator import metrics
@@ -34,10 +34,10 @@ STATIC_REASONS = (Reason.INVALID_SPEC, Reason.BUDGET_TOO_LOW)  # waits no capaci
 
 
 def running_gang(
-    job: TransferJob, now: datetime, grow_after_s: float, interruptions_per_hour: float = 0.0
+    job: TransferJob, now: datetime, grow_after_s: float, interruptions: Mapping[str, float]
 ) -> Running | None:
-    """The job as the growth step sees it, when it may grow now; `interruptions_per_hour` is its
-    pool's spot interruption rate (the budget's horizon prices the rework in, as admission does)."""
+    """The job as the growth step sees it, when it may grow now; `interruptions` are the pools'
+    spot interruption rates (the budget's horizon prices the rework in, as admission does)."""
     placement = job.status.placement
     fewest, most = job.spec.resources.worker_range
     if job.status.phase is not Phase.RUNNING or placement is None or fewest == most:
@@ -61,13 +61,9 @@ def running_gang(
             job.spec.resources.estimated_hours,
             placement.gpu_type,
             placement.price_class is PriceClass.SPOT,
-            interruptions_per_hour,
+            interruptions.get(placement.pool, 0.0),
         ),
     )
-
-
-def _pool_of(job: TransferJob) -> str:
-    return "" if job.status.placement is None else job.status.placement.pool
 
 
 def waiting_for_capacity(pending: Sequence[JobRequest], decisions: Iterable[Decision]) -> list[JobRequest]:
@@ -88,11 +84,7 @@ def grow_gangs(
     if grow_after_s <= 0:
         return []
     rates = {pool.name: pool.spot_interruptions_per_hour for pool in snapshot.pools}
-    running = [
-        r
-        for _, job in fleet.jobs.values()
-        if (r := running_gang(job, now, grow_after_s, rates.get(_pool_of(job), 0.0))) is not None
-    ]
+    running = [r for _, job in fleet.jobs.values() if (r := running_gang(job, now, grow_after_s, rates)) is not None]
     if not running:
         return []
     held = tuple(a for _, job in fleet.jobs.values() if (a := allocation_of(job)) is not None)
