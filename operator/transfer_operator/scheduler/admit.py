@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import cached_property
 
 import numpy as np
 
 from transfer_operator.api.enums import Preference, Reason, UtilizationPolicy
 from transfer_operator.scheduler.batch import Estimates
-from transfer_operator.scheduler.capacity import QuotaLedger, build_capacity
+from transfer_operator.scheduler.capacity import PoolCapacity, QuotaLedger, build_capacity
 from transfer_operator.scheduler.costmap import (
     RankingLists,
     Signature,
@@ -74,12 +75,10 @@ class Walk:
         self.row_type = [p.gpu_type.upper() for p in snapshot.pools]
         self.types_of: dict[int, list[str]] = {}  # signature -> GPU types of its options
         self.initial_quota = self.quota.copy()  # the walk takes from `quota` and `capacity`
-        self.initial_capacity = {name: c.copy() for name, c in self.capacity.items()}
         self.estimates = estimates
         columns = estimates.columns
         self.order = order
-        self.order_rank = {index: rank for rank, index in enumerate(order)}
-        self.head = estimates.head
+        self.best: list[int] = estimates.best.tolist()  # ranking position of each job's best option, -1: none
         self.rankings = estimates.streams.rankings
         self.signature: list[int] = columns.signature.tolist()
         self.region_set: list[int] = columns.region_set.tolist()
@@ -107,6 +106,15 @@ class Walk:
         self.static: list[int] = []  # jobs no pool can ever take (explained when read)
         self.decided: dict[int, Decision] = {}  # quota waits, preemptions
         self.misfits: dict[tuple[object, ...], tuple[Reason, str]] = {}  # request -> static reason
+
+    @cached_property
+    def initial_capacity(self) -> dict[str, PoolCapacity]:
+        """The capacity before the walk took any (the exact path and local search start from it)."""
+        return build_capacity(self.snapshot.pools, self.snapshot.allocations, self.snapshot.policy)
+
+    @cached_property
+    def order_rank(self) -> dict[int, int]:
+        return {index: rank for rank, index in enumerate(self.order)}
 
     def _group_matrix(
         self, signatures: list[Signature], signature: np.ndarray, region_set: np.ndarray
@@ -144,7 +152,7 @@ class Walk:
 
     def decide(self, index: int) -> None:
         job = self.jobs[index]
-        if not self.head[index]:
+        if self.best[index] < 0:
             self.static.append(index)
             return
         quota_problem, allowed = self._quota_check(index, job)
@@ -269,7 +277,7 @@ class Walk:
         """Ranking position of the best option whose pool can take the whole gang now; among
         options of equal score, the utilization policy decides."""
         if job.gpus_per_worker == 0:
-            return self._best_of_ties(index, job, self.head[index][0])
+            return self._best_of_ties(index, job, self.best[index])
         shape = self.shape[index]
         if not self.fit.any_fits(shape, [g for g in self.groups[index].tolist() if g >= 0]):
             return None

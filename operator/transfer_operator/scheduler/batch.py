@@ -178,7 +178,13 @@ class Estimates:
         every = np.arange(len(jobs))
         regret = self.score(every, head[:, 1]) - self.score(every, head[:, 0])
         self.regret = np.where(counts >= 2, regret, np.inf)
-        self.head = [row[:count] for row, count in zip(head.tolist(), counts.tolist(), strict=True)]
+        self.best = head[:, 0]  # ranking position of each job's best option, -1 where it has none
+        self._head = head
+
+    @cached_property
+    def head(self) -> list[list[int]]:
+        """Per job: ranking positions of its first options, at most HEAD."""
+        return [row[:count] for row, count in zip(self._head.tolist(), self.counts.tolist(), strict=True)]
 
     def order(self) -> np.ndarray:
         """Job indices by priority, then regret (both descending), then age, then key."""

@@ -130,7 +130,8 @@ class CohortBook:
 
 @dataclass(slots=True)
 class QuotaLedger:
-    """GPUs used per queue and quota key this cycle (Kueue's usage per ClusterQueue and flavor).
+    """GPUs used per queue with a quota, per quota key, this cycle (Kueue's usage per ClusterQueue
+    and flavor).
 
     A job on a pool of GPU type T counts against its queue's T quota, else the queue's `*`
     quota, else a T quota of 0 (QueueQuota). Past it, a queue of a cohort borrows T GPUs the
@@ -227,11 +228,13 @@ class QuotaLedger:
         self._add(queue, gpu_type, -gpus)
 
     def _add(self, queue: str, gpu_type: str, gpus: int) -> None:
+        quota = self.quotas.get(queue)
+        if quota is None:  # nothing reads the use of a queue without a quota
+            return
         gpu_type = gpu_type.upper()
         key = self.key_of(queue, gpu_type)
         self.used_gpus[queue, key] = self.used_gpus.get((queue, key), 0) + gpus
-        quota = self.quotas.get(queue)
-        if quota is not None and quota.cohort is not None:
+        if quota.cohort is not None:
             self.cohorts[quota.cohort].add(gpu_type, gpus)
 
     def move(self, queue: str, gpus: int, from_type: str, to_type: str) -> bool:

@@ -242,7 +242,7 @@ class _WaitColumns:
         rows = most_free(walk.estimates, indices, epochs, history)
         streams = walk.estimates.streams
         signature = walk.estimates.columns.signature[indices]
-        best_option = streams.offset[signature] + np.array([walk.head[i][0] for i in indices.tolist()])
+        best_option = streams.offset[signature] + walk.estimates.best[indices]
         best = streams.pool[best_option]
         return cls(
             indices,

@@ -89,7 +89,7 @@ def solve_exact(walk: Walk, budget_s: float) -> Solved:
         raise NotSolved("highspy is not installed") from error
     if int((walk.estimates.counts > 0).sum()) > MAX_OPTIONS:  # each such job has one option at least
         raise NotSolved(f"over {MAX_OPTIONS} options")
-    candidates = [i for i in walk.order if walk.head[i]]  # every job with an option
+    candidates = [i for i in walk.order if walk.best[i] >= 0]  # every job with an option
     entries = {}
     columns: list[tuple[int, int]] = []  # (job index, option position)
     for index in candidates:
