@@ -270,7 +270,8 @@ def _apiserver_argv(cluster: Cluster, paths: certs_mod.CertPaths) -> list[str]:
         # No real endpoint for the `kubernetes` Service: 127.0.0.1 is not a valid one.
         "--endpoint-reconciler-type=none",
         "--allow-privileged=true",
-        "--profiling=false",
+        # /debug/pprof for `kubectl get --raw '/debug/pprof/profile?seconds=30'` (docs/controlplane.md)
+        f"--profiling={'true' if os.environ.get('TRANSFER_APISERVER_PROFILING') == '1' else 'false'}",
     ]
 
 
