@@ -92,7 +92,9 @@ def head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Head]:
     env, flags = head_settings(ip)
     assert env["RAY_AUTH_MODE"] == "token" and env["RAY_AUTH_TOKEN"] == TOKEN
     gcs, dashboard, client, agent_http, agent_grpc, runtime_env, metrics, node, objects = free_ports(9)
-    low = 20000 + (os.getpid() % 200) * 100
+    # Worker ports below the kernel's ephemeral range (32768 up), where free_ports' ports come from:
+    # `ray start` exits when one of those falls in the worker range.
+    low = 10000 + (os.getpid() % 200) * 100
     # Ports of its own, so no other Ray on this machine gets in the way; everything else as rendered.
     local = [
         f"--port={gcs}", f"--dashboard-port={dashboard}", f"--ray-client-server-port={client}",
@@ -102,11 +104,12 @@ def head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Head]:
         f"--min-worker-port={low}", f"--max-worker-port={low + 99}", "--num-cpus=1",
         f"--temp-dir={tmp_path_factory.mktemp('ray')}", "--disable-usage-stats",
     ]  # fmt: skip
+    log = tmp_path_factory.mktemp("ray-start") / "output.log"
     process = subprocess.Popen(
         [str(RAY), "start", "--head", "--block", *flags, *local],
         env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
         start_new_session=True,  # its own process group: stopped below, and nothing else
     )
     started = Head(ip, gcs, dashboard)
@@ -118,13 +121,14 @@ def head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Head]:
                     break
             except OSError:
                 pass
-            assert process.poll() is None, "ray start exited"
+            assert process.poll() is None, f"ray start exited:\n{log.read_text()[-4000:]}"
             time.sleep(1)
         else:
             pytest.fail("the Ray head did not come up in 120 s")
         yield started
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # the group is gone if `ray start` exited
+            os.killpg(process.pid, signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=20)
         time.sleep(2)
