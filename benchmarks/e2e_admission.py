@@ -4,6 +4,7 @@ plane.
 
     python benchmarks/e2e_admission.py --jobs 1000 10000            # ours and Kueue, backlog
     python benchmarks/e2e_admission.py --jobs 1000 --mode stream    # admission while creating
+    python benchmarks/e2e_admission.py --jobs 10000 --mode stream --rate 40  # at 40 created/s
     python benchmarks/e2e_admission.py --jobs 1000 --no-kueue
 
 For each size and system: a fresh namespace and N workloads (TransferJobs for ours; for Kueue the
@@ -11,8 +12,10 @@ RayJob our operator renders for each, suspended, with the queue-name label: kueu
 `--mode backlog` (default) creates all N with the controller stopped, then starts it: admitted/s
 is N over the time from its start to the last admission, and the latencies count from its start
 (or the object's creation, if later). `--mode stream` starts the controller first and creates
-the N as fast as the client can (16 threads): latencies count from creation, and the admitted/s
-cannot exceed the creation rate. GPUPools in three regions hold enough GPUs for all (Kueue: a
+the N as fast as the client can (16 threads), or at `--rate` per second: latencies count from
+creation, and the admitted/s cannot exceed the creation rate. A stream at a rate below both
+controllers' capacity measures admission latency under a steady load; a backlog's latencies are
+its queue position over the rate. GPUPools in three regions hold enough GPUs for all (Kueue: a
 ResourceFlavor per pool with its GPUs as quota). The KubeRay CRDs are installed but no KubeRay
 operator runs: the RayJobs stay idle, so the figure is the admission rate itself. Both
 controllers get the same client QPS/burst. Reports CPU seconds of the controller and of
@@ -162,10 +165,18 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def create_all(create: Callable[[int], Any], count: int) -> float:
+def create_all(create: Callable[[int], Any], count: int, rate: float | None = None) -> float:
+    """Create the `count` workloads with 16 threads: as fast as they go, or the i-th at i / `rate`
+    seconds from the start (an open-loop arrival rate; a creation late for its slot goes at once)."""
     started = time.time()
+
+    def paced(i: int) -> Any:
+        if rate is not None:
+            time.sleep(max(0.0, started + i / rate - time.time()))
+        return create(i)
+
     with ThreadPoolExecutor(16) as pool:
-        list(pool.map(create, range(count)))
+        list(pool.map(paced, range(count)))
     return time.time() - started
 
 
@@ -222,7 +233,7 @@ def list_metadata(api_client: Any, group: str, version: str, namespace: str, plu
 
 
 def run_ours(
-    cluster: devcluster.Cluster, operator: Operator, apiserver_pid: int, count: int, mode: str
+    cluster: devcluster.Cluster, operator: Operator, apiserver_pid: int, count: int, mode: str, rate: float | None
 ) -> dict[str, Any]:
     from kubernetes import client, config
 
@@ -260,7 +271,7 @@ def run_ours(
         process = operator.start()
         wait_for_metrics()
         started = time.time()
-        created_s = create_all(create, count)
+        created_s = create_all(create, count, rate)
     try:
         times = wait_admitted(admitted_times, count)
         stages = stage_seconds()
@@ -277,6 +288,7 @@ def run_ours(
         {
             "system": "transfer-operator",
             "mode": mode,
+            "rate": rate,
             "create_seconds": created_s,
             "controller_cpu_s": operator_cpu,
             "apiserver_cpu_s": cpu_seconds(apiserver_pid) - api_before,
@@ -290,7 +302,13 @@ def run_ours(
 
 
 def run_kueue(
-    cluster: devcluster.Cluster, workdir: Path, kueue_config: Path, apiserver_pid: int, count: int, mode: str
+    cluster: devcluster.Cluster,
+    workdir: Path,
+    kueue_config: Path,
+    apiserver_pid: int,
+    count: int,
+    mode: str,
+    rate: float | None,
 ) -> dict[str, Any]:
     from kubernetes import client, config
 
@@ -325,7 +343,7 @@ def run_kueue(
     else:
         process = kueue_baseline.start(cluster, workdir, kueue_config)
         started = time.time()
-        created_s = create_all(create, count)
+        created_s = create_all(create, count, rate)
     try:
         times = wait_admitted(admitted_times, count)
         kueue_cpu = cpu_seconds(process.pid)
@@ -341,6 +359,7 @@ def run_kueue(
         {
             "system": f"kueue {kueue_baseline.VERSION}",
             "mode": mode,
+            "rate": rate,
             "create_seconds": created_s,
             "controller_cpu_s": kueue_cpu,
             "apiserver_cpu_s": cpu_seconds(apiserver_pid) - api_before,
@@ -367,11 +386,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--mode", choices=["backlog", "stream"], default="backlog")
+    parser.add_argument("--rate", type=float, help="stream mode: workloads created per second")
     parser.add_argument("--no-kueue", action="store_true", help="only ours")
     parser.add_argument("--qps", type=float, default=600.0, help="both controllers' client QPS")
     parser.add_argument("--burst", type=int, default=1200, help="both controllers' client burst")
     parser.add_argument("--out", type=Path, default=Path("docs/results/e2e_admission.json"))
     args = parser.parse_args()
+    if args.rate is not None and args.mode != "stream":
+        parser.error("--rate is for --mode stream")
     workdir = Path(tempfile.mkdtemp(prefix="e2e-admission-"))
     kueue_config = None
     if not args.no_kueue:
@@ -388,10 +410,10 @@ def main() -> None:
         rows: list[dict[str, Any]] = []
         print(HEADER, flush=True)
         for count in args.jobs:
-            rows.append(run_ours(cluster, operator, apiserver_pid, count, args.mode))
+            rows.append(run_ours(cluster, operator, apiserver_pid, count, args.mode, args.rate))
             print(line(rows[-1]), f" stages={rows[-1]['mean_stage_seconds']}", flush=True)
             if kueue_config is not None:
-                rows.append(run_kueue(cluster, workdir, kueue_config, apiserver_pid, count, args.mode))
+                rows.append(run_kueue(cluster, workdir, kueue_config, apiserver_pid, count, args.mode, args.rate))
                 print(line(rows[-1]), flush=True)
                 ratio = rows[-2]["admitted_per_second"] / max(1e-9, rows[-1]["admitted_per_second"])
                 print(f"{'':<20}{'':>8}{count:>7}  ours / Kueue admitted/s = {ratio:.2f}", flush=True)

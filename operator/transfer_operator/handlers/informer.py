@@ -120,6 +120,7 @@ class Store(Generic[V]):
     tombstones: dict[Key, tuple[int, float]] = field(default_factory=dict)
     changed: set[Key] = field(default_factory=set)  # keys changed since `take_changed`
     lock: threading.Lock = field(default_factory=threading.Lock)
+    wake: threading.Event | None = None  # set on news from the watch: work for the cycle
 
     def apply(self, event_type: str, body: dict[str, Any], *, mark: bool = True) -> None:
         """A watch event, or (mark=False) the object a write of the cycle returned."""
@@ -132,6 +133,8 @@ class Store(Generic[V]):
                     self.tombstones[key] = (max(version, stored[0] if stored else 0), time.monotonic())
                     if mark:
                         self.changed.add(key)
+                        if self.wake is not None:
+                            self.wake.set()
                 return
             if stored is not None and version and version <= stored[0]:
                 return  # what the cycle wrote through, or older
@@ -144,6 +147,8 @@ class Store(Generic[V]):
             self.items[key] = (version, value)
             if mark:
                 self.changed.add(key)
+        if mark and self.wake is not None:
+            self.wake.set()
 
     def prepared(self, body: dict[str, Any], previous: V | None) -> V:  # noqa: ARG002
         return self.prepare(body)
@@ -453,6 +458,13 @@ class FleetIndex:
     nodepools: Store[dict[str, Any]] = field(default_factory=lambda: Store(prepare_karpenter_object))
     nodeclaims: Store[dict[str, Any]] = field(default_factory=lambda: Store(prepare_karpenter_object))
     informers: list[Informer] = field(default_factory=list)
+    # Set when a watch brings a TransferJob, GPUPool or RayJob change: the scheduling loop starts
+    # its next cycle then instead of at the end of its interval.
+    work: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        for store in (self.transferjobs, self.gpupools, self.rayjobs):
+            store.wake = self.work
 
     def karpenter_served(self) -> bool:
         """Karpenter's NodePool API is served and listable (elastic pools can buy nodes)."""

@@ -45,6 +45,8 @@ from transfer_operator.scheduler.snapshot import requeue_backoff_s, snapshot_of
 log = logging.getLogger(__name__)
 LEASE_NAME = "transfer-operator-scheduler"
 WRITE_CONCURRENCY = 32  # writes in flight: hides the API server's latency within the QPS budget
+MIN_GAP_S = 0.2  # between two cycles, however much news the watches bring
+WAKE_POLL_S = 0.05
 
 
 def run_cycle(ctx: Ctx, now: datetime) -> Sequence[Decision]:
@@ -318,25 +320,47 @@ async def run_leading_cycle(ctx: Ctx, lease_s: int, renew_every_s: float) -> flo
     return time.monotonic() - started
 
 
+async def wait_for_work(ctx: Ctx, stopped: asyncio.Event, interval_s: float, *, woken: bool) -> None:
+    """Until `interval_s` has passed, or (with `woken`, and at least MIN_GAP_S on) until a watch
+    brought a TransferJob, GPUPool or RayJob change: a new job is placed in the next fraction of
+    a second, not at the end of the interval, while a stream of news batches into cycles."""
+    now = time.monotonic()
+    deadline, earliest = now + interval_s, now + min(MIN_GAP_S, interval_s)
+    while not stopped.is_set():
+        now = time.monotonic()
+        if now >= deadline or (woken and now >= earliest and ctx.index.work.is_set()):
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopped.wait(), timeout=min(WAKE_POLL_S, deadline - now))
+
+
 async def scheduling_loop(ctx: Ctx, stopped: asyncio.Event) -> None:
-    """Run a cycle every `schedulingIntervalSeconds` while this replica holds the Lease (and its
-    watch-fed index has listed every kind once)."""
+    """Run a cycle when a watch brings news, and at least every `schedulingIntervalSeconds`,
+    while this replica holds the Lease (and its watch-fed index has listed every kind once)."""
     interval_s = ctx.config.scheduling_interval_seconds
     last_cycle_s = 0.0
+    renew_at = 0.0  # monotonic time the held Lease is next renewed (the API is not asked before)
     while not stopped.is_set():
         if not ctx.index.is_synced():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopped.wait(), timeout=0.2)
             continue
         lease_s = lease_seconds(interval_s, last_cycle_s)
+        leader = False
         try:
-            leader = await asyncio.to_thread(
-                ctx.kube.hold_lease, ctx.lease_namespace, LEASE_NAME, ctx.identity, lease_s
-            )
+            if time.monotonic() < renew_at:
+                leader = True  # renewed under a third of the Lease ago: nobody else can hold it
+            else:
+                leader = await asyncio.to_thread(
+                    ctx.kube.hold_lease, ctx.lease_namespace, LEASE_NAME, ctx.identity, lease_s
+                )
+                renew_at = time.monotonic() + lease_s / 3 if leader else 0.0
             if leader:
+                ctx.index.work.clear()  # news from now on wakes the next cycle
                 last_cycle_s = await run_leading_cycle(ctx, lease_s, renew_every_s=lease_s / 3)
+                renew_at = 0.0 if ctx.lost_lease.is_set() else renew_at
         except Exception:
             log.exception("scheduling cycle failed; retrying")
             metrics.RECONCILE_ERRORS.labels(stage="cycle").inc()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopped.wait(), timeout=interval_s)
+        # A standby replica only asks for the Lease every interval.
+        await wait_for_work(ctx, stopped, interval_s, woken=leader)

@@ -3,6 +3,7 @@ own writes are written through and a lagging watch never undoes them."""
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 from transfer_operator import metrics
@@ -114,3 +115,17 @@ def test_pods_are_listed_only_in_the_job_namespaces_when_the_install_names_them(
     kube.expire.add("pods")
     index.step_all()
     assert keys() == ["team-a/a2", "team-b/b"]
+
+
+def test_news_from_the_watch_wakes_the_cycle_but_a_write_through_or_an_older_event_does_not():
+    wake = threading.Event()
+    store = Store(prepare_rayjob, wake=wake)
+    store.apply("MODIFIED", rayjob("r", 9), mark=False)  # what the cycle's own write returned
+    store.apply("MODIFIED", rayjob("r", 7, "Initializing"))  # older than that
+    store.apply("DELETED", rayjob("r", 8))
+    assert not wake.is_set()
+    store.apply("MODIFIED", rayjob("r", 10, "Running"))
+    assert wake.is_set()
+    wake.clear()
+    store.apply("DELETED", rayjob("r", 11))
+    assert wake.is_set()

@@ -145,6 +145,38 @@ def test_only_the_lease_holder_schedules():
     assert not kube.rayjobs and "phase" not in status_of(kube, "a")
 
 
+def test_the_leader_places_a_new_job_on_the_watchs_news_not_at_the_end_of_the_interval():
+    import asyncio
+
+    from transfer_operator.handlers.scheduling import scheduling_loop
+
+    ctx, kube = ctx_with(a_pool(nodes=2), a_job("a"))
+    ctx.config = OperatorConfig(schedulingIntervalSeconds=600)
+    ctx.index.step_all()
+    leases = []
+    hold = kube.hold_lease
+    kube.hold_lease = lambda *args: leases.append(args) or hold(*args)  # type: ignore[method-assign]
+    stopped = asyncio.Event()
+
+    async def until(condition: Any, timeout_s: float = 10.0) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while not condition():
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.02)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(scheduling_loop(ctx, stopped))
+        await until(lambda: status_of(kube, "a").get("phase") == "Admitted")
+        kube.add(a_job("b"))
+        await asyncio.to_thread(ctx.index.step_all)  # the watch delivers it
+        await until(lambda: status_of(kube, "b").get("phase") == "Admitted")
+        stopped.set()
+        await task
+
+    asyncio.run(scenario())
+    assert len(leases) == 1  # the Lease, held for 15 s, is not asked for again before a third of it
+
+
 def a_node(name: str, pool: str, ready: str = "True", taints: tuple[str, ...] = ()) -> dict[str, Any]:
     return {
         "metadata": {"name": name, "labels": {"transfer.dev/pool": pool}},
