@@ -121,6 +121,10 @@ class Store(Generic[V]):
     changed: set[Key] = field(default_factory=set)  # keys changed since `take_changed`
     lock: threading.Lock = field(default_factory=threading.Lock)
     wake: threading.Event | None = None  # set on news from the watch: work for the cycle
+    # Whether a change to an object already held is news for the cycle (a new or deleted object
+    # always is; None: every change is): not the status the cycle itself writes, whose watch
+    # event may come before the write-through.
+    news: Callable[[dict[str, Any], V], bool] | None = None
 
     def apply(self, event_type: str, body: dict[str, Any], *, mark: bool = True) -> None:
         """A watch event, or (mark=False) the object a write of the cycle returned."""
@@ -133,8 +137,7 @@ class Store(Generic[V]):
                     self.tombstones[key] = (max(version, stored[0] if stored else 0), time.monotonic())
                     if mark:
                         self.changed.add(key)
-                        if self.wake is not None:
-                            self.wake.set()
+                        self._wake()
                 return
             if stored is not None and version and version <= stored[0]:
                 return  # what the cycle wrote through, or older
@@ -147,7 +150,11 @@ class Store(Generic[V]):
             self.items[key] = (version, value)
             if mark:
                 self.changed.add(key)
-        if mark and self.wake is not None:
+                if stored is None or self.news is None or self.news(body, stored[1]):
+                    self._wake()
+
+    def _wake(self) -> None:
+        if self.wake is not None:
             self.wake.set()
 
     def prepared(self, body: dict[str, Any], previous: V | None) -> V:  # noqa: ARG002
@@ -175,7 +182,10 @@ class Store(Generic[V]):
             else:
                 fresh[key] = (version, self.prepared(body, stored[1] if stored else None))
         with self.lock:
-            self.changed |= set(old) ^ set(fresh) | {k for k in fresh if old.get(k) is not fresh[k]}
+            relisted = set(old) ^ set(fresh) | {k for k in fresh if old.get(k) is not fresh[k]}
+            self.changed |= relisted
+            if relisted:
+                self._wake()
             if namespace is None:
                 self.items = fresh
                 self.tombstones.clear()
@@ -437,6 +447,13 @@ def prepare_namespace(body: dict[str, Any]) -> dict[str, Any]:
     return {"metadata": {"name": metadata.get("name", ""), "labels": metadata.get("labels") or {}}}
 
 
+def spec_or_deletion_changed(body: dict[str, Any], old: dict[str, Any]) -> bool:
+    metadata, before = body.get("metadata") or {}, old.get("metadata") or {}
+    return metadata.get("generation") != before.get("generation") or bool(
+        metadata.get("deletionTimestamp")
+    ) != bool(before.get("deletionTimestamp"))
+
+
 @dataclass
 class FleetIndex:
     """The stores the cycle reads, and the informers that feed them."""
@@ -465,6 +482,9 @@ class FleetIndex:
     def __post_init__(self) -> None:
         for store in (self.transferjobs, self.gpupools, self.rayjobs):
             store.wake = self.work
+        self.transferjobs.news = lambda body, old: spec_or_deletion_changed(body, old.body)
+        self.gpupools.news = lambda body, old: spec_or_deletion_changed(body, old[0])
+        self.rayjobs.news = lambda body, old: (body.get("status") or {}) != old["status"]
 
     def karpenter_served(self) -> bool:
         """Karpenter's NodePool API is served and listable (elastic pools can buy nodes)."""

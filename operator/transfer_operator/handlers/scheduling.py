@@ -322,8 +322,8 @@ async def run_leading_cycle(ctx: Ctx, lease_s: int, renew_every_s: float) -> flo
 
 async def wait_for_work(ctx: Ctx, stopped: asyncio.Event, interval_s: float, *, woken: bool) -> None:
     """Until `interval_s` has passed, or (with `woken`, and at least MIN_GAP_S on) until a watch
-    brought a TransferJob, GPUPool or RayJob change: a new job is placed in the next fraction of
-    a second, not at the end of the interval, while a stream of news batches into cycles."""
+    brought news (FleetIndex.work): a new job is placed in the next fraction of a second, not at
+    the end of the interval, while a stream of news batches into cycles."""
     now = time.monotonic()
     deadline, earliest = now + interval_s, now + min(MIN_GAP_S, interval_s)
     while not stopped.is_set():

@@ -7,7 +7,7 @@ import threading
 from datetime import timedelta
 
 from transfer_operator import metrics
-from transfer_operator.handlers.informer import Store, prepare_rayjob, slim
+from transfer_operator.handlers.informer import FleetIndex, Store, prepare_rayjob, slim
 
 from .test_scheduling import NOW, a_job, a_pool, ctx_with, run_cycle, status_of
 
@@ -129,3 +129,25 @@ def test_news_from_the_watch_wakes_the_cycle_but_a_write_through_or_an_older_eve
     wake.clear()
     store.apply("DELETED", rayjob("r", 11))
     assert wake.is_set()
+
+
+def test_the_status_the_cycle_writes_does_not_wake_it_but_a_new_job_or_a_spec_change_does():
+    index = FleetIndex()
+    job = {**a_job("a"), "metadata": {**a_job("a")["metadata"], "resourceVersion": "1", "generation": 1}}
+    index.transferjobs.apply("ADDED", job)
+    assert index.work.is_set()
+    index.work.clear()
+    # The watch's news of the cycle's own status patch, before the write-through.
+    index.transferjobs.apply("MODIFIED", {**job, "metadata": {**job["metadata"], "resourceVersion": "2"},
+                                          "status": {"phase": "Admitted"}})  # fmt: skip
+    assert not index.work.is_set()
+    index.transferjobs.apply("MODIFIED", {**job, "metadata": {**job["metadata"], "resourceVersion": "3",
+                                                              "generation": 2}})  # fmt: skip
+    assert index.work.is_set()
+    index.work.clear()
+    index.rayjobs.apply("ADDED", rayjob("r", 4))
+    index.work.clear()
+    index.rayjobs.apply("MODIFIED", rayjob("r", 5))  # nothing the cycle reads changed
+    assert not index.work.is_set()
+    index.rayjobs.apply("MODIFIED", rayjob("r", 6, "Complete"))
+    assert index.work.is_set()
