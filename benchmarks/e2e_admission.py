@@ -32,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -49,8 +50,7 @@ from transfer_operator import devcluster
 from transfer_operator.api.manifests import gpupool_manifest, transferjob_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
-POLL_S = 5.0  # seconds between the polls for admitted workloads
-PAGE = 5000  # objects per page of a poll's list
+PAGE = 5000  # objects per page of the final count's list
 
 POOLS = [
     gpupool_manifest(
@@ -165,7 +165,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-def create_all(create: Callable[[int], Any], count: int, rate: float | None = None) -> float:
+def create_all(create: Callable[[int], Any], count: int, rate: float | None = None) -> tuple[float, list[Any]]:
     """Create the `count` workloads with 16 threads: as fast as they go, or the i-th at i / `rate`
     seconds from the start (an open-loop arrival rate; a creation late for its slot goes at once)."""
     started = time.time()
@@ -176,8 +176,8 @@ def create_all(create: Callable[[int], Any], count: int, rate: float | None = No
         return create(i)
 
     with ThreadPoolExecutor(16) as pool:
-        list(pool.map(paced, range(count)))
-    return time.time() - started
+        created = list(pool.map(paced, range(count)))
+    return time.time() - started, created
 
 
 def summarize(
@@ -197,24 +197,70 @@ def summarize(
     }
 
 
-def wait_admitted(
-    list_times: Callable[[], list[tuple[float, float]]], count: int, timeout_s: float = 3600
-) -> list[tuple[float, float]]:
-    """Poll until all are admitted. The times come from the objects, so the poll's interval only
-    decides when the run ends; every poll is a list the API server pays for, beside the systems
-    measured, so it is kept slow."""
-    deadline = time.time() + timeout_s
-    while True:
-        times = list_times()
-        if len(times) >= count or time.time() > deadline:
-            return times
-        time.sleep(POLL_S)
+class AdmissionWatch:
+    """Every RayJob of a namespace, from one watch started before the first is created: when each
+    workload was admitted, by `admitted(rayjob)` -> (workload name, admission time) or None. A
+    watch is served from the API server's watch cache, each event once; the polls it replaced
+    listed every RayJob every few seconds, load on the API server being measured (and at 50,000
+    a full list broke off)."""
+
+    def __init__(
+        self, api_client: Any, namespace: str, admitted: Callable[[dict[str, Any]], tuple[str, str] | None]
+    ):
+        from kubernetes import client
+
+        self.custom = client.CustomObjectsApi(api_client)
+        self.namespace = namespace
+        self.admitted = admitted
+        self.times: dict[str, float] = {}
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="admission-watch", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        from kubernetes import watch
+        from kubernetes.client.exceptions import ApiException
+
+        version = ""
+        while not self.stopped.is_set():
+            try:
+                for event in watch.Watch().stream(
+                    self.custom.list_namespaced_custom_object, "ray.io", "v1", self.namespace, "rayjobs",
+                    resource_version=version, allow_watch_bookmarks=True, timeout_seconds=120,
+                ):  # fmt: skip
+                    obj = event["object"]
+                    version = obj["metadata"].get("resourceVersion") or version
+                    found = self.admitted(obj) if event["type"] in ("ADDED", "MODIFIED") else None
+                    if found is not None:
+                        self.times.setdefault(found[0], parse_time(found[1]))
+                    if self.stopped.is_set():
+                        return
+            except ApiException as error:
+                if error.status != 410:
+                    raise
+                version = ""  # expired: start again from the current state (an event for each)
+            except Exception:  # a broken stream resumes from the last version; at the end, stop
+                if self.stopped.is_set():
+                    return
+                time.sleep(1)
+
+    def wait(self, count: int, timeout_s: float = 7200) -> dict[str, float]:
+        """Name -> admission time, once `count` are admitted (or the time is up)."""
+        deadline = time.time() + timeout_s
+        while len(self.times) < count and time.time() < deadline and self.thread.is_alive():
+            time.sleep(0.5)
+        self.stopped.set()
+        return dict(self.times)
+
+
+def created_times(created: list[Any]) -> dict[str, float]:
+    """Name -> creationTimestamp, from the objects the creates returned."""
+    return {obj["metadata"]["name"]: parse_time(obj["metadata"]["creationTimestamp"]) for obj in created}
 
 
 def list_metadata(api_client: Any, group: str, version: str, namespace: str, plural: str) -> list[dict[str, Any]]:
-    """The objects' metadata only (PartialObjectMetadataList, with managedFields), a page at a
-    time: a full list of 50,000 RayJobs is over 100 MB, which the API server renders on every
-    poll (and at 50,000 the stream broke off)."""
+    """The objects' metadata only (PartialObjectMetadataList), a page at a time: a full list of
+    50,000 RayJobs is over 100 MB (at 50,000 one broke off)."""
     items: list[dict[str, Any]] = []
     page = ""
     while True:
@@ -247,37 +293,31 @@ def run_ours(
             "transfer.dev", "v1alpha1", namespace, "transferjobs", job(f"tj-{i}", i)
         )
 
-    created_at: dict[str, float] = {}
+    def admitted(rayjob: dict[str, Any]) -> tuple[str, str] | None:
+        """Admitted is when its RayJob landed in the API server, not the cycle's
+        `status.admittedAt` (the cycle's start: a cycle's writes take longer)."""
+        return kueue_baseline.owner_name(rayjob), rayjob["metadata"]["creationTimestamp"]
 
-    def admitted_times() -> list[tuple[float, float]]:
-        """(created, admitted): admitted is when its RayJob landed in the API server, not the
-        cycle's `status.admittedAt` (the cycle's start: a cycle's writes take longer)."""
-        if len(created_at) < count:
-            for tj in list_metadata(api_client, "transfer.dev", "v1alpha1", namespace, "transferjobs"):
-                created_at[tj["metadata"]["name"]] = parse_time(tj["metadata"]["creationTimestamp"])
-        rayjobs = list_metadata(api_client, "ray.io", "v1", namespace, "rayjobs")
-        return [
-            (created_at[owner], parse_time(r["metadata"]["creationTimestamp"]))
-            for r in rayjobs
-            if (owner := kueue_baseline.owner_name(r)) in created_at
-        ]
-
+    admissions = AdmissionWatch(api_client, namespace, admitted)
     api_before = cpu_seconds(apiserver_pid)
     if mode == "backlog":
-        created_s = create_all(create, count)
+        created_s, created = create_all(create, count)
         started = time.time()
         process = operator.start()
     else:
         process = operator.start()
         wait_for_metrics()
         started = time.time()
-        created_s = create_all(create, count, rate)
+        created_s, created = create_all(create, count, rate)
+    created_at = created_times(created)
     try:
-        times = wait_admitted(admitted_times, count)
+        admitted_at = admissions.wait(count)
         stages = stage_seconds()
         operator_cpu = cpu_seconds(process.pid)
+        apiserver_cpu = cpu_seconds(apiserver_pid) - api_before
     finally:
         stop(process)
+    times = [(created_at[name], at) for name, at in admitted_at.items() if name in created_at]
     rayjobs = list_metadata(api_client, "ray.io", "v1", namespace, "rayjobs")
     policies = client.NetworkingV1Api(api_client).list_namespaced_network_policy(namespace).items
     cycles = stages.get("read", (0.0, 0.0))[1]
@@ -291,7 +331,7 @@ def run_ours(
             "rate": rate,
             "create_seconds": created_s,
             "controller_cpu_s": operator_cpu,
-            "apiserver_cpu_s": cpu_seconds(apiserver_pid) - api_before,
+            "apiserver_cpu_s": apiserver_cpu,
             "objects_per_workload": len(rayjobs) / count,  # 1.0: no RayJob missing or doubled
             "networkpolicies_per_job": len(policies) / count,
             "cycles": cycles,
@@ -324,31 +364,29 @@ def run_kueue(
         rayjob = kueue_baseline.equivalent_rayjob(transferjob, POOLS[0])
         return custom.create_namespaced_custom_object("ray.io", "v1", namespace, "rayjobs", rayjob)
 
-    def admitted_times() -> list[tuple[float, float]]:
-        """(created, admitted): admitted is when Kueue's update unsuspending the RayJob landed
-        (a full list: whether it is unsuspended is in the spec)."""
-        rayjobs = custom.list_namespaced_custom_object("ray.io", "v1", namespace, "rayjobs")["items"]
-        times = []
-        for rayjob in rayjobs:
-            admitted = kueue_baseline.unsuspended_at(rayjob)
-            if admitted is not None:
-                times.append((parse_time(rayjob["metadata"]["creationTimestamp"]), parse_time(admitted)))
-        return times
+    def admitted(rayjob: dict[str, Any]) -> tuple[str, str] | None:
+        """Admitted is when Kueue's update that unsuspended the RayJob landed."""
+        at = kueue_baseline.unsuspended_at(rayjob)
+        return None if at is None else (rayjob["metadata"]["name"], at)
 
+    admissions = AdmissionWatch(api_client, namespace, admitted)
     api_before = cpu_seconds(apiserver_pid)
     if mode == "backlog":
-        created_s = create_all(create, count)
+        created_s, created = create_all(create, count)
         started = time.time()
         process = kueue_baseline.start(cluster, workdir, kueue_config)
     else:
         process = kueue_baseline.start(cluster, workdir, kueue_config)
         started = time.time()
-        created_s = create_all(create, count, rate)
+        created_s, created = create_all(create, count, rate)
+    created_at = created_times(created)
     try:
-        times = wait_admitted(admitted_times, count)
+        admitted_at = admissions.wait(count)
         kueue_cpu = cpu_seconds(process.pid)
+        apiserver_cpu = cpu_seconds(apiserver_pid) - api_before
     finally:
         stop(process)
+    times = [(created_at[name], at) for name, at in admitted_at.items() if name in created_at]
     workloads = custom.list_namespaced_custom_object(
         kueue_baseline.GROUP, kueue_baseline.API, namespace, "workloads"
     )["items"]
@@ -362,7 +400,7 @@ def run_kueue(
             "rate": rate,
             "create_seconds": created_s,
             "controller_cpu_s": kueue_cpu,
-            "apiserver_cpu_s": cpu_seconds(apiserver_pid) - api_before,
+            "apiserver_cpu_s": apiserver_cpu,
             "objects_per_workload": len(workloads) / count,  # Workloads per RayJob: 1.0
         },
     )
