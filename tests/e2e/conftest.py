@@ -145,6 +145,13 @@ def get_json(cluster: devcluster.Cluster, *args: str) -> dict[str, Any]:
     return json.loads(cluster.kubectl("get", *args, "-o", "json").stdout)
 
 
+def event_messages(cluster: devcluster.Cluster, namespace: str, name: str, reason: str) -> list[str]:
+    """The messages of the object's events with `reason`: what a transition said, which the next
+    cycle (0.2 s later, on news) may already have replaced in status and conditions."""
+    events = get_json(cluster, "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}")
+    return [e["message"] for e in events["items"] if e["reason"] == reason]
+
+
 def get_or_none(cluster: devcluster.Cluster, *args: str) -> dict[str, Any] | None:
     result = cluster.kubectl("get", *args, "-o", "json", check=False)
     return json.loads(result.stdout) if result.returncode == 0 else None

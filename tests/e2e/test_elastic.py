@@ -28,7 +28,7 @@ from transfer_operator.devcluster.processes import stop
 from transfer_operator.devcluster.raysim import RUN_SECONDS_ANNOTATION
 from transfer_operator.engine.elastic_pool import NODEPOOL_LABEL
 
-from .conftest import OperatorProcess, get_json, keep_ray_jobs_running, pods_report, wait_for
+from .conftest import OperatorProcess, event_messages, get_json, keep_ray_jobs_running, pods_report, wait_for
 from .test_faults import invariant_violations, record
 
 REQUIRE_ENV = "TRANSFER_E2E_KARPENTER"
@@ -119,11 +119,6 @@ def job_status(cluster: devcluster.Cluster, namespace: str, name: str) -> dict[s
     return get_json(cluster, "transferjob", name, "-n", namespace).get("status") or {}
 
 
-def event_messages(cluster: devcluster.Cluster, namespace: str, name: str, reason: str) -> list[str]:
-    events = get_json(cluster, "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}")
-    return [e["message"] for e in events["items"] if e["reason"] == reason]
-
-
 def bound_pods(cluster: devcluster.Cluster, namespace: str, name: str, at_least: int) -> list[dict[str, Any]] | None:
     pods = get_json(cluster, "pods", "-n", namespace, "-l", f"transfer.dev/job={name}")["items"]
     ray = [p for p in pods if "ray.io/node-type" in p["metadata"].get("labels", {})]
@@ -148,7 +143,6 @@ def test_a_job_that_fits_no_node_grows_the_pool_runs_and_the_pool_shrinks_back(
         lambda: (s := job_status(cluster, namespace, "grow")).get("placement") and s, 60, "grow admitted"
     )
     assert placed["placement"]["pool"] == "e2e-elastic"
-    # The Admitted event, not status.message: a cycle may already have moved the job on.
     admitted = wait_for(lambda: event_messages(cluster, namespace, "grow", "Admitted"), 30, "the Admitted event")
     assert "nodes to be bought" in admitted[0], admitted
     wait_for(lambda: claims_of(cluster, "e2e-elastic"), 60, "Karpenter's NodeClaim for the Pending pods")

@@ -20,7 +20,15 @@ from transfer_operator import devcluster
 from transfer_operator.api.manifests import transferjob_manifest
 from transfer_operator.devcluster.raysim import RUN_SECONDS_ANNOTATION
 
-from .conftest import EXAMPLES, RELEASE_NAMESPACE, SERVICE_ACCOUNT, OperatorProcess, get_json, wait_for
+from .conftest import (
+    EXAMPLES,
+    RELEASE_NAMESPACE,
+    SERVICE_ACCOUNT,
+    OperatorProcess,
+    event_messages,
+    get_json,
+    wait_for,
+)
 from .test_faults import invariant_violations, record
 
 GROW_AFTER_S = 5
@@ -58,13 +66,6 @@ def status_of(cluster: devcluster.Cluster, namespace: str, name: str) -> dict[st
 
 def stamp_s(stamp: str) -> float:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-
-
-def resized_messages(cluster: devcluster.Cluster, namespace: str, name: str) -> list[str]:
-    """The Resized events' messages: what a resize said, after the cycles that followed it moved
-    the job's conditions on (they may, 0.2 s later)."""
-    events = get_json(cluster, "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}")
-    return [e["message"] for e in events["items"] if e["reason"] == "Resized"]
 
 
 def replicas(cluster: devcluster.Cluster, namespace: str, rayjob: str) -> int:
@@ -108,7 +109,7 @@ def test_an_elastic_gang_grows_when_the_gpus_beside_it_free_up(
         lambda: (s := status_of(cluster, namespace, "gang")).get("phase") == "Running" and s, 120, "gang Running at 2"
     )
     assert running["attempts"] == 2  # no second resize, and maxAttempts 1 did not fail it
-    resized = wait_for(lambda: resized_messages(cluster, namespace, "gang"), 30, "the Resized event")
+    resized = wait_for(lambda: event_messages(cluster, namespace, "gang", "Resized"), 30, "the Resized event")
     assert "grown from 1 to 2 workers" in resized[0], resized
     violations = invariant_violations(cluster, namespace, ["gang"])
     # recovery: from the other job's end to the gang's resize written (the cooldown had passed)
@@ -134,7 +135,7 @@ def test_a_higher_priority_job_shrinks_a_running_gang_instead_of_preempting_it(
         lambda: (s := status_of(cluster, namespace, "wide")).get("attempts") == 2 and s, 120, "wide shrunk (attempt 2)"
     )
     assert shrunk["placement"]["gpus"] == 8 and shrunk["resizes"] == 1 and shrunk["phase"] != "Preempted", shrunk
-    resized = wait_for(lambda: resized_messages(cluster, namespace, "wide"), 30, "the Resized event")
+    resized = wait_for(lambda: event_messages(cluster, namespace, "wide", "Resized"), 30, "the Resized event")
     assert "shrunk from 2 to 1 workers to make room for higher-priority" in resized[0], resized
     wait_for(lambda: status_of(cluster, namespace, "vip").get("phase") == "Running", 120, "vip Running")
     shrink_s = time.monotonic() - started
