@@ -45,7 +45,9 @@ from transfer_operator.scheduler.snapshot import requeue_backoff_s, snapshot_of
 log = logging.getLogger(__name__)
 LEASE_NAME = "transfer-operator-scheduler"
 WRITE_CONCURRENCY = 32  # writes in flight: hides the API server's latency within the QPS budget
-MIN_GAP_S = 0.2  # between two cycles, however much news the watches bring
+# Between two cycles, however much news the watches bring: at least this, and at least as long
+# as the last cycle took, so that cycles never take more than about half the operator's time.
+MIN_GAP_S = 0.2
 WAKE_POLL_S = 0.05
 
 
@@ -320,12 +322,14 @@ async def run_leading_cycle(ctx: Ctx, lease_s: int, renew_every_s: float) -> flo
     return time.monotonic() - started
 
 
-async def wait_for_work(ctx: Ctx, stopped: asyncio.Event, interval_s: float, *, woken: bool) -> None:
-    """Until `interval_s` has passed, or (with `woken`, and at least MIN_GAP_S on) until a watch
-    brought news (FleetIndex.work): a new job is placed in the next fraction of a second, not at
-    the end of the interval, while a stream of news batches into cycles."""
+async def wait_for_work(
+    ctx: Ctx, stopped: asyncio.Event, interval_s: float, *, woken: bool, min_gap_s: float = MIN_GAP_S
+) -> None:
+    """Until `interval_s` has passed, or (with `woken`, and at least `min_gap_s` on) until a watch
+    brought news (FleetIndex.work): a new job is placed within a fraction of a second on a small
+    fleet, not at the end of the interval, while a stream of news batches into cycles."""
     now = time.monotonic()
-    deadline, earliest = now + interval_s, now + min(MIN_GAP_S, interval_s)
+    deadline, earliest = now + interval_s, now + min(min_gap_s, interval_s)
     while not stopped.is_set():
         now = time.monotonic()
         if now >= deadline or (woken and now >= earliest and ctx.index.work.is_set()):
@@ -363,4 +367,4 @@ async def scheduling_loop(ctx: Ctx, stopped: asyncio.Event) -> None:
             log.exception("scheduling cycle failed; retrying")
             metrics.RECONCILE_ERRORS.labels(stage="cycle").inc()
         # A standby replica only asks for the Lease every interval.
-        await wait_for_work(ctx, stopped, interval_s, woken=leader)
+        await wait_for_work(ctx, stopped, interval_s, woken=leader, min_gap_s=max(MIN_GAP_S, last_cycle_s))
