@@ -244,18 +244,15 @@ class AdmissionWatch:
                     return
                 time.sleep(1)
 
-    def wait(self, count: int, timeout_s: float = 7200) -> dict[str, float]:
-        """Name -> admission time, once `count` are admitted (or the time is up)."""
+    def wait(self, created: list[Any], timeout_s: float = 7200) -> list[tuple[float, float]]:
+        """(created, admitted) of each of `created` (the objects the creates returned) admitted,
+        once all are (or the time is up)."""
         deadline = time.time() + timeout_s
-        while len(self.times) < count and time.time() < deadline and self.thread.is_alive():
+        while len(self.times) < len(created) and time.time() < deadline and self.thread.is_alive():
             time.sleep(0.5)
         self.stopped.set()
-        return dict(self.times)
-
-
-def created_times(created: list[Any]) -> dict[str, float]:
-    """Name -> creationTimestamp, from the objects the creates returned."""
-    return {obj["metadata"]["name"]: parse_time(obj["metadata"]["creationTimestamp"]) for obj in created}
+        created_at = {o["metadata"]["name"]: parse_time(o["metadata"]["creationTimestamp"]) for o in created}
+        return [(created_at[name], at) for name, at in dict(self.times).items() if name in created_at]
 
 
 def list_metadata(api_client: Any, group: str, version: str, namespace: str, plural: str) -> list[dict[str, Any]]:
@@ -309,15 +306,13 @@ def run_ours(
         wait_for_metrics()
         started = time.time()
         created_s, created = create_all(create, count, rate)
-    created_at = created_times(created)
     try:
-        admitted_at = admissions.wait(count)
+        times = admissions.wait(created)
         stages = stage_seconds()
         operator_cpu = cpu_seconds(process.pid)
         apiserver_cpu = cpu_seconds(apiserver_pid) - api_before
     finally:
         stop(process)
-    times = [(created_at[name], at) for name, at in admitted_at.items() if name in created_at]
     rayjobs = list_metadata(api_client, "ray.io", "v1", namespace, "rayjobs")
     policies = client.NetworkingV1Api(api_client).list_namespaced_network_policy(namespace).items
     cycles = stages.get("read", (0.0, 0.0))[1]
@@ -379,14 +374,12 @@ def run_kueue(
         process = kueue_baseline.start(cluster, workdir, kueue_config)
         started = time.time()
         created_s, created = create_all(create, count, rate)
-    created_at = created_times(created)
     try:
-        admitted_at = admissions.wait(count)
+        times = admissions.wait(created)
         kueue_cpu = cpu_seconds(process.pid)
         apiserver_cpu = cpu_seconds(apiserver_pid) - api_before
     finally:
         stop(process)
-    times = [(created_at[name], at) for name, at in admitted_at.items() if name in created_at]
     workloads = custom.list_namespaced_custom_object(
         kueue_baseline.GROUP, kueue_baseline.API, namespace, "workloads"
     )["items"]

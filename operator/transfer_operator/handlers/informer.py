@@ -475,8 +475,8 @@ class FleetIndex:
     nodepools: Store[dict[str, Any]] = field(default_factory=lambda: Store(prepare_karpenter_object))
     nodeclaims: Store[dict[str, Any]] = field(default_factory=lambda: Store(prepare_karpenter_object))
     informers: list[Informer] = field(default_factory=list)
-    # Set when a watch brings a TransferJob, GPUPool or RayJob change: the scheduling loop starts
-    # its next cycle then instead of at the end of its interval.
+    # Set when a watch brings news of a TransferJob, GPUPool or RayJob (`Store.news`): the
+    # scheduling loop starts its next cycle then instead of at the end of its interval.
     work: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
