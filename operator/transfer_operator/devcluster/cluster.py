@@ -88,6 +88,26 @@ class Cluster:
             raise ClusterError(f"{' '.join(command[1:])} failed: {result.stderr.strip()}")
         return result
 
+    def wait_crds_established(self, *names: str, timeout_s: float = 60.0) -> None:
+        """Waits until every CRD in `names` is Established. Not `kubectl wait`: it fails at once
+        on a CRD whose status has no conditions yet, which is how a just-applied CRD starts."""
+
+        def established() -> bool:
+            result = self.kubectl("get", "crd", *names, "-o", "json", check=False)
+            if result.returncode != 0:
+                return False
+            found = json.loads(result.stdout)
+            items = found.get("items", [found])
+            return len(items) == len(names) and all(
+                any(
+                    c["type"] == "Established" and c["status"] == "True"
+                    for c in item.get("status", {}).get("conditions") or []
+                )
+                for item in items
+            )
+
+        wait_for(f"CRDs {', '.join(names)} Established", established, timeout_s)
+
     def helm(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """The cached helm binary against this cluster."""
         command = [str(self.bin_dir / "helm"), "--kubeconfig", str(self.kubeconfig), *args]
@@ -435,15 +455,8 @@ def _start_kuberay(cluster: Cluster, timeout_s: float, env: dict[str, str] | Non
     crd_dir = cluster.bin_dir / "crds" / "kuberay"
     # Server-side apply: the RayCluster CRD is too big for the last-applied annotation.
     cluster.kubectl("apply", "--server-side", "-f", str(crd_dir), timeout_s=timeout_s)
-    cluster.kubectl(
-        "wait",
-        "--for=condition=Established",
-        "crd",
-        "rayclusters.ray.io",
-        "rayjobs.ray.io",
-        "rayservices.ray.io",
-        f"--timeout={int(timeout_s)}s",
-        timeout_s=timeout_s + 10,
+    cluster.wait_crds_established(
+        "rayclusters.ray.io", "rayjobs.ray.io", "rayservices.ray.io", timeout_s=timeout_s
     )
     operator = _start_component(
         cluster, "kuberay-operator", _kuberay_argv(cluster), env={**cluster.env(), **(env or {})}

@@ -124,9 +124,7 @@ def _register(management: Cluster, name: str, worker: Cluster, pools: list[dict[
 
 def _install_crds(management: Cluster) -> None:
     management.kubectl("apply", "-f", "-", input=render_crds_yaml())
-    management.kubectl(
-        "wait", "--for=condition=Established", "crd", "transferclusters.transfer.dev", "--timeout=60s"
-    )
+    management.wait_crds_established("transferclusters.transfer.dev")
 
 
 def storage_secret(namespace: str, store: objectstore.ObjectStore) -> dict[str, Any]:

@@ -105,18 +105,24 @@ def _ready(url: str) -> bool:
         return False
 
 
-def start(cluster: Cluster, pools: Iterable[dict[str, Any]], timeout_s: float = 120.0, build: bool = True) -> Path:
+def start(
+    cluster: Cluster, pools: Iterable[dict[str, Any]], timeout_s: float = 120.0, build: bool = True
+) -> Path:
     """Install Karpenter's CRDs and a KWOKNodeClass `default` in `cluster` and run the kwok provider against it with the pools' catalog; returns the binary's directory.
     Raises BinariesMissing when it is not built and `build` is False."""
     bin_dir = ensure_component(COMPONENT, build=build)
     crds = bin_dir / "crds"
     if not crds.is_dir():
-        raise cluster_mod.ClusterError(f"{bin_dir} has no crds/: rebuild it (hack/controlplane/build-component.sh karpenter)")
+        raise cluster_mod.ClusterError(
+            f"{bin_dir} has no crds/: rebuild it (hack/controlplane/build-component.sh karpenter)"
+        )
     cluster.kubectl("apply", "--server-side", "-f", str(crds), timeout_s=timeout_s)
-    cluster.kubectl(
-        "wait", "--for=condition=Established", "crd", "nodepools.karpenter.sh", "nodeclaims.karpenter.sh",
-        "kwoknodeclasses.karpenter.kwok.sh", f"--timeout={int(timeout_s)}s", timeout_s=timeout_s + 10,
-    )  # fmt: skip
+    cluster.wait_crds_established(
+        "nodepools.karpenter.sh",
+        "nodeclaims.karpenter.sh",
+        "kwoknodeclasses.karpenter.kwok.sh",
+        timeout_s=timeout_s,
+    )
     parsed = [GPUPool.model_validate(p) for p in pools]
     catalog = cluster.state_dir / CATALOG_FILE
     catalog.write_text(render_instance_types(parsed))
@@ -142,7 +148,9 @@ def start(cluster: Cluster, pools: Iterable[dict[str, Any]], timeout_s: float = 
     return bin_dir
 
 
-def apply_node_class(cluster: Cluster, name: str = "default", registration_delay: str = DEFAULT_REGISTRATION_DELAY) -> None:
+def apply_node_class(
+    cluster: Cluster, name: str = "default", registration_delay: str = DEFAULT_REGISTRATION_DELAY
+) -> None:
     """Create a KWOKNodeClass and mark it Ready. No controller of the kwok provider does (on a cloud
     the provider's NodeClass controller checks its subnets, roles, images), and Karpenter buys
     nothing through a NodePool whose NodeClass is not Ready."""
