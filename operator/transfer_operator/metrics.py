@@ -1,21 +1,23 @@
 """Prometheus collectors of the operator. Labels are bounded: phase, queue, pool, region,
 reason, result, namespace. The per-job gauges (`transfer_job_*`) carry the job's name; their
-series exist only while the job is not finished (a Succeeded or Failed job's series are removed
-at the next cycle; its final cost stays in status.costSoFar), so their number is that of the
-jobs queued or running, not of every job ever run."""
+series exist only while the job is not finished (a Succeeded or Failed job has none; its final
+cost stays in status.costSoFar), so their number is that of the jobs queued or running, not of
+every job ever run. The gauges of the jobs' state are computed when scraped (JobStateCollector)."""
 
 from __future__ import annotations
 
 from collections import Counter as Tally
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from transfer_operator.api.enums import Phase
 from transfer_operator.api.models import GPUPool, TransferJob
 from transfer_operator.scheduler import Action, Decision
 
-JOBS = Gauge("transfer_jobs", "TransferJobs by phase and queue.", ["phase", "queue"])
 PENDING = Gauge("transfer_pending_jobs", "Queued TransferJobs by wait reason.", ["reason"])
 ADMISSION_LATENCY = Histogram(
     "transfer_admission_latency_seconds",
@@ -36,30 +38,9 @@ POOL_PRICE = Gauge(
     "transfer_pool_price_usd_per_gpu_hour", "Price per GPU-hour.", ["pool", "region", "price_class"]
 )
 JOB_COST = Counter("transfer_job_cost_dollars_total", "Dollars accrued by TransferJobs.", ["namespace"])
-SPEND_RATE = Gauge(
-    "transfer_spend_usd_per_hour",
-    "Dollars per hour of the GPUs held right now.",
-    ["region", "namespace", "price_class"],
-)
 PREEMPTIONS = Counter("transfer_preemptions_total", "Jobs sent back to the queue, by reason.", ["reason"])
 FAILOVERS = Counter(
     "transfer_failovers_total", "Jobs that lost their pool or RayJob and went back to the queue.", ["reason"]
-)
-# Per-job series: bounded by the TransferJobs not finished; removed when a job finishes or is deleted.
-JOB_COST_SO_FAR = Gauge(
-    "transfer_job_spent_dollars",
-    "Dollars a queued or running TransferJob has spent so far (finished jobs: status.costSoFar).",
-    ["namespace", "transferjob"],
-)
-JOB_PRICE = Gauge(
-    "transfer_job_usd_per_hour",
-    "What a running TransferJob costs per hour, on which pool.",
-    ["namespace", "transferjob", "pool", "region", "price_class"],
-)
-JOB_PHASE = Gauge(
-    "transfer_job_phase",
-    "1 for the phase a queued or running TransferJob is in (finished jobs have no series).",
-    ["namespace", "transferjob", "phase"],
 )
 GANG_RESIZES = Counter(
     "transfer_gang_resizes_total", "Running elastic gangs restarted at a larger size (scheduler/growth.py)."
@@ -82,10 +63,13 @@ LEASE_RENEWALS_IN_CYCLE = Counter(
     "Scheduler Lease renewals made while a long cycle was still running.",
 )
 CLUSTER_REACHABLE = Gauge(
-    "transfer_cluster_ready", "1 while a worker cluster (TransferCluster) is Ready and answering, else 0.", ["cluster"]
+    "transfer_cluster_ready",
+    "1 while a worker cluster (TransferCluster) is Ready and answering, else 0.",
+    ["cluster"],
 )
 CLUSTER_GPUS = Gauge(
-    "transfer_cluster_gpus", "GPUs of the pools of a cluster by state (cluster \"local\": the operator's own).",
+    "transfer_cluster_gpus",
+    'GPUs of the pools of a cluster by state (cluster "local": the operator\'s own).',
     ["cluster", "state"],
 )
 CLUSTER_JOBS = Gauge("transfer_cluster_jobs", "TransferJobs holding GPUs in a cluster.", ["cluster"])
@@ -95,7 +79,9 @@ REMOTE_RAYJOBS_DELETED = Counter(
     ["cluster"],
 )
 DISPATCH_LATENCY = Histogram(
-    "transfer_dispatch_seconds", "Time to create a job's RayJob in its cluster (namespace included).", ["cluster"]
+    "transfer_dispatch_seconds",
+    "Time to create a job's RayJob in its cluster (namespace included).",
+    ["cluster"],
 )
 WATCH_RELISTS = Counter(
     "transfer_watch_relists_total",
@@ -121,7 +107,7 @@ def record_solve_path(path: str) -> None:
     SOLVE_PATH.labels(path=path).inc()
 
 
-def record_cycle(decisions: Iterable[Decision], fleet_jobs: Iterable[TransferJob], seconds: float) -> None:
+def record_cycle(decisions: Iterable[Decision], fleet_jobs: Sequence[TransferJob], seconds: float) -> None:
     CYCLE_DURATION.observe(seconds)
     reasons: Tally[str] = Tally()
     for decision in decisions:
@@ -131,51 +117,95 @@ def record_cycle(decisions: Iterable[Decision], fleet_jobs: Iterable[TransferJob
     PENDING.clear()
     for reason, count in reasons.items():
         PENDING.labels(reason=reason).set(count)
-    fleet_jobs = list(fleet_jobs)
     record_jobs(fleet_jobs)
-    phases: Tally[tuple[str, str]] = Tally((job.status.phase.value, job.spec.queue) for job in fleet_jobs)
-    JOBS.clear()
-    for phase in Phase:
-        JOBS.labels(phase=phase.value, queue="default").set(0)
-    for (phase_name, queue), count in phases.items():
-        JOBS.labels(phase=phase_name, queue=queue).set(count)
 
 
-_job_series: dict[Gauge, set[tuple[str, ...]]] = {JOB_COST_SO_FAR: set(), JOB_PRICE: set(), JOB_PHASE: set()}
+@dataclass(frozen=True)
+class StateGauge:
+    """A gauge read from the jobs when Prometheus scrapes (JobStateCollector)."""
+
+    name: str
+    documentation: str
+    labels: tuple[str, ...]
+
+    def family(self) -> GaugeMetricFamily:
+        return GaugeMetricFamily(self.name, self.documentation, labels=self.labels)
 
 
-def _set_job_series(gauge: Gauge, values: dict[tuple[str, ...], float]) -> None:
-    for stale in _job_series[gauge] - set(values):
-        gauge.remove(*stale)
-    for labels, value in values.items():
-        gauge.labels(*labels).set(value)
-    _job_series[gauge] = set(values)
+JOBS = StateGauge("transfer_jobs", "TransferJobs by phase and queue.", ("phase", "queue"))
+SPEND_RATE = StateGauge(
+    "transfer_spend_usd_per_hour",
+    "Dollars per hour of the GPUs held right now.",
+    ("region", "namespace", "price_class"),
+)
+# Per-job series: only of the TransferJobs not finished.
+JOB_COST_SO_FAR = StateGauge(
+    "transfer_job_spent_dollars",
+    "Dollars a queued or running TransferJob has spent so far (finished jobs: status.costSoFar).",
+    ("namespace", "transferjob"),
+)
+JOB_PRICE = StateGauge(
+    "transfer_job_usd_per_hour",
+    "What a running TransferJob costs per hour, on which pool.",
+    ("namespace", "transferjob", "pool", "region", "price_class"),
+)
+JOB_PHASE = StateGauge(
+    "transfer_job_phase",
+    "1 for the phase a queued or running TransferJob is in (finished jobs have no series).",
+    ("namespace", "transferjob", "phase"),
+)
+STATE_GAUGES = (JOBS, SPEND_RATE, JOB_COST_SO_FAR, JOB_PRICE, JOB_PHASE)
 
 
-def record_jobs(jobs: Iterable[TransferJob]) -> None:
-    """Per-job and spend gauges from the jobs' status, once per scheduling cycle."""
-    cost: dict[tuple[str, ...], float] = {}
-    price: dict[tuple[str, ...], float] = {}
-    phase: dict[tuple[str, ...], float] = {}
-    spend: dict[tuple[str, str, str], float] = {}
-    for job in jobs:
-        if job.status.phase.is_terminal:
-            continue  # bounded: finished jobs keep their figures in status, not in Prometheus
-        namespace, name = job.metadata.namespace or "default", job.metadata.name
-        cost[(namespace, name)] = job.status.cost_so_far
-        phase[(namespace, name, job.status.phase.value)] = 1.0
-        placement = job.status.placement
-        if placement is not None and job.status.phase.holds_capacity:
-            labels = (namespace, name, placement.pool, placement.region, placement.price_class.value)
-            price[labels] = placement.usd_per_hour
-            key = (placement.region, namespace, placement.price_class.value)
-            spend[key] = spend.get(key, 0.0) + placement.usd_per_hour
-    _set_job_series(JOB_COST_SO_FAR, cost)
-    _set_job_series(JOB_PRICE, price)
-    _set_job_series(JOB_PHASE, phase)
-    SPEND_RATE.clear()
-    for (region, namespace, price_class), usd_per_hour in spend.items():
-        SPEND_RATE.labels(region=region, namespace=namespace, price_class=price_class).set(usd_per_hour)
+class JobStateCollector(Collector):
+    """The gauges of the jobs' state, computed from the last cycle's jobs when Prometheus scrapes:
+    once a scrape interval, instead of a pass over every job (and a gauge update per job) in every
+    cycle, which cycles started by the watches' news run many times a second."""
+
+    def __init__(self) -> None:
+        self._jobs: Sequence[TransferJob] = ()
+
+    def set_jobs(self, jobs: Sequence[TransferJob]) -> None:
+        self._jobs = jobs  # one reference swapped: a scrape reads one cycle's jobs or the next's
+
+    def describe(self) -> Iterable[Metric]:
+        return [gauge.family() for gauge in STATE_GAUGES]
+
+    def collect(self) -> Iterable[Metric]:
+        jobs = self._jobs
+        families = {gauge: gauge.family() for gauge in STATE_GAUGES}
+        phases: Tally[tuple[str, str]] = Tally((job.status.phase.value, job.spec.queue) for job in jobs)
+        for phase in Phase:
+            phases.setdefault((phase.value, "default"), 0)
+        for (phase_name, queue), count in phases.items():
+            families[JOBS].add_metric([phase_name, queue], count)
+        spend: dict[tuple[str, str, str], float] = {}
+        for job in jobs:
+            if job.status.phase.is_terminal:
+                continue
+            namespace, name = job.metadata.namespace or "default", job.metadata.name
+            families[JOB_COST_SO_FAR].add_metric([namespace, name], job.status.cost_so_far)
+            families[JOB_PHASE].add_metric([namespace, name, job.status.phase.value], 1.0)
+            placement = job.status.placement
+            if placement is not None and job.status.phase.holds_capacity:
+                price_class = placement.price_class.value
+                families[JOB_PRICE].add_metric(
+                    [namespace, name, placement.pool, placement.region, price_class], placement.usd_per_hour
+                )
+                key = (placement.region, namespace, price_class)
+                spend[key] = spend.get(key, 0.0) + placement.usd_per_hour
+        for labels, usd_per_hour in spend.items():
+            families[SPEND_RATE].add_metric(list(labels), usd_per_hour)
+        return list(families.values())
+
+
+JOB_STATE = JobStateCollector()
+REGISTRY.register(JOB_STATE)
+
+
+def record_jobs(jobs: Sequence[TransferJob]) -> None:
+    """The jobs the state gauges are read from at the next scrape (every job, finished ones too)."""
+    JOB_STATE.set_jobs(jobs)
 
 
 def initialize() -> None:
@@ -225,6 +255,7 @@ def operator_metrics() -> list[tuple[str, str, tuple[str, ...], str]]:
             kind = value._type  # noqa: SLF001 - prometheus-client keeps these private
             name = value._name + ("_total" if kind == "counter" else "")
             found.append((str(name), str(kind), tuple(value._labelnames), str(value._documentation)))
+    found += [(gauge.name, "gauge", gauge.labels, gauge.documentation) for gauge in STATE_GAUGES]
     return sorted(found)
 
 

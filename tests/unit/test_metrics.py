@@ -9,6 +9,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from transfer_operator import metrics
+from transfer_operator.api.enums import Phase
 from transfer_operator.api.manifests import transferjob_manifest
 from transfer_operator.api.validation import parse_transferjob
 from transfer_operator.dashboards import DASHBOARDS, all_expressions, render_dashboard, rendered_queries
@@ -91,6 +92,19 @@ def test_a_finished_jobs_series_are_removed():
     families = {f.name: f for f in text_string_to_metric_families(generate_latest().decode())}
     for name in ("transfer_job_spent_dollars", "transfer_job_phase"):
         assert {s.labels["transferjob"] for s in families[name].samples} == {"other"}
+
+
+def test_jobs_by_phase_are_counted_at_the_scrape_with_every_phase_shown():
+    def job(name: str, phase: str, queue: str = "default"):
+        body = transferjob_manifest(name, namespace="ns", queue=queue)
+        return parse_transferjob({**body, "status": {"phase": phase}})
+
+    metrics.record_jobs([job("a", "Running"), job("b", "Running", "team"), job("c", "Succeeded")])
+    families = {f.name: f for f in text_string_to_metric_families(generate_latest().decode())}
+    counts = {(s.labels["phase"], s.labels["queue"]): s.value for s in families["transfer_jobs"].samples}
+    assert counts[("Running", "default")] == 1 and counts[("Running", "team")] == 1
+    assert counts[("Succeeded", "default")] == 1 and counts[("Pending", "default")] == 0
+    assert set(counts) >= {(phase.value, "default") for phase in Phase}
 
 
 def test_seconds_since():
