@@ -176,6 +176,8 @@ def release_unprovisioned(ctx: Ctx, fleet: Fleet, now: datetime) -> None:
     """Jobs admitted onto nodes to be bought whose pods still have no node past the pool's
     provisioning timeout go back to the queue; NodeClaims not ready past it, with no job of the
     pool waiting for nodes, are deleted (a node that comes late is consolidated away anyway)."""
+    if not any(pool.spec.scaling is not None for _, pool in fleet.pools.values()):
+        return  # no elastic pool: no job waits for nodes to be bought
     now_s = now.timestamp()
     site = site_finder(ctx)
     for key, (body, job) in list(fleet.jobs.items()):

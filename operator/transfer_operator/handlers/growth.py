@@ -39,8 +39,10 @@ def running_gang(
     """The job as the growth step sees it, when it may grow now; `interruptions` are the pools'
     spot interruption rates (the budget's horizon prices the rework in, as admission does)."""
     placement = job.status.placement
+    if job.status.phase is not Phase.RUNNING or placement is None:
+        return None
     fewest, most = job.spec.resources.worker_range
-    if job.status.phase is not Phase.RUNNING or placement is None or fewest == most:
+    if fewest == most:
         return None
     age = seconds_since(job.status.admitted_at, now)
     if age is None or age < grow_after_s:

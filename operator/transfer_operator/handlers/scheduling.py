@@ -148,18 +148,19 @@ def lost_node_counts(ctx: Ctx, fleet: Fleet, now: datetime) -> dict[str, int]:
 def release_lost_capacity(ctx: Ctx, fleet: Fleet, now: datetime) -> None:
     """Jobs whose pool was deleted or cordoned, or whose pods sit on a lost node, go back to the
     queue at once (failover), to be placed on capacity that is still there."""
+    cluster_lost: dict[str | None, str | None] = {}  # per cluster: why it is lost, or None
     for key, (body, job) in list(fleet.jobs.items()):
         placement = job.status.placement
         if placement is None or not job.status.phase.holds_capacity:
             continue
         entry = fleet.pools.get(placement.pool)
-        attempt = (
-            job.metadata.namespace or "default",
-            label_value(job.metadata.name),
-            str(job.status.attempts),
-        )
-        node_loss = fleet.job_losses.get(attempt)
-        cluster_gone = lost_reason(ctx, placement.cluster, now.timestamp())
+        node_loss = None
+        if fleet.job_losses:
+            attempt = (job.metadata.namespace or "default", label_value(job.metadata.name), str(job.status.attempts))
+            node_loss = fleet.job_losses.get(attempt)
+        if placement.cluster not in cluster_lost:
+            cluster_lost[placement.cluster] = lost_reason(ctx, placement.cluster, now.timestamp())
+        cluster_gone = cluster_lost[placement.cluster]
         if cluster_gone is not None:
             reason, message = Reason.CLUSTER_LOST, f"{cluster_gone} (pool {placement.pool})"
         elif entry is None or entry[1].spec.cordoned:
