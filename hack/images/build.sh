@@ -50,11 +50,17 @@ need() {
   fi
 }
 
-# The inputs an image is built from; a change to any of them is a new image.
-content_key() {
-  local target=$1
+# The inputs an image is built from; a change to any of them is a new image. The sources' digest
+# is taken once, before the build reads them: a tree edited during a build must not give the
+# image the key of the edited sources.
+sources_digest() {
   (cd "$ROOT" && git ls-files -z -- hack/images pyproject.toml operator trainers README.md LICENSE |
-    xargs -0 sha256sum && { sha256sum hack/images/lock/"$target".* 2>/dev/null || true; } &&
+    xargs -0 sha256sum) | sha256sum | cut -c1-64
+}
+
+content_key() { # the image's cache key: its sources ($2, from sources_digest) and lock files
+  local target=$1 sources=$2
+  (cd "$ROOT" && echo "$sources" && { sha256sum hack/images/lock/"$target".* 2>/dev/null || true; } &&
     echo "$SUITE $target $SOURCE_DATE_EPOCH") | sha256sum | cut -c1-16
 }
 
@@ -159,6 +165,9 @@ build_rootfs() {
   # not stable from one compilation to the next; the interpreter compiles in memory instead).
   rm -rf "$rootfs/var/log/"*.log "$rootfs/var/log/apt/"* "$rootfs/var/cache/ldconfig/aux-cache" \
     "$rootfs/var/cache/debconf/"*-old "$rootfs/var/lib/dpkg/"*-old
+  # mmdebstrap leaves apt's download directory owned by root or by _apt, from one run to the next;
+  # apt itself wants _apt.
+  chroot "$rootfs" chown _apt:root /var/cache/apt/archives/partial
   find "$rootfs/opt/transfer" "$rootfs/usr/lib/python3" "$rootfs/usr/lib/python3.11" \
     -name __pycache__ -prune -exec rm -rf {} +
   find "$rootfs" -xdev -newermt "@$SOURCE_DATE_EPOCH" -print0 |
@@ -201,7 +210,8 @@ for target in "${targets[@]}"; do
     echo "$target: no lock files in $LOCK_DIR yet: resolving afresh and writing them (commit them)" >&2
     relock=1
   fi
-  key=$(content_key "$target")
+  sources=$(sources_digest)
+  key=$(content_key "$target" "$sources")
   layout=$CACHE/$target-$key
   start=$SECONDS
   if ((!relock)) && [[ -f $layout/index.json ]]; then
@@ -213,7 +223,7 @@ for target in "${targets[@]}"; do
     rm -rf "$rootfs" "$CACHE/work/$target.partial"
     build_rootfs "$target" "$rootfs"
     assemble "$target" "$rootfs" "$CACHE/work/$target.partial" "$VERSION"
-    key=$(content_key "$target") # the lock files may be new
+    key=$(content_key "$target" "$sources") # the lock files may be new
     layout=$CACHE/$target-$key
     rm -rf "$layout" && mv "$CACHE/work/$target.partial" "$layout"
   fi
