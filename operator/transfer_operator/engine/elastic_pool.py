@@ -15,12 +15,12 @@ from typing import Any
 from transfer_operator.api.enums import Phase, Reason
 from transfer_operator.api.models import GPUPool, TransferJob
 from transfer_operator.engine.conditions import seconds_since
+from transfer_operator.engine.node_health import attempt_of
 from transfer_operator.engine.rayjob import (
     CAPACITY_TYPE_LABEL,
     LABEL_ATTEMPT,
     LABEL_JOB,
     PoolPin,
-    label_value,
 )
 
 NODEPOOL_LABEL = "karpenter.sh/nodepool"  # on every NodeClaim and Node Karpenter launches
@@ -298,8 +298,7 @@ def unprovisioned(
     waited = seconds_since(job.status.admitted_at, datetime.fromtimestamp(now_s, UTC))
     if waited is None or waited < scaling.provisioning_timeout_seconds:
         return None
-    name, attempt = label_value(job.metadata.name), str(job.status.attempts)
-    namespace = job.metadata.namespace or "default"
+    namespace, name, attempt = attempt_of(job)
     mine = [
         p
         for p in pods

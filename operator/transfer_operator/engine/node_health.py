@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from transfer_operator.api.enums import Reason
-from transfer_operator.engine.rayjob import LABEL_ATTEMPT, LABEL_JOB
+from transfer_operator.api.models import TransferJob
+from transfer_operator.engine.rayjob import LABEL_ATTEMPT, LABEL_JOB, label_value
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,11 @@ def lost_nodes_by_pool(
 
 
 JobAttempt = tuple[str, str, str]  # (namespace, transfer.dev/job label, transfer.dev/attempt label)
+
+
+def attempt_of(job: TransferJob) -> JobAttempt:
+    """The job's current attempt, as its pods' namespace and labels name it."""
+    return job.metadata.namespace or "default", label_value(job.metadata.name), str(job.status.attempts)
 
 
 def losses_by_job(

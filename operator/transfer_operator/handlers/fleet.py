@@ -10,11 +10,12 @@ from transfer_operator.api.models import GPUPool, TransferJob, TransferJobStatus
 from transfer_operator.engine.node_health import (
     JobAttempt,
     NodeLoss,
+    attempt_of,
     losses_by_job,
     lost_nodes_by_pool,
     nodes_taken_by_leftovers,
 )
-from transfer_operator.engine.rayjob import PoolPin, label_value
+from transfer_operator.engine.rayjob import PoolPin
 from transfer_operator.handlers.context import Ctx
 
 
@@ -47,11 +48,7 @@ def read_fleet(ctx: Ctx) -> Fleet:
 def read_node_health(ctx: Ctx, fleet: Fleet) -> None:
     """Which pools lost nodes, which job attempts have pods on them, and which nodes pods of
     finished attempts still take, in each cluster from its own watch-fed index (pods of a worker cluster are keyed by their origin namespace)."""
-    holding = {
-        (job.metadata.namespace or "default", label_value(job.metadata.name), str(job.status.attempts))
-        for _, job in fleet.jobs.values()
-        if job.status.phase.holds_capacity
-    }
+    holding = {attempt_of(job) for _, job in fleet.jobs.values() if job.status.phase.holds_capacity}
     by_cluster: dict[str | None, dict[str, dict[str, str]]] = {}
     for name, (_, pool) in fleet.pools.items():
         by_cluster.setdefault(pool.spec.cluster or None, {})[name] = PoolPin.of(name, pool.spec).node_selector

@@ -20,7 +20,8 @@ from transfer_operator import metrics
 from transfer_operator.api.enums import Phase, Reason
 from transfer_operator.engine import transitions
 from transfer_operator.engine.conditions import seconds_since
-from transfer_operator.engine.rayjob import checkpoint_storage, label_value, rayjob_name
+from transfer_operator.engine.node_health import attempt_of
+from transfer_operator.engine.rayjob import checkpoint_storage, rayjob_name
 from transfer_operator.engine.storage import starts_over, with_storage_defaults
 from transfer_operator.handlers.clusters import (
     finalize_deleted,
@@ -154,10 +155,7 @@ def release_lost_capacity(ctx: Ctx, fleet: Fleet, now: datetime) -> None:
         if placement is None or not job.status.phase.holds_capacity:
             continue
         entry = fleet.pools.get(placement.pool)
-        node_loss = None
-        if fleet.job_losses:
-            attempt = (job.metadata.namespace or "default", label_value(job.metadata.name), str(job.status.attempts))
-            node_loss = fleet.job_losses.get(attempt)
+        node_loss = fleet.job_losses.get(attempt_of(job)) if fleet.job_losses else None
         if placement.cluster not in cluster_lost:
             cluster_lost[placement.cluster] = lost_reason(ctx, placement.cluster, now.timestamp())
         cluster_gone = cluster_lost[placement.cluster]
