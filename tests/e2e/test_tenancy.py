@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from transfer_operator import devcluster
+from transfer_operator.engine.isolation import NAMESPACE_POLICY
 
 from .conftest import EXAMPLES, OperatorProcess, get_json, get_or_none, keep_ray_jobs_running, wait_for
 
@@ -189,14 +190,16 @@ def test_a_namespaced_tenants_attacks_are_refused(
     assert "Traceback" not in operator.log()
 
 
-def assert_isolated(cluster: devcluster.Cluster, namespace: str, job: str, rayjob: str) -> None:
-    """As the API server holds them: the job's NetworkPolicy selects every pod of its RayCluster
-    and admits only the job's own pods and peers named by namespace; the RayJob runs with Ray
-    token auth from its own Secret. (kwok pods have no network: packets are checked against a
-    real Ray in test_ray_auth.py.)"""
+def assert_isolated(cluster: devcluster.Cluster, namespace: str, rayjob: str) -> None:
+    """As the API server holds them: the namespace's NetworkPolicy (the operator's, written by
+    server-side apply) selects every pod of the job's RayCluster and admits only job pods of the
+    namespace and peers named by namespace; the RayJob runs with Ray token auth from its own
+    Secret. (kwok pods have no network: packets are checked against a real Ray in
+    test_ray_auth.py.)"""
     policy = wait_for(
-        lambda: get_or_none(cluster, "networkpolicy", f"{job}-ray", "-n", namespace), 60, "policy"
+        lambda: get_or_none(cluster, "networkpolicy", NAMESPACE_POLICY, "-n", namespace), 60, "policy"
     )
+    assert policy["metadata"]["labels"]["transfer.dev/isolation"] == "namespace"
     selector = policy["spec"]["podSelector"]["matchLabels"]
     assert policy["spec"]["policyTypes"] == ["Ingress"]
     for rule in policy["spec"]["ingress"]:
@@ -248,7 +251,7 @@ def test_a_queue_with_quota_for_one_gpu_type_places_its_jobs_on_that_type(
             "fits admitted",
         )
         assert status["placement"]["gpuType"] == "H100", status["placement"]
-        assert_isolated(cluster, namespace, "fits", status["rayJobName"])
+        assert_isolated(cluster, namespace, status["rayJobName"])
         ready = wait_for(
             lambda: (r := ready_condition(tenant, "waits")) and r["reason"] != "NoFittingPool" and r,
             90,

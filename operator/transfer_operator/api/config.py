@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import Field
 
-from transfer_operator.api.enums import UtilizationPolicy
+from transfer_operator.api.enums import NetworkPolicyScope, UtilizationPolicy
 from transfer_operator.api.loading import LoadError, load_file
 from transfer_operator.api.models import NAME_PATTERN, ApiModel
 from transfer_operator.api.validation import validate_wire
@@ -66,8 +66,12 @@ class OperatorConfig(ApiModel):
     job_namespaces: Annotated[
         list[Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)]], Field(max_length=1000)
     ] = Field(default_factory=list)
-    # Where the KubeRay operator runs: its pods may reach a job's dashboard (per-job NetworkPolicy).
+    # Where the KubeRay operator runs: its pods may reach a job's dashboard (the NetworkPolicy).
     kuberay_namespace: Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)] = "kuberay-system"
+    # namespace: the jobs of a namespace (one tenant) may reach each other's pods, each Ray cluster
+    # still behind its own token; one NetworkPolicy per namespace, no write per admission.
+    # job: only a job's own pods reach it; one NetworkPolicy per job (docs/security.md).
+    network_policy_scope: NetworkPolicyScope = NetworkPolicyScope.NAMESPACE
     storage: StorageConfig = Field(default_factory=StorageConfig)
 
     @classmethod

@@ -125,3 +125,11 @@ class Reason(StrEnum):
 class UtilizationPolicy(StrEnum):
     BINPACK = "binpack"
     SPREAD = "spread"
+
+
+class NetworkPolicyScope(StrEnum):
+    """Which pods may reach a job's Ray pods (engine/isolation.py): those of its namespace (one
+    NetworkPolicy per namespace, the tenant boundary) or only its own (one per job)."""
+
+    NAMESPACE = "namespace"
+    JOB = "job"

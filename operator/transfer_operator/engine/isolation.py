@@ -1,9 +1,11 @@
-"""What keeps one job's Ray cluster to itself: the per-job Ray token Secret and NetworkPolicy.
+"""What keeps one job's Ray cluster to itself: the per-attempt Ray token Secret and a NetworkPolicy.
 
 Builders only (no client, no randomness): the handler makes the token and adds the owner
-references: the NetworkPolicy is the TransferJob's (created before the first RayJob, kept across
-attempts); each attempt's token Secret is its RayJob's (created right after it), so the Secret
-outlives the RayJob's finalizer, which reads it, and goes with the RayJob.
+references. Each attempt's token Secret is its RayJob's (created right after it), so the Secret
+outlives the RayJob's finalizer, which reads it, and goes with the RayJob. The NetworkPolicy is
+the namespace's (`render_namespace_network_policy`: created once, before the namespace's first
+RayJob, kept with the namespace) or, in the `job` scope, the TransferJob's (created before its
+first RayJob, kept across attempts).
 
 - Ray token authentication: the RayJob names the Secret in `authOptions` (KubeRay >= 1.5 then
   sets RAY_AUTH_MODE=token and RAY_AUTH_TOKEN from it on every Ray container and the submitter,
@@ -11,11 +13,14 @@ outlives the RayJob's finalizer, which reads it, and goes with the RayJob.
   the settings hold whatever KubeRay adds. Without the token, the GCS, the dashboard and the job
   API answer nothing.
 - NetworkPolicy: the head's ports (and every other port of the job's pods) take connections
-  only from the job's own pods, the operators, and optionally Prometheus on the metrics port.
+  only from the pods of the job's namespace (or, in the `job` scope, the job's own pods), the
+  operators, and optionally Prometheus on the metrics port.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,6 +36,9 @@ TOKEN_KEY = "auth_token"  # the key KubeRay and Ray read
 DASHBOARD_PORT = 8265
 GCS_PORT = 6379
 METRICS_PORT = 8080
+NAMESPACE_POLICY = "transfer-operator-jobs"  # the namespace-scope policy's name
+LABEL_SCOPE = "transfer.dev/isolation"  # on the namespace-scope policy only (the index watches it)
+ANNOTATION_SPEC = "transfer.dev/spec-sha256"  # what the operator last wrote (the server adds defaults)
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{32,256}$")
 
 
@@ -82,12 +90,10 @@ def render_ray_token_secret(job: TransferJob, rayjob: str, token: str) -> dict[s
     }
 
 
-def render_network_policy(job: TransferJob, peers: Sequence[Peer]) -> dict[str, Any]:
-    """Ingress to the job's pods (head, workers, submitter) from the job's own pods on any port,
-    and from each of `peers` on its ports; nothing else. Egress is left open (storage, the API
-    server): the other jobs' policies refuse this job's pods."""
-    own = {"podSelector": {"matchLabels": _selector(job)}}
-    rules: list[dict[str, Any]] = [{"from": [own]}]
+def _ingress(own: dict[str, Any], peers: Sequence[Peer]) -> list[dict[str, Any]]:
+    """From `own` (a selector of pods of the policy's namespace) on any port, and from each of
+    `peers` on its ports."""
+    rules: list[dict[str, Any]] = [{"from": [{"podSelector": {"matchLabels": own}}]}]
     for peer in peers:
         source = {
             "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": peer.namespace}},
@@ -97,6 +103,13 @@ def render_network_policy(job: TransferJob, peers: Sequence[Peer]) -> dict[str, 
         if peer.ports:
             rule["ports"] = [{"protocol": "TCP", "port": port} for port in peer.ports]
         rules.append(rule)
+    return rules
+
+
+def render_network_policy(job: TransferJob, peers: Sequence[Peer]) -> dict[str, Any]:
+    """The `job` scope: ingress to the job's pods (head, workers, submitter) from the job's own pods
+    on any port, and from each of `peers` on its ports; nothing else. Egress is left open (storage,
+    the API server): the other jobs' policies refuse this job's pods."""
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -108,6 +121,30 @@ def render_network_policy(job: TransferJob, peers: Sequence[Peer]) -> dict[str, 
         "spec": {
             "podSelector": {"matchLabels": _selector(job)},
             "policyTypes": ["Ingress"],
-            "ingress": rules,
+            "ingress": _ingress(_selector(job), peers),
         },
+    }
+
+
+def render_namespace_network_policy(namespace: str, peers: Sequence[Peer]) -> dict[str, Any]:
+    """The `namespace` scope: ingress to every job pod of `namespace` from the job pods of the same
+    namespace (one tenant) on any port, and from each of `peers` on its ports. The annotation holds
+    the spec's digest, which the operator compares to decide whether the policy needs writing."""
+    managed = {LABEL_MANAGED_BY: MANAGER}
+    spec = {
+        "podSelector": {"matchLabels": managed},
+        "policyTypes": ["Ingress"],
+        "ingress": _ingress(managed, peers),
+    }
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {
+            "name": NAMESPACE_POLICY,
+            "namespace": namespace,
+            "labels": {**managed, LABEL_SCOPE: "namespace"},
+            "annotations": {ANNOTATION_SPEC: digest},
+        },
+        "spec": spec,
     }

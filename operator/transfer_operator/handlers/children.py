@@ -5,13 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 from transfer_operator import metrics
-from transfer_operator.api.enums import Reason
+from transfer_operator.api.enums import NetworkPolicyScope, Reason
 from transfer_operator.api.models import GPUPool, TransferJob
-from transfer_operator.engine.isolation import default_peers, render_network_policy
+from transfer_operator.engine.isolation import (
+    ANNOTATION_SPEC,
+    Peer,
+    default_peers,
+    render_namespace_network_policy,
+    render_network_policy,
+)
 from transfer_operator.engine.rayjob import PoolPin, render_rayjob
 from transfer_operator.engine.storage import with_storage_defaults
 from transfer_operator.handlers.clusters import FINALIZER
 from transfer_operator.handlers.context import Ctx
+from transfer_operator.handlers.informer import Store
 from transfer_operator.handlers.kube import owner_reference
 from transfer_operator.handlers.raytoken import ensure_ray_token
 from transfer_operator.handlers.remote import LABEL_ORIGIN_UID, managed_labels
@@ -19,10 +26,21 @@ from transfer_operator.handlers.writes import create_rayjob, delete_rayjob
 
 
 def ensure_isolation(ctx: Ctx, body: dict[str, Any], job: TransferJob, cluster: str | None = None) -> None:
-    """The job's NetworkPolicy, kept across attempts (a repeat is a 409): owned by the TransferJob
-    locally; in a worker cluster labelled with its origin and deleted with it (handlers/clusters.py).
-    Each local RayJob's token Secret is the RayJob's own (handlers/raytoken.py)."""
+    """The NetworkPolicy that admits to the job's pods, before its RayJob: its namespace's (the
+    default scope), or the job's own, kept across attempts (a repeat is a 409): owned by the
+    TransferJob locally; in a worker cluster labelled with its origin and deleted with it
+    (handlers/clusters.py). Each local RayJob's token Secret is the RayJob's own
+    (handlers/raytoken.py)."""
     peers = default_peers(ctx.lease_namespace, ctx.config.kuberay_namespace)
+    namespace = job.metadata.namespace or "default"
+    if ctx.config.network_policy_scope is NetworkPolicyScope.NAMESPACE:
+        if cluster:
+            remote = ctx.clusters[cluster]
+            remote_namespace = remote.remote_namespace(namespace)
+            ensure_namespace_policy(remote.kube, remote.index.networkpolicies, remote_namespace, peers)
+        else:
+            ensure_namespace_policy(ctx.kube, ctx.index.networkpolicies, namespace, peers)
+        return
     policy = render_network_policy(job, peers)
     if not cluster:
         ctx.kube.create_owned(policy, owner_reference(body))
@@ -38,6 +56,17 @@ def ensure_isolation(ctx: Ctx, body: dict[str, Any], job: TransferJob, cluster: 
         },
     }
     remote.kube.create_owned(policy, None)
+
+
+def ensure_namespace_policy(kube: Any, held: Store[str], namespace: str, peers: list[Peer]) -> None:
+    """Write the namespace's policy unless the watch-fed store holds it as rendered: one write per
+    namespace, and again only when the peers change or the policy was deleted. What was written
+    goes into the store at once (the next admission must not write it again)."""
+    policy = render_namespace_network_policy(namespace, peers)
+    digest = policy["metadata"]["annotations"][ANNOTATION_SPEC]
+    if held.get((namespace, policy["metadata"]["name"])) == digest:
+        return
+    held.apply("MODIFIED", kube.apply_network_policy(policy), mark=False)
 
 
 def ensure_finalizer(ctx: Ctx, body: dict[str, Any]) -> None:

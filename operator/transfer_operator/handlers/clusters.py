@@ -20,7 +20,7 @@ from typing import Any
 
 from transfer_operator import metrics
 from transfer_operator.api.clusters import TransferCluster
-from transfer_operator.api.enums import ConditionType, Phase, Reason
+from transfer_operator.api.enums import ConditionType, NetworkPolicyScope, Phase, Reason
 from transfer_operator.api.models import TransferJob
 from transfer_operator.engine.conditions import iso, upsert_condition
 from transfer_operator.engine.names import network_policy_name
@@ -213,8 +213,9 @@ def finalize_deleted(ctx: Ctx, jobs: dict[str, tuple[dict[str, Any], TransferJob
                 continue
             for rayjob in theirs:
                 delete_remote(remote, rayjob["metadata"]["namespace"], rayjob["metadata"]["name"])
-            remote_namespace = remote.remote_namespace(metadata.get("namespace") or "default")
-            remote.kube.delete_network_policy(remote_namespace, network_policy_name(metadata["name"]))
+            if ctx.config.network_policy_scope is NetworkPolicyScope.JOB:  # a namespace's stays
+                remote_namespace = remote.remote_namespace(metadata.get("namespace") or "default")
+                remote.kube.delete_network_policy(remote_namespace, network_policy_name(metadata["name"]))
         if waiting:
             continue
         remaining = [f for f in finalizers if f != FINALIZER]

@@ -32,6 +32,7 @@ from transfer_operator.api.queues import (
 )
 from transfer_operator.api.validation import InvalidSpec, parse_gpupool, parse_transferjob
 from transfer_operator.engine.elastic_pool import GPU_RESOURCE
+from transfer_operator.engine.isolation import ANNOTATION_SPEC, LABEL_SCOPE
 from transfer_operator.engine.rayjob import LABEL_MANAGED_BY, MANAGER, RAYJOB_API_VERSION
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,12 @@ PODS = Kind("pods", label_selector=f"{LABEL_MANAGED_BY}={MANAGER}")
 # Karpenter (elastic pools, handlers/elastic.py): its NodePools and the NodeClaims they bought.
 NODEPOOLS = Kind("nodepools", "karpenter.sh", "v1", optional=True)
 NODECLAIMS = Kind("nodeclaims", "karpenter.sh", "v1", optional=True)
+# The namespace-scope NetworkPolicies the operator writes (handlers/children.py). Optional: where
+# RBAC does not grant the list, the store is emptied at each retry and a namespace's policy is
+# written again at its next admission (at most every ABSENT_RETRY_S).
+NETWORKPOLICIES = Kind(
+    "networkpolicies", "networking.k8s.io", "v1", f"{LABEL_SCOPE}=namespace", optional=True
+)
 ABSENT_RETRY_S = 30.0
 
 
@@ -447,6 +454,11 @@ def prepare_namespace(body: dict[str, Any]) -> dict[str, Any]:
     return {"metadata": {"name": metadata.get("name", ""), "labels": metadata.get("labels") or {}}}
 
 
+def prepare_network_policy(body: dict[str, Any]) -> str:
+    """What the cycle compares: the digest of the spec the operator wrote."""
+    return str(((body.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_SPEC, ""))
+
+
 def spec_or_deletion_changed(body: dict[str, Any], old: dict[str, Any]) -> bool:
     metadata, before = body.get("metadata") or {}, old.get("metadata") or {}
     return metadata.get("generation") != before.get("generation") or bool(
@@ -474,6 +486,7 @@ class FleetIndex:
     transferclusters: Store[ParsedCluster] = field(default_factory=lambda: Store(prepare_transfercluster))
     nodepools: Store[dict[str, Any]] = field(default_factory=lambda: Store(prepare_karpenter_object))
     nodeclaims: Store[dict[str, Any]] = field(default_factory=lambda: Store(prepare_karpenter_object))
+    networkpolicies: Store[str] = field(default_factory=lambda: Store(prepare_network_policy))
     informers: list[Informer] = field(default_factory=list)
     # Set when a watch brings news of a TransferJob, GPUPool or RayJob (`Store.news`): the
     # scheduling loop starts its next cycle then instead of at the end of its interval.
@@ -501,6 +514,7 @@ class FleetIndex:
             (TRANSFERPRIORITYCLASSES, self.priorityclasses),
             (NAMESPACES, self.namespaces),
             (TRANSFERCLUSTERS, self.transferclusters),
+            (NETWORKPOLICIES, self.networkpolicies),
         ]
         if nodes:
             pod_kinds = [replace(PODS, namespace=n) for n in sorted(set(pod_namespaces))] or [PODS]

@@ -20,7 +20,7 @@ from kubernetes.watch.watch import iter_resp_lines
 
 from transfer_operator import metrics
 from transfer_operator.api.enums import GROUP, VERSION
-from transfer_operator.engine.rayjob import RAYJOB_API_VERSION
+from transfer_operator.engine.rayjob import MANAGER, RAYJOB_API_VERSION
 from transfer_operator.handlers.informer import Gone, Kind
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,8 @@ class TokenBucket:
 # Every write of the operator (status patches, RayJob creates and deletes, events) waits for a
 # token: a cycle that admits thousands of jobs spreads its writes instead of bursting them. The
 # chart sets these (values `kubeClient.qps` / `kubeClient.burst`); reads are watches, not limited.
-# An admission costs three writes (status, NetworkPolicy, RayJob): 600/s admits up to 200 jobs/s.
+# An admission costs three writes (status, RayJob, its token Secret; the first in a namespace also
+# the NetworkPolicy): 600/s admits up to 200 jobs/s.
 DEFAULT_WRITE_QPS = 600.0
 DEFAULT_WRITE_BURST = 1200
 
@@ -252,6 +253,22 @@ class Kube:
         except ApiException as error:
             if error.status != 404:  # already gone counts as success
                 raise
+
+    def apply_network_policy(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Create or update a NetworkPolicy the operator owns (server-side apply, one write either
+        way); the object as written."""
+        metadata = manifest["metadata"]
+        self.writes.wait()
+        response: Any = client.NetworkingV1Api(self.api).patch_namespaced_network_policy(
+            metadata["name"],
+            metadata["namespace"],
+            manifest,
+            field_manager=MANAGER,
+            force=True,
+            _content_type="application/apply-patch+yaml",
+            _preload_content=False,
+        )
+        return cast(dict[str, Any], json.loads(response.data))
 
     def delete_network_policy(self, namespace: str, name: str) -> None:
         self.writes.wait()

@@ -28,6 +28,7 @@ from transfer_operator.api.enums import Reason
 from transfer_operator.engine.names import label_value
 from transfer_operator.engine.rayjob import LABEL_MANAGED_BY, MANAGER
 from transfer_operator.handlers.informer import (
+    NETWORKPOLICIES,
     NODECLAIMS,
     NODEPOOLS,
     NODES,
@@ -37,6 +38,7 @@ from transfer_operator.handlers.informer import (
     PodStore,
     Store,
     prepare_karpenter_object,
+    prepare_network_policy,
     prepare_node,
     prepare_rayjob,
 )
@@ -66,6 +68,7 @@ class RemoteIndex:
     nodes: Store[dict[str, Any]] = field(default_factory=lambda: Store(prepare_node))
     nodepools: Store[dict[str, Any]] = field(default_factory=lambda: Store(prepare_karpenter_object))
     nodeclaims: Store[dict[str, Any]] = field(default_factory=lambda: Store(prepare_karpenter_object))
+    networkpolicies: Store[str] = field(default_factory=lambda: Store(prepare_network_policy))
 
 
 @dataclass
@@ -206,6 +209,7 @@ def connect(remote: RemoteCluster, api: client.ApiClient) -> None:
         Informer(kube, NODES, remote.index.nodes),
         Informer(kube, NODEPOOLS, remote.index.nodepools),  # optional: a cluster without Karpenter
         Informer(kube, NODECLAIMS, remote.index.nodeclaims),
+        Informer(kube, NETWORKPOLICIES, remote.index.networkpolicies),
     ]
     for informer in remote.informers:
         threading.Thread(

@@ -1,4 +1,5 @@
-"""The per-job Ray token Secret and NetworkPolicy, and how the RayJob uses them."""
+"""The per-attempt Ray token Secret, the namespace's or the job's NetworkPolicy, and how the RayJob
+uses them."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ import yaml
 from transfer_operator.api.models import TransferJob
 from transfer_operator.api.validation import parse_gpupool, parse_transferjob
 from transfer_operator.engine.isolation import (
+    ANNOTATION_SPEC,
+    NAMESPACE_POLICY,
     TOKEN_KEY,
     Peer,
     default_peers,
+    render_namespace_network_policy,
     render_network_policy,
     render_ray_token_secret,
 )
@@ -108,6 +112,28 @@ def test_the_network_policy_admits_only_the_jobs_pods_and_the_peers():
         rayjob["spec"]["submitterPodTemplate"],
     ):
         assert own.items() <= template["metadata"]["labels"].items()
+
+
+def test_the_namespace_policy_admits_the_namespaces_job_pods_and_the_peers():
+    peers = default_peers("transfer-system", "kuberay-system")
+    policy = render_namespace_network_policy("team-a", peers)
+    spec = policy["spec"]
+    managed = {"app.kubernetes.io/managed-by": "transfer-operator"}
+    assert policy["metadata"]["name"] == NAMESPACE_POLICY and policy["metadata"]["namespace"] == "team-a"
+    assert policy["metadata"]["labels"]["transfer.dev/isolation"] == "namespace"  # what the index watches
+    assert spec["podSelector"] == {"matchLabels": managed} and spec["policyTypes"] == ["Ingress"]
+    same_namespace, operator, kuberay = spec["ingress"]
+    assert same_namespace == {"from": [{"podSelector": {"matchLabels": managed}}]}  # no namespaceSelector
+    assert operator == render_network_policy(a_job(), peers)["spec"]["ingress"][1]
+    assert kuberay["ports"] == [{"protocol": "TCP", "port": 8265}]
+    # Every pod of every job of the namespace carries the label it selects.
+    rayjob = a_rayjob(a_job())
+    assert managed.items() <= rayjob["spec"]["rayClusterSpec"]["headGroupSpec"]["template"]["metadata"]["labels"].items()
+    # The digest follows the spec: the same peers give the same one, other peers another.
+    digest = policy["metadata"]["annotations"][ANNOTATION_SPEC]
+    assert render_namespace_network_policy("team-b", peers)["metadata"]["annotations"][ANNOTATION_SPEC] == digest
+    moved = render_namespace_network_policy("team-a", default_peers("elsewhere", "kuberay-system"))
+    assert moved["metadata"]["annotations"][ANNOTATION_SPEC] != digest
 
 
 def test_a_peer_without_ports_may_use_every_port():

@@ -62,6 +62,8 @@ class FakeKube:
     karpenter: bool = False
     nodepools: dict[str, dict[str, Any]] = field(default_factory=dict)
     nodeclaims: dict[str, dict[str, Any]] = field(default_factory=dict)
+    networkpolicies: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # applied
+    applies: int = 0  # apply_network_policy calls
 
     written: dict[str, dict[str, Any]] = field(default_factory=dict)  # resourceVersion -> the object then
 
@@ -86,6 +88,8 @@ class FakeKube:
             if not self.karpenter:
                 raise NotServed()
             return {("", name): obj for name, obj in getattr(self, kind.plural).items()}
+        if kind.plural == "networkpolicies":
+            return dict(self.networkpolicies)
         if kind.plural in self.cluster_scoped:
             return {("", name): obj for name, obj in self.cluster_scoped[kind.plural].items()}
         if kind.plural == "pods":
@@ -177,6 +181,13 @@ class FakeKube:
             return False
         self.owned[key] = {**manifest, "metadata": {**meta, "ownerReferences": [owner]}}
         return True
+
+    def apply_network_policy(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        self.applies += 1
+        key = (manifest["metadata"]["namespace"], manifest["metadata"]["name"])
+        self.networkpolicies[key] = self._bump(copy.deepcopy(manifest))
+        self.seen.setdefault("networkpolicies", {})[key] = copy.deepcopy(self.networkpolicies[key])  # as rayjobs
+        return copy.deepcopy(self.networkpolicies[key])
 
     def delete_rayjob(self, namespace: str, name: str) -> None:
         self.rayjobs.pop((namespace, name), None)

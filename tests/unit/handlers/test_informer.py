@@ -27,6 +27,7 @@ def test_cycles_list_each_kind_once_and_then_only_watch():
     assert set(kube.lists) == {
         "transferjobs", "gpupools", "transferclusters", "rayjobs", "pods", "nodes",
         "transferqueues", "transferpriorityclasses", "namespaces", "nodepools", "nodeclaims",
+        "networkpolicies",
     }  # fmt: skip
     kube.add(a_job("c", gpus=1))  # a job created later arrives by the watch
     run_cycle(ctx, NOW + timedelta(seconds=12))

@@ -29,11 +29,14 @@ def a_job(name: str, gpus: int = 8, priority: int = 0, status: dict[str, Any] | 
     return {**job, "status": status or {}}
 
 
-def ctx_with(*objects: dict[str, Any], kube: FakeKube | None = None) -> tuple[Ctx, FakeKube]:
+def ctx_with(
+    *objects: dict[str, Any], kube: FakeKube | None = None, config: OperatorConfig | None = None
+) -> tuple[Ctx, FakeKube]:
     kube = kube or FakeKube()
     for obj in objects:
         kube.add(obj)
-    ctx = Ctx(kube=kube, config=OperatorConfig(), identity="test", lease_namespace="ns")  # type: ignore[arg-type]
+    config = config or OperatorConfig()
+    ctx = Ctx(kube=kube, config=config, identity="test", lease_namespace="ns")  # type: ignore[arg-type]
     ctx.index.connect(kube)
     return ctx, kube
 
@@ -60,10 +63,10 @@ def test_admits_writes_status_before_the_rayjob_and_is_idempotent():
     assert rayjob["metadata"]["ownerReferences"][0]["uid"] == "uid-a"
     assert kube.gpupools["eu-a100"]["status"]["allocatedGpus"] == 8
     isolation = {key: obj["metadata"]["ownerReferences"][0]["uid"] for key, obj in kube.owned.items()}
-    assert isolation == {  # the policy is the job's; the token Secret its RayJob's (outlives its finalizer)
-        ("NetworkPolicy", "default", "a-ray"): "uid-a",
+    assert isolation == {  # the token Secret is its RayJob's (outlives its finalizer)
         ("Secret", "default", "a-a1-ray-token"): "uid-default-a-a1",
     }
+    assert list(kube.networkpolicies) == [("default", "transfer-operator-jobs")]  # the namespace's
     assert rayjob["spec"]["rayClusterSpec"]["authOptions"] == {"mode": "token", "secretName": "a-a1-ray-token"}
     run_cycle(ctx, NOW + timedelta(seconds=2))  # a second cycle changes nothing
     assert list(kube.rayjobs) == [("default", "a-a1")]
