@@ -147,6 +147,9 @@ def test_notes_say_how_to_check_the_install(cluster: devcluster.Cluster) -> None
     assert "helm test transfer-operator -n ops" in notes and "transferctl get" in notes, notes
     without_pods = helm(cluster, *install, "--set", "replicas=0").split("NOTES:", 1)[1]
     assert "replicas=0: the CRDs, RBAC" in without_pods, without_pods
+    assert "writes one (transfer-operator-jobs) in each namespace" in notes, notes
+    per_job = helm(cluster, *install, "--set", "config.networkPolicyScope=job").split("NOTES:", 1)[1]
+    assert "each job gets its own" in per_job and "networkPolicy.jobNamespaces" in per_job, per_job
 
 
 def test_the_helm_test_hook_checks_a_real_operators_endpoints(
