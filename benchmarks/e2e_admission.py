@@ -88,13 +88,27 @@ def parse_time(value: str) -> float:
 METRICS_PORT = 18391  # the operator's /metrics, for the cycle's stage timings
 
 
+def operator_families() -> dict[str, Any]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=10).read().decode()
+    return {family.name: family for family in text_string_to_metric_families(text)}
+
+
+def cycles_longer_than() -> dict[str, float]:
+    """Bucket bound (s) -> how many cycles took longer, from the operator's cycle histogram: where a
+    stream's latency tail comes from (the latencies count whole seconds, cycles do not)."""
+    family = operator_families().get("transfer_scheduling_cycle_duration_seconds")
+    if family is None:
+        return {}
+    buckets = {s.labels["le"]: s.value for s in family.samples if s.name.endswith("_bucket")}
+    total = buckets.get("+Inf", 0.0)
+    return {le: total - n for le, n in buckets.items() if le != "+Inf" and float(le) >= 1}
+
+
 def stage_seconds() -> dict[str, tuple[float, float]]:
     """stage -> (seconds, cycles) so far, from the operator's own histogram."""
-    text = urllib.request.urlopen(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=10).read().decode()
     found: dict[str, list[float]] = {}
-    for family in text_string_to_metric_families(text):
-        if family.name != "transfer_scheduling_cycle_stage_seconds":
-            continue
+    family = operator_families().get("transfer_scheduling_cycle_stage_seconds")
+    if family is not None:
         for sample in family.samples:
             stage = sample.labels.get("stage", "")
             if sample.name.endswith("_sum"):
@@ -309,6 +323,7 @@ def run_ours(
     try:
         times = admissions.wait(created)
         stages = stage_seconds()
+        long_cycles = cycles_longer_than()
         operator_cpu = cpu_seconds(process.pid)
         apiserver_cpu = cpu_seconds(apiserver_pid) - api_before
     finally:
@@ -332,6 +347,7 @@ def run_ours(
             "cycles": cycles,
             # Mean seconds per cycle of each stage (reconcile runs every 10 s, not every cycle).
             "mean_stage_seconds": {k: round(v[0] / max(1.0, v[1]), 3) for k, v in stages.items()},
+            "cycles_longer_than_s": long_cycles,
         },
     )
 
@@ -442,7 +458,8 @@ def main() -> None:
         print(HEADER, flush=True)
         for count in args.jobs:
             rows.append(run_ours(cluster, operator, apiserver_pid, count, args.mode, args.rate))
-            print(line(rows[-1]), f" stages={rows[-1]['mean_stage_seconds']}", flush=True)
+            row = rows[-1]
+            print(line(row), f" stages={row['mean_stage_seconds']} cycles>s={row['cycles_longer_than_s']}", flush=True)
             if kueue_config is not None:
                 rows.append(run_kueue(cluster, workdir, kueue_config, apiserver_pid, count, args.mode, args.rate))
                 print(line(rows[-1]), flush=True)
