@@ -4,6 +4,7 @@
 # pip, assembled with umoci, tagged with the project version, and loaded into podman's store.
 #
 #   bash hack/images/build.sh [--lock] [operator|trainer ...]     (default: both)
+#   bash hack/images/build.sh --print-layout operator    # where this tree's image is (or would be) cached
 #
 # Pinned inputs, in hack/images/lock/: <image>.pip (every Python distribution, version and sha256,
 # pip installs them with --require-hashes), <image>.deb (every Debian package and version, checked
@@ -28,10 +29,12 @@ HOST_CA=${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}
 LOCK_DIR=$ROOT/hack/images/lock
 relock_all=0
 relock=0
+print_layout=0
 targets=()
 for arg in "$@"; do
   case $arg in
     --lock) relock_all=1 ;;
+    --print-layout) print_layout=1 ;;
     *) targets+=("$arg") ;;
   esac
 done
@@ -197,6 +200,11 @@ assemble() {
   rm -rf "$bundle"
 }
 
+if ((print_layout)); then # the tests check that podman's image is this tree's (tests/e2e/podman.py)
+  sources=$(sources_digest)
+  for target in "${targets[@]}"; do echo "$CACHE/$target-$(content_key "$target" "$sources")"; done
+  exit 0
+fi
 need
 mkdir -p "$CACHE/work"
 for target in "${targets[@]}"; do
