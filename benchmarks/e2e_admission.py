@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -102,6 +103,28 @@ def cycles_longer_than() -> dict[str, float]:
     buckets = {s.labels["le"]: s.value for s in family.samples if s.name.endswith("_bucket")}
     total = buckets.get("+Inf", 0.0)
     return {le: total - n for le, n in buckets.items() if le != "+Inf" and float(le) >= 1}
+
+
+SLOW_CYCLE = re.compile(r"slow cycle, ([\d.]+) s: (.*?) \(")
+
+
+def slow_cycle_stages(log: Path, offset: int) -> dict[str, float]:
+    """Mean seconds of each stage over the cycles the operator logged as slow (handlers/scheduling.py
+    SLOW_CYCLE_S) in `log` from byte `offset` on, and how many there were."""
+    found: list[dict[str, float]] = []
+    with log.open("rb") as text:
+        text.seek(offset)
+        for line in text.read().decode(errors="replace").splitlines():
+            matched = SLOW_CYCLE.search(line)
+            if matched is None:
+                continue
+            stages = dict(part.rsplit(" ", 1) for part in matched.group(2).split(", "))
+            found.append({"total": float(matched.group(1)), **{k: float(v) for k, v in stages.items()}})
+    if not found:
+        return {"cycles": 0}
+    names = sorted({name for cycle in found for name in cycle})
+    means = {name: round(sum(c.get(name, 0.0) for c in found) / len(found), 3) for name in names}
+    return {"cycles": len(found), **means}
 
 
 def stage_seconds() -> dict[str, tuple[float, float]]:
@@ -310,6 +333,8 @@ def run_ours(
         return kueue_baseline.owner_name(rayjob), rayjob["metadata"]["creationTimestamp"]
 
     admissions = AdmissionWatch(api_client, namespace, admitted)
+    log = operator.workdir / "operator.log"
+    log_offset = log.stat().st_size if log.exists() else 0
     api_before = cpu_seconds(apiserver_pid)
     if mode == "backlog":
         created_s, created = create_all(create, count)
@@ -348,6 +373,9 @@ def run_ours(
             # Mean seconds per cycle of each stage (reconcile runs every 10 s, not every cycle).
             "mean_stage_seconds": {k: round(v[0] / max(1.0, v[1]), 3) for k, v in stages.items()},
             "cycles_longer_than_s": long_cycles,
+            # Over the cycles longer than 1 s, from the operator's log: their count, mean total
+            # and mean seconds of each stage ("other": the passes between the stages).
+            "slow_cycles": slow_cycle_stages(log, log_offset),
         },
     )
 
@@ -460,6 +488,7 @@ def main() -> None:
             rows.append(run_ours(cluster, operator, apiserver_pid, count, args.mode, args.rate))
             row = rows[-1]
             print(line(row), f" stages={row['mean_stage_seconds']} cycles>s={row['cycles_longer_than_s']}", flush=True)
+            print(f"  slow cycles: {row['slow_cycles']}", flush=True)
             if kueue_config is not None:
                 rows.append(run_kueue(cluster, workdir, kueue_config, apiserver_pid, count, args.mode, args.rate))
                 print(line(rows[-1]), flush=True)

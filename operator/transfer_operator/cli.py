@@ -329,9 +329,8 @@ def operator(
 
     import transfer_operator.handlers  # noqa: F401  (registers the handlers)
 
-    logging.basicConfig(level=os.environ.get("TRANSFER_LOG_LEVEL", "INFO").upper())
-
-    kopf.configure(verbose=False)
+    kopf.configure(verbose=False)  # kopf's one handler on the root logger (a second printed every line twice)
+    logging.getLogger().setLevel(os.environ.get("TRANSFER_LOG_LEVEL", "INFO").upper())
     kopf.run(
         standalone=standalone,
         priority=priority,

@@ -14,6 +14,7 @@ import math
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from transfer_operator import metrics
@@ -50,17 +51,43 @@ WRITE_CONCURRENCY = 32  # writes in flight: hides the API server's latency withi
 # as the last cycle took, so that cycles never take more than about half the operator's time.
 MIN_GAP_S = 0.2
 WAKE_POLL_S = 0.05
+SLOW_CYCLE_S = 1.0  # a cycle longer than this is logged with the time of each of its stages
+
+
+@dataclass
+class StageClock:
+    """Each stage's time in one cycle, observed in the stage histogram as well."""
+
+    took: dict[str, float] = field(default_factory=dict)
+
+    @contextlib.contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            seconds = time.perf_counter() - started
+            self.took[name] = seconds
+            metrics.CYCLE_STAGE_DURATION.labels(stage=name).observe(seconds)
+
+    def slow(self, total_s: float) -> str | None:
+        """The stages of a cycle over SLOW_CYCLE_S, for the log (the rest: the passes between them)."""
+        if total_s <= SLOW_CYCLE_S:
+            return None
+        parts = [f"{name} {seconds:.2f}" for name, seconds in self.took.items()]
+        return f"{total_s:.2f} s: {', '.join(parts)}, other {total_s - sum(self.took.values()):.2f}"
 
 
 def run_cycle(ctx: Ctx, now: datetime) -> Sequence[Decision]:
     started = time.perf_counter()
-    with metrics.CYCLE_STAGE_DURATION.labels(stage="read").time():
+    clock = StageClock()
+    with clock.stage("read"):
         sync_clusters(ctx)
         fleet = read_fleet(ctx)
         finalize_deleted(ctx, fleet.jobs)
     review_specs(ctx, fleet, now)  # first: a suspended job's GPUs are placed in this cycle
     changed_rayjobs = changed_rayjob_keys(ctx)
-    with metrics.CYCLE_STAGE_DURATION.labels(stage="reconcile").time():
+    with clock.stage("reconcile"):
         # First: GPUs it frees are placed in this cycle. Every job that holds GPUs once per
         # reconcile interval (cost, budget, a lost RayJob); in between, only those whose RayJob
         # the watch reported changed (the one path that mirrors RayJob status).
@@ -84,7 +111,7 @@ def run_cycle(ctx: Ctx, now: datetime) -> Sequence[Decision]:
         queues=rules.queues,
         scaling_ready=fleet.scaling_ready,
     )
-    with metrics.CYCLE_STAGE_DURATION.labels(stage="decide").time(), collector_paused():
+    with clock.stage("decide"), collector_paused():
         cycle = schedule_cycle(snapshot, pending, exact_budget_s=ctx.config.exact_budget_seconds)
     decisions = cycle.decisions
     metrics.record_solve_path(cycle.path.value)
@@ -99,16 +126,18 @@ def run_cycle(ctx: Ctx, now: datetime) -> Sequence[Decision]:
             metrics.RECONCILE_ERRORS.labels(stage="admit").inc()
 
     # Decisions touch disjoint objects (a victim belongs to one preemptor), so write them in parallel.
-    with metrics.CYCLE_STAGE_DURATION.labels(stage="write").time():
+    with clock.stage("write"):
         with ThreadPoolExecutor(max_workers=WRITE_CONCURRENCY) as pool:
             list(pool.map(apply, decisions))
         if not ctx.lost_lease.is_set():
             grow_gangs(ctx, fleet, snapshot, pending, decisions, now)  # after the queue, into what it left
         if not ctx.lost_lease.is_set():
             write_pool_status(ctx, fleet)
-    metrics.record_cycle(
-        decisions, fleet_jobs=[job for _, job in fleet.jobs.values()], seconds=time.perf_counter() - started
-    )
+    took_s = time.perf_counter() - started
+    metrics.record_cycle(decisions, fleet_jobs=[job for _, job in fleet.jobs.values()], seconds=took_s)
+    slow = clock.slow(took_s)
+    if slow is not None:
+        log.info("slow cycle, %s (%d jobs, %d decisions)", slow, len(fleet.jobs), len(decisions))
     return decisions
 
 

@@ -358,6 +358,17 @@ def test_losing_the_lease_mid_cycle_stops_its_writes(monkeypatch):
     assert ctx.lost_lease.is_set() and not kube.rayjobs and "phase" not in status_of(kube, "a")
 
 
+def test_a_slow_cycle_is_logged_with_its_stages(monkeypatch, caplog):
+    assert scheduling.StageClock({"write": 0.5}).slow(0.9) is None  # under SLOW_CYCLE_S
+    ctx, _ = ctx_with(a_pool(), a_job("a"))
+    monkeypatch.setattr(scheduling, "SLOW_CYCLE_S", 0.0)
+    with caplog.at_level("INFO", logger=scheduling.__name__):
+        run_cycle(ctx, NOW)
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("slow cycle")]
+    assert all(f"{stage} " in line for stage in ("read", "reconcile", "decide", "write", "other"))
+    assert "(1 jobs, 1 decisions)" in line
+
+
 # --- queue rules: TransferQueues and TransferPriorityClasses, watch-fed -------------------------
 
 
