@@ -90,9 +90,9 @@ def render_ray_token_secret(job: TransferJob, rayjob: str, token: str) -> dict[s
     }
 
 
-def _ingress(own: dict[str, Any], peers: Sequence[Peer]) -> list[dict[str, Any]]:
-    """From `own` (a selector of pods of the policy's namespace) on any port, and from each of
-    `peers` on its ports."""
+def _spec(own: dict[str, str], peers: Sequence[Peer]) -> dict[str, Any]:
+    """Ingress to the pods `own` selects in the policy's namespace from those same pods on any
+    port, and from each of `peers` on its ports."""
     rules: list[dict[str, Any]] = [{"from": [{"podSelector": {"matchLabels": own}}]}]
     for peer in peers:
         source = {
@@ -103,7 +103,7 @@ def _ingress(own: dict[str, Any], peers: Sequence[Peer]) -> list[dict[str, Any]]
         if peer.ports:
             rule["ports"] = [{"protocol": "TCP", "port": port} for port in peer.ports]
         rules.append(rule)
-    return rules
+    return {"podSelector": {"matchLabels": own}, "policyTypes": ["Ingress"], "ingress": rules}
 
 
 def render_network_policy(job: TransferJob, peers: Sequence[Peer]) -> dict[str, Any]:
@@ -118,11 +118,7 @@ def render_network_policy(job: TransferJob, peers: Sequence[Peer]) -> dict[str, 
             "namespace": job.metadata.namespace or "default",
             "labels": _selector(job),
         },
-        "spec": {
-            "podSelector": {"matchLabels": _selector(job)},
-            "policyTypes": ["Ingress"],
-            "ingress": _ingress(_selector(job), peers),
-        },
+        "spec": _spec(_selector(job), peers),
     }
 
 
@@ -131,11 +127,7 @@ def render_namespace_network_policy(namespace: str, peers: Sequence[Peer]) -> di
     namespace (one tenant) on any port, and from each of `peers` on its ports. The annotation holds
     the spec's digest, which the operator compares to decide whether the policy needs writing."""
     managed = {LABEL_MANAGED_BY: MANAGER}
-    spec = {
-        "podSelector": {"matchLabels": managed},
-        "policyTypes": ["Ingress"],
-        "ingress": _ingress(managed, peers),
-    }
+    spec = _spec(managed, peers)
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
     return {
         "apiVersion": "networking.k8s.io/v1",
