@@ -100,9 +100,9 @@ class Walk:
         # A job that fits nowhere can wait without a second look, unless its quota or a
         # preemption would change what it is told.
         self.may_skip = searchable & ~has_quota & (columns.priority <= self.lowest_priority)
-        self.admissions: list[tuple[int, int]] = []  # (pool row, GPUs), in order; epoch = how many
+        self.admissions: list[tuple[int, int]] = []  # (pool row, GPUs), in order
         self.admitted: list[tuple[int, int]] = []  # (job, ranking position of its option), in order
-        self.waiting: list[tuple[int, int]] = []  # (job, epoch) of jobs that fit no pool now
+        self.waiting: list[int] = []  # jobs that fit no pool now, in order
         self.static: list[int] = []  # jobs no pool can ever take (explained when read)
         self.decided: dict[int, Decision] = {}  # quota waits, preemptions
         self.misfits: dict[tuple[object, ...], tuple[Reason, str]] = {}  # request -> static reason
@@ -137,7 +137,7 @@ class Walk:
             chunk = order[start : start + WALK_CHUNK]
             for index, fits_nowhere in zip(chunk, self._fit_nowhere(chunk), strict=True):
                 if fits_nowhere:
-                    self.waiting.append((index, len(self.admissions)))
+                    self.waiting.append(index)
                 else:
                     self.decide(index)
 
@@ -179,7 +179,7 @@ class Walk:
                 job.key, Action.WAIT, Fit.NO_FIT, Reason.QUOTA_EXCEEDED, quota_problem
             )
         else:
-            self.waiting.append((index, len(self.admissions)))
+            self.waiting.append(index)
 
     def _quota_check(self, index: int, job: JobRequest) -> tuple[str | None, frozenset[str] | None]:
         """Quotas are per GPU type (capacity.QuotaLedger): why the job's queue may take its gang

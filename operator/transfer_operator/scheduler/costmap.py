@@ -386,8 +386,7 @@ class JobColumns:
         # Signatures: first per distinct (GPU type, spot, preference) as given, then upper-cased.
         given: dict[tuple[str | None, bool, Preference], int] = {}
         given_index = [
-            given.setdefault(key, len(given))
-            for key in zip(column("gpu_type"), column("spot"), column("prefer"), strict=True)
+            given.setdefault(key, len(given)) for key in map(attrgetter("gpu_type", "spot", "prefer"), jobs)
         ]
         signature_index: dict[Signature, int] = {}
         signature_of_given = [
@@ -396,15 +395,14 @@ class JobColumns:
         ]
         prefer_index = {p: i for i, p in enumerate(PREFERENCES)}
         region_index: dict[frozenset[str], int] = {frozenset(): 0}
-        region_set = [region_index.setdefault(r, len(region_index)) for r in column("regions")]
-        caps, budgets = column("max_usd_per_gpu_hour"), column("budget_usd")
-        has_cap = np.fromiter((c is not None for c in caps), dtype=bool, count=count)
-        has_budget = np.fromiter((b is not None for b in budgets), dtype=bool, count=count)
-        workers = np.array(column("workers"), dtype=np.int64)
-        gpus_per_worker = np.array(column("gpus_per_worker"), dtype=np.int64)
-        estimated_hours = np.array(column("estimated_hours"), dtype=float)
+        region_set = [region_index.setdefault(r, len(region_index)) for r in map(attrgetter("regions"), jobs)]
+        cap = np.array(column("max_usd_per_gpu_hour"), dtype=float)  # None -> NaN
+        budget = np.array(column("budget_usd"), dtype=float)
+        has_cap, has_budget = ~np.isnan(cap), ~np.isnan(budget)
+        workers = np.fromiter(map(attrgetter("workers"), jobs), dtype=np.int64, count=count)
+        gpus_per_worker = np.fromiter(map(attrgetter("gpus_per_worker"), jobs), dtype=np.int64, count=count)
+        estimated_hours = np.fromiter(map(attrgetter("estimated_hours"), jobs), dtype=float, count=count)
         given_array = np.array(given_index, dtype=np.int64)
-        budget = np.array(budgets, dtype=float)  # None -> NaN
         return cls(
             jobs=jobs,
             signatures=list(signature_index),
@@ -414,14 +412,14 @@ class JobColumns:
             workers=workers,
             gpus_per_worker=gpus_per_worker,
             has_cap=has_cap,
-            cap=np.where(has_cap, np.array(caps, dtype=float), NO_LIMIT),
+            cap=np.where(has_cap, cap, NO_LIMIT),
             has_budget=has_budget,
             budget_limit=np.where(has_budget, budget * (1 + BUDGET_SLACK), NO_LIMIT),
             gang_hours=(workers * gpus_per_worker).astype(float) * estimated_hours,
             estimated_hours=estimated_hours,
             prefer=np.array([prefer_index[p] for _, _, p in given], dtype=np.int64)[given_array],
-            priority=np.array(column("priority"), dtype=np.int64),
-            created_at=np.array(column("created_at_s"), dtype=float),
+            priority=np.fromiter(map(attrgetter("priority"), jobs), dtype=np.int64, count=count),
+            created_at=np.fromiter(map(attrgetter("created_at_s"), jobs), dtype=float, count=count),
         )
 
 

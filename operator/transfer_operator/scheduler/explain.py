@@ -31,7 +31,7 @@ from transfer_operator.scheduler.types import (
     Placement,
     new_decision,
 )
-from transfer_operator.scheduler.waiting import FreeHistory, most_free
+from transfer_operator.scheduler.waiting import free_after, most_free
 
 if TYPE_CHECKING:
     from transfer_operator.scheduler.admit import Walk
@@ -123,13 +123,13 @@ def _price_misfit(job: JobRequest, table: PoolTable, ranking: Ranking) -> tuple[
 @dataclass
 class Outcome:
     """What steps 3-4 settled: the admitted jobs (in the walk's order) and where each goes, the
-    jobs that fit no pool with the epoch (admissions made) at which each was looked at, the jobs
-    no pool can ever take, and the other decisions."""
+    jobs that fit no pool (in the walk's order), the jobs no pool can ever take, and the other
+    decisions."""
 
     admitted: list[int]
     placement: Callable[[int], Placement]  # of an admitted job
-    waiting: list[tuple[int, int]]
-    admissions: list[tuple[int, int]]  # (pool row, GPUs) in order; an epoch counts them
+    waiting: list[int]
+    admissions: list[tuple[int, int]]  # (pool row, GPUs) of the admitted jobs
     static: list[int]
     decided: dict[int, Decision]
 
@@ -221,8 +221,9 @@ class Decisions(Sequence[Decision]):
 
 @dataclass(frozen=True)
 class _WaitColumns:
-    """The jobs that fit no pool: the pool with the most free GPUs among their options when they
-    were looked at, and where they would run once capacity frees up (their best option)."""
+    """The jobs that fit no pool: the pool with the most free GPUs among their options once the
+    cycle's admissions are placed, and where they would run once capacity frees up (their best
+    option)."""
 
     index: np.ndarray
     most_free_row: np.ndarray
@@ -233,25 +234,17 @@ class _WaitColumns:
 
     @classmethod
     def of(cls, walk: Walk, outcome: Outcome) -> _WaitColumns:
-        indices = np.array([i for i, _ in outcome.waiting], dtype=np.int64)
+        indices = np.array(outcome.waiting, dtype=np.int64)
         if not len(indices):
             empty = np.zeros(0, dtype=np.int64)
             return cls(indices, empty, empty, empty, empty, np.zeros(0))
-        epochs = np.array([e for _, e in outcome.waiting], dtype=np.int64)
-        history = FreeHistory(walk.initial_free, outcome.admissions)
-        rows = most_free(walk.estimates, indices, epochs, history)
+        free = free_after(walk.initial_free, outcome.admissions)
+        rows = most_free(walk.estimates, indices, free)
         streams = walk.estimates.streams
         signature = walk.estimates.columns.signature[indices]
         best_option = streams.offset[signature] + walk.estimates.best[indices]
         best = streams.pool[best_option]
-        return cls(
-            indices,
-            rows,
-            history.at(epochs, rows),
-            best,
-            history.at(epochs, best),
-            streams.usd[best_option],
-        )
+        return cls(indices, rows, free[rows], best, free[best], streams.usd[best_option])
 
     def decision(self, walk: Walk, slot: int) -> Decision:
         job = walk.jobs[int(self.index[slot])]

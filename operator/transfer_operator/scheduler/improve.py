@@ -204,7 +204,7 @@ def local_search(walk: Walk, start: dict[int, Placement] | None = None) -> dict[
     if start is None:
         admitted = [(index, walk.placement(index, position)) for index, position in walk.admitted]
         capacity, quota = walk.capacity, walk.quota
-        waits = {index for index, _ in walk.waiting}
+        waits = set(walk.waiting)
     else:
         admitted = sorted(start.items(), key=lambda item: walk.order_rank[item[0]])
         held = [
@@ -216,7 +216,7 @@ def local_search(walk: Walk, start: dict[int, Placement] | None = None) -> dict[
         for index, placement in admitted:
             quota.take(walk.jobs[index].queue, placement.gpu_type, walk.jobs[index].gang_gpus)
         # The jobs that waited for capacity, or that the walk admitted and `start` does not.
-        waits = {index for index, _ in (*walk.waiting, *walk.admitted) if index not in start}
+        waits = {*walk.waiting, *(index for index, _ in walk.admitted)} - start.keys()
     chosen: dict[str, tuple[JobRequest, Option]] = {}
     for index, placement in admitted:
         option = next(o for o in entries[index].options if o.placement == placement)

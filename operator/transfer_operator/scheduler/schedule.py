@@ -176,7 +176,7 @@ def _solve(walk: Walk, exact_budget_s: float) -> tuple[Outcome, SolvePath, str]:
 
 
 def greedy_outcome(walk: Walk) -> Outcome:
-    """The walk's own admissions, with each waiting job's view as it was at its turn."""
+    """The walk's own admissions and waits."""
     position = dict(walk.admitted)
     return Outcome(
         [index for index, _ in walk.admitted],
@@ -189,16 +189,13 @@ def greedy_outcome(walk: Walk) -> Outcome:
 
 
 def outcome_of(walk: Walk, placements: dict[int, Placement]) -> Outcome:
-    """Step 4's admissions instead of the walk's: the jobs it leaves waiting are explained against
-    the capacity left after all of them."""
+    """Step 4's admissions instead of the walk's."""
     row_of = {name: row for row, name in enumerate(walk.names)}
     admitted = [index for index in walk.order if index in placements]
     admissions = [(row_of[placements[i].pool], placements[i].gpus) for i in admitted]
-    final = len(admissions)
     dropped = [index for index, _ in walk.admitted if index not in placements]  # the solve may
     waiting = sorted(
-        [(index, final) for index, _ in walk.waiting if index not in placements] + [(i, final) for i in dropped],
-        key=lambda wait: walk.order_rank[wait[0]],
+        [index for index in walk.waiting if index not in placements] + dropped, key=walk.order_rank.__getitem__
     )
     decided = {index: d for index, d in walk.decided.items() if index not in placements}
     return Outcome(admitted, placements.__getitem__, waiting, admissions, walk.static, decided)
