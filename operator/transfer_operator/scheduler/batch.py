@@ -248,7 +248,7 @@ class Estimates:
         )
         job = pair_job[pair]
         position = option - streams.offset[columns.signature[job]]
-        order = np.lexsort((position, job))
+        order = np.argsort(job * (len(streams.pool) + 1) + position)  # by job, then position
         job, position = job[order], position[order]
         rank = np.arange(len(job)) - np.searchsorted(job, job)
         head = np.full((count, HEAD), -1, dtype=np.int64)

@@ -87,9 +87,12 @@ class FitTracker:
     def taken(self, row: int, levels: list[int], gpus_per_worker: int) -> None:
         """Workers of `gpus_per_worker` GPUs went to nodes of pool `row` that had `levels` free GPUs."""
         for gpus, shape_workers in self.workers_of.items():
-            change = 0
-            for level in levels:
-                change += (level - gpus_per_worker) // gpus - level // gpus
+            if gpus == gpus_per_worker:
+                change = -len(levels)
+            else:
+                change = 0
+                for level in levels:
+                    change += (level - gpus_per_worker) // gpus - level // gpus
             if not change:
                 continue
             fit = self.workers_that_fit[gpus]
