@@ -118,6 +118,16 @@ def segment_slopes(scale: dict[str, Any]) -> list[str]:
     return ["", "Per step in jobs: " + "; ".join(parts) + "."] if parts else []
 
 
+def step_sentence(scale: dict[str, Any]) -> list[str]:
+    steps = scale.get("steps")
+    if not steps:
+        return []
+    seconds = steps["seconds"]
+    total = sum(seconds.values())
+    parts = ", ".join(f"{name} {value:.2f} s ({value / total:.0%})" for name, value in seconds.items())
+    return [f"Per step at {steps['jobs']:,} jobs x {steps['pools']:,} pools (the steps called one by one): {parts}."]
+
+
 def scale_verdict(scale: dict[str, Any]) -> str:
     goal = next((r for r in scale["rows"] if r["jobs"] == 100_000 and r["pools"] == 5_000), None)
     if goal is None:
@@ -251,9 +261,9 @@ def main() -> None:
             "gang size, price cap, budget) are applied together with NumPy (`scheduler/costmap.py`,",
             "`scheduler/batch.py`); a (job, region) pair whose stream has no option within the job's price",
             "cap, budget or gang size (bounded per stream) is not scanned at all. What remains is the",
-            "walk's admissions, one at a time since each changes what later jobs find (about 60% of the",
-            "100k x 5k cycle in a sampling profile), then the estimate (about 20%) and the wait",
-            "explanations (about 15%). The run pauses the garbage collector around the cycle, as the",
+            "walk's admissions, one at a time since each changes what later jobs find.",
+            *step_sentence(scale),
+            "The run pauses the garbage collector around the cycle, as the",
             "operator does (`handlers/scheduling.py`). The exact path does not run at these sizes (over",
             "`MAX_OPTIONS`), so these are the greedy path's times.",
             "",

@@ -30,7 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from fleet import FleetConfig, WorkloadConfig, generate_fleet, generate_jobs  # noqa: E402
 
 from transfer_operator.scheduler import Action, ClusterSnapshot  # noqa: E402
-from transfer_operator.scheduler.schedule import schedule_cycle  # noqa: E402
+from transfer_operator.scheduler.admit import Walk  # noqa: E402
+from transfer_operator.scheduler.batch import Estimates  # noqa: E402
+from transfer_operator.scheduler.explain import Decisions  # noqa: E402
+from transfer_operator.scheduler.options import OptionCache  # noqa: E402
+from transfer_operator.scheduler.schedule import _solve, schedule_cycle  # noqa: E402
 
 
 def run_one(jobs: int, pools: int, measure_memory: bool) -> dict[str, float]:
@@ -60,6 +64,32 @@ def run_one(jobs: int, pools: int, measure_memory: bool) -> dict[str, float]:
         "peak_mb": peak_mb,
         "admitted": admitted,
     }
+
+
+def step_seconds(jobs: int, pools: int) -> dict[str, float]:
+    """One cycle's time per step, the steps of `schedule._cycle` called one by one (a fleet
+    without elastic gangs or elastic pools, where `schedule_cycle` is exactly these calls)."""
+    snapshot = ClusterSnapshot(generate_fleet(FleetConfig(pools=pools)))
+    pending = generate_jobs(WorkloadConfig(jobs=jobs))
+    times = {}
+    gc.disable()
+    try:
+        started = time.perf_counter()
+        cache = OptionCache(snapshot.pools)
+        estimates = Estimates(pending, cache)
+        times["estimate"] = time.perf_counter() - started
+        order = estimates.order().tolist()
+        times["order"] = time.perf_counter() - started - sum(times.values())
+        walk = Walk(snapshot, pending, cache, estimates, order)
+        walk.run()
+        times["admit"] = time.perf_counter() - started - sum(times.values())
+        outcome, _, _ = _solve(walk, 0.2)
+        times["solve"] = time.perf_counter() - started - sum(times.values())
+        Decisions(walk, outcome)
+        times["explain"] = time.perf_counter() - started - sum(times.values())
+    finally:
+        gc.enable()
+    return times
 
 
 def seconds(row: dict[str, float]) -> float:
@@ -100,6 +130,10 @@ def main() -> None:
                 f"{row['peak_mb']:>8.1f} {row['admitted']:>9}",
                 flush=True,
             )
+    largest = (job_counts[-1], pool_counts[-1])
+    runs = [step_seconds(*largest) for _ in range(args.repeat)]
+    steps = min(runs, key=lambda run: sum(run.values()))
+    print(f"steps at {largest[0]:,} x {largest[1]:,} (the run of least total):", {k: round(v, 3) for k, v in steps.items()})
     by_jobs = slope(rows, "jobs", "pools")
     by_pools = slope(rows, "pools", "jobs")
     print("time ~ jobs^k:", {int(k): round(v, 2) for k, v in by_jobs.items()}, "(per pool count)")
@@ -113,6 +147,7 @@ def main() -> None:
                 "rows": rows,
                 "slope_jobs": by_jobs,
                 "slope_pools": by_pools,
+                "steps": {"jobs": largest[0], "pools": largest[1], "seconds": steps},
                 "load_average_1m_at_start": load_at_start,
                 "load_average_1m_at_end": os.getloadavg()[0],
                 "command": " ".join(["python", "benchmarks/scheduler_scale.py", *sys.argv[1:]]),
