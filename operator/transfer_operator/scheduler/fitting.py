@@ -87,8 +87,8 @@ class FitTracker:
     def taken(self, row: int, levels: list[int], gpus_per_worker: int) -> None:
         """Workers of `gpus_per_worker` GPUs went to nodes of pool `row` that had `levels` free GPUs."""
         for gpus, shape_workers in self.workers_of.items():
-            if gpus == gpus_per_worker:
-                change = -len(levels)
+            if gpus_per_worker % gpus == 0:  # each worker takes exactly gpus_per_worker / gpus slots
+                change = -(gpus_per_worker // gpus) * len(levels)
             else:
                 change = 0
                 for level in levels:
