@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from transfer_operator import metrics
@@ -19,10 +20,12 @@ from transfer_operator.engine.storage import with_storage_defaults
 from transfer_operator.handlers.clusters import FINALIZER
 from transfer_operator.handlers.context import Ctx
 from transfer_operator.handlers.informer import Store
-from transfer_operator.handlers.kube import owner_reference
+from transfer_operator.handlers.kube import namespace_terminating, owner_reference
 from transfer_operator.handlers.raytoken import ensure_ray_token
 from transfer_operator.handlers.remote import LABEL_ORIGIN_UID, managed_labels
 from transfer_operator.handlers.writes import create_rayjob, delete_rayjob
+
+log = logging.getLogger(__name__)
 
 
 def ensure_isolation(ctx: Ctx, body: dict[str, Any], job: TransferJob, cluster: str | None = None) -> None:
@@ -134,6 +137,9 @@ def ensure_rayjob(
             ensure_ray_token(ctx, job, existing)  # ours: its Secret may not have been created yet
         return False
     except Exception as error:
+        if namespace_terminating(error):  # the job goes with its namespace: nothing to create or report
+            log.info("no RayJob %s/%s: the namespace is being deleted", namespace, name)
+            return False
         metrics.RAYJOB_CREATE_ERRORS.inc()
         ctx.kube.post_event(
             body, "Warning", Reason.RAYJOB_CREATE_FAILED.value, f"creating the RayJob failed: {error}"

@@ -444,6 +444,19 @@ class Kube:
             raise
 
 
+def namespace_terminating(error: Exception) -> bool:
+    """Whether the API server refused a create because the namespace is being deleted (403 with
+    the cause NamespaceTerminating): nothing can be created there any more, and what is in it,
+    the TransferJob included, is about to go."""
+    if not isinstance(error, ApiException) or error.status != 403:
+        return False
+    try:
+        details = json.loads(error.body or "{}").get("details") or {}
+    except ValueError:
+        return False
+    return any(cause.get("reason") == "NamespaceTerminating" for cause in details.get("causes") or [])
+
+
 def owner_reference(obj: dict[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": obj.get("apiVersion", f"{GROUP}/{VERSION}"),

@@ -8,9 +8,12 @@ directly. `expire` makes the next watch of a kind answer 410 Gone."""
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+from kubernetes.client.exceptions import ApiException
 
 from transfer_operator.handlers.informer import Gone, Kind
 
@@ -40,6 +43,15 @@ class NotServed(Exception):
     status = 404
 
 
+def _refuse_if_terminating(terminating: set[str], namespace: str) -> None:
+    """What the API server answers a create in a namespace being deleted."""
+    if namespace in terminating:
+        cause = {"reason": "NamespaceTerminating", "message": f"namespace {namespace} is being terminated"}
+        error = ApiException(status=403, reason="Forbidden")
+        error.body = json.dumps({"kind": "Status", "reason": "Forbidden", "details": {"causes": [cause]}})
+        raise error
+
+
 @dataclass
 class FakeKube:
     transferjobs: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
@@ -64,6 +76,7 @@ class FakeKube:
     nodeclaims: dict[str, dict[str, Any]] = field(default_factory=dict)
     networkpolicies: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # applied
     applies: int = 0  # apply_network_policy calls
+    terminating: set[str] = field(default_factory=set)  # namespaces being deleted: creates refused
 
     written: dict[str, dict[str, Any]] = field(default_factory=dict)  # resourceVersion -> the object then
 
@@ -163,6 +176,7 @@ class FakeKube:
 
     def create_rayjob(self, manifest: dict[str, Any], owner: dict[str, Any]) -> dict[str, Any] | None:
         key = (manifest["metadata"]["namespace"], manifest["metadata"]["name"])
+        _refuse_if_terminating(self.terminating, key[0])
         if key in self.rayjobs:
             return None
         created = copy.deepcopy(manifest)
@@ -177,6 +191,7 @@ class FakeKube:
     def create_owned(self, manifest: dict[str, Any], owner: dict[str, Any]) -> bool:
         meta = manifest["metadata"]
         key = (manifest["kind"], meta["namespace"], meta["name"])
+        _refuse_if_terminating(self.terminating, meta["namespace"])
         if key in self.owned:
             return False
         self.owned[key] = {**manifest, "metadata": {**meta, "ownerReferences": [owner]}}
@@ -185,6 +200,7 @@ class FakeKube:
     def apply_network_policy(self, manifest: dict[str, Any]) -> dict[str, Any]:
         self.applies += 1
         key = (manifest["metadata"]["namespace"], manifest["metadata"]["name"])
+        _refuse_if_terminating(self.terminating, key[0])
         self.networkpolicies[key] = self._bump(copy.deepcopy(manifest))
         self.seen.setdefault("networkpolicies", {})[key] = copy.deepcopy(self.networkpolicies[key])  # as rayjobs
         return copy.deepcopy(self.networkpolicies[key])

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
+
+import pytest
 
 from transfer_operator.api.config import OperatorConfig
 from transfer_operator.api.enums import NetworkPolicyScope
@@ -58,3 +61,18 @@ def test_the_job_scope_writes_a_policy_per_job_owned_by_it():
         ("NetworkPolicy", "default", "b-ray"): "uid-b",
     }
     assert not kube.networkpolicies and kube.applies == 0
+
+
+@pytest.mark.parametrize("scope", list(NetworkPolicyScope))
+def test_a_namespace_being_deleted_gets_no_children_and_no_error(scope, caplog):
+    """The API server refuses every create in a namespace being deleted (403, NamespaceTerminating);
+    its jobs go with it, so an admission there creates nothing, reports nothing, logs no error."""
+    config = OperatorConfig(network_policy_scope=scope)
+    ctx, kube = ctx_with(a_pool(nodes=2), in_namespace(a_job("doomed", gpus=1), "going"), config=config)
+    kube.terminating.add("going")
+    with caplog.at_level(logging.INFO):
+        run_cycle(ctx, NOW)
+    assert not kube.rayjobs and not kube.networkpolicies and not kube.owned
+    assert not [e for e in kube.events if e[2] == "RayJobCreateFailed"]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    assert "no RayJob going/doomed-a1: the namespace is being deleted" in caplog.text
