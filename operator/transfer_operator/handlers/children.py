@@ -137,7 +137,7 @@ def ensure_rayjob(
             ensure_ray_token(ctx, job, existing)  # ours: its Secret may not have been created yet
         return False
     except Exception as error:
-        if namespace_terminating(error):  # the job goes with its namespace: nothing to create or report
+        if not cluster and namespace_terminating(error):  # the job goes with its namespace: nothing to report
             log.info("no RayJob %s/%s: the namespace is being deleted", namespace, name)
             return False
         metrics.RAYJOB_CREATE_ERRORS.inc()
