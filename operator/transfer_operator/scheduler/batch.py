@@ -9,7 +9,7 @@ the walk needs up front; waiting.py runs the same scans over streams sorted by f
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -45,8 +45,6 @@ class Streams:
     hours_per_hour: np.ndarray
     nodes: np.ndarray
     gpus_per_node: np.ndarray
-    region: np.ndarray
-    option_of: np.ndarray  # (signature, pool row, price class) -> option index, or -1
     items: np.ndarray  # option indices, stream after stream, each stream in ranking order
     start: np.ndarray  # per stream
     length: np.ndarray
@@ -57,7 +55,7 @@ class Streams:
         return OptionColumns(self.usd, self.cost_per_gpu_hour, self.hours_per_hour, self.nodes, self.gpus_per_node)
 
     @classmethod
-    def of(cls, rankings: list[Ranking], regions: int, pools: int) -> Streams:
+    def of(cls, rankings: list[Ranking], regions: int) -> Streams:
         sizes = np.array([len(r) for r in rankings], dtype=np.int64)
         offset = np.concatenate(([0], np.cumsum(sizes)[:-1])).astype(np.int64)
         signature = np.repeat(np.arange(len(rankings)), sizes)
@@ -69,20 +67,15 @@ class Streams:
         option = np.tile(np.arange(len(signature)), 2)
         order = np.argsort(stream_of_item, kind="stable")
         length = np.bincount(stream_of_item, minlength=len(rankings) * (regions + 1))
-        pool = _concat([r.pool for r in rankings])
-        option_of = np.full((len(rankings), pools, 2), -1, dtype=np.int64)
-        option_of[signature, pool, _concat([r.price_class for r in rankings])] = np.arange(len(pool))
         return cls(
             rankings=rankings,
             offset=offset,
-            pool=pool,
+            pool=_concat([r.pool for r in rankings]),
             usd=_concat([r.usd for r in rankings], float),
             cost_per_gpu_hour=_concat([r.cost_per_gpu_hour for r in rankings], float),
             hours_per_hour=_concat([r.hours_per_hour for r in rankings], float),
             nodes=_concat([r.nodes for r in rankings]),
             gpus_per_node=_concat([r.gpus_per_node for r in rankings]),
-            region=region,
-            option_of=option_of,
             items=option[order],
             start=np.concatenate(([0], np.cumsum(length)[:-1])).astype(np.int64),
             length=length,
@@ -156,19 +149,14 @@ class Estimates:
     def __init__(self, jobs: Sequence[JobRequest], cache: OptionCache):
         self.columns = columns = JobColumns.of(jobs)
         regions = cache.table.regions
-        self.streams = Streams.of(
-            [cache.ranking(s) for s in columns.signatures], len(regions), len(cache.table.pools)
-        )
+        self.streams = Streams.of([cache.ranking(s) for s in columns.signatures], len(regions))
         # Per region set: the fleet's codes of its regions, or the "any region" column for set 0.
         codes = [tuple(sorted(regions[r] for r in s if r in regions)) for s in columns.region_sets]
         codes[0] = (len(regions),)
         self.region_codes = codes
         self.code_matrix = np.full((len(codes), max(len(c) for c in codes)), -1, dtype=np.int64)
-        self._allowed = np.zeros((len(codes), len(regions) + 1), dtype=bool)  # (region set, region)
         for index, found in enumerate(codes):
             self.code_matrix[index, : len(found)] = found
-            self._allowed[index, list(found)] = True
-        self._allowed[0] = True
         # Per distinct GPUs per worker: the workers each option's pool takes when empty.
         many_sizes = len(np.unique(columns.gpus_per_worker)) > MAX_GANG_TABLES
         self._gang_table = None if many_sizes else gang_table(columns.gpus_per_worker, self.streams.columns)
@@ -214,17 +202,6 @@ class Estimates:
         begin = np.concatenate(([0], np.cumsum(length)[:-1])).astype(np.int64)
         return items, begin[local], length[local]
 
-    def options_on(self, jobs: np.ndarray, pools: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The options of jobs[k] on pool pools[k] that pass its limits and regions.
-        Returns (k, option index) pairs."""
-        columns, streams = self.columns, self.streams
-        options = streams.option_of[columns.signature[jobs], pools]  # (pairs, price classes)
-        valid = options >= 0
-        options = np.where(valid, options, 0)
-        region = self._allowed[columns.region_set[jobs][:, None], streams.region[options]]
-        k, price_class = np.nonzero(valid & region & self.passes(jobs, options))
-        return k, options[k, price_class]
-
     def pairs(self, jobs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The (job, stream) pairs of these jobs whose stream may hold an option within the job's
         limits (`_StreamBounds`: a pair left out has none), in the order of `jobs`: (index into
@@ -263,11 +240,9 @@ class Estimates:
         length: np.ndarray,
         items: np.ndarray,
         want: int,
-        counts: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """For every pair, the options of its stream, items[begin : begin + length], that pass the
-        job's limits, up to the `want`-th of them that `counts` (default: every one) accepts.
-        Returns (pair index, option index), by pair, in stream order."""
+        """For every pair, the first `want` options of its stream, items[begin : begin + length],
+        that pass the job's limits. Returns (pair index, option index), by pair, in stream order."""
         found_pair: list[np.ndarray] = []
         found_option: list[np.ndarray] = []
         count = np.zeros(len(pair_job), dtype=np.int64)
@@ -279,13 +254,12 @@ class Estimates:
             valid = columns < active_length[:, None]
             option = items[begin[active][:, None] + np.minimum(columns, active_length[:, None] - 1)]
             passes = valid & self.passes(pair_job[active], option)
-            counted = passes if counts is None else passes & counts(active, option)
-            seen = np.cumsum(counted, axis=1) - counted  # counted options before this one
+            seen = np.cumsum(passes, axis=1) - passes  # passing options before this one
             take = passes & (seen < (want - count[active])[:, None])
             row, column = np.nonzero(take)
             found_pair.append(active[row])
             found_option.append(option[row, column])
-            count[active] += (take & counted).sum(axis=1)
+            count[active] += take.sum(axis=1)
             done_columns += width
             active = active[(count[active] < want) & (done_columns < active_length)]
             width *= 4
