@@ -133,7 +133,7 @@ def scale_verdict(scale: dict[str, Any]) -> str:
     if goal is None:
         return "The goal of 100k jobs x 5k pools in under 1 s was not measured (`--quick`)."
     met = "met" if goal["seconds"] < 1.0 else "not met"
-    return f"The goal of 100k jobs x 5k pools in under 1 s is {met} here: {goal['seconds']:.2f} s."
+    return f"The goal of 100k jobs x 5k pools in under 1 s is {met} here: {goal['seconds']:.3f} s."
 
 
 def optimality_section(optimality: dict[str, Any]) -> list[str]:
