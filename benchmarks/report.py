@@ -429,13 +429,23 @@ def main() -> None:
             *table(
                 memory["rows"],
                 [("jobs", "TransferJobs", ",d"), ("index_mb", "index MB", ".1f"),
-                 ("mb_per_10k", "MB per 10k", ".1f"), ("json_mb", "the same objects as JSON, MB", ".1f")],
+                 ("mb_per_10k", "MB per 10k", ".1f"), ("json_mb", "the same objects as JSON, MB", ".1f"),
+                 *((("read_ms", "read stage ms", ".2f"), ("full_pass_ms", "a pass over every job ms", ".2f"))
+                   if "read_ms" in memory["rows"][0] else ())],
             ),
             "",
             "Most of it is the parsed pydantic model (about 12 KB a job: 16 nested models, each with its",
             "own `__dict__` and set of fields); the decoded metadata and status are about 5 KB.",
             "",
         ]
+        if "read_ms" in memory["rows"][0]:
+            lines += [
+                "The read stage (`read_fleet` and the deleted-job check, best of 5) copies the job view the",
+                "store keeps up to date at each watch event (four mappings: a copy in C, no Python step per",
+                "job); beside it, in the same run, the pass over every job the read stage made before",
+                "(parse results gathered, keys built, holding attempts and deletions found per job).",
+                "",
+            ]
     lines += [
         "## Price ranges used by the generator",
         "",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -181,18 +182,17 @@ def lost_reason(ctx: Ctx, cluster: str | None, now_s: float) -> str | None:
 # --- garbage collection -----------------------------------------------------------------------
 
 
-def is_deleting(body: dict[str, Any]) -> bool:
-    return bool((body.get("metadata") or {}).get("deletionTimestamp"))
-
-
-def finalize_deleted(ctx: Ctx, jobs: dict[str, tuple[dict[str, Any], TransferJob]]) -> None:
-    """Deleted jobs leave the cycle's view; those with FINALIZER get their remote RayJobs deleted
-    first (in every usable cluster), then lose the finalizer."""
+def finalize_deleted(
+    ctx: Ctx, jobs: dict[str, tuple[dict[str, Any], TransferJob]], deleting: Iterable[str]
+) -> None:
+    """Deleted jobs (the keys in `deleting`) leave the cycle's view; those with FINALIZER get
+    their remote RayJobs deleted first (in every usable cluster), then lose the finalizer."""
     now_s = time.time()
-    for key, (body, _job) in list(jobs.items()):
-        if not is_deleting(body):
+    for key in deleting:
+        entry = jobs.pop(key, None)
+        if entry is None:
             continue
-        del jobs[key]
+        body = entry[0]
         metadata = body["metadata"]
         finalizers = list(metadata.get("finalizers") or [])
         if FINALIZER not in finalizers:

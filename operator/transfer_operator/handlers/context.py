@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 
 from transfer_operator.api.config import OperatorConfig
+from transfer_operator.handlers.inflight import InFlight, Lease
 from transfer_operator.handlers.informer import FleetIndex
 from transfer_operator.handlers.kube import Kube
 from transfer_operator.handlers.remote import RemoteCluster
@@ -19,7 +19,8 @@ class Ctx:
     lease_namespace: str
     index: FleetIndex = field(default_factory=FleetIndex)  # watch-fed; the cycle reads only this
     last_reconcile_s: float = 0.0  # when the cycle last reconciled the jobs that hold GPUs
-    lost_lease: threading.Event = field(default_factory=threading.Event)  # set: stop this cycle's writes
+    lease: Lease = field(default_factory=Lease)  # the scheduler Lease: whether the cycle's writes may go out
+    in_flight: InFlight = field(default_factory=InFlight)  # admissions still being written
     # Elastic pools: the NodeClaims of each pool's NodePool at the last cycle (bought / released).
     elastic_claims: dict[str, set[str]] = field(default_factory=dict)
     clusters: dict[str, RemoteCluster] = field(

@@ -128,7 +128,7 @@ def sync_elastic(ctx: Ctx, fleet: Fleet, now: datetime) -> None:
     in `fleet` (the pool as the snapshot reads it, and the status to write)."""
     site_for = site_finder(ctx)
     held: dict[str, int] = {}
-    for _, job in fleet.jobs.values():
+    for job in fleet.all_jobs():
         placement = job.status.placement
         if placement is not None and job.status.phase.holds_capacity:
             held[placement.pool] = held.get(placement.pool, 0) + placement.gpus
@@ -207,7 +207,7 @@ def release_unprovisioned(ctx: Ctx, fleet: Fleet, now: datetime) -> None:
     # NodeClaims still not ready past the timeout while no job of the pool waits for nodes.
     waiting = {
         job.status.placement.pool
-        for _, job in fleet.jobs.values()
+        for job in fleet.all_jobs()
         if job.status.placement is not None and job.status.phase is Phase.ADMITTED
     }
     for name, (_, pool) in fleet.pools.items():

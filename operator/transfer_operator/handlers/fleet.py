@@ -1,8 +1,10 @@
 """One cycle's view of the cluster, read from the watch-fed index: every GPUPool and TransferJob,
-parsed, and the lost nodes."""
+parsed, and the lost nodes. Jobs whose admission is still being written (handlers/inflight.py)
+are apart: they hold GPUs, but no pass of the cycle touches them."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,23 +34,38 @@ class Fleet:
     elastic_status: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Jobs whose spec the checks refuse (handlers/specs.py): the body and the problems.
     invalid: list[tuple[dict[str, Any], tuple[str, ...]]] = field(default_factory=list)
+    # Admitted jobs whose writes are in flight, as admitted: GPUs held, not in `jobs`.
+    in_flight: dict[str, tuple[dict[str, Any], TransferJob]] = field(default_factory=dict)
+    deleting: set[str] = field(default_factory=set)  # keys of jobs with a deletionTimestamp
+
+    def all_jobs(self) -> Iterator[TransferJob]:
+        """Every job, those being admitted too: what counts the GPUs held."""
+        for _, job in self.jobs.values():
+            yield job
+        for _, job in self.in_flight.values():
+            yield job
 
 
 def read_fleet(ctx: Ctx) -> Fleet:
     """The fleet from the watch-fed index: no API call."""
+    in_flight = ctx.in_flight.held()  # first: an admission done in between is in the index then
     pools = {body["metadata"]["name"]: (body, pool) for body, pool in ctx.index.gpupools.values() if pool}
-    parsed = ctx.index.transferjobs.values()
-    jobs = {job.key: (body, job) for body, job, _ in parsed if job}
-    fleet = Fleet(pools, jobs, invalid=[(body, problems) for body, _, problems in parsed if problems])
+    view = ctx.index.transferjobs.view()
+    for key in in_flight:
+        view.jobs.pop(key, None)
+        view.invalid.pop(key, None)
+        view.deleting.discard(key)
+    fleet = Fleet(pools, view.jobs, invalid=list(view.invalid.values()), in_flight=in_flight, deleting=view.deleting)
     if ctx.config.node_failover:
-        read_node_health(ctx, fleet)
+        holding = {*view.holding.values(), *(attempt_of(job) for _, job in in_flight.values())}
+        read_node_health(ctx, fleet, holding)
     return fleet
 
 
-def read_node_health(ctx: Ctx, fleet: Fleet) -> None:
+def read_node_health(ctx: Ctx, fleet: Fleet, holding: set[JobAttempt]) -> None:
     """Which pools lost nodes, which job attempts have pods on them, and which nodes pods of
-    finished attempts still take, in each cluster from its own watch-fed index (pods of a worker cluster are keyed by their origin namespace)."""
-    holding = {attempt_of(job) for _, job in fleet.jobs.values() if job.status.phase.holds_capacity}
+    attempts not `holding` GPUs still take, in each cluster from its own watch-fed index (pods
+    of a worker cluster are keyed by their origin namespace)."""
     by_cluster: dict[str | None, dict[str, dict[str, str]]] = {}
     for name, (_, pool) in fleet.pools.items():
         by_cluster.setdefault(pool.spec.cluster or None, {})[name] = PoolPin.of(name, pool.spec).node_selector

@@ -89,7 +89,7 @@ def grow_gangs(
     running = [r for _, job in fleet.jobs.values() if (r := running_gang(job, now, grow_after_s, rates)) is not None]
     if not running:
         return []
-    held = tuple(a for _, job in fleet.jobs.values() if (a := allocation_of(job)) is not None)
+    held = tuple(a for job in fleet.all_jobs() if (a := allocation_of(job)) is not None)
     after = dataclasses.replace(snapshot, allocations=held)
     growths = grow(after, running, waiting_for_capacity(pending, decisions))
     for growth in growths:

@@ -33,6 +33,7 @@ from transfer_operator.api.queues import (
 from transfer_operator.api.validation import InvalidSpec, parse_gpupool, parse_transferjob
 from transfer_operator.engine.elastic_pool import GPU_RESOURCE
 from transfer_operator.engine.isolation import ANNOTATION_SPEC, LABEL_SCOPE
+from transfer_operator.engine.node_health import JobAttempt, attempt_of
 from transfer_operator.engine.rayjob import LABEL_MANAGED_BY, MANAGER, RAYJOB_API_VERSION
 
 log = logging.getLogger(__name__)
@@ -140,7 +141,7 @@ class Store(Generic[V]):
             stored = self.items.get(key)
             if event_type == "DELETED":
                 if stored is None or version == 0 or version >= stored[0]:
-                    self.items.pop(key, None)
+                    self._put(key, None)
                     self.tombstones[key] = (max(version, stored[0] if stored else 0), time.monotonic())
                     if mark:
                         self.changed.add(key)
@@ -154,7 +155,7 @@ class Store(Generic[V]):
                     return
                 del self.tombstones[key]
             value = self.prepared(body, stored[1] if stored else None)
-            self.items[key] = (version, value)
+            self._put(key, (version, value))
             if mark:
                 self.changed.add(key)
                 if stored is None or self.news is None or self.news(body, stored[1]):
@@ -164,13 +165,24 @@ class Store(Generic[V]):
         if self.wake is not None:
             self.wake.set()
 
+    def _put(self, key: Key, entry: tuple[int, V] | None) -> None:
+        """Set one key (None: remove it), with the lock held: the one place `items` changes but a relist."""
+        if entry is None:
+            self.items.pop(key, None)
+        else:
+            self.items[key] = entry
+
+    def _relisted(self) -> None:
+        """`items` was replaced by a relist (the lock is held)."""
+
     def prepared(self, body: dict[str, Any], previous: V | None) -> V:  # noqa: ARG002
         return self.prepare(body)
 
     def delete(self, key: Key) -> None:
         """The cycle deleted the object: forget it now, and ignore the watch's older news of it."""
         with self.lock:
-            stored = self.items.pop(key, None)
+            stored = self.items.get(key)
+            self._put(key, None)
             self.tombstones[key] = (stored[0] if stored else 0, time.monotonic())
 
     def replace(self, bodies: Iterable[dict[str, Any]], namespace: str | None = None) -> None:
@@ -196,11 +208,12 @@ class Store(Generic[V]):
             if namespace is None:
                 self.items = fresh
                 self.tombstones.clear()
-                return
-            # Other namespaces' informers write this store too: keep what they hold now.
-            others = {key: value for key, value in self.items.items() if key[0] != namespace}
-            self.items = others | fresh
-            self.tombstones = {key: tomb for key, tomb in self.tombstones.items() if key[0] != namespace}
+            else:
+                # Other namespaces' informers write this store too: keep what they hold now.
+                others = {key: value for key, value in self.items.items() if key[0] != namespace}
+                self.items = others | fresh
+                self.tombstones = {key: tomb for key, tomb in self.tombstones.items() if key[0] != namespace}
+            self._relisted()
 
     def get(self, key: Key) -> V | None:
         with self.lock:
@@ -318,14 +331,70 @@ def prepare_transferjob(body: dict[str, Any], previous: ParsedJob | None = None)
     return ParsedJob(slimmed, None, problems)
 
 
+def job_key(body: dict[str, Any]) -> str:
+    """A TransferJob's key, as `TransferJob.key` spells it, from its body."""
+    metadata = body["metadata"]
+    return f"{metadata.get('namespace') or 'default'}/{metadata['name']}"
+
+
+@dataclass
+class JobView:
+    """The TransferJobs as a cycle reads them, by job key, kept up to date at each change: a cycle
+    copies these instead of a pass over the whole fleet."""
+
+    jobs: dict[str, tuple[dict[str, Any], TransferJob]] = field(default_factory=dict)  # parsed ones
+    invalid: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = field(default_factory=dict)  # refused specs
+    deleting: set[str] = field(default_factory=set)  # with a deletionTimestamp
+    holding: dict[str, JobAttempt] = field(default_factory=dict)  # the current attempt of each holding GPUs
+
+    def put(self, key: str, parsed: ParsedJob | None) -> None:
+        """The job under `key` is now `parsed` (None: gone)."""
+        job = parsed.job if parsed is not None else None
+        if parsed is not None and job is not None:
+            self.jobs[key] = (parsed.body, job)
+        else:
+            self.jobs.pop(key, None)
+        if job is not None and job.status.phase.holds_capacity:
+            self.holding[key] = attempt_of(job)
+        else:
+            self.holding.pop(key, None)
+        if parsed is not None and parsed.problems:
+            self.invalid[key] = (parsed.body, parsed.problems)
+        else:
+            self.invalid.pop(key, None)
+        if parsed is not None and parsed.body["metadata"].get("deletionTimestamp"):
+            self.deleting.add(key)
+        else:
+            self.deleting.discard(key)
+
+    def copy(self) -> JobView:
+        return JobView(dict(self.jobs), dict(self.invalid), set(self.deleting), dict(self.holding))
+
+
 @dataclass
 class JobStore(Store[ParsedJob]):
-    """TransferJobs: a spec change is parsed against the job's previous parse (see ParsedJob)."""
+    """TransferJobs: a spec change is parsed against the job's previous parse (see ParsedJob); the
+    cycle reads them through `view`."""
 
     prepare: Callable[[dict[str, Any]], ParsedJob] = prepare_transferjob
+    _view: JobView = field(default_factory=JobView)
 
     def prepared(self, body: dict[str, Any], previous: ParsedJob | None) -> ParsedJob:
         return prepare_transferjob(body, previous)
+
+    def _put(self, key: Key, entry: tuple[int, ParsedJob] | None) -> None:
+        super()._put(key, entry)
+        self._view.put(f"{key[0] or 'default'}/{key[1]}", entry[1] if entry is not None else None)
+
+    def _relisted(self) -> None:
+        self._view = JobView()
+        for _, parsed in self.items.values():
+            self._view.put(job_key(parsed.body), parsed)
+
+    def view(self) -> JobView:
+        """A copy the cycle may change: a copy of four mappings, whatever the fleet's size."""
+        with self.lock:
+            return self._view.copy()
 
 
 def prepare_gpupool(body: dict[str, Any]) -> ParsedPool:

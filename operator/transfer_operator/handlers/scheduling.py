@@ -1,7 +1,8 @@
-"""The scheduling cycle: list the fleet, call the pure scheduler, write its decisions.
+"""The scheduling cycle: read the fleet, call the pure scheduler, write its decisions.
 
 One cycle handles every queued job at once (not one decision per event). Only the holder of
-the scheduler Lease runs it, so two replicas never double-schedule.
+the scheduler Lease runs it, so two replicas never double-schedule. Admissions are written in the
+background (handlers/inflight.py): the next cycle need not wait for the API server's answers.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from transfer_operator.handlers.clusters import (
 from transfer_operator.handlers.context import Ctx
 from transfer_operator.handlers.effects import perform
 from transfer_operator.handlers.elastic import release_unprovisioned, sync_elastic
-from transfer_operator.handlers.fleet import Fleet, read_fleet
+from transfer_operator.handlers.fleet import Fleet, read_fleet, with_status
 from transfer_operator.handlers.growth import grow_gangs, resize
 from transfer_operator.handlers.queues import queue_rules, schedulable_jobs
 from transfer_operator.handlers.running import reconcile_holding
@@ -46,7 +47,7 @@ from transfer_operator.scheduler.snapshot import requeue_backoff_s, snapshot_of
 
 log = logging.getLogger(__name__)
 LEASE_NAME = "transfer-operator-scheduler"
-WRITE_CONCURRENCY = 32  # writes in flight: hides the API server's latency within the QPS budget
+WRITE_CONCURRENCY = 32  # waits and preemptions written at once (admissions: handlers/inflight.py)
 # Between two cycles, however much news the watches bring: at least this, and at least as long
 # as the last cycle took, so that cycles never take more than about half the operator's time.
 MIN_GAP_S = 0.2
@@ -84,7 +85,7 @@ def run_cycle(ctx: Ctx, now: datetime) -> Sequence[Decision]:
     with clock.stage("read"):
         sync_clusters(ctx)
         fleet = read_fleet(ctx)
-        finalize_deleted(ctx, fleet.jobs)
+        finalize_deleted(ctx, fleet.jobs, fleet.deleting)
     review_specs(ctx, fleet, now)  # first: a suspended job's GPUs are placed in this cycle
     changed_rayjobs = changed_rayjob_keys(ctx)
     with clock.stage("reconcile"):
@@ -93,7 +94,7 @@ def run_cycle(ctx: Ctx, now: datetime) -> Sequence[Decision]:
         # the watch reported changed (the one path that mirrors RayJob status).
         if now.timestamp() - ctx.last_reconcile_s >= ctx.config.reconcile_interval_seconds:
             reconcile_holding(ctx, fleet, now)
-            sweep_orphans(ctx, fleet.jobs)
+            sweep_orphans(ctx, fleet.jobs | fleet.in_flight)
             ctx.last_reconcile_s = now.timestamp()
         elif changed_rayjobs:
             reconcile_holding(ctx, fleet, now, only_rayjobs=changed_rayjobs)
@@ -110,6 +111,7 @@ def run_cycle(ctx: Ctx, now: datetime) -> Sequence[Decision]:
         lost_nodes=lost_node_counts(ctx, fleet, now),
         queues=rules.queues,
         scaling_ready=fleet.scaling_ready,
+        in_flight=(job for _, job in fleet.in_flight.values()),
     )
     with clock.stage("decide"), collector_paused():
         cycle = schedule_cycle(snapshot, pending, exact_budget_s=ctx.config.exact_budget_seconds)
@@ -117,7 +119,7 @@ def run_cycle(ctx: Ctx, now: datetime) -> Sequence[Decision]:
     metrics.record_solve_path(cycle.path.value)
 
     def apply(decision: Decision) -> None:
-        if ctx.lost_lease.is_set():
+        if not ctx.lease.held():
             return  # another replica leads now: it decides again from what was written
         try:
             apply_decision(ctx, fleet, decision, now)
@@ -129,12 +131,12 @@ def run_cycle(ctx: Ctx, now: datetime) -> Sequence[Decision]:
     with clock.stage("write"):
         with ThreadPoolExecutor(max_workers=WRITE_CONCURRENCY) as pool:
             list(pool.map(apply, decisions))
-        if not ctx.lost_lease.is_set():
+        if ctx.lease.held():
             grow_gangs(ctx, fleet, snapshot, pending, decisions, now)  # after the queue, into what it left
-        if not ctx.lost_lease.is_set():
+        if ctx.lease.held():
             write_pool_status(ctx, fleet)
     took_s = time.perf_counter() - started
-    metrics.record_cycle(decisions, fleet_jobs=[job for _, job in fleet.jobs.values()], seconds=took_s)
+    metrics.record_cycle(decisions, fleet_jobs=list(fleet.all_jobs()), seconds=took_s)
     slow = clock.slow(took_s)
     if slow is not None:
         log.info("slow cycle, %s (%d jobs, %d decisions)", slow, len(fleet.jobs), len(decisions))
@@ -222,6 +224,8 @@ def apply_decision(ctx: Ctx, fleet: Fleet, decision: Decision, now: datetime) ->
 
 
 def admit(ctx: Ctx, fleet: Fleet, decision: Decision, now: datetime) -> None:
+    """The rest of this cycle sees the job admitted at once; its writes go to the in-flight pool,
+    and until they are done the next cycles count its GPUs without touching it."""
     body, job = fleet.jobs[decision.job_key]
     assert decision.placement is not None
     placement = decision.placement
@@ -243,10 +247,17 @@ def admit(ctx: Ctx, fleet: Fleet, decision: Decision, now: datetime) -> None:
     fresh = starts_over(stored, cluster)
     message = f"{decision.message}; {fresh}" if fresh else decision.message
     change = transitions.admit(job, body.get("status") or {}, wire, name, checkpoint_storage(stored), message, now)
-    fleet.jobs[job.key] = (body, perform(ctx, body, job, change, fleet.pools))  # pool status counts it
-    waited_s = seconds_since(job.metadata.creation_timestamp, now)
-    if waited_s is not None:
-        metrics.ADMISSION_LATENCY.observe(waited_s)
+    after = with_status(job, change.status)
+    fleet.jobs[job.key] = (body, after)  # pool status counts it
+    pools = {placement.pool: pool_entry} if pool_entry else {}
+
+    def write() -> None:
+        perform(ctx, body, job, change, pools)
+        waited_s = seconds_since(job.metadata.creation_timestamp, datetime.now(UTC))
+        if waited_s is not None:
+            metrics.ADMISSION_LATENCY.observe(waited_s)
+
+    ctx.in_flight.submit(job.key, (body, after), ctx.lease, write)
 
 
 def preempt_victims(ctx: Ctx, fleet: Fleet, decision: Decision, now: datetime) -> None:
@@ -281,7 +292,7 @@ def write_pool_status(ctx: Ctx, fleet: Fleet) -> None:
     held: dict[str, tuple[int, int]] = {}
     per_cluster: dict[str, tuple[int, int, int]] = {}
     now_s = time.time()
-    for _, job in fleet.jobs.values():
+    for job in fleet.all_jobs():
         placement = job.status.placement
         if placement is not None and job.status.phase.holds_capacity:
             gpus, count = held.get(placement.pool, (0, 0))
@@ -328,24 +339,44 @@ def lease_seconds(interval_s: float, last_cycle_s: float) -> int:
     return max(15, int(interval_s * 5), math.ceil(3 * last_cycle_s))
 
 
+def hold_lease(ctx: Ctx, lease_s: int) -> bool:
+    """Take or renew the scheduler Lease. Held: writes may go out until it would expire. Not
+    held (or no answer): the writes not started yet are dropped (another replica may lead)."""
+    asked = time.monotonic()
+    try:
+        held = ctx.kube.hold_lease(ctx.lease_namespace, LEASE_NAME, ctx.identity, lease_s)
+    except Exception:
+        stop_writing(ctx)
+        raise
+    if held:
+        ctx.lease.expires_at = asked + lease_s
+    else:
+        stop_writing(ctx)
+    return held
+
+
+def stop_writing(ctx: Ctx) -> None:
+    if not ctx.lease.lost.is_set():
+        ctx.lease.lost.set()
+        ctx.in_flight.abandon()
+
+
 async def run_leading_cycle(ctx: Ctx, lease_s: int, renew_every_s: float) -> float:
     """One cycle in a worker thread; the Lease is renewed every `renew_every_s` while it runs.
     Losing the Lease mid-cycle stops the cycle's remaining writes (another replica leads now).
     Returns the cycle's wall time."""
-    ctx.lost_lease.clear()
+    ctx.lease.lost.clear()
     started = time.monotonic()
     cycle = asyncio.ensure_future(asyncio.to_thread(run_cycle, ctx, datetime.now(UTC)))
     while True:
         done, _ = await asyncio.wait({cycle}, timeout=renew_every_s)
         if done:
             break
-        held = await asyncio.to_thread(
-            ctx.kube.hold_lease, ctx.lease_namespace, LEASE_NAME, ctx.identity, lease_s
-        )
+        lost_before = ctx.lease.lost.is_set()
+        held = await asyncio.to_thread(hold_lease, ctx, lease_s)
         metrics.LEASE_RENEWALS_IN_CYCLE.inc()
-        if not held and not ctx.lost_lease.is_set():
+        if not held and not lost_before:
             log.warning("lost the scheduler Lease during a cycle; its remaining writes are skipped")
-            ctx.lost_lease.set()
     cycle.result()
     return time.monotonic() - started
 
@@ -383,16 +414,17 @@ async def scheduling_loop(ctx: Ctx, stopped: asyncio.Event) -> None:
             if time.monotonic() < renew_at:
                 leader = True  # renewed under a third of the Lease ago: nobody else can hold it
             else:
-                leader = await asyncio.to_thread(
-                    ctx.kube.hold_lease, ctx.lease_namespace, LEASE_NAME, ctx.identity, lease_s
-                )
+                leader = await asyncio.to_thread(hold_lease, ctx, lease_s)
                 renew_at = time.monotonic() + lease_s / 3 if leader else 0.0
             if leader:
                 ctx.index.work.clear()  # news from now on wakes the next cycle
                 last_cycle_s = await run_leading_cycle(ctx, lease_s, renew_every_s=lease_s / 3)
-                renew_at = 0.0 if ctx.lost_lease.is_set() else renew_at
+                renew_at = 0.0 if ctx.lease.lost.is_set() else renew_at
         except Exception:
             log.exception("scheduling cycle failed; retrying")
             metrics.RECONCILE_ERRORS.labels(stage="cycle").inc()
         # A standby replica only asks for the Lease every interval.
         await wait_for_work(ctx, stopped, interval_s, woken=leader, min_gap_s=max(MIN_GAP_S, last_cycle_s))
+    # Shutting down: admissions not started stay queued for the next leader; those being written end.
+    ctx.in_flight.abandon()
+    await asyncio.to_thread(ctx.in_flight.drain, 30.0)

@@ -15,6 +15,7 @@ from transfer_operator.engine import transitions
 from transfer_operator.handlers.context import Ctx
 from transfer_operator.handlers.effects import perform, perform_on_body
 from transfer_operator.handlers.fleet import Fleet
+from transfer_operator.handlers.informer import job_key
 
 _SETTLED = (Phase.SUSPENDED, Phase.SUCCEEDED, Phase.FAILED)
 
@@ -25,12 +26,12 @@ def review_specs(ctx: Ctx, fleet: Fleet, now: datetime) -> None:
         phase = Phase(current.get("phase") or Phase.PENDING.value)
         message = "invalid spec: " + "; ".join(problems)
         change = transitions.reject_spec(phase, current, message, now, metadata.get("generation"))
-        key = f"{metadata.get('namespace') or 'default'}/{metadata['name']}"
+        key = job_key(body)
         if key in fleet.jobs:  # it holds GPUs and runs on the spec it started with
             fleet.jobs[key] = (body, perform(ctx, body, fleet.jobs[key][1], change))
         else:
             perform_on_body(ctx, body, change)
-    refused = {f"{b['metadata'].get('namespace') or 'default'}/{b['metadata']['name']}" for b, _ in fleet.invalid}
+    refused = {job_key(b) for b, _ in fleet.invalid}
     for key, (body, job) in list(fleet.jobs.items()):
         if key in refused:
             continue

@@ -1,8 +1,9 @@
 """Preemption: for a job that fits nowhere, the fewest lower-priority jobs whose eviction makes room.
 
 The search is bounded, whatever the fleet holds:
-- only allocations that hold GPUs are candidates (a zero-GPU job frees nothing), indexed by pool
-  and by queue, lowest priority first, newest first;
+- only allocations that hold GPUs are candidates (a zero-GPU job frees nothing; an admission
+  still being written is no victim), indexed by pool and by queue, lowest priority first, newest
+  first;
 - per option, one check with every candidate gone comes first; an option that cannot fit even
   then costs that one check; past LINEAR_SEARCH candidates the shortest prefix is found by
   bisection and not pruned further (pruning k victims costs k checks of the whole pool);
@@ -99,7 +100,7 @@ class Preemptor:
 
     @classmethod
     def of(cls, snapshot: ClusterSnapshot) -> Preemptor:
-        candidates = sorted((a for a in snapshot.allocations if a.gpus > 0), key=_victim_order)
+        candidates = sorted((a for a in snapshot.allocations if a.gpus > 0 and not a.in_flight), key=_victim_order)
         by_pool: defaultdict[str, list[Allocation]] = defaultdict(list)
         by_queue: defaultdict[str, list[Allocation]] = defaultdict(list)
         held: defaultdict[str, list[Allocation]] = defaultdict(list)

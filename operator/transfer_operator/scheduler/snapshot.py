@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 
 from transfer_operator.api.config import OperatorConfig
@@ -42,14 +43,19 @@ def snapshot_of(
     lost_nodes: Mapping[str, int] | None = None,
     queues: Iterable[TransferQueue] = (),
     scaling_ready: Mapping[str, bool] | None = None,
+    in_flight: Iterable[TransferJob] = (),
 ) -> tuple[ClusterSnapshot, list[JobRequest]]:
     """Quotas come from the TransferQueues and the operator config's `queues:`; a TransferQueue
     replaces a config entry of its name (the config is the migration path: docs/security.md).
-    `scaling_ready`: per elastic pool, whether its provisioner can buy nodes (absent: it can)."""
+    `scaling_ready`: per elastic pool, whether its provisioner can buy nodes (absent: it can).
+    `in_flight`: admitted jobs whose writes are not done: they hold GPUs and are no victims."""
     lost_nodes = lost_nodes or {}
     scaling_ready = scaling_ready or {}
     jobs = list(jobs)
     allocations = tuple(a for a in (allocation_of(job) for job in jobs) if a is not None)
+    allocations += tuple(
+        dataclasses.replace(a, in_flight=True) for a in (allocation_of(job) for job in in_flight) if a is not None
+    )
     by_name = {q.name: QueueQuota(q.name, q.nominal_gpus, q.cohort, q.borrowing_limit_gpus) for q in config.queues}
     by_name |= {q.metadata.name: queue_quota_of(q) for q in queues}
     quotas = tuple(by_name.values())

@@ -90,6 +90,7 @@ class Allocation:
     queue: str = "default"
     admitted_at_s: float = 0.0
     min_workers: int | None = None  # a running elastic gang may be shrunk to this instead of evicted
+    in_flight: bool = False  # an admission still being written: it holds GPUs but is no victim
 
     @property
     def gpus(self) -> int:

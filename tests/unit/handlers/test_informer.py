@@ -152,3 +152,50 @@ def test_the_status_the_cycle_writes_does_not_wake_it_but_a_new_job_or_a_spec_ch
     assert not index.work.is_set()
     index.rayjobs.apply("MODIFIED", rayjob("r", 6, "Complete"))
     assert index.work.is_set()
+
+
+def test_the_job_view_follows_every_change_as_a_rebuild_would():
+    """The cycle copies the view instead of a pass over the fleet: after events of every kind
+    (new, status written, holding GPUs, a bad spec, deletion begun, deleted, a relist) it is what
+    a fresh pass over the store would give."""
+    import random
+
+    from transfer_operator.handlers.informer import JobStore, JobView, job_key
+
+    def body(name: str, version: int, rng: random.Random) -> dict:
+        job = a_job(name, gpus=rng.choice([1, 8]))
+        job["metadata"].update(namespace=f"ns-{rng.randrange(2)}", resourceVersion=str(version), uid=f"u-{name}")
+        phase = rng.choice(["Pending", "Admitted", "Running", "Succeeded"])
+        job["status"] = {"phase": phase, "attempts": 1} if phase != "Pending" else {}
+        if phase in ("Admitted", "Running"):
+            job["status"]["placement"] = {"pool": "eu-a100", "gpus": 8, "usdPerHour": 1.0, "usdPerGpuHour": 1.0,
+                                          "region": "eu-west", "gpuType": "A100", "priceClass": "onDemand"}
+        if rng.random() < 0.2:
+            job["spec"]["resources"]["workers"] = 0  # refused by the checks
+        if rng.random() < 0.2:
+            job["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+        return job
+
+    def rebuilt(store: JobStore) -> JobView:
+        view = JobView()
+        for parsed in store.values():
+            view.put(job_key(parsed.body), parsed)
+        return view
+
+    rng = random.Random(7)
+    store, names = JobStore(), [f"j{i}" for i in range(12)]
+    for step in range(400):
+        version = step + 1
+        name = rng.choice(names)
+        if step % 97 == 96:
+            store.replace([body(n, version, rng) for n in rng.sample(names, 6)])
+        elif rng.random() < 0.15:
+            held = next((b for b, _, _ in store.values() if b["metadata"]["name"] == name), None)
+            if held is not None:
+                store.apply("DELETED", {"metadata": {**held["metadata"], "resourceVersion": str(version)}})
+        else:
+            store.apply("MODIFIED", body(name, version, rng), mark=rng.random() < 0.5)
+        got, want = store.view(), rebuilt(store)
+        assert got.jobs == want.jobs
+        assert got.invalid == want.invalid and got.deleting == want.deleting and got.holding == want.holding
+    assert want.jobs and want.invalid and want.deleting and want.holding  # every kind was exercised

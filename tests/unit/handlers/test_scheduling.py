@@ -42,9 +42,12 @@ def ctx_with(
 
 
 def run_cycle(ctx: Ctx, now: datetime) -> list[Any]:
-    """The watches deliver what changed (in the operator they run in their own threads), then a cycle."""
+    """The watches deliver what changed (in the operator they run in their own threads), then a
+    cycle, and its admissions are written (in the operator the next cycle need not wait for them)."""
     ctx.index.step_all()
-    return scheduling.run_cycle(ctx, now)
+    decisions = scheduling.run_cycle(ctx, now)
+    assert ctx.in_flight.drain(timeout_s=30)
+    return decisions
 
 
 def status_of(kube: FakeKube, name: str) -> dict[str, Any]:
@@ -336,6 +339,7 @@ def test_a_long_cycle_renews_the_lease_while_it_runs(monkeypatch):
     monkeypatch.setattr(kube, "hold_lease", hold)
     monkeypatch.setattr(scheduling, "run_cycle", slow_cycle)
     took_s = asyncio.run(scheduling.run_leading_cycle(ctx, 15, renew_every_s=0.1))
+    assert ctx.in_flight.drain(timeout_s=30)
     assert took_s >= 0.35 and len(renewals) >= 3
     assert status_of(kube, "a")["phase"] == "Admitted"
 
@@ -355,7 +359,8 @@ def test_losing_the_lease_mid_cycle_stops_its_writes(monkeypatch):
     monkeypatch.setattr(kube, "hold_lease", lambda *args: False)
     monkeypatch.setattr(scheduling, "run_cycle", slow_cycle)
     asyncio.run(scheduling.run_leading_cycle(ctx, 15, renew_every_s=0.05))
-    assert ctx.lost_lease.is_set() and not kube.rayjobs and "phase" not in status_of(kube, "a")
+    assert ctx.in_flight.drain(timeout_s=30)
+    assert ctx.lease.lost.is_set() and not kube.rayjobs and "phase" not in status_of(kube, "a")
 
 
 def test_a_slow_cycle_is_logged_with_its_stages(monkeypatch, caplog):

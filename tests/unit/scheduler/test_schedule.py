@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from transfer_operator.api.enums import Preference, PriceClass, Reason, UtilizationPolicy
@@ -123,6 +125,19 @@ def test_preempts_the_fewest_lower_priority_jobs():
     decision = decide(snapshot_of(pool, allocations=allocations), a_job("ns/vip", priority=5))["ns/vip"]
     assert decision.action is Action.PREEMPT
     assert decision.victims == ("ns/new-low",)  # newest first: it loses the least work
+
+
+def test_never_preempts_an_admission_still_being_written():
+    pool = a_pool(nodes=2)
+    allocations = (
+        dataclasses.replace(held("ns/writing", "eu-a100", priority=1, at=10), in_flight=True),
+        held("ns/settled", "eu-a100", priority=1, at=0),
+    )
+    decision = decide(snapshot_of(pool, allocations=allocations), a_job("ns/vip", priority=5))["ns/vip"]
+    assert decision.action is Action.PREEMPT
+    assert decision.victims == ("ns/settled",)  # not the newer one, whose writes are in flight
+    alone = decide(snapshot_of(a_pool(nodes=1), allocations=allocations[:1]), a_job("ns/vip", priority=5))
+    assert alone["ns/vip"].action is Action.WAIT
 
 
 def test_never_preempts_equal_or_higher_priority():

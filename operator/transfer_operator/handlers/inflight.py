@@ -1,0 +1,100 @@
+"""Admissions whose writes are still in flight.
+
+The cycle hands each admission's writes (status patch, RayJob, its token Secret) to this pool and
+goes on, so a job's admission waits for its own writes, not for the slowest of its cycle's. Until
+an admission's writes are done, the next cycles count the job's GPUs as taken (never as a victim)
+and leave the job out of every other pass, so no two transitions of one job are ever written at
+once. A write that fails leaves the index as it was: the job is still queued there and the next
+cycle decides it again.
+
+Writes happen only while this replica holds the scheduler Lease: `abandon` drops the queued ones
+when it is lost, and each one checks before it starts (handlers/scheduling.py sets both).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+from transfer_operator import metrics
+from transfer_operator.api.models import TransferJob
+
+log = logging.getLogger(__name__)
+WRITERS = 32  # admissions written at once: hides the API server's latency within the QPS budget
+
+Held = tuple[dict[str, Any], TransferJob]  # the body, and the job as admitted
+
+
+@dataclass
+class Lease:
+    """Whether writes may go out: not after the Lease was lost, nor past its expiry (a renewal
+    stuck in a slow API server must not let this replica write while another one leads)."""
+
+    lost: threading.Event = field(default_factory=threading.Event)
+    expires_at: float = math.inf  # time.monotonic(); inf: no Lease (the handler tests)
+
+    def held(self) -> bool:
+        return not self.lost.is_set() and time.monotonic() < self.expires_at
+
+
+@dataclass
+class InFlight:
+    writers: int = WRITERS
+    jobs: dict[str, Held] = field(default_factory=dict)
+    futures: dict[str, Future[None]] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    _pool: ThreadPoolExecutor | None = None
+
+    def submit(self, key: str, held: Held, lease: Lease, write: Callable[[], None]) -> None:
+        """Write one admission in the background; `held` is what the cycles see until it is done."""
+        with self.lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self.writers, thread_name_prefix="admit")
+            self.jobs[key] = held
+            self.futures[key] = self._pool.submit(self._run, key, lease, write)
+
+    def _run(self, key: str, lease: Lease, write: Callable[[], None]) -> None:
+        try:
+            if lease.held():
+                write()
+        except Exception:  # one job's failure must not stop the others
+            log.exception("writing the admission of %s failed", key)
+            metrics.RECONCILE_ERRORS.labels(stage="admit").inc()
+        finally:
+            with self.lock:
+                self.jobs.pop(key, None)
+                self.futures.pop(key, None)
+
+    def held(self) -> dict[str, Held]:
+        with self.lock:
+            return dict(self.jobs)
+
+    def abandon(self) -> int:
+        """Drop the admissions not started yet (their jobs stay queued in the index); the ones
+        being written finish. Returns how many were dropped."""
+        with self.lock:
+            dropped = [key for key, future in self.futures.items() if future.cancel()]
+            for key in dropped:
+                self.jobs.pop(key, None)
+                self.futures.pop(key, None)
+        if dropped:
+            log.warning("the scheduler Lease is lost: %d admissions not written", len(dropped))
+        return len(dropped)
+
+    def drain(self, timeout_s: float | None = None) -> bool:
+        """Wait for every admission in flight; True when none is left."""
+        with self.lock:
+            pending = list(self.futures.values())
+        wait(pending, timeout=timeout_s)
+        with self.lock:
+            return not self.futures
+
+    def __len__(self) -> int:
+        with self.lock:
+            return len(self.jobs)
