@@ -9,6 +9,7 @@ from transfer_operator.handlers.inflight import InFlight, Lease
 from transfer_operator.handlers.informer import FleetIndex
 from transfer_operator.handlers.kube import Kube
 from transfer_operator.handlers.remote import RemoteCluster
+from transfer_operator.handlers.rolling import RollingPass
 
 
 @dataclass
@@ -18,7 +19,7 @@ class Ctx:
     identity: str
     lease_namespace: str
     index: FleetIndex = field(default_factory=FleetIndex)  # watch-fed; the cycle reads only this
-    last_reconcile_s: float = 0.0  # when the cycle last reconciled the jobs that hold GPUs
+    rolling_pass: RollingPass = field(default_factory=RollingPass)  # where the reconcile of held jobs stands
     lease: Lease = field(default_factory=Lease)  # the scheduler Lease: whether the cycle's writes may go out
     in_flight: InFlight = field(default_factory=InFlight)  # admissions still being written
     # Elastic pools: the NodeClaims of each pool's NodePool at the last cycle (bought / released).

@@ -1,11 +1,15 @@
 """Jobs that hold GPUs, kept in step by the scheduling cycle once per reconcile interval: cost,
 budget, suspend, and the RayJob (recreated if it never landed, mirrored, or lost).
 
-One pass over the fleet the cycle has already read, instead of a kopf timer per job: with
+One rolling pass over the fleet the cycle has already read, instead of a kopf timer per job: with
 thousands of running jobs, per-object timers and their status writes were most of the
-operator's CPU and of its API traffic. RayJob status comes from the watch-fed index; only
-misses go to the API server. Between full passes the cycle mirrors the jobs whose RayJob the
-watch reported changed: this is the only path that mirrors RayJob status.
+operator's CPU and of its API traffic. Each job has a fixed place on a circle (a hash of its
+key); each cycle takes the arc the time since the last cycle covers, a whole turn per reconcile
+interval, so every job comes once per interval and no cycle pays for the whole fleet (a full pass
+made the slowest cycles of a stream, and so the tail of its admission latency). RayJob status
+comes from the watch-fed index; only misses go to the API server. Besides its turn, the cycle
+mirrors the jobs whose RayJob the watch reported changed: this is the only path that mirrors
+RayJob status.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from transfer_operator.handlers.context import Ctx
 from transfer_operator.handlers.effects import perform
 from transfer_operator.handlers.fleet import Fleet
 from transfer_operator.handlers.outputs import read_manifest
+from transfer_operator.handlers.rolling import Arc
 from transfer_operator.scheduler.snapshot import requeue_backoff_s
 
 log = logging.getLogger(__name__)
@@ -34,7 +39,7 @@ WRITE_CONCURRENCY = 16
 # status.costSoFar is written this often (and at every phase change); budgets are checked from
 # the computed total at every pass, so fewer writes cost no accuracy.
 COST_WRITE_INTERVAL_S = 300.0
-# Cost writes of one full pass are capped at twice the even share (every job once per
+# Cost writes of one turn's share are capped at twice the even share (every job once per
 # COST_WRITE_INTERVAL_S), most overdue first: jobs admitted together (thousands in one cycle)
 # would otherwise all write their cost in the same pass, every 5 minutes, for ever.
 MIN_COST_WRITES_PER_PASS = 20
@@ -55,10 +60,10 @@ def cost_writes_allowed(
 
 
 def reconcile_holding(
-    ctx: Ctx, fleet: Fleet, now: datetime, *, only_rayjobs: set[tuple[str, str]] | None = None
+    ctx: Ctx, fleet: Fleet, now: datetime, arc: Arc, changed_rayjobs: set[tuple[str, str]]
 ) -> None:
-    """Every job that holds GPUs (or those whose RayJob is in `only_rayjobs`), once; the fleet
-    is updated with the phases that change."""
+    """Every job that holds GPUs whose place is in `arc` or whose RayJob is in `changed_rayjobs`,
+    once; the fleet is updated with the phases that change."""
     now_s = now.timestamp()
     holding = [
         (key, body, job)
@@ -68,18 +73,12 @@ def reconcile_holding(
         and job.status.placement
         # a job in a worker cluster that does not answer is left alone: cluster loss moves it
         and usable(ctx, job.status.placement.cluster, now_s)
-        and (
-            only_rayjobs is None
-            or (job.metadata.namespace or "default", job.status.ray_job_name) in only_rayjobs
-        )
+        and (key in arc or (job.metadata.namespace or "default", job.status.ray_job_name) in changed_rayjobs)
     ]
     rayjobs = current_rayjobs(ctx, [job for _, _, job in holding])
-    # Only full passes write the periodic cost, spread over passes; phase changes always bill.
-    billable = (
-        set()
-        if only_rayjobs is not None
-        else cost_writes_allowed(holding, now, ctx.config.reconcile_interval_seconds)
-    )
+    # Only a job's turn writes its periodic cost, spread over turns; phase changes always bill.
+    in_turn = [item for item in holding if item[0] in arc]
+    billable = cost_writes_allowed(in_turn, now, ctx.config.reconcile_interval_seconds)
 
     def one(item: tuple[str, dict[str, Any], TransferJob]) -> None:
         key, body, job = item

@@ -90,14 +90,13 @@ def run_cycle(ctx: Ctx, now: datetime) -> Sequence[Decision]:
     changed_rayjobs = changed_rayjob_keys(ctx)
     with clock.stage("reconcile"):
         # First: GPUs it frees are placed in this cycle. Every job that holds GPUs once per
-        # reconcile interval (cost, budget, a lost RayJob); in between, only those whose RayJob
-        # the watch reported changed (the one path that mirrors RayJob status).
-        if now.timestamp() - ctx.last_reconcile_s >= ctx.config.reconcile_interval_seconds:
-            reconcile_holding(ctx, fleet, now)
+        # reconcile interval, a share each cycle (cost, budget, a lost RayJob); and those whose
+        # RayJob the watch reported changed (the one path that mirrors RayJob status).
+        turns = ctx.rolling_pass.turns
+        arc = ctx.rolling_pass.advance(now.timestamp(), ctx.config.reconcile_interval_seconds)
+        reconcile_holding(ctx, fleet, now, arc, changed_rayjobs)
+        if ctx.rolling_pass.turns != turns:
             sweep_orphans(ctx, fleet.jobs | fleet.in_flight)
-            ctx.last_reconcile_s = now.timestamp()
-        elif changed_rayjobs:
-            reconcile_holding(ctx, fleet, now, only_rayjobs=changed_rayjobs)
     release_lost_capacity(ctx, fleet, now)
     release_unprovisioned(ctx, fleet, now)
     give_up_exhausted(ctx, fleet, now)
