@@ -315,6 +315,14 @@ def lose_rayjob(job: TransferJob, current: Status, now: datetime, *, requeue_aft
     return preempt(job, current, Reason.RAYJOB_LOST, message, now, requeue_after_s=requeue_after_s, failover=True)
 
 
+def mirrors_nothing(job: TransferJob, rayjob_status: Mapping[str, Any] | None) -> bool:
+    """Whether `mirror` has nothing to do: KubeRay has not reported, or reports what the job says."""
+    if not rayjob_status:
+        return True
+    mirrored = mirror_rayjob_status(dict(rayjob_status))
+    return mirrored.phase is job.status.phase and job.status.message == mirrored.message
+
+
 def mirror(
     job: TransferJob,
     current: Status,
@@ -327,11 +335,9 @@ def mirror(
     """The RayJob's status -> Running, Succeeded, Failed, Suspended or Preempted (KubeRay lost the
     machines). Nothing while KubeRay has not reported, or when nothing changed. On Succeeded,
     `status.outputs` and `status.metrics` from the trainer's output `manifest` (engine/outputs.py)."""
-    if not rayjob_status:
+    if mirrors_nothing(job, rayjob_status):
         return NOTHING
-    mirrored = mirror_rayjob_status(dict(rayjob_status))
-    if mirrored.phase is job.status.phase and job.status.message == mirrored.message:
-        return NOTHING
+    mirrored = mirror_rayjob_status(dict(rayjob_status or {}))
     if mirrored.phase is Phase.PREEMPTED:
         return preempt(
             job, current, mirrored.reason, mirrored.message, now, requeue_after_s=requeue_after_s, failover=True

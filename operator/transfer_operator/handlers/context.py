@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from transfer_operator.api.config import OperatorConfig
-from transfer_operator.handlers.inflight import InFlight, Lease
+from transfer_operator.handlers.inflight import InFlight, Latest, Lease
 from transfer_operator.handlers.informer import FleetIndex
 from transfer_operator.handlers.kube import Kube
 from transfer_operator.handlers.remote import RemoteCluster
@@ -22,6 +22,7 @@ class Ctx:
     rolling_pass: RollingPass = field(default_factory=RollingPass)  # where the reconcile of held jobs stands
     lease: Lease = field(default_factory=Lease)  # the scheduler Lease: whether the cycle's writes may go out
     in_flight: InFlight = field(default_factory=InFlight)  # admissions still being written
+    pool_status: Latest = field(default_factory=Latest)  # GPUPool status, written in the background
     # Elastic pools: the NodeClaims of each pool's NodePool at the last cycle (bought / released).
     elastic_claims: dict[str, set[str]] = field(default_factory=dict)
     clusters: dict[str, RemoteCluster] = field(

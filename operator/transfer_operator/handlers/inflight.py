@@ -1,4 +1,4 @@
-"""Admissions whose writes are still in flight.
+"""Writes in flight: admissions, and GPUPool status.
 
 The cycle hands each admission's writes (status patch, RayJob, its token Secret) to this pool and
 goes on, so a job's admission waits for its own writes, not for the slowest of its cycle's. Until
@@ -98,3 +98,61 @@ class InFlight:
     def __len__(self) -> int:
         with self.lock:
             return len(self.jobs)
+
+
+@dataclass
+class Latest:
+    """Writes of which only the latest value counts (a GPUPool's status): one background writer,
+    a newer value replaces the one of the same key not written yet, and a value equal to the
+    last one written goes nowhere."""
+
+    pending: dict[str, tuple[Any, Callable[[], None]]] = field(default_factory=dict)
+    written: dict[str, Any] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    _pool: ThreadPoolExecutor | None = None
+
+    def submit(self, key: str, value: Any, lease: Lease, write: Callable[[], None]) -> None:
+        with self.lock:
+            if self.written.get(key) == value and key not in self.pending:
+                return
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="latest")
+            idle = not self.pending
+            self.pending[key] = (value, write)
+            if idle:
+                self._pool.submit(self._drain, lease)
+
+    def _drain(self, lease: Lease) -> None:
+        while True:
+            with self.lock:
+                if not self.pending:
+                    return
+                key = next(iter(self.pending))
+                value, write = self.pending.pop(key)
+            try:
+                if lease.held():
+                    write()
+                    with self.lock:
+                        self.written[key] = value
+            except Exception:  # the next cycle submits it again
+                log.exception("writing %s failed", key)
+                metrics.RECONCILE_ERRORS.labels(stage="write").inc()
+                with self.lock:
+                    self.written.pop(key, None)
+
+    def drain(self, timeout_s: float = 30.0) -> bool:
+        """Wait until nothing is pending (tests, shut-down); True when nothing is."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self.lock:
+                if not self.pending:
+                    break
+            time.sleep(0.01)
+        with self.lock:
+            done = not self.pending
+        if self._pool is not None:  # and the write being made, if any
+            try:
+                self._pool.submit(lambda: None).result(timeout=max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                return False
+        return done

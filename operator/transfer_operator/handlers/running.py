@@ -80,6 +80,18 @@ def reconcile_holding(
     in_turn = [item for item in holding if item[0] in arc]
     billable = cost_writes_allowed(in_turn, now, ctx.config.reconcile_interval_seconds)
 
+    def quiet(item: tuple[str, dict[str, Any], TransferJob]) -> bool:
+        """Nothing to write and nothing to ask for this job now: not worth a writer's turn."""
+        key, _, job = item
+        rayjob = rayjobs.get(key)
+        return (
+            rayjob is not None
+            and not job.spec.suspend
+            and job.spec.budget is None
+            and not (key in billable and cost_write_due(job, now))
+            and transitions.mirrors_nothing(job, rayjob.get("status"))
+        )
+
     def one(item: tuple[str, dict[str, Any], TransferJob]) -> None:
         key, body, job = item
         assert job.status.placement is not None
@@ -102,8 +114,10 @@ def reconcile_holding(
             log.exception("reconciling %s failed", key)
             metrics.RECONCILE_ERRORS.labels(stage="reconcile").inc()
 
-    with ThreadPoolExecutor(max_workers=WRITE_CONCURRENCY) as executor:
-        list(executor.map(one, holding))
+    busy = [item for item in holding if not quiet(item)]
+    if busy:
+        with ThreadPoolExecutor(max_workers=WRITE_CONCURRENCY) as executor:
+            list(executor.map(one, busy))
 
 
 def current_rayjobs(ctx: Ctx, jobs: list[TransferJob]) -> dict[str, dict[str, Any]]:

@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 
 from transfer_operator import metrics
 from transfer_operator.api.enums import Phase, Reason
@@ -328,7 +329,7 @@ def write_pool_status(ctx: Ctx, fleet: Fleet) -> None:
         per_cluster[cluster] = (before[0] + allocated, before[1] + max(0, capacity - allocated), before[2] + jobs)
         old = body.get("status") or {}
         if any(old.get(k) != v for k, v in status.items()):
-            write_gpupool_status(ctx, name, status)
+            ctx.pool_status.submit(name, status, ctx.lease, partial(write_gpupool_status, ctx, name, status))
     metrics.record_clusters(per_cluster)
 
 
@@ -427,3 +428,4 @@ async def scheduling_loop(ctx: Ctx, stopped: asyncio.Event) -> None:
     # Shutting down: admissions not started stay queued for the next leader; those being written end.
     ctx.in_flight.abandon()
     await asyncio.to_thread(ctx.in_flight.drain, 30.0)
+    await asyncio.to_thread(ctx.pool_status.drain, 5.0)

@@ -10,7 +10,7 @@ from typing import Any
 
 from transfer_operator.handlers import scheduling
 from transfer_operator.handlers.context import Ctx
-from transfer_operator.handlers.inflight import InFlight, Lease
+from transfer_operator.handlers.inflight import InFlight, Latest, Lease
 
 from .fake_kube import FakeKube
 from .test_scheduling import NOW, a_job, a_pool, ctx_with, status_of
@@ -109,3 +109,31 @@ def test_lease_states():
     assert lease.held()
     lease.lost.set()
     assert not lease.held()
+
+
+def test_only_the_latest_pool_status_is_written_and_a_repeat_is_not():
+    latest, lease, gate, written = Latest(), Lease(), threading.Event(), []
+
+    def write(value: int, fail: bool = False) -> None:
+        assert gate.wait(timeout=30)
+        if fail:
+            raise RuntimeError("the API server answered 500")
+        written.append(value)
+
+    latest.submit("eu", 1, lease, lambda: write(1))  # being written: waits at the gate
+    deadline = time.monotonic() + 10
+    while latest.pending and time.monotonic() < deadline:
+        time.sleep(0.01)
+    latest.submit("eu", 2, lease, lambda: write(2))
+    latest.submit("eu", 3, lease, lambda: write(3))  # replaces 2, never written
+    gate.set()
+    assert latest.drain(timeout_s=30) and written == [1, 3]
+    latest.submit("eu", 3, lease, lambda: write(3))  # what is there already: no write
+    assert latest.drain(timeout_s=30) and written == [1, 3]
+    latest.submit("eu", 4, lease, lambda: write(4, fail=True))
+    assert latest.drain(timeout_s=30) and written == [1, 3]
+    latest.submit("eu", 3, lease, lambda: write(3))  # after a failure, even the old value is written again
+    assert latest.drain(timeout_s=30) and written == [1, 3, 3]
+    lease.lost.set()
+    latest.submit("eu", 5, lease, lambda: write(5))
+    assert latest.drain(timeout_s=30) and written == [1, 3, 3]  # no write without the Lease

@@ -46,7 +46,7 @@ def run_cycle(ctx: Ctx, now: datetime) -> list[Any]:
     cycle, and its admissions are written (in the operator the next cycle need not wait for them)."""
     ctx.index.step_all()
     decisions = scheduling.run_cycle(ctx, now)
-    assert ctx.in_flight.drain(timeout_s=30)
+    assert ctx.in_flight.drain(timeout_s=30) and ctx.pool_status.drain(timeout_s=30)
     return decisions
 
 
