@@ -88,7 +88,7 @@ def reconcile_holding(
             rayjob is not None
             and not job.spec.suspend
             and job.spec.budget is None
-            and not (key in billable and cost_write_due(job, now))
+            and key not in billable  # (those are due)
             and transitions.mirrors_nothing(job, rayjob.get("status"))
         )
 
