@@ -84,7 +84,7 @@ class InFlight:
                 self.jobs.pop(key, None)
                 self.futures.pop(key, None)
         if dropped:
-            log.warning("the scheduler Lease is lost: %d admissions not written", len(dropped))
+            log.warning("%d admissions dropped before their writes (Lease lost, or stopping)", len(dropped))
         return len(dropped)
 
     def drain(self, timeout_s: float | None = None) -> bool:
