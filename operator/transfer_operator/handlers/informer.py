@@ -129,10 +129,10 @@ class Store(Generic[V]):
     changed: set[Key] = field(default_factory=set)  # keys changed since `take_changed`
     lock: threading.Lock = field(default_factory=threading.Lock)
     wake: threading.Event | None = None  # set on news from the watch: work for the cycle
-    # Whether a change to an object already held is news for the cycle (a new or deleted object
-    # always is; None: every change is): not the status the cycle itself writes, whose watch
-    # event may come before the write-through.
-    news: Callable[[dict[str, Any], V], bool] | None = None
+    # Whether an object is news for the cycle, given what the store held of it (None: a new one;
+    # a deleted object always is; no `news`: every change is): not the status the cycle itself
+    # writes, nor the RayJob it created, whose watch events may come before the write-through.
+    news: Callable[[dict[str, Any], V | None], bool] | None = None
 
     def apply(self, event_type: str, body: dict[str, Any], *, mark: bool = True) -> None:
         """A watch event, or (mark=False) the object a write of the cycle returned."""
@@ -158,7 +158,7 @@ class Store(Generic[V]):
             self._put(key, (version, value))
             if mark:
                 self.changed.add(key)
-                if stored is None or self.news is None or self.news(body, stored[1]):
+                if self.news is None or self.news(body, stored[1] if stored else None):
                     self._wake()
 
     def _wake(self) -> None:
@@ -564,9 +564,10 @@ class FleetIndex:
     def __post_init__(self) -> None:
         for store in (self.transferjobs, self.gpupools, self.rayjobs):
             store.wake = self.work
-        self.transferjobs.news = lambda body, old: spec_or_deletion_changed(body, old.body)
-        self.gpupools.news = lambda body, old: spec_or_deletion_changed(body, old[0])
-        self.rayjobs.news = lambda body, old: (body.get("status") or {}) != old["status"]
+        self.transferjobs.news = lambda body, old: old is None or spec_or_deletion_changed(body, old.body)
+        self.gpupools.news = lambda body, old: old is None or spec_or_deletion_changed(body, old[0])
+        # A RayJob is news when KubeRay reports (the operator creates every one it watches).
+        self.rayjobs.news = lambda body, old: (body.get("status") or {}) != (old["status"] if old else {})
 
     def karpenter_served(self) -> bool:
         """Karpenter's NodePool API is served and listable (elastic pools can buy nodes)."""

@@ -146,11 +146,14 @@ def test_the_status_the_cycle_writes_does_not_wake_it_but_a_new_job_or_a_spec_ch
                                                               "generation": 2}})  # fmt: skip
     assert index.work.is_set()
     index.work.clear()
-    index.rayjobs.apply("ADDED", rayjob("r", 4))
-    index.work.clear()
+    index.rayjobs.apply("ADDED", rayjob("r", 4))  # the cycle's own, before its write-through
+    assert not index.work.is_set()
     index.rayjobs.apply("MODIFIED", rayjob("r", 5))  # nothing the cycle reads changed
     assert not index.work.is_set()
     index.rayjobs.apply("MODIFIED", rayjob("r", 6, "Complete"))
+    assert index.work.is_set()
+    index.work.clear()
+    index.rayjobs.apply("ADDED", rayjob("q", 7, "Running"))  # one with a status already (a relist's news)
     assert index.work.is_set()
 
 
