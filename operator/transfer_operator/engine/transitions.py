@@ -27,7 +27,7 @@ from transfer_operator.api.enums import ConditionType, Phase, Reason
 from transfer_operator.api.models import TransferJob
 from transfer_operator.engine.conditions import iso, seconds_since, upsert_condition
 from transfer_operator.engine.outputs import outputs_status
-from transfer_operator.engine.status import mirror_rayjob_status
+from transfer_operator.engine.status import Mirrored, mirror_rayjob_status
 
 Status = Mapping[str, Any]
 
@@ -315,12 +315,19 @@ def lose_rayjob(job: TransferJob, current: Status, now: datetime, *, requeue_aft
     return preempt(job, current, Reason.RAYJOB_LOST, message, now, requeue_after_s=requeue_after_s, failover=True)
 
 
+def _news(job: TransferJob, rayjob_status: Mapping[str, Any] | None) -> Mirrored | None:
+    """What KubeRay reports, when it reports something the job does not say yet."""
+    if not rayjob_status:
+        return None
+    mirrored = mirror_rayjob_status(dict(rayjob_status))
+    if mirrored.phase is job.status.phase and job.status.message == mirrored.message:
+        return None
+    return mirrored
+
+
 def mirrors_nothing(job: TransferJob, rayjob_status: Mapping[str, Any] | None) -> bool:
     """Whether `mirror` has nothing to do: KubeRay has not reported, or reports what the job says."""
-    if not rayjob_status:
-        return True
-    mirrored = mirror_rayjob_status(dict(rayjob_status))
-    return mirrored.phase is job.status.phase and job.status.message == mirrored.message
+    return _news(job, rayjob_status) is None
 
 
 def mirror(
@@ -335,9 +342,9 @@ def mirror(
     """The RayJob's status -> Running, Succeeded, Failed, Suspended or Preempted (KubeRay lost the
     machines). Nothing while KubeRay has not reported, or when nothing changed. On Succeeded,
     `status.outputs` and `status.metrics` from the trainer's output `manifest` (engine/outputs.py)."""
-    if mirrors_nothing(job, rayjob_status):
+    mirrored = _news(job, rayjob_status)
+    if mirrored is None:
         return NOTHING
-    mirrored = mirror_rayjob_status(dict(rayjob_status or {}))
     if mirrored.phase is Phase.PREEMPTED:
         return preempt(
             job, current, mirrored.reason, mirrored.message, now, requeue_after_s=requeue_after_s, failover=True

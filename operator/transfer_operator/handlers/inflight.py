@@ -46,8 +46,7 @@ class Lease:
 @dataclass
 class InFlight:
     writers: int = WRITERS
-    jobs: dict[str, Held] = field(default_factory=dict)
-    futures: dict[str, Future[None]] = field(default_factory=dict)
+    entries: dict[str, tuple[Held, Future[None]]] = field(default_factory=dict)  # by job key
     lock: threading.Lock = field(default_factory=threading.Lock)
     _pool: ThreadPoolExecutor | None = None
 
@@ -56,8 +55,7 @@ class InFlight:
         with self.lock:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(max_workers=self.writers, thread_name_prefix="admit")
-            self.jobs[key] = held
-            self.futures[key] = self._pool.submit(self._run, key, lease, write)
+            self.entries[key] = (held, self._pool.submit(self._run, key, lease, write))
 
     def _run(self, key: str, lease: Lease, write: Callable[[], None]) -> None:
         try:
@@ -68,21 +66,19 @@ class InFlight:
             metrics.RECONCILE_ERRORS.labels(stage="admit").inc()
         finally:
             with self.lock:
-                self.jobs.pop(key, None)
-                self.futures.pop(key, None)
+                self.entries.pop(key, None)
 
     def held(self) -> dict[str, Held]:
         with self.lock:
-            return dict(self.jobs)
+            return {key: held for key, (held, _) in self.entries.items()}
 
     def abandon(self) -> int:
         """Drop the admissions not started yet (their jobs stay queued in the index); the ones
         being written finish. Returns how many were dropped."""
         with self.lock:
-            dropped = [key for key, future in self.futures.items() if future.cancel()]
+            dropped = [key for key, (_, future) in self.entries.items() if future.cancel()]
             for key in dropped:
-                self.jobs.pop(key, None)
-                self.futures.pop(key, None)
+                del self.entries[key]
         if dropped:
             log.warning("%d admissions dropped before their writes (Lease lost, or stopping)", len(dropped))
         return len(dropped)
@@ -90,14 +86,14 @@ class InFlight:
     def drain(self, timeout_s: float | None = None) -> bool:
         """Wait for every admission in flight; True when none is left."""
         with self.lock:
-            pending = list(self.futures.values())
+            pending = [future for _, future in self.entries.values()]
         wait(pending, timeout=timeout_s)
         with self.lock:
-            return not self.futures
+            return not self.entries
 
     def __len__(self) -> int:
         with self.lock:
-            return len(self.jobs)
+            return len(self.entries)
 
 
 @dataclass
@@ -141,18 +137,15 @@ class Latest:
                     self.written.pop(key, None)
 
     def drain(self, timeout_s: float = 30.0) -> bool:
-        """Wait until nothing is pending (tests, shut-down); True when nothing is."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            with self.lock:
-                if not self.pending:
-                    break
-            time.sleep(0.01)
+        """Wait until nothing is pending (tests, shut-down); True when nothing is. Every pending
+        value has a `_drain` queued or running on the one writer, so once a no-op queued after
+        them has run, they are written."""
         with self.lock:
-            done = not self.pending
-        if self._pool is not None:  # and the write being made, if any
+            pool = self._pool
+        if pool is not None:
             try:
-                self._pool.submit(lambda: None).result(timeout=max(0.0, deadline - time.monotonic()))
+                pool.submit(lambda: None).result(timeout=timeout_s)
             except TimeoutError:
                 return False
-        return done
+        with self.lock:
+            return not self.pending
