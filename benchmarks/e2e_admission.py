@@ -7,7 +7,8 @@ plane.
     python benchmarks/e2e_admission.py --jobs 10000 --mode stream --rate 40  # at 40 created/s
     python benchmarks/e2e_admission.py --jobs 1000 --no-kueue
 
-For each size and system: a fresh namespace and N workloads (TransferJobs for ours; for Kueue the
+For each size and system (ours first, or Kueue first with `--kueue-first`): a fresh namespace,
+deleted and waited for before the next run, and N workloads (TransferJobs for ours; for Kueue the
 RayJob our operator renders for each, suspended, with the queue-name label: kueue_baseline.py).
 `--mode backlog` (default) creates all N with the controller stopped, then starts it: admitted/s
 is N over the time from its start to the last admission, and the latencies count from its start
@@ -312,6 +313,28 @@ def list_metadata(api_client: Any, group: str, version: str, namespace: str, plu
             return items
 
 
+def remove_namespace(api_client: Any, namespace: str, timeout_s: float = 1800) -> float:
+    """Delete a run's namespace and wait until it is gone (seconds taken): the next run starts on a
+    control plane that holds no object of this one. Kueue watches every RayJob of the cluster, and
+    objects left behind cost the next run's API server and controller (Kueue started on a
+    cluster that still held our 10,000 RayJobs, Secrets and TransferJobs)."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    core = client.CoreV1Api(api_client)
+    started = time.time()
+    core.delete_namespace(namespace)
+    while time.time() - started < timeout_s:
+        try:
+            core.read_namespace(namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return time.time() - started
+            raise
+        time.sleep(2)
+    raise TimeoutError(f"namespace {namespace} still there after {timeout_s:.0f} s")
+
+
 def run_ours(
     cluster: devcluster.Cluster, operator: Operator, apiserver_pid: int, count: int, mode: str, rate: float | None
 ) -> dict[str, Any]:
@@ -355,6 +378,7 @@ def run_ours(
         stop(process)
     rayjobs = list_metadata(api_client, "ray.io", "v1", namespace, "rayjobs")
     policies = client.NetworkingV1Api(api_client).list_namespaced_network_policy(namespace).items
+    removed_s = remove_namespace(api_client, namespace)
     cycles = stages.get("read", (0.0, 0.0))[1]
     return summarize(
         times,
@@ -369,6 +393,7 @@ def run_ours(
             "apiserver_cpu_s": apiserver_cpu,
             "objects_per_workload": len(rayjobs) / count,  # 1.0: no RayJob missing or doubled
             "networkpolicies_per_job": len(policies) / count,
+            "namespace_removed_s": removed_s,
             "cycles": cycles,
             # Mean seconds per cycle of each stage (reconcile runs every 10 s, not every cycle).
             "mean_stage_seconds": {k: round(v[0] / max(1.0, v[1]), 3) for k, v in stages.items()},
@@ -424,9 +449,8 @@ def run_kueue(
         apiserver_cpu = cpu_seconds(apiserver_pid) - api_before
     finally:
         stop(process)
-    workloads = custom.list_namespaced_custom_object(
-        kueue_baseline.GROUP, kueue_baseline.API, namespace, "workloads"
-    )["items"]
+    workloads = list_metadata(api_client, kueue_baseline.GROUP, kueue_baseline.API, namespace, "workloads")
+    removed_s = remove_namespace(api_client, namespace)
     return summarize(
         times,
         count,
@@ -439,6 +463,7 @@ def run_kueue(
             "controller_cpu_s": kueue_cpu,
             "apiserver_cpu_s": apiserver_cpu,
             "objects_per_workload": len(workloads) / count,  # Workloads per RayJob: 1.0
+            "namespace_removed_s": removed_s,
         },
     )
 
@@ -463,6 +488,7 @@ def main() -> None:
     parser.add_argument("--mode", choices=["backlog", "stream"], default="backlog")
     parser.add_argument("--rate", type=float, help="stream mode: workloads created per second")
     parser.add_argument("--no-kueue", action="store_true", help="only ours")
+    parser.add_argument("--kueue-first", action="store_true", help="at each size, Kueue's run before ours")
     parser.add_argument("--qps", type=float, default=600.0, help="both controllers' client QPS")
     parser.add_argument("--burst", type=int, default=1200, help="both controllers' client burst")
     parser.add_argument("--out", type=Path, default=Path("docs/results/e2e_admission.json"))
@@ -485,17 +511,30 @@ def main() -> None:
         rows: list[dict[str, Any]] = []
         print(HEADER, flush=True)
         for count in args.jobs:
-            rows.append(run_ours(cluster, operator, apiserver_pid, count, args.mode, args.rate))
-            row = rows[-1]
-            print(line(row), f" stages={row['mean_stage_seconds']} cycles>s={row['cycles_longer_than_s']}", flush=True)
-            print(f"  slow cycles: {row['slow_cycles']}", flush=True)
-            if kueue_config is not None:
-                rows.append(run_kueue(cluster, workdir, kueue_config, apiserver_pid, count, args.mode, args.rate))
-                print(line(rows[-1]), flush=True)
-                ratio = rows[-2]["admitted_per_second"] / max(1e-9, rows[-1]["admitted_per_second"])
+            pair: dict[str, dict[str, Any]] = {}
+            for system in ("kueue", "ours") if args.kueue_first else ("ours", "kueue"):
+                if system == "ours":
+                    row = run_ours(cluster, operator, apiserver_pid, count, args.mode, args.rate)
+                    print(line(row), f" stages={row['mean_stage_seconds']} cycles>s={row['cycles_longer_than_s']}")
+                    print(f"  slow cycles: {row['slow_cycles']}", flush=True)
+                elif kueue_config is not None:
+                    row = run_kueue(cluster, workdir, kueue_config, apiserver_pid, count, args.mode, args.rate)
+                    print(line(row), flush=True)
+                else:
+                    continue
+                pair[system] = row
+                rows.append(row)
+            if len(pair) == 2:
+                ratio = pair["ours"]["admitted_per_second"] / max(1e-9, pair["kueue"]["admitted_per_second"])
                 print(f"{'':<20}{'':>8}{count:>7}  ours / Kueue admitted/s = {ratio:.2f}", flush=True)
             args.out.parent.mkdir(parents=True, exist_ok=True)
-            record = {"machine": machine(), "qps": args.qps, "burst": args.burst, "rows": rows}
+            record = {
+                "machine": machine(),
+                "qps": args.qps,
+                "burst": args.burst,
+                "order": "kueue first" if args.kueue_first else "ours first",
+                "rows": rows,
+            }
             args.out.write_text(json.dumps(record, indent=2))  # after each size: partial runs count
         print(f"wrote {args.out}")
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 
 from transfer_operator.api.enums import Phase
@@ -10,7 +11,10 @@ from transfer_operator.api.queues import TransferQueue
 from transfer_operator.scheduler.types import Allocation, JobRequest, PoolState, QueueQuota
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def seconds_of(timestamp: str | None) -> float:
+    """Cached: each cycle reads the admission time of every job holding GPUs, and jobs admitted in
+    the same second share it."""
     if not timestamp:
         return 0.0
     return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
@@ -67,9 +71,10 @@ def job_request_of(job: TransferJob) -> JobRequest:
     )
 
 
-def allocation_of(job: TransferJob) -> Allocation | None:
+def allocation_of(job: TransferJob, in_flight: bool = False) -> Allocation | None:
     """GPUs a job holds: admitted or running jobs with a placement. A running elastic gang may be
-    shrunk down to its minimum (a restart from its checkpoint, as a growth is)."""
+    shrunk down to its minimum (a restart from its checkpoint, as a growth is). `in_flight`: its
+    admission is still being written (types.Allocation)."""
     placement = job.status.placement
     if placement is None or not job.status.phase.holds_capacity:
         return None
@@ -83,6 +88,7 @@ def allocation_of(job: TransferJob) -> Allocation | None:
         queue=job.spec.queue,
         admitted_at_s=seconds_of(job.status.admitted_at),
         min_workers=fewest if fewest < most and job.status.phase is Phase.RUNNING else None,
+        in_flight=in_flight,
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Mapping
 
 from transfer_operator.api.config import OperatorConfig
@@ -53,9 +52,7 @@ def snapshot_of(
     scaling_ready = scaling_ready or {}
     jobs = list(jobs)
     allocations = tuple(a for a in (allocation_of(job) for job in jobs) if a is not None)
-    allocations += tuple(
-        dataclasses.replace(a, in_flight=True) for a in (allocation_of(job) for job in in_flight) if a is not None
-    )
+    allocations += tuple(a for a in (allocation_of(job, in_flight=True) for job in in_flight) if a is not None)
     by_name = {q.name: QueueQuota(q.name, q.nominal_gpus, q.cohort, q.borrowing_limit_gpus) for q in config.queues}
     by_name |= {q.metadata.name: queue_quota_of(q) for q in queues}
     quotas = tuple(by_name.values())

@@ -173,3 +173,17 @@ def test_runtime_env_yaml_escapes_the_job_once():
 
 def test_render_is_deterministic():
     assert rendered("lora-sentiment.yaml", "eu-west-a100") == rendered("lora-sentiment.yaml", "eu-west-a100")
+
+
+def test_runtime_env_yaml_is_the_pure_python_emitters_text():
+    """libyaml's emitter (rendering uses it when PyYAML has it) writes what the pure-Python one
+    would, quotes, backslashes and non-ASCII included."""
+    job = example("lora-sentiment.yaml")
+    job.spec.trainer.config = {"quote": 'say "hi"', "path": "C:\\x", "apostrophe": "it's", "name": "café ü 日本"}
+    manifest = render_rayjob(
+        job, PoolPin.of("eu-west-a100", pool("eu-west-a100").spec), attempt=1, token_auth=True
+    )
+    env = yaml.safe_load(manifest["spec"]["runtimeEnvYAML"])
+    pure = yaml.dump(env, Dumper=yaml.SafeDumper, sort_keys=True, width=float("inf"), allow_unicode=True)
+    assert manifest["spec"]["runtimeEnvYAML"] == pure
+    assert len(pure.splitlines()) == len(env["env_vars"]) + 1  # one line per variable: no folding
