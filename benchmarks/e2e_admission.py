@@ -447,10 +447,10 @@ def run_kueue(
         times = admissions.wait(created)
         kueue_cpu = cpu_seconds(process.pid)
         apiserver_cpu = cpu_seconds(apiserver_pid) - api_before
+        workloads = list_metadata(api_client, kueue_baseline.GROUP, kueue_baseline.API, namespace, "workloads")
+        removed_s = remove_namespace(api_client, namespace)  # Kueue takes its finalizers off the Workloads
     finally:
         stop(process)
-    workloads = list_metadata(api_client, kueue_baseline.GROUP, kueue_baseline.API, namespace, "workloads")
-    removed_s = remove_namespace(api_client, namespace)
     return summarize(
         times,
         count,
