@@ -74,6 +74,12 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])) / ticks
 
 
+def memory_gb(pid: int) -> dict[str, float]:
+    """Resident memory now and at its peak since the process started (VmRSS, VmHWM), in GB."""
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return {key: round(int(fields[name].split()[0]) / 1e6, 2) for key, name in (("rss", "VmRSS"), ("peak", "VmHWM"))}
+
+
 def job(name: str, i: int) -> dict[str, Any]:
     return transferjob_manifest(
         name,
@@ -374,6 +380,7 @@ def run_ours(
         long_cycles = cycles_longer_than()
         operator_cpu = cpu_seconds(process.pid)
         apiserver_cpu = cpu_seconds(apiserver_pid) - api_before
+        memory = {"apiserver": memory_gb(apiserver_pid), "controller": memory_gb(process.pid)}
     finally:
         stop(process)
     rayjobs = list_metadata(api_client, "ray.io", "v1", namespace, "rayjobs")
@@ -391,6 +398,8 @@ def run_ours(
             "create_seconds": created_s,
             "controller_cpu_s": operator_cpu,
             "apiserver_cpu_s": apiserver_cpu,
+            # GB when all were admitted; kube-apiserver's peak counts every run before this one too
+            "memory_gb": memory,
             "objects_per_workload": len(rayjobs) / count,  # 1.0: no RayJob missing or doubled
             "networkpolicies_per_job": len(policies) / count,
             "namespace_removed_s": removed_s,
@@ -447,6 +456,7 @@ def run_kueue(
         times = admissions.wait(created)
         kueue_cpu = cpu_seconds(process.pid)
         apiserver_cpu = cpu_seconds(apiserver_pid) - api_before
+        memory = {"apiserver": memory_gb(apiserver_pid), "controller": memory_gb(process.pid)}
         workloads = list_metadata(api_client, kueue_baseline.GROUP, kueue_baseline.API, namespace, "workloads")
         removed_s = remove_namespace(api_client, namespace)  # Kueue takes its finalizers off the Workloads
     finally:
@@ -462,6 +472,8 @@ def run_kueue(
             "create_seconds": created_s,
             "controller_cpu_s": kueue_cpu,
             "apiserver_cpu_s": apiserver_cpu,
+            # GB when all were admitted; kube-apiserver's peak counts every run before this one too
+            "memory_gb": memory,
             "objects_per_workload": len(workloads) / count,  # Workloads per RayJob: 1.0
             "namespace_removed_s": removed_s,
         },
