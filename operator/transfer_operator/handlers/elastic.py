@@ -126,12 +126,10 @@ def ensure_node_pool(site: Site, pool: GPUPool) -> None:
 def sync_elastic(ctx: Ctx, fleet: Fleet, now: datetime) -> None:
     """Every elastic pool, in the cluster of its nodes: NodePool, readiness and status.nodes, kept
     in `fleet` (the pool as the snapshot reads it, and the status to write)."""
+    if not any(pool.spec.scaling is not None for _, pool in fleet.pools.values()):
+        return  # no elastic pool: no pass over the jobs
     site_for = site_finder(ctx)
-    held: dict[str, int] = {}
-    for job in fleet.all_jobs():
-        placement = job.status.placement
-        if placement is not None and job.status.phase.holds_capacity:
-            held[placement.pool] = held.get(placement.pool, 0) + placement.gpus
+    held = fleet.held_by_pool()
     for name, (body, pool) in list(fleet.pools.items()):
         scaling = pool.spec.scaling
         if scaling is None:
@@ -154,7 +152,7 @@ def sync_elastic(ctx: Ctx, fleet: Fleet, now: datetime) -> None:
             # (lost nodes of the pool, bought ones too, are taken off by the snapshot's lost_nodes)
             node_count, provisioning, claims = provisioned_nodes(pool, site.nodes.values(), site.nodeclaims.values())
         nodes = nodes_status(
-            pool, node_count, provisioning, held.get(name, 0), claims, ctx.elastic_claims.get(name)
+            pool, node_count, provisioning, held.get(name, (0, 0))[0], claims, ctx.elastic_claims.get(name)
         )
         ctx.elastic_claims[name] = claims
         conditions = upsert_condition(

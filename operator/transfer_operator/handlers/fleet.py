@@ -45,6 +45,17 @@ class Fleet:
         for _, job in self.in_flight.values():
             yield job
 
+    def held_by_pool(self) -> dict[str, tuple[int, int]]:
+        """Per pool, the GPUs jobs hold there and how many jobs hold them (as the jobs are now:
+        the cycle's own admissions count once it made them)."""
+        held: dict[str, tuple[int, int]] = {}
+        for job in self.all_jobs():
+            placement = job.status.placement
+            if placement is not None and job.status.phase.holds_capacity:
+                gpus, count = held.get(placement.pool, (0, 0))
+                held[placement.pool] = (gpus + placement.gpus, count + 1)
+        return held
+
 
 def read_fleet(ctx: Ctx) -> Fleet:
     """The fleet from the watch-fed index: no API call."""

@@ -289,14 +289,9 @@ def wait(ctx: Ctx, fleet: Fleet, decision: Decision, now: datetime) -> None:
 
 
 def write_pool_status(ctx: Ctx, fleet: Fleet) -> None:
-    held: dict[str, tuple[int, int]] = {}
+    held = fleet.held_by_pool()
     per_cluster: dict[str, tuple[int, int, int]] = {}
     now_s = time.time()
-    for job in fleet.all_jobs():
-        placement = job.status.placement
-        if placement is not None and job.status.phase.holds_capacity:
-            gpus, count = held.get(placement.pool, (0, 0))
-            held[placement.pool] = (gpus + placement.gpus, count + 1)
     for name, (body, pool) in fleet.pools.items():
         allocated, jobs = held.get(name, (0, 0))
         lost = len(fleet.lost_nodes.get(name, []))
