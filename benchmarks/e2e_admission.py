@@ -19,8 +19,8 @@ controllers' capacity measures admission latency under a steady load; a backlog'
 its queue position over the rate. GPUPools in three regions hold enough GPUs for all (Kueue: a
 ResourceFlavor per pool with its GPUs as quota). The KubeRay CRDs are installed but no KubeRay
 operator runs: the RayJobs stay idle, so the figure is the admission rate itself. Both
-controllers get the same client QPS/burst. Reports CPU seconds of the controller and of
-kube-apiserver.
+controllers get the same client QPS/burst. Reports CPU seconds and resident memory of the
+controller and of kube-apiserver.
 """
 
 from __future__ import annotations
