@@ -32,7 +32,8 @@ def perform(
             delete_rayjob(ctx, namespace, effect.name, cluster)
     after = job
     if transition.status:
-        write_job_status(ctx, body, transition.status)
+        if not write_job_status(ctx, body, transition.status):
+            return job  # deleted meanwhile: no RayJob for it, no event on it
         after = with_status(job, transition.status)
     for effect in transition.effects:
         if isinstance(effect, CreateRayJob):
@@ -55,8 +56,8 @@ def perform_on_body(ctx: Ctx, body: dict[str, Any], transition: Transition) -> N
     """A transition of a job that could not be parsed (a bad spec): it holds nothing, so only
     its status and events are written."""
     assert not any(isinstance(e, (DeleteRayJob, CreateRayJob)) for e in transition.effects), transition
-    if transition.status:
-        write_job_status(ctx, body, transition.status)
+    if transition.status and not write_job_status(ctx, body, transition.status):
+        return
     for effect in transition.effects:
         if isinstance(effect, Event):
             ctx.kube.post_event(body, effect.type, effect.reason.value, effect.message)

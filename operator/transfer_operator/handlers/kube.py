@@ -118,15 +118,23 @@ class Kube:
                 return None
             raise
 
-    def patch_transferjob_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
-        """Merge-patch the status subresource; returns the object as written (for the index)."""
+    def patch_transferjob_status(
+        self, namespace: str, name: str, status: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Merge-patch the status subresource; returns the object as written (for the index), or
+        None when the TransferJob is gone (deleted since the cycle read it)."""
         self.writes.wait()
-        return cast(
-            dict[str, Any],
-            self.custom.patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, "transferjobs", name, {"status": status}
-            ),
-        )
+        try:
+            return cast(
+                dict[str, Any],
+                self.custom.patch_namespaced_custom_object_status(
+                    GROUP, VERSION, namespace, "transferjobs", name, {"status": status}
+                ),
+            )
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
 
     def patch_gpupool_status(self, name: str, status: dict[str, Any]) -> dict[str, Any]:
         self.writes.wait()

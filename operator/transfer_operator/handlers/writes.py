@@ -16,13 +16,18 @@ from transfer_operator.handlers.remote import managed_labels
 log = logging.getLogger(__name__)
 
 
-def write_job_status(ctx: Ctx, body: dict[str, Any], status: dict[str, Any]) -> None:
+def write_job_status(ctx: Ctx, body: dict[str, Any], status: dict[str, Any]) -> bool:
+    """False when the TransferJob is gone: deleted since the cycle read it (its watch event, on
+    its way, takes it out of the index)."""
     metadata = body["metadata"]
     written = ctx.kube.patch_transferjob_status(
         metadata.get("namespace") or "default", metadata["name"], status
     )
-    if written:
-        ctx.index.transferjobs.apply("MODIFIED", written, mark=False)
+    if written is None:
+        log.info("TransferJob %s/%s is gone: no status written", metadata.get("namespace"), metadata["name"])
+        return False
+    ctx.index.transferjobs.apply("MODIFIED", written, mark=False)
+    return True
 
 
 def write_gpupool_status(ctx: Ctx, name: str, status: dict[str, Any]) -> None:

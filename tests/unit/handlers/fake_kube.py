@@ -161,8 +161,10 @@ class FakeKube:
     def get_transferjob(self, namespace: str, name: str) -> dict[str, Any] | None:
         return copy.deepcopy(self.transferjobs.get((namespace, name)))
 
-    def patch_transferjob_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
-        obj = self.transferjobs[(namespace, name)]
+    def patch_transferjob_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any] | None:
+        obj = self.transferjobs.get((namespace, name))
+        if obj is None:
+            return None  # as Kube's: 404, the job is gone
         _merge(obj.setdefault("status", {}), status)
         return copy.deepcopy(self._bump(obj))
 

@@ -8,6 +8,7 @@ import time
 from datetime import timedelta
 from typing import Any
 
+from transfer_operator import metrics
 from transfer_operator.handlers import scheduling
 from transfer_operator.handlers.context import Ctx
 from transfer_operator.handlers.inflight import InFlight, Latest, Lease
@@ -27,7 +28,7 @@ class GatedKube(FakeKube):
         self.held: set[str] = set()
         self.refuse: set[str] = set()
 
-    def patch_transferjob_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+    def patch_transferjob_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any] | None:
         if name in self.held:
             self.waiting.set()
             assert self.gate.wait(timeout=30)
@@ -77,6 +78,20 @@ def test_an_admission_whose_status_write_failed_is_decided_again():
     assert again.action.value == "admit"
     assert ctx.in_flight.drain(timeout_s=30)
     assert status_of(kube, "a")["attempts"] == 1 and list(kube.rayjobs) == [("default", "a-a1")]
+
+
+def test_a_job_deleted_while_its_admission_waits_gets_no_rayjob_and_no_error():
+    kube = GatedKube()
+    ctx, _ = ctx_with(a_pool(), a_job("a"), kube=kube)
+    kube.held = {"a"}
+    errors = metrics.RECONCILE_ERRORS.labels(stage="admit")._value.get()
+    cycle(ctx, 0)
+    assert kube.waiting.wait(timeout=30)
+    del kube.transferjobs[("default", "a")]  # deleted before the API server answered: a 404
+    kube.gate.set()
+    assert ctx.in_flight.drain(timeout_s=30)
+    assert not kube.rayjobs and not any(kind == "Secret" for kind, _, _ in kube.owned)
+    assert metrics.RECONCILE_ERRORS.labels(stage="admit")._value.get() == errors
 
 
 def test_losing_the_lease_drops_the_admissions_not_started_yet():
