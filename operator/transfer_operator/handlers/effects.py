@@ -22,7 +22,8 @@ def perform(
     transition: Transition,
     pools: Mapping[str, tuple[dict[str, Any], GPUPool]] | None = None,
 ) -> TransferJob:
-    """Carry out `transition`; returns the job as the rest of the cycle must see it."""
+    """Carry out `transition`; returns the job as the rest of the cycle must see it (`job`
+    itself when no status was written: none to write, or the job is gone)."""
     if not transition:
         return job
     namespace = job.metadata.namespace or "default"

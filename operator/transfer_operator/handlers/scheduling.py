@@ -252,7 +252,8 @@ def admit(ctx: Ctx, fleet: Fleet, decision: Decision, now: datetime) -> None:
     pools = {placement.pool: pool_entry} if pool_entry else {}
 
     def write() -> None:
-        perform(ctx, body, job, change, pools)
+        if perform(ctx, body, job, change, pools) is job:
+            return  # the job was deleted meanwhile: nothing was admitted
         waited_s = seconds_since(job.metadata.creation_timestamp, datetime.now(UTC))
         if waited_s is not None:
             metrics.ADMISSION_LATENCY.observe(waited_s)
