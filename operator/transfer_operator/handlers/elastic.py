@@ -123,11 +123,15 @@ def ensure_node_pool(site: Site, pool: GPUPool) -> None:
         site.nodepools.apply("MODIFIED", written, mark=False)
 
 
+def has_elastic_pool(fleet: Fleet) -> bool:
+    return any(pool.spec.scaling is not None for _, pool in fleet.pools.values())
+
+
 def sync_elastic(ctx: Ctx, fleet: Fleet, now: datetime) -> None:
     """Every elastic pool, in the cluster of its nodes: NodePool, readiness and status.nodes, kept
     in `fleet` (the pool as the snapshot reads it, and the status to write)."""
-    if not any(pool.spec.scaling is not None for _, pool in fleet.pools.values()):
-        return  # no elastic pool: no pass over the jobs
+    if not has_elastic_pool(fleet):
+        return  # no pass over the jobs
     site_for = site_finder(ctx)
     held = fleet.held_by_pool()
     for name, (body, pool) in list(fleet.pools.items()):
@@ -174,8 +178,8 @@ def release_unprovisioned(ctx: Ctx, fleet: Fleet, now: datetime) -> None:
     """Jobs admitted onto nodes to be bought whose pods still have no node past the pool's
     provisioning timeout go back to the queue; NodeClaims not ready past it, with no job of the
     pool waiting for nodes, are deleted (a node that comes late is consolidated away anyway)."""
-    if not any(pool.spec.scaling is not None for _, pool in fleet.pools.values()):
-        return  # no elastic pool: no job waits for nodes to be bought
+    if not has_elastic_pool(fleet):
+        return  # no job waits for nodes to be bought
     now_s = now.timestamp()
     site = site_finder(ctx)
     for key, (body, job) in list(fleet.jobs.items()):
