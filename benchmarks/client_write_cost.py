@@ -65,8 +65,7 @@ def main() -> None:
     cluster = devcluster.up(workdir / "cluster", pools=[], kuberay=False)
     try:
         cluster.kubectl("apply", "--server-side", "-f", str(cluster.bin_dir / "crds" / "kuberay"))
-        cluster.helm("upgrade", "--install", "crds", str(e2e_admission.ROOT / "charts/transfer-operator"),
-                     "-n", "transfer-system", "--create-namespace", "--set", "replicas=0")  # fmt: skip
+        e2e_admission.Operator.install(cluster, workdir, qps=0, burst=0)  # the chart's CRDs; no operator runs
         api = config.new_client_from_config(str(cluster.kubeconfig))
         core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
         core.create_namespace({"metadata": {"name": NAMESPACE}})
